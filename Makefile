@@ -1,0 +1,43 @@
+# Plinth: `make run` boots the appliance under QEMU; `make test` checks everything.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+export GOFLAGS := -mod=mod
+
+IMAGE := build/vmlinuz build/initramfs.cpio.zst
+GO_SOURCES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
+IMAGE_INPUTS := $(GO_SOURCES) $(wildcard initramfs/*.sh initramfs/*.txt initramfs/*.lock)
+
+.PHONY: all deps image run test vet unit e2e bench clean
+
+all: image
+
+deps:
+	@scripts/deps.sh
+
+build/.deps: scripts/deps.sh initramfs/packages.lock
+	@mkdir -p build && scripts/deps.sh && touch $@
+
+image: build/.deps $(IMAGE)
+
+$(IMAGE) &: $(IMAGE_INPUTS)
+	initramfs/build.sh
+
+run: build/.deps $(IMAGE)
+	go run ./qemu-test/cmd/plinth-run
+
+vet: build/.deps
+	go vet ./...
+
+unit: build/.deps
+	go test -count=1 -timeout 15m ./...
+
+e2e: build/.deps $(IMAGE)
+	PLINTH_E2E=1 go test -count=1 -timeout 20m -v ./qemu-test/
+
+test: build/.deps vet unit e2e
+
+bench: build/.deps $(IMAGE)
+	go run ./bench/boot -n 5
+
+clean:
+	rm -rf build/*.cpio* build/vmlinuz build/modules build/size-report.txt

@@ -1,0 +1,80 @@
+// Package api holds Plinth's wire types: the one definition of every request
+// and response that vmkernel, mgmtd, the DCUI, the CLI and the tests exchange.
+// It imports only the standard library, and nothing in Plinth is imported by it.
+package api
+
+// Version is the Plinth version. The image build sets it with
+// -ldflags "-X github.com/plinth/plinth/api.Version=...".
+var Version = "0.0.0-dev"
+
+// Acceleration modes.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// Acceleration says how this host runs virtual machines and why.
+type Acceleration struct {
+	// Mode is "kvm" or "tcg".
+	Mode string `json:"mode"`
+	// Reason explains the decision, e.g. "tcg: /dev/kvm is kvm_pvm, which
+	// cannot run stock guest kernels".
+	Reason string `json:"reason"`
+	// Module is the loaded KVM module (kvm_intel, kvm_amd, kvm_pvm), if any.
+	Module string `json:"module,omitempty"`
+	// APIVersion is KVM_GET_API_VERSION, 0 when /dev/kvm could not be opened.
+	APIVersion int `json:"api_version,omitempty"`
+	// MaxVCPUs is KVM_CAP_MAX_VCPUS, 0 when unknown.
+	MaxVCPUs int `json:"max_vcpus,omitempty"`
+	// CPUFlag is the CPU's virtualization flag ("vmx" or "svm"), if any.
+	CPUFlag string `json:"cpu_flag,omitempty"`
+	// Nested reports whether the KVM module has nested virtualization on.
+	Nested bool `json:"nested"`
+}
+
+// Host is the facts a host reports about itself (GET /api/v1/host).
+type Host struct {
+	Hostname      string       `json:"hostname"`
+	Version       string       `json:"version"`
+	Kernel        string       `json:"kernel"`
+	CPUModel      string       `json:"cpu_model"`
+	CPUCount      int          `json:"cpu_count"`
+	MemoryBytes   uint64       `json:"memory_bytes"`
+	UptimeSeconds float64      `json:"uptime_seconds"`
+	Acceleration  Acceleration `json:"acceleration"`
+}
+
+// Health is the answer of GET /healthz.
+type Health struct {
+	// Status is "ok" when the API and vmkernel answer, else "degraded".
+	Status string `json:"status"`
+	// Services maps a service name to "ok" or the problem it has.
+	Services map[string]string `json:"services,omitempty"`
+}
+
+// Problem is an RFC 9457 problem details document
+// (Content-Type: application/problem+json), used for every API error.
+type Problem struct {
+	Type   string `json:"type,omitempty"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	// Field names the request field at fault, when there is one.
+	Field string `json:"field,omitempty"`
+}
+
+// ReadyPrefix starts the one machine-readable line the appliance init prints
+// on the console once the API answers. The rest of the line is space-separated
+// key=value pairs (see initramfs/appinit).
+const ReadyPrefix = "PLINTH-READY"
+
+// Fixed places in the appliance.
+const (
+	// VMKernelSocket is vmkernel's local API.
+	VMKernelSocket = "/run/plinth/vmkernel.sock"
+	// StateDir is where the STATE file system (or, in live mode, a tmpfs) is mounted.
+	StateDir = "/var/lib/plinth"
+	// MgmtdUID and MgmtdGID are the unprivileged identity mgmtd runs as.
+	MgmtdUID = 101
+	MgmtdGID = 101
+)

@@ -1,0 +1,22 @@
+package api
+
+// ProblemContentType is the media type of a Problem (RFC 9457).
+const ProblemContentType = "application/problem+json"
+
+// Health statuses.
+const (
+	HealthOK       = "ok"
+	HealthDegraded = "degraded"
+)
+
+// Paths of vmkernel's local API (over VMKernelSocket).
+const (
+	VMKernelHealthPath = "/v1/healthz"
+	VMKernelHostPath   = "/v1/host"
+)
+
+// Paths of mgmtd's remote API (HTTPS).
+const (
+	MgmtdHealthPath = "/healthz"
+	MgmtdHostPath   = "/api/v1/host"
+)

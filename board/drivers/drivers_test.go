@@ -1,0 +1,91 @@
+package drivers
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const aliasFixture = `# Aliases extracted from modules themselves.
+alias pci:v00001AF4d00001000sv*sd*bc*sc*i* virtio_pci
+alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci
+alias virtio:d00000001v* virtio_net
+alias virtio:d00000002v* virtio_blk
+alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e
+alias cpu:type:x86,ven*fam*mod*:feature:*00C2* kvm_amd
+alias acpi*:PNP0C0C:* button
+`
+
+func TestMatch(t *testing.T) {
+	al, err := ParseAliases(strings.NewReader(aliasFixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods, un := Match(al, []string{
+		"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+		"virtio:d00000001v00001AF4",
+		"pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00",
+		"cpu:type:x86,ven0002fam0017mod0031:feature:,0000,0001,00C2,00E1",
+		"acpi:PNP0C0C:",
+		"pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
+	})
+	want := []string{"button", "e1000e", "kvm_amd", "virtio_net", "virtio_pci"}
+	if !reflect.DeepEqual(mods, want) {
+		t.Errorf("modules = %v, want %v", mods, want)
+	}
+	if len(un) != 1 || !strings.HasPrefix(un[0], "pci:v00008086d00002922") {
+		t.Errorf("unmatched = %v, want the AHCI controller only", un)
+	}
+}
+
+func TestParseAliasesNamesBadLine(t *testing.T) {
+	_, err := ParseAliases(strings.NewReader("alias a b\nbogus line\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("err = %v, want it to name line 2", err)
+	}
+}
+
+func TestDevicesFromFixtureTree(t *testing.T) {
+	root := t.TempDir()
+	dev := filepath.Join(root, "devices", "pci0000:00", "0000:00:02.0")
+	must(t, os.MkdirAll(dev, 0o755))
+	must(t, os.WriteFile(filepath.Join(dev, "modalias"), []byte("pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n"), 0o644))
+	drv := filepath.Join(root, "bus", "pci", "drivers", "virtio-pci")
+	must(t, os.MkdirAll(drv, 0o755))
+	must(t, os.Symlink(drv, filepath.Join(dev, "driver")))
+	must(t, os.MkdirAll(filepath.Join(root, "bus", "pci", "devices"), 0o755))
+	must(t, os.Symlink(dev, filepath.Join(root, "bus", "pci", "devices", "0000:00:02.0")))
+	cpu := filepath.Join(root, "devices", "system", "cpu")
+	must(t, os.MkdirAll(cpu, 0o755))
+	must(t, os.WriteFile(filepath.Join(cpu, "modalias"), []byte("cpu:type:x86,ven0002fam0017mod0031:feature:,00C2\n"), 0o644))
+
+	got, err := Devices(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Driver != "virtio-pci" || got[0].Path != "bus/pci/devices/0000:00:02.0" || !strings.HasPrefix(got[1].Modalias, "cpu:") {
+		t.Errorf("Devices = %+v", got)
+	}
+}
+
+func TestDevicesLive(t *testing.T) {
+	if _, err := os.Stat("/sys/bus"); err != nil {
+		t.Skip("no sysfs")
+	}
+	got, err := Devices("/sys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 {
+		t.Fatal("no devices with a modalias on this machine")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

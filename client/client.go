@@ -1,0 +1,253 @@
+// Package client is the one typed client of Plinth's APIs, shared by the CLI,
+// the DCUI and the tests. New speaks to mgmtd over HTTPS (optionally pinning
+// the server's self-signed certificate by its SHA-256 fingerprint);
+// NewVMKernel speaks to vmkernel's local API over its unix socket. Error
+// answers come back as *Error carrying the server's problem details.
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/plinth/plinth/api"
+)
+
+// ErrFingerprintMismatch is returned (wrapped) when the server's certificate
+// does not have the pinned fingerprint.
+var ErrFingerprintMismatch = errors.New("server certificate fingerprint does not match the pinned one")
+
+// Error is a non-2xx answer.
+type Error struct {
+	Status  int
+	Problem api.Problem
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%d %s", e.Status, e.Problem.Title)
+	if e.Problem.Detail != "" {
+		msg += ": " + e.Problem.Detail
+	}
+	if e.Problem.Field != "" {
+		msg += " (field " + e.Problem.Field + ")"
+	}
+	return msg
+}
+
+// Client calls one Plinth API.
+type Client struct {
+	base       string
+	healthPath string
+	hostPath   string
+	token      string
+	http       *http.Client
+}
+
+type options struct {
+	unixSocket  string
+	tlsConfig   *tls.Config
+	insecure    bool
+	fingerprint string
+	token       string
+	timeout     time.Duration
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// WithUnixSocket dials the unix socket at path for every request.
+func WithUnixSocket(path string) Option { return func(o *options) { o.unixSocket = path } }
+
+// WithTLSConfig uses cfg (cloned) as the base TLS configuration.
+func WithTLSConfig(cfg *tls.Config) Option { return func(o *options) { o.tlsConfig = cfg } }
+
+// WithInsecureSkipVerify accepts any server certificate. Prefer
+// WithPinnedFingerprint.
+func WithInsecureSkipVerify() Option { return func(o *options) { o.insecure = true } }
+
+// WithPinnedFingerprint accepts exactly the server certificate whose SHA-256
+// fingerprint (of the DER leaf) is sha256hex, with or without colons, in any
+// case, as shown on the DCUI and in mgmtd's log.
+func WithPinnedFingerprint(sha256hex string) Option {
+	return func(o *options) { o.fingerprint = sha256hex }
+}
+
+// WithToken sends token as a bearer token.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTimeout bounds each request (default 30 s) when ctx has no earlier deadline.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// New makes a client of mgmtd's API at baseURL, e.g. "https://host:443".
+func New(baseURL string, opts ...Option) (*Client, error) {
+	o := options{timeout: 30 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	base := strings.TrimRight(baseURL, "/")
+	if !strings.HasPrefix(base, "https://") && !strings.HasPrefix(base, "http://") {
+		return nil, fmt.Errorf("client: base URL %q is not http(s)", baseURL)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.tlsConfig != nil {
+		tlsCfg = o.tlsConfig.Clone()
+	}
+	if o.insecure {
+		tlsCfg.InsecureSkipVerify = true
+	}
+	if o.fingerprint != "" {
+		want, err := parseFingerprint(o.fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		// The pin replaces chain and name verification: the certificate is
+		// self-signed, and the fingerprint is the trust anchor.
+		tlsCfg.InsecureSkipVerify = true
+		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: no certificate", ErrFingerprintMismatch)
+			}
+			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if string(got[:]) != string(want) {
+				return fmt.Errorf("%w: got %s", ErrFingerprintMismatch, Fingerprint(cs.PeerCertificates[0].Raw))
+			}
+			return nil
+		}
+	}
+	tr.TLSClientConfig = tlsCfg
+	if o.unixSocket != "" {
+		path := o.unixSocket
+		tr.Proxy = nil
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+	}
+	return &Client{
+		base:       base,
+		healthPath: api.MgmtdHealthPath,
+		hostPath:   api.MgmtdHostPath,
+		token:      o.token,
+		http:       &http.Client{Transport: tr, Timeout: o.timeout},
+	}, nil
+}
+
+// NewVMKernel makes a client of vmkernel's local API on the unix socket at
+// socketPath (normally api.VMKernelSocket).
+func NewVMKernel(socketPath string, opts ...Option) (*Client, error) {
+	c, err := New("http://vmkernel", append(opts, WithUnixSocket(socketPath))...)
+	if err != nil {
+		return nil, err
+	}
+	c.healthPath, c.hostPath = api.VMKernelHealthPath, api.VMKernelHostPath
+	return c, nil
+}
+
+// Fingerprint is the SHA-256 of a DER certificate as colon-separated upper
+// hex, the form mgmtd logs and the DCUI shows.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
+func parseFingerprint(s string) ([]byte, error) {
+	clean := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	b, err := hex.DecodeString(clean)
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("client: fingerprint %q is not a SHA-256 in hex", s)
+	}
+	return b, nil
+}
+
+// Health asks for the API's health. A degraded server answers 503 with a
+// Health body: Health then returns that body together with an *Error.
+func (c *Client) Health(ctx context.Context) (api.Health, error) {
+	var h api.Health
+	err := c.get(ctx, c.healthPath, &h)
+	return h, err
+}
+
+// Host asks for the host's facts.
+func (c *Client) Host(ctx context.Context) (api.Host, error) {
+	var h api.Host
+	err := c.get(ctx, c.hostPath, &h)
+	return h, err
+}
+
+// get does a GET of path and decodes a 2xx JSON answer into out. Non-2xx
+// answers become *Error; a 503 JSON body that is not a problem is also
+// decoded into out (degraded health).
+func (c *Client) get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return fmt.Errorf("client: GET %s: %w", path, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("client: GET %s: reading answer: %w", path, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("client: GET %s: decoding answer: %w", path, err)
+		}
+		return nil
+	}
+	e := &Error{Status: resp.StatusCode}
+	ct := resp.Header.Get("Content-Type")
+	switch {
+	case strings.HasPrefix(ct, api.ProblemContentType) && json.Unmarshal(body, &e.Problem) == nil:
+	case strings.HasPrefix(ct, "application/json") && json.Unmarshal(body, out) == nil:
+		e.Problem = api.Problem{Title: http.StatusText(resp.StatusCode), Status: resp.StatusCode, Detail: summarize(out)}
+	default:
+		e.Problem = api.Problem{Title: http.StatusText(resp.StatusCode), Status: resp.StatusCode,
+			Detail: strings.TrimSpace(string(body[:min(len(body), 512)]))}
+	}
+	if e.Problem.Status == 0 {
+		e.Problem.Status = resp.StatusCode
+	}
+	return e
+}
+
+// summarize turns a non-problem error body (degraded health) into a detail.
+func summarize(v any) string {
+	h, ok := v.(*api.Health)
+	if !ok {
+		return ""
+	}
+	parts := []string{h.Status}
+	for _, name := range slices.Sorted(maps.Keys(h.Services)) {
+		if state := h.Services[name]; state != api.HealthOK {
+			parts = append(parts, name+": "+state)
+		}
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,384 @@
+// Package appinit is Plinth's appliance init: the program u-root's init hands
+// over to (as uinit). In order it loads the drivers the hardware needs, mounts
+// the STATE file system (or says loudly that it runs live, with state in RAM),
+// sets the hostname, brings up the management network, starts vmkernel and
+// mgmtd under the supervisor, and once the API answers prints one
+// machine-readable ready line with the boot timings. Then it waits for the
+// ACPI power button (or SIGTERM) and shuts the host down cleanly.
+//
+// Each step is named; a failing step is reported by name and, unless the
+// appliance cannot work without it, the boot goes on.
+package appinit
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/initramfs/supervisor"
+	"golang.org/x/sys/unix"
+)
+
+// Config is what the init needs to know; Default gives the appliance's values.
+type Config struct {
+	Console    io.Writer
+	StateDir   string // api.StateDir
+	RunDir     string // /run/plinth
+	APIPort    int    // 443
+	BinDir     string // where the service binaries are (/bbin)
+	ReadyWait  time.Duration
+	PowerOff   func() error // the final step; unix.Reboot(POWER_OFF) on the appliance
+	Cmdline    Cmdline
+	ModulesDir string // /lib/modules/RELEASE
+}
+
+// Default returns the appliance's configuration.
+func Default() Config {
+	b, _ := os.ReadFile("/proc/cmdline")
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	return Config{
+		Console:    os.Stdout,
+		StateDir:   api.StateDir,
+		RunDir:     "/run/plinth",
+		APIPort:    443,
+		BinDir:     "/bbin",
+		ReadyWait:  3 * time.Minute,
+		PowerOff:   func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
+		Cmdline:    ParseCmdline(string(b)),
+		ModulesDir: filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:])),
+	}
+}
+
+type initProc struct {
+	cfg     Config
+	start   time.Time
+	marks   []mark // step name and uptime (ms) at its end
+	sup     *supervisor.Supervisor
+	live    bool
+	net     NetResult
+	host    string
+}
+
+type mark struct {
+	name string
+	ms   int64
+}
+
+func (p *initProc) logf(format string, args ...any) {
+	fmt.Fprintf(p.cfg.Console, "plinth-init: "+format+"\n", args...)
+}
+
+// uptimeMS is the time since the kernel started, in milliseconds.
+func uptimeMS() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1e6
+}
+
+func (p *initProc) step(name string, fn func() error) error {
+	t0 := time.Now()
+	err := fn()
+	p.marks = append(p.marks, mark{name, uptimeMS()})
+	if err != nil {
+		p.logf("step %s failed after %s: %v", name, time.Since(t0).Round(time.Millisecond), err)
+		return fmt.Errorf("step %s: %w", name, err)
+	}
+	p.logf("step %s done in %s", name, time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// Run is the appliance init. It returns only when the host is powering off, or
+// with an error when a step the appliance cannot live without has failed.
+func Run(cfg Config) error {
+	p := &initProc{cfg: cfg, start: time.Now()}
+	p.marks = append(p.marks, mark{"init_start", uptimeMS()})
+	p.logf("Plinth %s starting", api.Version)
+	// Libraries (u-root's dhclient among them) log through the standard
+	// logger; keep their messages to one line each on the console.
+	log.SetFlags(0)
+	log.SetPrefix("plinth-init: ")
+	log.SetOutput(firstLineWriter{cfg.Console})
+
+	// Power-off requests are honoured from the first moment: the power button
+	// and SIGTERM/SIGINT (u-root's init forwards nothing, but a shell user may
+	// send it).
+	power := make(chan string, 4)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR)
+	go func() { s := <-sigs; power <- "signal " + s.String() }()
+
+	_ = p.step("filesystems", p.filesystems)
+	_ = p.step("modules", p.loadModules)
+	go watchPowerButton(p.logf, power)
+	_ = p.step("state", p.mountState)
+	_ = p.step("hostname", p.setHostname)
+	_ = p.step("network", func() error {
+		cfg, err := ParseNetConfig(p.cfg.Cmdline)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+		defer cancel()
+		r, err := bringUpNetwork(ctx, cfg, p.logf)
+		if err != nil {
+			return err
+		}
+		p.net = r
+		p.logf("management network: %s %s (%s)", r.NIC, r.Address, r.Method)
+		return nil
+	})
+	p.sup = supervisor.New(p.cfg.Console)
+	if err := p.step("services", p.startServices); err != nil {
+		p.logf("the API will not come up; the troubleshooting shell is on the console")
+	}
+	go func() {
+		if err := p.step("api", p.waitAPI); err != nil {
+			fmt.Fprintf(p.cfg.Console, "PLINTH-NOT-READY %v\n", err)
+			return
+		}
+		fmt.Fprintln(p.cfg.Console, p.readyLine())
+	}()
+
+	why := <-power
+	return p.shutdown(why)
+}
+
+// filesystems adds what u-root's init does not set up: /run and cgroup v2.
+func (p *initProc) filesystems() error {
+	if err := os.MkdirAll("/run", 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("mount /run: %w", err)
+	}
+	if err := os.MkdirAll(p.cfg.RunDir, 0o755); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (p *initProc) mountState() error {
+	if err := os.MkdirAll(p.cfg.StateDir, 0o755); err != nil {
+		return err
+	}
+	dev, err := findByLabel("/sys", "/dev", StateLabel)
+	if err == nil {
+		if err = unix.Mount(dev, p.cfg.StateDir, "ext4", unix.MS_NOATIME, ""); err == nil {
+			p.logf("STATE: %s mounted on %s", dev, p.cfg.StateDir)
+			return nil
+		}
+		err = fmt.Errorf("mount %s (label %s) on %s: %w", dev, StateLabel, p.cfg.StateDir, err)
+	}
+	p.live = true
+	if mErr := unix.Mount("tmpfs", p.cfg.StateDir, "tmpfs", 0, "mode=0755"); mErr != nil {
+		return fmt.Errorf("%v; and tmpfs for live mode: %w", err, mErr)
+	}
+	banner := strings.Repeat("*", 72)
+	p.logf("%s", banner)
+	p.logf("LIVE MODE: %v.", err)
+	p.logf("Configuration, passwords and VM definitions are kept in RAM and are LOST at power-off.")
+	p.logf("Install Plinth to a disk, or add an ext4 file system labelled %s, to keep them.", StateLabel)
+	p.logf("%s", banner)
+	return nil
+}
+
+func (p *initProc) setHostname() error {
+	h := ""
+	src := ""
+	if b, err := os.ReadFile(filepath.Join(p.cfg.StateDir, "config", "hostname")); err == nil {
+		h, src = strings.TrimSpace(string(b)), "STATE"
+	}
+	if v := p.cfg.Cmdline["plinth.hostname"]; h == "" && v != "" {
+		h, src = v, "kernel command line"
+	}
+	if h != "" && !validHostname(h) {
+		p.logf("hostname %q from %s is not a valid host name; using the default", h, src)
+		h = ""
+	}
+	if h == "" {
+		h, src = defaultHostname("/sys"), "default"
+	}
+	if err := unix.Sethostname([]byte(h)); err != nil {
+		return fmt.Errorf("sethostname %q: %w", h, err)
+	}
+	p.host = h
+	p.logf("hostname %s (%s)", h, src)
+	return nil
+}
+
+func (p *initProc) startServices() error {
+	logDir := filepath.Join(p.cfg.StateDir, "log")
+	if err := os.MkdirAll(logDir, 0o750); err != nil {
+		return err
+	}
+	vmkState := filepath.Join(p.cfg.StateDir, "vmkernel")
+	mgmtState := filepath.Join(p.cfg.StateDir, "mgmtd")
+	for _, d := range []string{vmkState, mgmtState} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	// mgmtd runs unprivileged: it owns its state and nothing else.
+	if err := os.Chown(mgmtState, api.MgmtdUID, api.MgmtdGID); err != nil {
+		return fmt.Errorf("chown %s: %w", mgmtState, err)
+	}
+	sock := filepath.Join(p.cfg.RunDir, "vmkernel.sock")
+	if err := p.sup.Start(supervisor.Spec{
+		Name: "vmkernel", Path: filepath.Join(p.cfg.BinDir, "vmkernel"),
+		Args:    []string{"-socket", sock, "-state", vmkState},
+		LogFile: filepath.Join(logDir, "vmkernel.log"),
+	}); err != nil {
+		return err
+	}
+	// The init binds :443 as root and hands the socket to mgmtd as fd 3, so
+	// mgmtd never needs a privilege to listen on a low port.
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(p.cfg.APIPort))
+	if err != nil {
+		return fmt.Errorf("listen on :%d for mgmtd: %w", p.cfg.APIPort, err)
+	}
+	lf, err := ln.(*net.TCPListener).File()
+	ln.Close()
+	if err != nil {
+		return fmt.Errorf("listener file: %w", err)
+	}
+	return p.sup.Start(supervisor.Spec{
+		Name: "mgmtd", Path: filepath.Join(p.cfg.BinDir, "mgmtd"),
+		Args:       []string{"-listen-fd", "3", "-state", mgmtState, "-vmkernel", sock},
+		Credential: &syscall.Credential{Uid: api.MgmtdUID, Gid: api.MgmtdGID},
+		ExtraFiles: []*os.File{lf},
+		LogFile:    filepath.Join(logDir, "mgmtd.log"),
+	})
+}
+
+// waitAPI polls the API's /healthz until it answers 200.
+func (p *initProc) waitAPI() error {
+	c := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // our own cert, on loopback
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d/healthz", p.cfg.APIPort)
+	deadline := time.Now().Add(p.cfg.ReadyWait)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("API did not answer %s within %s (last: %s)", url, p.cfg.ReadyWait, last)
+}
+
+// readyLine is the one stable, machine-readable line that says the host is up.
+// Times are milliseconds since the kernel started (CLOCK_BOOTTIME); the firmware
+// time before that is invisible from inside.
+func (p *initProc) readyLine() string {
+	kv := []string{api.ReadyPrefix,
+		"version=" + api.Version,
+		"hostname=" + p.host,
+		"addr=" + orDash(p.net.Address),
+		"mode=" + map[bool]string{true: "live", false: "installed"}[p.live],
+	}
+	if b, err := readKmsg(); err == nil {
+		tl := KernelTimeline(bytes.NewReader(b))
+		for _, k := range []string{"unpack_start", "unpack_end", "userspace"} {
+			if v, ok := tl[k]; ok {
+				kv = append(kv, fmt.Sprintf("%s_ms=%d", k, v))
+			}
+		}
+	}
+	for _, m := range p.marks {
+		kv = append(kv, fmt.Sprintf("%s_ms=%d", m.name, m.ms))
+	}
+	return strings.Join(kv, " ")
+}
+
+// readKmsg returns the kernel log records buffered in /dev/kmsg. It reads
+// with raw syscalls: through os.File, Go's poller would wait on EAGAIN for
+// the next kernel message instead of returning at the end of the buffer.
+func readKmsg() ([]byte, error) {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/kmsg: %w", err)
+	}
+	defer unix.Close(fd)
+	var out []byte
+	buf := make([]byte, 8192)
+	for len(out) < 4<<20 {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EPIPE) {
+			continue // records were overwritten while we read; go on
+		}
+		if err != nil || n <= 0 {
+			break // EAGAIN: the end of the buffer
+		}
+		out = append(out, buf[:n]...)
+		if buf[n-1] != '\n' {
+			out = append(out, '\n')
+		}
+	}
+	return out, nil
+}
+
+// firstLineWriter writes only the first line of each message.
+type firstLineWriter struct{ w io.Writer }
+
+func (f firstLineWriter) Write(b []byte) (int, error) {
+	line := b
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		line = b[:i+1]
+	}
+	_, err := f.w.Write(line)
+	return len(b), err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (p *initProc) shutdown(why string) error {
+	p.logf("shutting down (%s)", why)
+	if p.sup != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if err := p.sup.StopAll(ctx); err != nil {
+			p.logf("stopping services: %v", err)
+		}
+		cancel()
+	}
+	unix.Sync()
+	if !p.live {
+		if err := unix.Unmount(p.cfg.StateDir, 0); err != nil {
+			p.logf("unmount STATE: %v (remounting read-only)", err)
+			_ = unix.Mount("", p.cfg.StateDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		}
+	}
+	p.logf("powering off")
+	return p.cfg.PowerOff()
+}

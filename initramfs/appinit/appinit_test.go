@@ -1,0 +1,123 @@
+package appinit
+
+import (
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseCmdline(t *testing.T) {
+	c := ParseCmdline(`console=ttyS0 quiet plinth.hostname=esx1 uroot.uinitargs="-v -x" plinth.ip=10.0.0.5/24` + "\n")
+	if c["console"] != "ttyS0" || c["plinth.hostname"] != "esx1" || c["uroot.uinitargs"] != "-v -x" {
+		t.Errorf("got %v", c)
+	}
+	if _, ok := c["quiet"]; !ok {
+		t.Error("bare word lost")
+	}
+}
+
+func TestParseNetConfig(t *testing.T) {
+	n, err := ParseNetConfig(Cmdline{"plinth.ip": "192.0.2.10/24", "plinth.gw": "192.0.2.1", "plinth.dns": "192.0.2.53,9.9.9.9", "plinth.nic": "eth1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Address.String() != "192.0.2.10/24" || n.Gateway.String() != "192.0.2.1" || len(n.DNS) != 2 || n.NIC != "eth1" {
+		t.Errorf("got %+v", n)
+	}
+	if n, err := ParseNetConfig(Cmdline{}); err != nil || n.Address.IsValid() {
+		t.Errorf("empty command line: %+v %v, want DHCP", n, err)
+	}
+	for _, bad := range []struct {
+		c    Cmdline
+		want string
+	}{
+		{Cmdline{"plinth.ip": "192.0.2.10"}, "plinth.ip"},
+		{Cmdline{"plinth.ip": "banana/24"}, "plinth.ip"},
+		{Cmdline{"plinth.ip": "192.0.2.10/24", "plinth.gw": "198.51.100.1"}, "outside the subnet"},
+		{Cmdline{"plinth.dns": "1.1.1.1,x"}, `"x" is not an IP`},
+	} {
+		if _, err := ParseNetConfig(bad.c); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v: err = %v, want it to mention %q", bad.c, err, bad.want)
+		}
+	}
+}
+
+func TestFindStateByLabel(t *testing.T) {
+	mkfs, err := exec.LookPath("mke2fs")
+	if err != nil {
+		t.Skip("mke2fs not installed (apt-get install e2fsprogs)")
+	}
+	dir := t.TempDir()
+	sys, dev := filepath.Join(dir, "sys"), filepath.Join(dir, "dev")
+	for _, n := range []string{"vda", "vdb", "vdb1"} {
+		if err := os.MkdirAll(filepath.Join(sys, "class", "block", n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(dev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// vda: zeros; vdb: ext4 with another label; vdb1: STATE.
+	if err := os.WriteFile(filepath.Join(dev, "vda"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, label := range map[string]string{"vdb": "OTHER", "vdb1": StateLabel} {
+		img := filepath.Join(dev, name)
+		if out, err := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", label, img, "4M").CombinedOutput(); err != nil {
+			t.Fatalf("mke2fs: %v\n%s", err, out)
+		}
+	}
+	got, err := findByLabel(sys, dev, StateLabel)
+	if err != nil || got != filepath.Join(dev, "vdb1") {
+		t.Fatalf("findByLabel = %q, %v; want vdb1", got, err)
+	}
+	if _, err := findByLabel(sys, dev, "NOPE"); err == nil || !strings.Contains(err.Error(), "NOPE") {
+		t.Errorf("missing label: err = %v", err)
+	}
+}
+
+func TestKernelTimeline(t *testing.T) {
+	kmsg := "6,1,0,-;Linux version 6.1.0\n" +
+		"5,300,812345,-;Trying to unpack rootfs image as initramfs...\n" +
+		"6,301,1512000,-;Freeing initrd memory: 30000K\n" +
+		"6,400,1900999,-;Run /init as init process\n" +
+		" SUBSYSTEM=acpi\n"
+	tl := KernelTimeline(strings.NewReader(kmsg))
+	if tl["unpack_start"] != 812 || tl["unpack_end"] != 1512 || tl["userspace"] != 1900 {
+		t.Errorf("timeline = %v", tl)
+	}
+}
+
+func TestPowerPress(t *testing.T) {
+	ev := make([]byte, inputEventSize)
+	binary.LittleEndian.PutUint16(ev[16:], evKey)
+	binary.LittleEndian.PutUint16(ev[18:], keyPower)
+	binary.LittleEndian.PutUint32(ev[20:], 1)
+	if !isPowerPress(ev) {
+		t.Error("power key down not recognised")
+	}
+	binary.LittleEndian.PutUint32(ev[20:], 0)
+	if isPowerPress(ev) {
+		t.Error("key release taken for a press")
+	}
+}
+
+func TestKVMModuleAndHostname(t *testing.T) {
+	if m := kvmModule("processor: 0\nflags\t\t: fpu vme svm lm\n"); m != "kvm_amd" {
+		t.Errorf("svm -> %q", m)
+	}
+	if m := kvmModule("flags: fpu vmx\n"); m != "kvm_intel" {
+		t.Errorf("vmx -> %q", m)
+	}
+	if m := kvmModule("flags: fpu\n"); m != "" {
+		t.Errorf("none -> %q", m)
+	}
+	for h, ok := range map[string]bool{"esx-01": true, "a.b.c": true, "-bad": false, "sp ace": false, "": false, "x..y": false} {
+		if validHostname(h) != ok {
+			t.Errorf("validHostname(%q) = %v", h, !ok)
+		}
+	}
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# build.sh makes the Plinth image: build/vmlinuz and build/initramfs.cpio.zst,
+# plus build/size-report.txt. Every step is named; a failure says which step
+# failed and why. Downloads are cached under build/cache and reused.
+#
+#   initramfs/build.sh            # build what is missing or stale
+#
+# Steps: kernel (fetch the pinned Debian package, check its sha256, unpack),
+# modules (copy the listed modules and their dependencies, regenerate
+# modules.dep/alias for that subset), payload (QEMU, qemu-img, their libraries,
+# the TCG plugin and guest firmware from the pinned Debian packages), userland
+# (u-root commands and Plinth's own in one busybox binary, via mkuimage),
+# compress (zstd), report.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="$ROOT/build"
+CACHE="$BUILD/cache"
+STEP="start"
+
+die() { echo "build: step $STEP failed: $*" >&2; STEP=reported; exit 1; }
+trap 'rc=$?; [ $rc -ne 0 ] && [ "$STEP" != reported ] && echo "build: step $STEP failed (exit $rc)" >&2' EXIT
+step() { STEP="$1"; echo "build: == $1"; }
+
+step tools
+for t in go apt-get dpkg-deb dpkg-query depmod modprobe zstd sha256sum cpio; do
+	command -v "$t" >/dev/null || die "missing tool '$t' (run 'make deps' as root, or apt-get install kmod zstd cpio)"
+done
+mkdir -p "$CACHE"
+
+# shellcheck source=kernel.lock
+. "$ROOT/initramfs/kernel.lock"
+DEB="$CACHE/${KERNEL_PACKAGE}_${KERNEL_VERSION}_amd64.deb"
+KROOT="$BUILD/kroot"
+
+step kernel
+if [ -f "$DEB" ] && ! echo "$KERNEL_SHA256  $DEB" | sha256sum -c --quiet - 2>/dev/null; then
+	echo "build: cached $DEB has the wrong sha256; fetching it again"
+	rm -f "$DEB"
+fi
+if [ ! -f "$DEB" ]; then
+	fetch() { (cd "$CACHE" && apt-get download -q "$KERNEL_PACKAGE=$KERNEL_VERSION" 2>&1 | grep -v 'unsandboxed') ; }
+	if ! fetch || [ ! -f "$DEB" ]; then
+		echo "build: apt-get download failed; running apt-get update and trying again"
+		apt-get update -q >/dev/null || die "apt-get update failed"
+		fetch || true
+	fi
+	[ -f "$DEB" ] || die "could not download $KERNEL_PACKAGE=$KERNEL_VERSION from Debian's archive (is it still published? see initramfs/kernel.lock)"
+fi
+GOT="$(sha256sum "$DEB" | cut -d' ' -f1)"
+[ "$GOT" = "$KERNEL_SHA256" ] || die "bad checksum for $DEB: got $GOT, initramfs/kernel.lock says $KERNEL_SHA256"
+if [ ! -f "$KROOT/.unpacked-$KERNEL_SHA256" ]; then
+	rm -rf "$KROOT"
+	dpkg-deb -x "$DEB" "$KROOT" || die "dpkg-deb could not unpack $DEB"
+	KVER="$(ls "$KROOT/lib/modules")"
+	depmod -b "$KROOT" "$KVER" || die "depmod on the full module tree failed"
+	touch "$KROOT/.unpacked-$KERNEL_SHA256"
+fi
+KVER="$(ls "$KROOT/lib/modules")"
+cp "$KROOT/boot/vmlinuz-$KVER" "$BUILD/vmlinuz"
+echo "$KVER" > "$BUILD/kernel-release"
+
+step modules
+MODS="$BUILD/modules"
+rm -rf "$MODS"
+mkdir -p "$MODS/lib/modules/$KVER"
+want=$(grep -v '^#' "$ROOT/initramfs/modules.txt" | tr -s ' \n' '\n' | sed '/^$/d')
+files=""
+for m in $want; do
+	out="$(modprobe -d "$KROOT" -S "$KVER" --show-depends "$m" 2>&1)" || die "module '$m' (initramfs/modules.txt) is not in kernel $KVER: $out"
+	files="$files $(echo "$out" | awk '$1=="insmod"{print $2}')"
+done
+for f in $(echo "$files" | tr ' ' '\n' | sort -u); do
+	rel="${f#"$KROOT"/}"
+	mkdir -p "$MODS/$(dirname "$rel")"
+	cp "$f" "$MODS/$rel"
+done
+for f in modules.builtin modules.builtin.modinfo modules.order; do
+	[ -f "$KROOT/lib/modules/$KVER/$f" ] && cp "$KROOT/lib/modules/$KVER/$f" "$MODS/lib/modules/$KVER/"
+done
+depmod -b "$MODS" "$KVER" || die "depmod for the module subset failed"
+echo "build: $(find "$MODS" -name '*.ko' | wc -l) modules"
+
+step payload
+# The VM payload comes from the build host's Debian packages at the pinned
+# versions (packages.lock); install them if missing, refuse other versions.
+missing=""
+while read -r pkg ver; do
+	case "$pkg" in ''|'#'*) continue ;; esac
+	have="$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null || true)"
+	if [ "$have" != "$ver" ]; then missing="$missing $pkg=$ver"; fi
+done < "$ROOT/initramfs/packages.lock"
+if [ -n "$missing" ]; then
+	[ "$(id -u)" = 0 ] || die "packages not installed at the pinned versions:$missing (run as root, or apt-get install them)"
+	echo "build: installing$missing"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null ||
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null; } ||
+		die "apt-get install$missing failed (see initramfs/packages.lock)"
+fi
+# Debian's separate qemu-system-x86_64-microvm binary is left out: it is a
+# second 7.7 MB build of the same emulator, and qemu-system-x86_64 runs the
+# microvm machine type itself (-M microvm, with bios-microvm.bin below).
+# QEMU finds its firmware by absolute path (Debian builds it with
+# --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu), so the
+# payload keeps the host's paths. Symlinks are resolved: the image holds files.
+payload=(
+	/usr/bin/qemu-system-x86_64
+	/usr/bin/qemu-img
+	/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
+)
+for f in kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin qboot.rom bios-microvm.bin; do
+	payload+=("/usr/share/qemu/$f")
+done
+for f in bios-256k.bin bios.bin vgabios-stdvga.bin vgabios-virtio.bin vgabios-qxl.bin vgabios-bochs-display.bin vgabios-ramfb.bin vgabios-cirrus.bin vgabios-vmware.bin; do
+	payload+=("/usr/share/seabios/$f")
+done
+for f in efi-e1000.rom efi-e1000e.rom efi-virtio.rom efi-rtl8139.rom efi-vmxnet3.rom efi-ne2k_pci.rom efi-pcnet.rom efi-eepro100.rom; do
+	payload+=("/usr/lib/ipxe/qemu/$f")
+done
+payload+=(/usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd)
+filesargs=()
+for f in "${payload[@]}"; do
+	[ -e "$f" ] || die "payload file $f is missing (is its package installed? see initramfs/packages.lock)"
+	filesargs+=(-files "$(readlink -f "$f"):${f#/}")
+done
+# The u-root shell's ldd-driven -files only adds libraries of ELF binaries;
+# the TCG plugin is dlopen()ed, so it is listed above explicitly.
+
+step userland
+VERSION="$(cd "$ROOT" && git describe --always --dirty --tags 2>/dev/null || echo dev)"
+echo "$VERSION" > "$BUILD/version"
+UROOT=github.com/u-root/u-root/cmds/core
+cmds=()
+for c in init gosh ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
+	hostname kill free df du grep more tail head uname sync poweroff shutdown \
+	insmod rmmod lsmod lsdrivers wget netstat dd find chmod date uptime sleep \
+	touch tee wc xargs sort tr which readlink realpath pidof hexdump strings \
+	cpio gzip tar md5sum shasum dhclient pci blkid gpt mknod stty tty time true false; do
+	cmds+=("$UROOT/$c")
+done
+cmds+=(./initramfs/cmd/plinth-init ./vmkernel/cmd/vmkernel ./mgmtd/cmd/mgmtd)
+# gobusybox compiles the busybox in GOPATH mode, and GOPATH-mode binaries get
+# Go 1.20's GODEBUG defaults (old ServeMux patterns, weaker TLS defaults). The
+# last -X wins, so this gives the busybox the defaults of the Go that builds it.
+GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0"
+CPIO="$BUILD/initramfs.cpio"
+(cd "$ROOT" && GOFLAGS=-mod=mod go run github.com/u-root/mkuimage/cmd/mkuimage \
+	-initcmd=init -uinitcmd=plinth-init -defaultsh=gosh \
+	-go-extra-args="-ldflags=-s -w -buildid= $GODEBUG_LD -X github.com/plinth/plinth/api.Version=$VERSION" \
+	-files "$MODS/lib/modules:lib/modules" \
+	"${filesargs[@]}" \
+	-o "$CPIO" "${cmds[@]}") > "$BUILD/mkuimage.log" 2>&1 || { tail -30 "$BUILD/mkuimage.log" >&2; die "mkuimage failed (full log: build/mkuimage.log)"; }
+
+step compress
+zstd -q -f -T0 -19 "$CPIO" -o "$BUILD/initramfs.cpio.zst" || die "zstd failed"
+
+step report
+"$ROOT/initramfs/size-report.sh" "$BUILD" > "$BUILD/size-report.txt" || die "size report failed"
+cat "$BUILD/size-report.txt"
+STEP=done

@@ -1,0 +1,158 @@
+package mgmtd
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/plinth/plinth/client"
+)
+
+// Files under <state>/tls.
+const (
+	certFile        = "cert.pem"
+	keyFile         = "key.pem"
+	fingerprintFile = "fingerprint"
+	certLifetime    = 10 * 365 * 24 * time.Hour
+)
+
+// LoadOrCreateCert returns the TLS certificate kept in dir, making a
+// self-signed ECDSA P-256 one on first use. The key is written before the
+// certificate, each atomically, so a crash in between leaves no certificate
+// and the next start makes a fresh pair; nobody can have pinned it yet. A
+// certificate without its key is an error, never silently replaced, since
+// clients pin the fingerprint. The fingerprint is (re)written to
+// dir/fingerprint for the console.
+func LoadOrCreateCert(dir string) (cert tls.Certificate, created bool, err error) {
+	certPath, keyPath := filepath.Join(dir, certFile), filepath.Join(dir, keyFile)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return cert, false, fmt.Errorf("tls directory: %w", err)
+	}
+	switch _, err := os.Stat(certPath); {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := createCert(certPath, keyPath); err != nil {
+			return cert, false, err
+		}
+		created = true
+	case err != nil:
+		return cert, false, fmt.Errorf("tls certificate: %w", err)
+	}
+	cert, err = tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return cert, false, fmt.Errorf("loading %s and %s: %w", certPath, keyPath, err)
+	}
+	fp := client.Fingerprint(cert.Certificate[0])
+	if err := writeFileAtomic(filepath.Join(dir, fingerprintFile), []byte(fp+"\n"), 0o644); err != nil {
+		return cert, created, err
+	}
+	return cert, created, nil
+}
+
+func createCert(certPath, keyPath string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generating TLS key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return fmt.Errorf("generating serial: %w", err)
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "plinth"
+	}
+	dns, ips := certNames(host)
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: host, Organization: []string{"Plinth"}},
+		NotBefore:             now.Add(-time.Hour), // tolerate a host clock that is a bit behind
+		NotAfter:              now.Add(certLifetime),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              dns,
+		IPAddresses:           ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("creating TLS certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encoding TLS key: %w", err)
+	}
+	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+// certNames are the certificate's SANs: the hostname, localhost, the
+// loopback addresses and the host's current global unicast addresses.
+func certNames(host string) ([]string, []net.IP) {
+	dns := []string{host}
+	if host != "localhost" {
+		dns = append(dns, "localhost")
+	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	addrs, _ := net.InterfaceAddrs() // no addresses yet is fine: names still work
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() {
+			ips = append(ips, n.IP)
+		}
+	}
+	return dns, ips
+}
+
+// writeFileAtomic writes data to path through a temp file in the same
+// directory: write, fsync, rename, fsync the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: fsync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("writing %s: opening directory: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("writing %s: fsync directory: %w", path, err)
+	}
+	return nil
+}

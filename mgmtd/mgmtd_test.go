@@ -1,0 +1,303 @@
+package mgmtd_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
+	"github.com/plinth/plinth/mgmtd"
+	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/accel"
+	"github.com/plinth/plinth/vmkernel/hostinfo"
+)
+
+func deadline(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// startVMKernel serves a real vmkernel on a temp unix socket.
+func startVMKernel(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "vmkernel.sock")
+	l, err := vmkernel.Listen(sock, os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := vmkernel.New(vmkernel.Config{Host: hostinfo.Source{Accel: accel.Detect()}.Gather})
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return sock
+}
+
+type running struct {
+	url, fingerprint string
+	stop             func()
+}
+
+// startMgmtd serves a real mgmtd on 127.0.0.1:0 (or on l when given).
+func startMgmtd(t *testing.T, state, vmkSock string, l net.Listener) running {
+	t.Helper()
+	srv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: vmkSock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l == nil {
+		if l, err = mgmtd.Listen("127.0.0.1:0", -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return after Shutdown")
+		}
+	}
+	t.Cleanup(stop)
+	return running{url: "https://" + l.Addr().String(), fingerprint: srv.Fingerprint(), stop: stop}
+}
+
+func pinned(t *testing.T, r running) *client.Client {
+	t.Helper()
+	c, err := client.New(r.url, client.WithPinnedFingerprint(r.fingerprint), client.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestEndToEnd(t *testing.T) {
+	state := t.TempDir()
+	r := startMgmtd(t, state, startVMKernel(t), nil)
+	c := pinned(t, r)
+
+	h, err := c.Health(deadline(t))
+	if err != nil || h.Status != api.HealthOK || h.Services["vmkernel"] != api.HealthOK {
+		t.Fatalf("Health = %+v, %v", h, err)
+	}
+	host, err := c.Host(deadline(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.CPUCount < 1 || host.MemoryBytes == 0 || host.Hostname == "" ||
+		(host.Acceleration.Mode != api.AccelKVM && host.Acceleration.Mode != api.AccelTCG) {
+		t.Errorf("Host = %+v", host)
+	}
+
+	// The fingerprint file, the key's mode, and the certificate's lifetime.
+	fp, err := os.ReadFile(filepath.Join(state, "tls", "fingerprint"))
+	if err != nil || strings.TrimSpace(string(fp)) != r.fingerprint || len(r.fingerprint) != 95 {
+		t.Errorf("fingerprint file %q (%v), server says %q", fp, err, r.fingerprint)
+	}
+	if fi, err := os.Stat(filepath.Join(state, "tls", "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key.pem: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(state, "tls", "cert.pem"), filepath.Join(state, "tls", "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := cert.Leaf
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 9*365*24*time.Hour {
+		t.Errorf("certificate lifetime %v, want about 10 years", life)
+	}
+	if !containsStr(leaf.DNSNames, "localhost") || len(leaf.IPAddresses) < 2 {
+		t.Errorf("SANs %q %v", leaf.DNSNames, leaf.IPAddresses)
+	}
+	// The certificate is valid for 127.0.0.1 by name too, without the pin.
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Error(err)
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCertReusedAcrossRestarts(t *testing.T) {
+	state, vmk := t.TempDir(), startVMKernel(t)
+	r1 := startMgmtd(t, state, vmk, nil)
+	before, _ := os.ReadFile(filepath.Join(state, "tls", "cert.pem"))
+	r1.stop()
+	r2 := startMgmtd(t, state, vmk, nil)
+	after, _ := os.ReadFile(filepath.Join(state, "tls", "cert.pem"))
+	if r1.fingerprint != r2.fingerprint || !bytes.Equal(before, after) || len(before) == 0 {
+		t.Errorf("certificate changed across restart: %s -> %s", r1.fingerprint, r2.fingerprint)
+	}
+	// The old pin still works against the new process.
+	if _, err := pinned(t, running{url: r2.url, fingerprint: r1.fingerprint}).Health(deadline(t)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCertWithoutKeyRefused(t *testing.T) {
+	state := t.TempDir()
+	r := startMgmtd(t, state, startVMKernel(t), nil)
+	r.stop()
+	os.Remove(filepath.Join(state, "tls", "key.pem"))
+	if _, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: "/nonexistent"}); err == nil ||
+		!strings.Contains(err.Error(), "key.pem") {
+		t.Errorf("New with a certificate but no key: %v; want an error naming key.pem", err)
+	}
+}
+
+func TestHealthDegradedWithoutVMKernel(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "absent.sock")
+	c := pinned(t, startMgmtd(t, t.TempDir(), missing, nil))
+
+	h, err := c.Health(deadline(t))
+	var e *client.Error
+	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable {
+		t.Fatalf("Health error = %v, want a 503 *client.Error", err)
+	}
+	if h.Status != api.HealthDegraded || !strings.Contains(h.Services["vmkernel"], "absent.sock") {
+		t.Errorf("Health = %+v, want degraded naming vmkernel's socket", h)
+	}
+	_, err = c.Host(deadline(t))
+	if !errors.As(err, &e) || e.Status != http.StatusBadGateway || !strings.HasPrefix(e.Problem.Detail, "vmkernel:") {
+		t.Errorf("Host error = %v, want a 502 problem", err)
+	}
+}
+
+func TestWrongFingerprintRefused(t *testing.T) {
+	r := startMgmtd(t, t.TempDir(), startVMKernel(t), nil)
+	wrong := strings.Repeat("AB:", 31) + "AB"
+	c, err := client.New(r.url, client.WithPinnedFingerprint(wrong))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Health(deadline(t)); !errors.Is(err, client.ErrFingerprintMismatch) {
+		t.Errorf("Health with a wrong pin: %v, want ErrFingerprintMismatch", err)
+	}
+	// Nor is the self-signed certificate trusted without a pin.
+	c, _ = client.New(r.url)
+	if _, err := c.Health(deadline(t)); err == nil {
+		t.Error("Health without a pin succeeded against a self-signed certificate")
+	}
+	// Lower case without colons is the same pin.
+	plain := strings.ToLower(strings.ReplaceAll(r.fingerprint, ":", ""))
+	c, _ = client.New(r.url, client.WithPinnedFingerprint(plain))
+	if _, err := c.Health(deadline(t)); err != nil {
+		t.Errorf("Health with a plain-hex pin: %v", err)
+	}
+	if _, err := client.New(r.url, client.WithPinnedFingerprint("zz")); err == nil {
+		t.Error("New accepted a malformed fingerprint")
+	}
+}
+
+func rawClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+}
+
+func do(t *testing.T, method, url string) (*http.Response, api.Problem) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(deadline(t), method, url, nil)
+	resp, err := rawClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p api.Problem
+	json.NewDecoder(resp.Body).Decode(&p)
+	return resp, p
+}
+
+func TestUnknownRoutesAreProblems(t *testing.T) {
+	r := startMgmtd(t, t.TempDir(), startVMKernel(t), nil)
+	resp, p := do(t, http.MethodGet, r.url+"/api/v1/nope")
+	if resp.StatusCode != 404 || p.Status != 404 || p.Title != "Not Found" ||
+		resp.Header.Get("Content-Type") != api.ProblemContentType {
+		t.Errorf("GET unknown: %d %q %+v", resp.StatusCode, resp.Header.Get("Content-Type"), p)
+	}
+	resp, p = do(t, http.MethodDelete, r.url+api.MgmtdHostPath)
+	if resp.StatusCode != 405 || p.Status != 405 || resp.Header.Get("Content-Type") != api.ProblemContentType {
+		t.Errorf("DELETE host: %d %q %+v", resp.StatusCode, resp.Header.Get("Content-Type"), p)
+	}
+}
+
+func TestRouteTableAnswers(t *testing.T) {
+	vmk := startVMKernel(t)
+	srv, err := mgmtd.New(mgmtd.Config{StateDir: t.TempDir(), VMKernelSocket: vmk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startMgmtd(t, t.TempDir(), vmk, nil)
+	for _, rt := range srv.Routes() {
+		resp, _ := do(t, rt.Method, r.url+rt.Path)
+		if resp.StatusCode == 404 || resp.StatusCode == 405 {
+			t.Errorf("%s %s: %d, route not reachable", rt.Method, rt.Path, resp.StatusCode)
+		}
+	}
+}
+
+func TestListenFD(t *testing.T) {
+	// As the appliance init does: bind first, hand over the descriptor.
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := tl.(*net.TCPListener).File()
+	tl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := mgmtd.Listen(":443", int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startMgmtd(t, t.TempDir(), startVMKernel(t), l)
+	if _, err := pinned(t, r).Health(deadline(t)); err != nil {
+		t.Error(err)
+	}
+	if _, err := mgmtd.Listen("", 9999); err == nil {
+		t.Error("Listen on a closed descriptor succeeded")
+	}
+}
+
+func TestTLSMinimumVersion(t *testing.T) {
+	r := startMgmtd(t, t.TempDir(), startVMKernel(t), nil)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}}}
+	req, _ := http.NewRequestWithContext(deadline(t), http.MethodGet, r.url+"/healthz", nil)
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+		t.Error("TLS 1.1 handshake succeeded")
+	}
+}

@@ -1,0 +1,140 @@
+package qemutest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+)
+
+// The end-to-end tests boot the built appliance image. They are slow, so
+// they run only with PLINTH_E2E=1 (make test sets it).
+
+func e2eOptions(t *testing.T) Options {
+	t.Helper()
+	if os.Getenv("PLINTH_E2E") != "1" {
+		t.Skip("end-to-end test: set PLINTH_E2E=1 to boot the appliance image (after `make image`)")
+	}
+	kernel, initrd, err := ImagePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{kernel, initrd} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("PLINTH_E2E=1 but the image is missing (%v): run `make image` first", err)
+		}
+	}
+	return Options{Kernel: kernel, Initrd: initrd, Logf: t.Logf, ConsoleLog: t.TempDir() + "/console.log"}
+}
+
+// pinnedClient trusts whatever certificate the appliance shows first (it is
+// self-signed) and then insists on that same certificate.
+type pinnedClient struct {
+	*http.Client
+	mu  sync.Mutex
+	pin []byte
+}
+
+func newPinnedClient() *pinnedClient {
+	c := &pinnedClient{}
+	tlsConf := &tls.Config{
+		InsecureSkipVerify: true, // replaced by the pin check below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no server certificate")
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.pin == nil {
+				c.pin = sum[:]
+			} else if !bytes.Equal(c.pin, sum[:]) {
+				return fmt.Errorf("server certificate %x is not the pinned %x", sum, c.pin)
+			}
+			return nil
+		},
+	}
+	c.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	return c
+}
+
+func (c *pinnedClient) getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: decoding: %v", url, err)
+	}
+}
+
+func TestApplianceBoot(t *testing.T) {
+	o := e2eOptions(t)
+	o.CPUs, o.MemoryMiB = 2, 1024
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	vm, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vm.Close)
+
+	ready, err := vm.WaitReady(240 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ready after %v: %v", time.Since(vm.Started).Round(time.Millisecond), ready)
+
+	c := newPinnedClient()
+	var health api.Health
+	c.getJSON(t, vm.APIURL()+"/healthz", &health)
+	if health.Status != "ok" {
+		t.Errorf("healthz status = %q (services %v), want ok", health.Status, health.Services)
+	}
+
+	var host api.Host
+	c.getJSON(t, vm.APIURL()+"/api/v1/host", &host)
+	t.Logf("host: %+v", host)
+	if host.CPUCount != o.CPUs {
+		t.Errorf("cpu_count = %d, want %d", host.CPUCount, o.CPUs)
+	}
+	const mem = 1024 << 20
+	if host.MemoryBytes < mem*8/10 || host.MemoryBytes > mem {
+		t.Errorf("memory_bytes = %d, want 80-100%% of %d", host.MemoryBytes, mem)
+	}
+	if m := host.Acceleration.Mode; m != api.AccelKVM && m != api.AccelTCG {
+		t.Errorf("acceleration.mode = %q, want kvm or tcg", m)
+	}
+	if host.Acceleration.Reason == "" {
+		t.Error("acceleration.reason is empty")
+	}
+	if host.Kernel == "" || host.Version == "" {
+		t.Errorf("kernel = %q, version = %q; want both set", host.Kernel, host.Version)
+	}
+
+	if err := vm.PowerDown(); err != nil {
+		t.Fatal(err)
+	}
+	code, err := vm.Wait(60 * time.Second)
+	if err != nil {
+		t.Fatalf("after the power button: %v", err)
+	}
+	if code != 0 {
+		t.Fatalf("QEMU exit status %d after power down, want 0%s", code, formatTail(vm.Tail(TailLines)))
+	}
+}

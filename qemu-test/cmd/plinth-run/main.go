@@ -1,0 +1,76 @@
+// Command plinth-run boots the built image under QEMU for a developer (make
+// run): the serial console on this terminal, the API forwarded to
+// https://127.0.0.1:8443. It uses the same QEMU command line as the tests.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+
+	"github.com/plinth/plinth/api"
+	qemutest "github.com/plinth/plinth/qemu-test"
+	"github.com/plinth/plinth/vmkernel/accel"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "plinth-run: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	kernel, initrd, err := qemutest.ImagePaths()
+	if err != nil {
+		return err
+	}
+	port := flag.Int("port", 8443, "localhost port the API (guest port 443) is forwarded to")
+	mem := flag.Int("m", 2048, "memory in MiB")
+	cpus := flag.Int("smp", 2, "vCPUs")
+	cmdline := flag.String("append", "", "extra kernel command line, e.g. plinth.hostname=esx1")
+	flag.Parse()
+	for _, f := range []string{kernel, initrd} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s is missing: run 'make image' first", f)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(*port))
+	if err != nil {
+		return fmt.Errorf("port %d is in use (another 'make run'?); choose another with -port: %w", *port, err)
+	}
+	ln.Close()
+
+	a := accel.Detect()
+	if a.Mode != api.AccelKVM {
+		fmt.Fprintf(os.Stderr, "plinth-run: WARNING: running QEMU with TCG (slow): %s\n", a.Reason)
+	}
+	dir, err := os.MkdirTemp("", "plinth-run-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	o := qemutest.Options{Kernel: kernel, Initrd: initrd, Cmdline: *cmdline, MemoryMiB: *mem, CPUs: *cpus, Accel: a.Mode}
+	args := o.Args(*port, filepath.Join(dir, "qmp.sock"))
+	// The tests read the console from a pipe; here it is the terminal, with
+	// QEMU's monitor multiplexed on it (Ctrl-A C) so Ctrl-A X quits.
+	for i := range args {
+		if args[i] == "stdio" && i > 0 && args[i-1] == "-serial" {
+			args[i] = "mon:stdio"
+		}
+	}
+	fmt.Fprintf(os.Stderr, `plinth-run: booting %s + %s
+plinth-run: API:  https://127.0.0.1:%d/  (try: curl -k https://127.0.0.1:%d/api/v1/host)
+plinth-run: quit: Ctrl-A X    ACPI power button: Ctrl-A C, then 'system_powerdown'
+`, kernel, initrd, *port, *port)
+	cmd := exec.Command(qemutest.QEMUBinary, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("qemu: %w", err)
+	}
+	return nil
+}

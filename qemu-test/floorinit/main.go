@@ -1,0 +1,31 @@
+// Command floorinit is the "floor" guest's /init: the least a Linux guest can
+// do. It prints FloorMarker on the console and powers the machine off, so a
+// boot to it measures the kernel and QEMU alone. With plinthfloor=hang on the
+// kernel command line (the kernel hands it to init as an environment
+// variable) it prints the marker and then waits forever instead.
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// marker must equal qemutest.FloorMarker.
+const marker = "PLINTH-FLOOR-UP"
+
+func main() {
+	fmt.Println(marker)
+	if os.Getenv("plinthfloor") == "hang" {
+		for { // not select{}: Go would call that a deadlock and exit
+			time.Sleep(time.Hour)
+		}
+	}
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		// PID 1 exiting panics the kernel; panic=-1 and -no-reboot end QEMU.
+		fmt.Println("floorinit: power off:", err)
+	}
+}

@@ -1,0 +1,378 @@
+package qemutest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/accel"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	// ErrStartFailed marks a QEMU that exited (or never came up) during Start.
+	ErrStartFailed = errors.New("qemu failed to start")
+	// ErrPortInUse marks a host port QEMU could not forward.
+	ErrPortInUse = errors.New("host port in use")
+)
+
+// StartTimeout bounds how long Start waits for QEMU's QMP socket.
+var StartTimeout = 15 * time.Second
+
+// VM is one running QEMU. Close it (t.Cleanup(vm.Close)) whatever happens.
+type VM struct {
+	// Accel is the acceleration QEMU runs with, and why.
+	Accel api.Acceleration
+	// Started is when the QEMU process was started (boot timings count from it).
+	Started time.Time
+
+	opts     Options
+	hostPort int
+	dir      string // holds the QMP socket
+	cmd      *exec.Cmd
+	console  *console
+	stderr   *tailBuffer
+	logFile  *os.File
+	done     chan struct{} // closed once QEMU has been reaped
+	exitCode int
+	exitErr  error
+
+	qmpMu sync.Mutex
+	qmp   *qmpConn
+
+	closeOnce sync.Once
+}
+
+// Start resolves the acceleration, picks a free localhost port, starts QEMU
+// in its own process group and returns once QEMU's QMP socket answers. A
+// QEMU that exits meanwhile is reported with its exit status and stderr.
+func Start(ctx context.Context, o Options) (*VM, error) {
+	if o.Kernel == "" {
+		return nil, fmt.Errorf("%w: Options.Kernel is empty", ErrStartFailed)
+	}
+	for _, f := range []string{o.Kernel, o.Initrd} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrStartFailed, err)
+		}
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	acc := api.Acceleration{Mode: o.Accel, Reason: "chosen by the caller"}
+	if o.Accel == "" {
+		acc = accel.Detect()
+		o.Accel = acc.Mode
+	}
+	logf("qemutest: acceleration %s: %s", acc.Mode, acc.Reason)
+
+	const attempts = 3
+	for i := 1; ; i++ {
+		port := o.HostPort
+		if port == 0 {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			port = p
+		}
+		vm, err := start(ctx, o, port)
+		if err == nil {
+			vm.Accel = acc
+			logf("qemutest: QEMU pid %d, API forwarded to %s", vm.Pid(), vm.APIURL())
+			return vm, nil
+		}
+		// A port picked by us can be taken between our probe and QEMU's bind:
+		// try another. A port the caller chose is theirs to fix.
+		if !errors.Is(err, ErrPortInUse) || o.HostPort != 0 || i == attempts {
+			return nil, err
+		}
+		logf("qemutest: %v; retrying with another port", err)
+	}
+}
+
+// freePort asks the kernel for a free localhost port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("qemutest: finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(ctx context.Context, o Options, port int) (_ *VM, err error) {
+	dir, err := os.MkdirTemp("", "plinth-qemu-")
+	if err != nil {
+		return nil, err
+	}
+	vm := &VM{
+		opts:     o,
+		hostPort: port,
+		dir:      dir,
+		stderr:   &tailBuffer{max: 16 << 10},
+		done:     make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			if vm.cmd == nil {
+				close(vm.done) // nothing to reap
+			}
+			vm.Close()
+		}
+	}()
+	if o.ConsoleLog != "" {
+		if vm.logFile, err = os.Create(o.ConsoleLog); err != nil {
+			return nil, fmt.Errorf("qemutest: console log: %w", err)
+		}
+	}
+	if vm.logFile != nil {
+		vm.console = newConsole(vm.logFile)
+	} else {
+		vm.console = newConsole(nil)
+	}
+
+	sock := filepath.Join(dir, "qmp.sock")
+	cmd := exec.CommandContext(ctx, QEMUBinary, o.Args(port, sock)...)
+	cmd.Stdin = nil // /dev/null: -serial stdio must not touch our terminal
+	cmd.Stdout = vm.console
+	cmd.Stderr = vm.stderr
+	// Own process group, so Close can kill everything QEMU started; and
+	// killed by the kernel if the test binary dies (timeout, panic) before
+	// any cleanup runs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	vm.Started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStartFailed, err)
+	}
+	vm.cmd = cmd
+	go vm.reap()
+
+	if err := vm.connectQMP(sock); err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
+
+// reap waits for QEMU, records how it ended and ends the console.
+func (vm *VM) reap() {
+	err := vm.cmd.Wait()
+	vm.exitCode = vm.cmd.ProcessState.ExitCode()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		vm.exitErr = err
+	}
+	why := fmt.Errorf("qemu exited: %s%s", vm.cmd.ProcessState, stderrSuffix(vm.stderr.String()))
+	vm.console.close(why)
+	close(vm.done)
+}
+
+func stderrSuffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "; stderr: " + s
+}
+
+var hostfwdFailure = regexp.MustCompile(`(?i)host forwarding rule|hostfwd`)
+
+// connectQMP waits until QEMU's QMP socket answers (QEMU creates it after
+// the network backends, so a taken host port fails before), or QEMU exits.
+func (vm *VM) connectQMP(sock string) error {
+	deadline := time.Now().Add(StartTimeout)
+	backoff := 5 * time.Millisecond
+	for {
+		select {
+		case <-vm.done:
+			return vm.exitedEarly()
+		default:
+		}
+		conn, err := net.DialTimeout("unix", sock, time.Until(deadline))
+		if err == nil {
+			q, err := qmpHandshake(conn, time.Now().Add(5*time.Second))
+			if err != nil {
+				conn.Close()
+				// QEMU listens on the socket before it sets up the network
+				// and the monitor, so a failing QEMU can accept and then
+				// drop us: report its exit rather than the QMP error.
+				select {
+				case <-vm.done:
+					return vm.exitedEarly()
+				case <-time.After(3 * time.Second):
+				}
+				return fmt.Errorf("%w: %v", ErrStartFailed, err)
+			}
+			vm.qmp = q
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: QMP socket %s did not answer within %v: %v%s",
+				ErrStartFailed, sock, StartTimeout, err, stderrSuffix(vm.stderr.String()))
+		}
+		// The socket does not exist yet: poll it, but wake at once if QEMU exits.
+		select {
+		case <-vm.done:
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// exitedEarly describes a QEMU that exited during Start.
+func (vm *VM) exitedEarly() error {
+	stderr := vm.stderr.String()
+	if hostfwdFailure.MatchString(stderr) {
+		return fmt.Errorf("%w: QEMU could not forward 127.0.0.1:%d to guest port %d: %s",
+			ErrPortInUse, vm.hostPort, GuestAPIPort, stderr)
+	}
+	return fmt.Errorf("%w: %s%s", ErrStartFailed, vm.cmd.ProcessState, stderrSuffix(stderr))
+}
+
+// Pid is QEMU's process id (also its process group id).
+func (vm *VM) Pid() int { return vm.cmd.Process.Pid }
+
+// HostPort is the localhost port forwarded to the guest's port 443.
+func (vm *VM) HostPort() int { return vm.hostPort }
+
+// APIURL is the base URL of the guest's HTTPS API, e.g. https://127.0.0.1:40123.
+func (vm *VM) APIURL() string { return "https://127.0.0.1:" + strconv.Itoa(vm.hostPort) }
+
+// Console returns every complete console line printed so far.
+func (vm *VM) Console() []string { return vm.console.all() }
+
+// Tail returns the last n console lines.
+func (vm *VM) Tail(n int) []string { return vm.console.tail(n) }
+
+// Expect waits up to timeout for a console line matching pattern (a
+// *regexp.Regexp, or a string that the line must contain) printed after the
+// line the previous Expect matched, and returns it. Its errors show the last
+// console lines, and QEMU's exit status if QEMU is gone.
+func (vm *VM) Expect(pattern any, timeout time.Duration) (string, error) {
+	return vm.console.expect(pattern, timeout)
+}
+
+// NotReadyPrefix starts the line the appliance init prints when a boot step
+// failed and it will never be ready.
+const NotReadyPrefix = "PLINTH-NOT-READY"
+
+var (
+	readyLine       = regexp.MustCompile(regexp.QuoteMeta(api.ReadyPrefix) + `(\s|$)`)
+	readyOrNotReady = regexp.MustCompile(`(` + regexp.QuoteMeta(api.ReadyPrefix) + `|` + regexp.QuoteMeta(NotReadyPrefix) + `)(\s|$)`)
+)
+
+// WaitReady waits for the appliance's ready line and returns its key=value
+// pairs. A PLINTH-NOT-READY line ends the wait at once with an error.
+func (vm *VM) WaitReady(timeout time.Duration) (map[string]string, error) {
+	line, err := vm.Expect(readyOrNotReady, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if strings.Contains(line, NotReadyPrefix) {
+		return nil, fmt.Errorf("the appliance will not be ready: %s%s", line, formatTail(vm.Tail(TailLines)))
+	}
+	return ParseReady(line)
+}
+
+// ParseReady parses a PLINTH-READY line (possibly preceded by other console
+// output) into its key=value pairs.
+func ParseReady(line string) (map[string]string, error) {
+	i := strings.Index(line, api.ReadyPrefix)
+	if i < 0 {
+		return nil, fmt.Errorf("no %s in %q", api.ReadyPrefix, line)
+	}
+	kv := map[string]string{}
+	for _, f := range strings.Fields(line[i+len(api.ReadyPrefix):]) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("ready line %q: field %q is not key=value", line, f)
+		}
+		kv[k] = v
+	}
+	return kv, nil
+}
+
+// PowerDown presses the ACPI power button (QMP system_powerdown). It does
+// not wait for the guest: use Wait.
+func (vm *VM) PowerDown() error {
+	vm.qmpMu.Lock()
+	defer vm.qmpMu.Unlock()
+	if vm.qmp == nil {
+		return errors.New("qemutest: no QMP connection")
+	}
+	_, err := vm.qmp.run("system_powerdown", time.Now().Add(5*time.Second))
+	return err
+}
+
+// Wait waits up to timeout for QEMU to exit and returns its exit code
+// (-1 when a signal killed it).
+func (vm *VM) Wait(timeout time.Duration) (int, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-vm.done:
+		return vm.exitCode, vm.exitErr
+	case <-timer.C:
+		return 0, fmt.Errorf("qemu (pid %d) still running after %v%s", vm.Pid(), timeout, formatTail(vm.Tail(TailLines)))
+	}
+}
+
+// Exited reports whether QEMU has exited (and been reaped).
+func (vm *VM) Exited() bool {
+	select {
+	case <-vm.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL to QEMU's process group. It does not wait.
+func (vm *VM) Kill() error {
+	if vm.cmd == nil || vm.cmd.Process == nil || vm.Exited() {
+		return nil
+	}
+	if err := syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("qemutest: killing QEMU: %w", err)
+	}
+	return nil
+}
+
+// Close kills QEMU's process group, reaps QEMU and removes the harness's
+// files. It is idempotent and safe to call at any time.
+func (vm *VM) Close() {
+	vm.closeOnce.Do(func() {
+		vm.Kill()
+		select {
+		case <-vm.done:
+		case <-time.After(10 * time.Second):
+			// Not reaped in time (cannot normally happen after SIGKILL):
+			// leave the reaper running rather than hang the caller.
+		}
+		vm.qmpMu.Lock()
+		if vm.qmp != nil {
+			vm.qmp.close()
+			vm.qmp = nil
+		}
+		vm.qmpMu.Unlock()
+		if vm.logFile != nil {
+			vm.logFile.Close()
+		}
+		os.RemoveAll(vm.dir)
+	})
+}

@@ -1,0 +1,170 @@
+package qemutest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run real QEMU on the floor guest (no appliance needed). They
+// skip when there is no kernel or QEMU, so `go test ./...` stays safe.
+
+var floor struct {
+	once   sync.Once
+	dir    string
+	initrd string
+	err    error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if floor.dir != "" {
+		os.RemoveAll(floor.dir)
+	}
+	os.Exit(code)
+}
+
+// floorOptions returns Options booting the floor guest, or skips the test.
+func floorOptions(t *testing.T) Options {
+	t.Helper()
+	if _, err := exec.LookPath(QEMUBinary); err != nil {
+		t.Skipf("%s not installed: %v", QEMUBinary, err)
+	}
+	kernel, err := FindKernel()
+	if err != nil {
+		t.Skipf("skipping the QEMU tests of the harness: %v", err)
+	}
+	floor.once.Do(func() {
+		if floor.dir, floor.err = os.MkdirTemp("", "plinth-floor-"); floor.err == nil {
+			floor.initrd, floor.err = BuildFloor(floor.dir)
+		}
+	})
+	if floor.err != nil {
+		t.Fatalf("building the floor initramfs: %v", floor.err)
+	}
+	return Options{Kernel: kernel, Initrd: floor.initrd, Logf: t.Logf}
+}
+
+func startVM(t *testing.T, o Options) *VM {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	vm, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vm.Close)
+	return vm
+}
+
+func TestFloorBootPowersOff(t *testing.T) {
+	o := floorOptions(t)
+	o.ConsoleLog = t.TempDir() + "/console.log"
+	vm := startVM(t, o)
+	if _, err := vm.Expect(FloorMarker, 120*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("floor marker after %v", time.Since(vm.Started).Round(time.Millisecond))
+	code, err := vm.Wait(60 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("QEMU exit = %d, %v; want 0", code, err)
+	}
+	log, err := os.ReadFile(o.ConsoleLog)
+	if err != nil || !strings.Contains(string(log), FloorMarker) {
+		t.Errorf("console log lacks the marker (err %v)", err)
+	}
+}
+
+func TestFloorExpectTimeoutAndClose(t *testing.T) {
+	o := floorOptions(t)
+	o.Cmdline = FloorHangCmdline
+	vm := startVM(t, o)
+	if _, err := vm.Expect(FloorMarker, 120*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := vm.Expect("no such line", 2*time.Second)
+	if err == nil {
+		t.Fatal("Expect of a line that never comes succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Expect with a 2s timeout took %v", d)
+	}
+	if !strings.Contains(err.Error(), FloorMarker) || !strings.Contains(err.Error(), "last ") {
+		t.Errorf("timeout error lacks the console tail:\n%v", err)
+	}
+	// The floor ignores the power button, but QMP must accept it.
+	if err := vm.PowerDown(); err != nil {
+		t.Errorf("PowerDown: %v", err)
+	}
+	pid := vm.Pid()
+	vm.Close()
+	if !vm.Exited() {
+		t.Fatal("QEMU not reaped after Close")
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("QEMU pid %d still exists after Close (kill 0: %v)", pid, err)
+	}
+	vm.Close() // idempotent
+	if code, err := vm.Wait(time.Second); code != -1 || err != nil {
+		t.Errorf("Wait after Close = %d, %v; want -1 (killed)", code, err)
+	}
+}
+
+func TestStartPortInUse(t *testing.T) {
+	o := floorOptions(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	o.HostPort = l.Addr().(*net.TCPAddr).Port
+	vm, err := Start(context.Background(), o)
+	if err == nil {
+		vm.Close()
+		t.Fatal("Start succeeded on a port that is in use")
+	}
+	if !errors.Is(err, ErrPortInUse) {
+		t.Errorf("err = %v, want ErrPortInUse", err)
+	}
+	t.Log(err)
+}
+
+func TestStartFailureReported(t *testing.T) {
+	o := floorOptions(t)
+	o.ExtraArgs = []string{"-no-such-option"}
+	vm, err := Start(context.Background(), o)
+	if err == nil {
+		vm.Close()
+		t.Fatal("Start succeeded with a bad QEMU option")
+	}
+	if !errors.Is(err, ErrStartFailed) || !strings.Contains(err.Error(), "exit status") || !strings.Contains(err.Error(), "no-such-option") {
+		t.Errorf("err = %v, want ErrStartFailed with exit status and stderr", err)
+	}
+	t.Log(err)
+}
+
+func TestContextCancelKills(t *testing.T) {
+	o := floorOptions(t)
+	o.Cmdline = FloorHangCmdline
+	ctx, cancel := context.WithCancel(context.Background())
+	vm, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vm.Close)
+	cancel()
+	if _, err := vm.Wait(10 * time.Second); err != nil && !strings.Contains(err.Error(), "killed") {
+		t.Logf("Wait: %v", err)
+	}
+	if !vm.Exited() {
+		t.Error("QEMU still running after its context was cancelled")
+	}
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# deps.sh installs what building and testing Plinth needs on Debian 12, as
+# root: the Debian packages (build tools and the pinned QEMU/firmware payload
+# from initramfs/packages.lock) and the Go modules. It installs only what is
+# missing, so a warm machine passes through in a second.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+need=()
+have() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null; }
+for p in kmod zstd cpio e2fsprogs iproute2 ca-certificates curl; do
+	case "$(have "$p")" in "install ok installed"*) ;; *) need+=("$p") ;; esac
+done
+while read -r p v; do
+	case "$p" in ''|'#'*) continue ;; esac
+	[ "$(have "$p")" = "install ok installed $v" ] || need+=("$p=$v")
+done < "$ROOT/initramfs/packages.lock"
+if [ ${#need[@]} -gt 0 ]; then
+	[ "$(id -u)" = 0 ] || { echo "deps: need root to install: ${need[*]}" >&2; exit 1; }
+	echo "deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; } ||
+		{ echo "deps: apt-get install ${need[*]} failed" >&2; exit 1; }
+fi
+command -v go >/dev/null || { echo "deps: Go is not installed (need Go 1.26 at /usr/local/go or on PATH)" >&2; exit 1; }
+(cd "$ROOT" && go mod download) || { echo "deps: go mod download failed" >&2; exit 1; }
+echo "deps: ok"

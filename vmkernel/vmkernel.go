@@ -1,0 +1,173 @@
+// Package vmkernel is Plinth's root VM service. It owns the host's virtual
+// machines (later: QEMU processes, disks, switches) and answers a local HTTP
+// API on a unix socket that only root and the mgmtd group can reach; mgmtd
+// forwards remote requests to it. Today it reports the host's facts and its
+// health.
+package vmkernel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/plinth/plinth/api"
+)
+
+// Config is what a Server needs.
+type Config struct {
+	// Host returns the host's facts (normally hostinfo.Source.Gather).
+	Host func() (api.Host, error)
+	// Log receives request failures; nil discards.
+	Log *slog.Logger
+}
+
+// Server is vmkernel's local API.
+type Server struct {
+	cfg  Config
+	http *http.Server
+}
+
+// New makes a Server.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Route is one entry of the route table.
+type Route struct {
+	Method  string
+	Path    string
+	Handler http.HandlerFunc
+}
+
+// Routes is the server's route table.
+func (s *Server) Routes() []Route {
+	return []Route{
+		{http.MethodGet, api.VMKernelHealthPath, s.health},
+		{http.MethodGet, api.VMKernelHostPath, s.host},
+	}
+}
+
+// Handler is the server's HTTP handler: the route table, with problem JSON
+// for unknown paths (404) and methods (405).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	allowed := map[string][]string{}
+	for _, r := range s.Routes() {
+		mux.Handle(r.Method+" "+r.Path, r.Handler)
+		allowed[r.Path] = append(allowed[r.Path], r.Method)
+	}
+	for path, methods := range allowed {
+		// Less specific than "METHOD path", so it only sees other methods.
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			for _, m := range methods {
+				w.Header().Add("Allow", m)
+			}
+			WriteProblem(w, api.Problem{Status: http.StatusMethodNotAllowed,
+				Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, path)})
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, api.Problem{Status: http.StatusNotFound, Detail: fmt.Sprintf("no route %s", r.URL.Path)})
+	})
+	return mux
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.Health{Status: api.HealthOK})
+}
+
+func (s *Server) host(w http.ResponseWriter, r *http.Request) {
+	h, err := s.cfg.Host()
+	if err != nil {
+		s.cfg.Log.Error("vmkernel: host facts", "err", err)
+		WriteProblem(w, api.Problem{Status: http.StatusInternalServerError, Detail: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// Serve answers on l until Shutdown; it returns nil after a Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("vmkernel: serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting and waits for requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.http.Shutdown(ctx)
+}
+
+// Listen makes vmkernel's unix socket at path: it creates the directory,
+// removes a stale socket (refusing when another server still answers on it),
+// and sets the socket to mode 0660. When running as root it also chowns the
+// socket to root:gid so that the unprivileged mgmtd can connect.
+func Listen(path string, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("vmkernel: socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("vmkernel: %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("vmkernel: another server is answering on %s", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("vmkernel: removing stale socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("vmkernel: listen: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("vmkernel: socket mode: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(path, 0, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("vmkernel: socket owner: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// WriteProblem writes p as application/problem+json, filling Title from the
+// status when empty.
+func WriteProblem(w http.ResponseWriter, p api.Problem) {
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	w.Header().Set("Content-Type", api.ProblemContentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
