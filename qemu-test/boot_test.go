@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/hostinfo"
 )
 
 // The end-to-end tests boot the built appliance image. They are slow, so
@@ -126,6 +129,27 @@ func TestApplianceBoot(t *testing.T) {
 	if host.Kernel == "" || host.Version == "" {
 		t.Errorf("kernel = %q, version = %q; want both set", host.Kernel, host.Version)
 	}
+	// The facts must be the image's own: the kernel release and version the
+	// build wrote down, and the QEMU of the pinned packages the payload came
+	// from (which also proves QEMU loads from the payload image).
+	root, _ := RepoRoot()
+	for file, got := range map[string]string{"kernel-release": host.Kernel, "version": host.Version} {
+		if b, err := os.ReadFile(filepath.Join(root, "build", file)); err == nil && strings.TrimSpace(string(b)) != got {
+			t.Errorf("host reports %s %q, the image was built with %q", file, got, strings.TrimSpace(string(b)))
+		}
+	}
+	// vmkernel learns QEMU's version in the background (it pages QEMU in from
+	// the payload image, seconds under TCG): poll for it, with a deadline.
+	for deadline := time.Now().Add(90 * time.Second); host.QEMU == "" && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		c.getJSON(t, vm.APIURL()+"/api/v1/host", &host)
+	}
+	if want, err := hostinfo.QEMUVersion(context.Background(), QEMUBinary); err == nil && host.QEMU != want {
+		t.Errorf("qemu = %q, want %q (the build host's pinned QEMU)%s", host.QEMU, want, formatTail(vm.Tail(TailLines)))
+	}
+	if host.Hostname != ready["hostname"] {
+		t.Errorf("hostname = %q, the ready line said %q", host.Hostname, ready["hostname"])
+	}
 
 	if err := vm.PowerDown(); err != nil {
 		t.Fatal(err)
@@ -136,5 +160,13 @@ func TestApplianceBoot(t *testing.T) {
 	}
 	if code != 0 {
 		t.Fatalf("QEMU exit status %d after power down, want 0%s", code, formatTail(vm.Tail(TailLines)))
+	}
+	// A clean shutdown: the init saw the button, stopped the services and
+	// powered off (QEMU exiting 0 alone would also follow a crash with -no-reboot).
+	con := strings.Join(vm.Console(), "\n")
+	for _, want := range []string{"shutting down (ACPI power button)", "[mgmtd] supervisor: stopped", "[vmkernel] supervisor: stopped", "plinth-init: powering off"} {
+		if !strings.Contains(con, want) {
+			t.Errorf("console lacks %q after power down%s", want, formatTail(vm.Tail(TailLines)))
+		}
 	}
 }

@@ -1,8 +1,9 @@
 // Package appinit is Plinth's appliance init: the program u-root's init hands
 // over to (as uinit). In order it loads the drivers the hardware needs, mounts
-// the STATE file system (or says loudly that it runs live, with state in RAM),
-// sets the hostname, brings up the management network, starts vmkernel and
-// mgmtd under the supervisor, and once the API answers prints one
+// the VM payload (QEMU and firmware) on /usr, mounts the STATE file system (or
+// says loudly that it runs live, with state in RAM), sets the hostname, brings
+// up the management network, starts vmkernel and mgmtd under the supervisor,
+// and once the API answers prints one
 // machine-readable ready line with the boot timings. Then it waits for the
 // ACPI power button (or SIGTERM) and shuts the host down cleanly.
 //
@@ -65,13 +66,14 @@ func Default() Config {
 }
 
 type initProc struct {
-	cfg     Config
-	start   time.Time
-	marks   []mark // step name and uptime (ms) at its end
-	sup     *supervisor.Supervisor
-	live    bool
-	net     NetResult
-	host    string
+	cfg   Config
+	start time.Time
+	marks []mark // step name and uptime (ms) at its end
+	sup   *supervisor.Supervisor
+	live  bool
+	mods  *modLoader
+	net   NetResult
+	host  string
 }
 
 type mark struct {
@@ -127,6 +129,14 @@ func Run(cfg Config) error {
 	_ = p.step("filesystems", p.filesystems)
 	_ = p.step("modules", p.loadModules)
 	go watchPowerButton(p.logf, power)
+	_ = p.step("payload", func() error {
+		dev, err := mountPayload(PayloadImage, "/usr")
+		if err != nil {
+			return fmt.Errorf("%w; VMs cannot run", err)
+		}
+		p.logf("payload: %s on /usr (%s)", PayloadImage, dev)
+		return checkPayload("/usr")
+	})
 	_ = p.step("state", p.mountState)
 	_ = p.step("hostname", p.setHostname)
 	_ = p.step("network", func() error {
@@ -148,6 +158,7 @@ func Run(cfg Config) error {
 	if err := p.step("services", p.startServices); err != nil {
 		p.logf("the API will not come up; the troubleshooting shell is on the console")
 	}
+	go p.loadLaterModules()
 	go func() {
 		if err := p.step("api", p.waitAPI); err != nil {
 			fmt.Fprintf(p.cfg.Console, "PLINTH-NOT-READY %v\n", err)
@@ -179,6 +190,9 @@ func (p *initProc) mountState() error {
 		return err
 	}
 	dev, err := findByLabel("/sys", "/dev", StateLabel)
+	if err == nil && p.mods != nil {
+		p.mods.load([]string{"ext4"})
+	}
 	if err == nil {
 		if err = unix.Mount(dev, p.cfg.StateDir, "ext4", unix.MS_NOATIME, ""); err == nil {
 			p.logf("STATE: %s mounted on %s", dev, p.cfg.StateDir)

@@ -6,17 +6,26 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/plinth/plinth/board/drivers"
 	"github.com/u-root/u-root/pkg/kmodule"
 )
 
-// alwaysModules are loaded whatever the hardware: what the appliance's own
-// features need (virtual switches, VLANs, bonds, taps, vhost, file systems for
-// datastores and media, the power button's input events).
-var alwaysModules = []string{
-	"evdev", "button", "tun", "vhost_net", "bridge", "8021q", "bonding",
-	"ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "iso9660", "loop",
+// bootModules are loaded at boot whatever the hardware says: the power
+// button's input events, and loop and squashfs for the VM payload image. Everything a device's modalias names is loaded too,
+// and the CPU's KVM module, before vmkernel starts and decides KVM or TCG.
+var bootModules = []string{"evdev", "button", "loop", "squashfs"}
+
+// laterModules are what the appliance's own features need (virtual switches,
+// VLANs, bonds, taps, vhost, file systems for datastores and media). Nothing
+// before the ready line needs them, so they load in the background after the
+// services have started; ext4 loads early only when a STATE file system is
+// found.
+var laterModules = []string{
+	"tun", "vhost_net", "bridge", "8021q", "bonding",
+	"ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs",
 }
 
 // kvmModule picks the KVM module the CPU's flags call for.
@@ -39,78 +48,174 @@ func kvmModule(cpuinfo string) string {
 	return ""
 }
 
-// loadModules cold-plugs: it loads the modules every device's modalias asks
-// for, then the always-on set, and repeats while new devices appear (a bus
-// driver such as virtio_pci makes the virtio devices it serves visible).
-func (p *initProc) loadModules() error {
-	f, err := os.Open(filepath.Join(p.cfg.ModulesDir, "modules.alias"))
+// modLoader loads kernel modules by name, in parallel, each at most once.
+type modLoader struct {
+	prober  *kmodule.Prober
+	aliases []drivers.Alias
+	logf    func(string, ...any)
+	mu      sync.Mutex
+	tried   map[string]bool
+}
+
+func newModLoader(modulesDir string, logf func(string, ...any)) (*modLoader, error) {
+	f, err := os.Open(filepath.Join(modulesDir, "modules.alias"))
 	if err != nil {
-		return fmt.Errorf("open modules.alias: %w", err)
+		return nil, fmt.Errorf("open modules.alias: %w", err)
 	}
 	aliases, err := drivers.ParseAliases(f)
 	f.Close()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
 	if err != nil {
-		return fmt.Errorf("read modules.dep: %w", err)
+		return nil, fmt.Errorf("read modules.dep: %w", err)
 	}
-	tried := map[string]bool{}
-	var loaded, failed []string
-	load := func(m string) {
-		if tried[m] {
-			return
-		}
-		tried[m] = true
-		if err := prober.Probe(m, ""); err != nil {
-			failed = append(failed, fmt.Sprintf("%s (%v)", m, err))
-			return
-		}
-		loaded = append(loaded, m)
-	}
-	want := append([]string(nil), alwaysModules...)
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		if m := kvmModule(string(b)); m != "" {
-			want = append(want, m)
+	return &modLoader{prober: prober, aliases: aliases, logf: logf, tried: map[string]bool{}}, nil
+}
+
+// load loads the named modules not tried before, in parallel.
+func (l *modLoader) load(names []string) (loaded []string) {
+	var todo []string
+	l.mu.Lock()
+	for _, n := range names {
+		if !l.tried[n] {
+			l.tried[n] = true
+			todo = append(todo, n)
 		}
 	}
-	var devs []drivers.Device
-	for pass := 0; pass < 5; pass++ {
-		devs, err = drivers.Devices("/sys")
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, n := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if l.probe(n) {
+				mu.Lock()
+				loaded = append(loaded, n)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Strings(loaded)
+	return loaded
+}
+
+// coldplug loads, in parallel, the modules that the devices' modaliases ask
+// for plus extra, and every time a module has loaded it looks again: a bus
+// driver such as virtio_pci makes the devices it serves (virtio-net, ...)
+// visible, and their drivers start at once rather than after the slowest
+// module of a "pass" (ahci probing its ports, kvm_amd setting up SVM).
+func (l *modLoader) coldplug(extra []string) []string {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		loaded []string
+	)
+	var schedule func(more []string)
+	schedule = func(more []string) {
+		devs, err := drivers.Devices("/sys")
 		if err != nil {
-			return err
+			l.logf("modules: %v", err)
 		}
 		var mas []string
 		for _, d := range devs {
 			mas = append(mas, d.Modalias)
 		}
-		mods, _ := drivers.Match(aliases, mas)
-		if pass == 0 {
-			mods = append(mods, want...)
-		}
-		before := len(tried)
+		mods, _ := drivers.Match(l.aliases, mas)
+		mods = append(mods, more...)
+		l.mu.Lock()
+		var todo []string
 		for _, m := range mods {
-			load(m)
+			if !l.tried[m] {
+				l.tried[m] = true
+				todo = append(todo, m)
+			}
 		}
-		if len(tried) == before {
+		l.mu.Unlock()
+		for _, m := range todo {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if l.probe(m) {
+					mu.Lock()
+					loaded = append(loaded, m)
+					mu.Unlock()
+				}
+				schedule(nil)
+			}()
+		}
+	}
+	// A last look after everything settled catches devices that a driver
+	// registered asynchronously, after its module had returned.
+	for round := 0; round < 3; round++ {
+		l.mu.Lock()
+		before := len(l.tried)
+		l.mu.Unlock()
+		schedule(extra)
+		extra = nil
+		wg.Wait()
+		l.mu.Lock()
+		after := len(l.tried)
+		l.mu.Unlock()
+		if after == before {
 			break
 		}
 	}
 	sort.Strings(loaded)
-	p.logf("modules: loaded %d: %s", len(loaded), strings.Join(loaded, " "))
-	for _, f := range failed {
-		p.logf("modules: could not load %s", f)
+	return loaded
+}
+
+// probe loads one module, logging a failure or a slow load.
+func (l *modLoader) probe(m string) bool {
+	t0 := time.Now()
+	if err := l.prober.Probe(m, ""); err != nil {
+		l.logf("modules: could not load %s: %v", m, err)
+		return false
 	}
+	if d := time.Since(t0); d > 250*time.Millisecond {
+		l.logf("modules: %s took %s", m, d.Round(time.Millisecond))
+	}
+	return true
+}
+
+// loadModules cold-plugs the hardware's drivers, bootModules and the CPU's
+// KVM module.
+func (p *initProc) loadModules() error {
+	l, err := newModLoader(p.cfg.ModulesDir, p.logf)
+	if err != nil {
+		return err
+	}
+	p.mods = l
+	want := append([]string(nil), bootModules...)
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		if m := kvmModule(string(b)); m != "" {
+			want = append(want, m)
+		}
+	}
+	all := l.coldplug(want)
+	p.logf("modules: loaded %d: %s", len(all), strings.Join(all, " "))
 	// PCI devices that nothing drives are worth a line: a missing NIC or
 	// storage driver is the usual reason a server "has no network".
-	devs, _ = drivers.Devices("/sys")
+	devs, _ := drivers.Devices("/sys")
 	for _, d := range devs {
 		if strings.HasPrefix(d.Path, "bus/pci/") && d.Driver == "" {
-			if mods, _ := drivers.Match(aliases, []string{d.Modalias}); len(mods) == 0 {
+			if mods, _ := drivers.Match(l.aliases, []string{d.Modalias}); len(mods) == 0 {
 				p.logf("modules: no shipped driver for PCI device %s (%s)", filepath.Base(d.Path), d.Modalias)
 			}
 		}
 	}
 	return nil
+}
+
+// loadLaterModules loads laterModules; it runs in the background.
+func (p *initProc) loadLaterModules() {
+	if p.mods == nil {
+		return
+	}
+	t0 := time.Now()
+	loaded := p.mods.load(laterModules)
+	p.logf("modules: loaded %d more in %s: %s", len(loaded), time.Since(t0).Round(time.Millisecond), strings.Join(loaded, " "))
 }
