@@ -42,6 +42,10 @@ type Host struct {
 	MemoryBytes   uint64       `json:"memory_bytes"`
 	UptimeSeconds float64      `json:"uptime_seconds"`
 	Acceleration  Acceleration `json:"acceleration"`
+	// QEMU is the version of the QEMU that runs VMs, from `qemu-system-x86_64
+	// --version` at vmkernel's start, e.g. "7.2.19 (Debian 1:7.2+dfsg-7+deb12u18+b3)";
+	// empty when QEMU cannot run (vmkernel logs why).
+	QEMU string `json:"qemu"`
 }
 
 // Health is the answer of GET /healthz.

@@ -7,13 +7,16 @@ package hostinfo
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -171,4 +174,27 @@ func ParseUptime(r io.Reader) (float64, error) {
 		return 0, fmt.Errorf("bad uptime %q", f[0])
 	}
 	return up, nil
+}
+
+// QEMUVersion runs `binary --version` and returns the version it prints,
+// e.g. "7.2.19 (Debian 1:7.2+dfsg-7+deb12u18+b3)". It proves that QEMU and
+// its libraries load, which the appliance's payload image must guarantee.
+func QEMUVersion(ctx context.Context, binary string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "--version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w: %s", binary, err, strings.TrimSpace(string(out)))
+	}
+	return ParseQEMUVersion(string(out))
+}
+
+// ParseQEMUVersion reads the first line of `qemu-system-x86_64 --version`.
+func ParseQEMUVersion(out string) (string, error) {
+	first, _, _ := strings.Cut(out, "\n")
+	const prefix = "QEMU emulator version "
+	if !strings.HasPrefix(first, prefix) {
+		return "", fmt.Errorf("unexpected QEMU --version output %q", first)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(first, prefix)), nil
 }

@@ -1,9 +1,11 @@
 package hostinfo
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,4 +113,27 @@ func TestGatherLive(t *testing.T) {
 		t.Errorf("live Gather = %+v", h)
 	}
 	t.Logf("live host: %+v", h)
+}
+
+func TestParseQEMUVersion(t *testing.T) {
+	v, err := ParseQEMUVersion("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022 Fabrice Bellard\n")
+	if err != nil || v != "7.2.19 (Debian 1:7.2+dfsg-7+deb12u18+b3)" {
+		t.Errorf("got %q, %v", v, err)
+	}
+	if _, err := ParseQEMUVersion("qemu-img version 7.2\n"); err == nil {
+		t.Error("accepted a non-QEMU-system line")
+	}
+}
+
+func TestQEMUVersionLive(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	v, err := QEMUVersion(context.Background(), "qemu-system-x86_64")
+	if err != nil || v == "" {
+		t.Fatalf("QEMUVersion = %q, %v", v, err)
+	}
+	if _, err := QEMUVersion(context.Background(), "/nonexistent/qemu"); err == nil || !strings.Contains(err.Error(), "/nonexistent/qemu") {
+		t.Errorf("missing binary: err = %v, want it named", err)
+	}
 }

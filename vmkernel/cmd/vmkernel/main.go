@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ func run(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("vmkernel", flag.ContinueOnError)
 	socket := fs.String("socket", api.VMKernelSocket, "unix socket of the local API")
 	state := fs.String("state", api.StateDir+"/vmkernel", "state directory")
+	qemuBin := fs.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,8 +52,28 @@ func run(log *slog.Logger, args []string) error {
 		log.Info("vmkernel: acceleration", "mode", acc.Mode, "reason", acc.Reason)
 	}
 
+	// Asking QEMU its version proves it loads; in the appliance that first run
+	// also pages QEMU in from the compressed payload image, which takes seconds
+	// under TCG, so it runs beside the API rather than before it (and the first
+	// VM start then finds QEMU warm).
+	var qemu atomic.Value
+	qemu.Store("")
+	go func() {
+		v, err := hostinfo.QEMUVersion(context.Background(), *qemuBin)
+		if err != nil {
+			log.Warn("vmkernel: WARNING: QEMU does not run; virtual machines cannot start", "err", err)
+			return
+		}
+		qemu.Store(v)
+		log.Info("vmkernel: QEMU", "version", v)
+	}()
 	src := hostinfo.Source{Accel: acc}
-	srv := vmkernel.New(vmkernel.Config{Host: src.Gather, Log: log})
+	host := func() (api.Host, error) {
+		h, err := src.Gather()
+		h.QEMU = qemu.Load().(string)
+		return h, err
+	}
+	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err

@@ -1,0 +1,334 @@
+// Package inventory stores VM specs, one JSON file per VM in a directory,
+// each written atomically (temp file in the same directory, write, fsync,
+// close, rename, fsync the directory) so that a crash at any moment leaves
+// either the old or the new spec on disk, never a broken one.
+package inventory
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/plinth/plinth/api"
+)
+
+// SchemaVersion is the version of the file format written by this package.
+const SchemaVersion = 1
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrExists: another VM already has this name or ID.
+	ErrExists = errors.New("already exists")
+	// ErrNotFound: no VM has this ID or name.
+	ErrNotFound = errors.New("not found")
+)
+
+const (
+	fileSuffix = ".json"
+	tempPrefix = ".tmp-"
+)
+
+// record is the on-disk form of one VM.
+type record struct {
+	SchemaVersion int        `json:"schema_version"`
+	Spec          api.VMSpec `json:"spec"`
+}
+
+// FileError is a file that Open could not load; the file is left in place.
+type FileError struct {
+	Name string // base name in the inventory directory
+	Err  error
+}
+
+func (e *FileError) Error() string { return fmt.Sprintf("inventory file %s: %v", e.Name, e.Err) }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// Inventory is the set of defined VMs. It is safe for concurrent use.
+type Inventory struct {
+	dir     string
+	mu      sync.RWMutex
+	byID    map[string]api.VMSpec
+	skipped []error
+	// step, when set, is called after each step of a write; a non-nil error
+	// makes the write stop right there, as if the process had died (no clean-up).
+	step func(step string) error
+}
+
+// Steps of a write, as passed to the step hook.
+const (
+	StepCreateTemp = "create-temp"
+	StepHalfWrite  = "half-write"
+	StepWrite      = "write"
+	StepFsync      = "fsync"
+	StepClose      = "close"
+	StepRename     = "rename"
+	StepRemove     = "remove"
+	StepDirFsync   = "dir-fsync"
+)
+
+// Open loads every VM file in dir, creating dir if needed. A file that cannot
+// be read or parsed is skipped and reported by Skipped, not deleted. Temp
+// files left by an interrupted write are removed.
+func Open(dir string) (*Inventory, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	inv := &Inventory{dir: dir, byID: map[string]api.VMSpec{}}
+	names := map[string]string{} // VM name -> file
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, tempPrefix) {
+			// Left by a write that never reached its rename: never a VM.
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				inv.skipped = append(inv.skipped, &FileError{name, fmt.Errorf("removing stale temp file: %w", err)})
+			}
+			continue
+		}
+		if !strings.HasSuffix(name, fileSuffix) || !e.Type().IsRegular() {
+			continue
+		}
+		spec, err := load(filepath.Join(dir, name))
+		switch {
+		case err != nil:
+		case name != spec.ID+fileSuffix:
+			err = fmt.Errorf("holds VM %q, expected file %s", spec.ID, spec.ID+fileSuffix)
+		case names[spec.Name] != "":
+			err = fmt.Errorf("VM name %q: %w in %s", spec.Name, ErrExists, names[spec.Name])
+		}
+		if err != nil {
+			inv.skipped = append(inv.skipped, &FileError{name, err})
+			continue
+		}
+		names[spec.Name] = name
+		inv.byID[spec.ID] = spec
+	}
+	return inv, nil
+}
+
+func load(path string) (api.VMSpec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return api.VMSpec{}, err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return api.VMSpec{}, fmt.Errorf("corrupt: %w", err)
+	}
+	if r.SchemaVersion < 1 || r.SchemaVersion > SchemaVersion {
+		return api.VMSpec{}, fmt.Errorf("schema version %d, this vmkernel reads 1..%d", r.SchemaVersion, SchemaVersion)
+	}
+	if r.Spec.ID == "" {
+		return api.VMSpec{}, errors.New("corrupt: no VM ID")
+	}
+	if err := r.Spec.Validate(); err != nil {
+		return api.VMSpec{}, err
+	}
+	return r.Spec, nil
+}
+
+// Dir is the inventory's directory.
+func (inv *Inventory) Dir() string { return inv.dir }
+
+// Skipped lists the files Open could not load, each a *FileError.
+func (inv *Inventory) Skipped() []error {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return append([]error(nil), inv.skipped...)
+}
+
+// Create stores a new VM. It assigns a random ID if spec.ID is empty, applies
+// the defaults and validates; spec is updated to what was stored. A name or ID
+// already in use gives ErrExists.
+func (inv *Inventory) Create(spec *api.VMSpec) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	s := spec.Clone()
+	if s.ID == "" {
+		s.ID = api.NewUUID()
+	}
+	s.Defaults()
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if _, ok := inv.byID[s.ID]; ok {
+		return fmt.Errorf("VM ID %s: %w", s.ID, ErrExists)
+	}
+	if other, ok := inv.byNameLocked(s.Name); ok {
+		return fmt.Errorf("VM name %q (ID %s): %w", s.Name, other.ID, ErrExists)
+	}
+	if err := inv.write(s); err != nil {
+		return err
+	}
+	inv.byID[s.ID] = s
+	*spec = s.Clone()
+	return nil
+}
+
+// Update replaces the spec of the VM with spec.ID (after defaults and
+// validation). Renaming to a name in use gives ErrExists.
+func (inv *Inventory) Update(spec api.VMSpec) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	s := spec.Clone()
+	s.Defaults()
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if _, ok := inv.byID[s.ID]; !ok {
+		return fmt.Errorf("VM ID %q: %w", s.ID, ErrNotFound)
+	}
+	if other, ok := inv.byNameLocked(s.Name); ok && other.ID != s.ID {
+		return fmt.Errorf("VM name %q (ID %s): %w", s.Name, other.ID, ErrExists)
+	}
+	if err := inv.write(s); err != nil {
+		return err
+	}
+	inv.byID[s.ID] = s
+	return nil
+}
+
+// Delete removes the VM with this ID.
+func (inv *Inventory) Delete(id string) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if _, ok := inv.byID[id]; !ok {
+		return fmt.Errorf("VM ID %q: %w", id, ErrNotFound)
+	}
+	if err := os.Remove(filepath.Join(inv.dir, id+fileSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("inventory: deleting VM %s: %w", id, err)
+	}
+	delete(inv.byID, id)
+	if err := inv.hook(StepRemove); err != nil {
+		return err
+	}
+	if err := syncDir(inv.dir); err != nil {
+		return fmt.Errorf("inventory: deleting VM %s: %w", id, err)
+	}
+	return inv.hook(StepDirFsync)
+}
+
+// Get returns the VM with this ID or, failing that, this name.
+func (inv *Inventory) Get(idOrName string) (api.VMSpec, error) {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	if s, ok := inv.byID[idOrName]; ok {
+		return s.Clone(), nil
+	}
+	if s, ok := inv.byNameLocked(idOrName); ok {
+		return s.Clone(), nil
+	}
+	return api.VMSpec{}, fmt.Errorf("VM %q: %w", idOrName, ErrNotFound)
+}
+
+// List returns every VM, sorted by name.
+func (inv *Inventory) List() []api.VMSpec {
+	inv.mu.RLock()
+	out := make([]api.VMSpec, 0, len(inv.byID))
+	for _, s := range inv.byID {
+		out = append(out, s.Clone())
+	}
+	inv.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (inv *Inventory) byNameLocked(name string) (api.VMSpec, bool) {
+	for _, s := range inv.byID {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return api.VMSpec{}, false
+}
+
+func (inv *Inventory) hook(step string) error {
+	if inv.step == nil {
+		return nil
+	}
+	return inv.step(step)
+}
+
+// write stores s atomically as <id>.json.
+func (inv *Inventory) write(s api.VMSpec) error {
+	data, err := json.MarshalIndent(record{SchemaVersion: SchemaVersion, Spec: s}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("inventory: encoding VM %s: %w", s.ID, err)
+	}
+	data = append(data, '\n')
+	final := filepath.Join(inv.dir, s.ID+fileSuffix)
+
+	f, err := os.CreateTemp(inv.dir, tempPrefix+s.ID+"-*")
+	if err != nil {
+		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
+	}
+	if err := inv.hook(StepCreateTemp); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
+	}
+	half := len(data) / 2
+	if _, err := f.Write(data[:half]); err != nil {
+		return fail(err)
+	}
+	if err := inv.hook(StepHalfWrite); err != nil {
+		return err
+	}
+	if _, err := f.Write(data[half:]); err != nil {
+		return fail(err)
+	}
+	if err := inv.hook(StepWrite); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := inv.hook(StepFsync); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
+	}
+	if err := inv.hook(StepClose); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), final); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
+	}
+	if err := inv.hook(StepRename); err != nil {
+		return err
+	}
+	if err := syncDir(inv.dir); err != nil {
+		// The new file is in place (and what a reload would see) but maybe
+		// not durable yet: keep memory equal to the disk, and say so.
+		inv.byID[s.ID] = s
+		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
+	}
+	return inv.hook(StepDirFsync)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
