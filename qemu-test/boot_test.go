@@ -37,7 +37,10 @@ func e2eOptions(t *testing.T) Options {
 			t.Fatalf("PLINTH_E2E=1 but the image is missing (%v): run `make image` first", err)
 		}
 	}
-	return Options{Kernel: kernel, Initrd: initrd, Logf: t.Logf, ConsoleLog: t.TempDir() + "/console.log"}
+	// The console is kept in build/ for a look after the run (make e2e).
+	console := filepath.Join(filepath.Dir(kernel), "e2e-"+t.Name()+".console.log")
+	t.Logf("console log: %s", console)
+	return Options{Kernel: kernel, Initrd: initrd, Logf: t.Logf, ConsoleLog: console}
 }
 
 // pinnedClient trusts whatever certificate the appliance shows first (it is

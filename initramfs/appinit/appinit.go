@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -72,6 +73,7 @@ type initProc struct {
 	sup   *supervisor.Supervisor
 	live  bool
 	mods  *modLoader
+	mu    sync.Mutex // guards marks: steps run concurrently
 	net   NetResult
 	host  string
 }
@@ -97,7 +99,9 @@ func uptimeMS() int64 {
 func (p *initProc) step(name string, fn func() error) error {
 	t0 := time.Now()
 	err := fn()
+	p.mu.Lock()
 	p.marks = append(p.marks, mark{name, uptimeMS()})
+	p.mu.Unlock()
 	if err != nil {
 		p.logf("step %s failed after %s: %v", name, time.Since(t0).Round(time.Millisecond), err)
 		return fmt.Errorf("step %s: %w", name, err)
@@ -127,7 +131,51 @@ func Run(cfg Config) error {
 	go func() { s := <-sigs; power <- "signal " + s.String() }()
 
 	_ = p.step("filesystems", p.filesystems)
-	_ = p.step("modules", p.loadModules)
+	// The steps overlap where they can: drivers load in the background; the
+	// network starts once the NIC drivers are in (not waiting for storage
+	// controllers or KVM); payload and STATE wait for every driver but KVM;
+	// the services wait for everything, since vmkernel decides KVM or TCG
+	// once, at its start.
+	l, err := newModLoader(p.cfg.ModulesDir, p.logf)
+	if err != nil {
+		p.logf("modules: %v; booting without loading drivers", err)
+	}
+	p.mods = l
+	coldplugged := make(chan struct{})
+	go func() {
+		defer close(coldplugged)
+		if l != nil {
+			_ = p.step("modules", p.loadModules)
+		}
+	}()
+	quiet := func(skip func(string) bool) {
+		if l != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			l.waitQuiet(ctx, skip)
+			cancel()
+		}
+	}
+	networked := make(chan struct{})
+	go func() {
+		defer close(networked)
+		quiet(func(path string) bool { return isStorageModule(path) || isKVMModule(path) })
+		_ = p.step("network", func() error {
+			cfg, err := ParseNetConfig(p.cfg.Cmdline)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+			defer cancel()
+			r, err := bringUpNetwork(ctx, cfg, p.logf)
+			if err != nil {
+				return err
+			}
+			p.net = r
+			p.logf("management network: %s %s (%s)", r.NIC, r.Address, r.Method)
+			return nil
+		})
+	}()
+	quiet(isKVMModule)
 	go watchPowerButton(p.logf, power)
 	_ = p.step("payload", func() error {
 		dev, err := mountPayload(PayloadImage, "/usr")
@@ -139,21 +187,8 @@ func Run(cfg Config) error {
 	})
 	_ = p.step("state", p.mountState)
 	_ = p.step("hostname", p.setHostname)
-	_ = p.step("network", func() error {
-		cfg, err := ParseNetConfig(p.cfg.Cmdline)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-		defer cancel()
-		r, err := bringUpNetwork(ctx, cfg, p.logf)
-		if err != nil {
-			return err
-		}
-		p.net = r
-		p.logf("management network: %s %s (%s)", r.NIC, r.Address, r.Method)
-		return nil
-	})
+	<-networked
+	<-coldplugged
 	p.sup = supervisor.New(p.cfg.Console)
 	if err := p.step("services", p.startServices); err != nil {
 		p.logf("the API will not come up; the troubleshooting shell is on the console")
@@ -325,6 +360,8 @@ func (p *initProc) readyLine() string {
 			}
 		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, m := range p.marks {
 		kv = append(kv, fmt.Sprintf("%s_ms=%d", m.name, m.ms))
 	}

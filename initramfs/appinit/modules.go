@@ -1,7 +1,10 @@
 package appinit
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -52,9 +55,68 @@ func kvmModule(cpuinfo string) string {
 type modLoader struct {
 	prober  *kmodule.Prober
 	aliases []drivers.Alias
+	paths   map[string]string // module name -> path in the modules tree
 	logf    func(string, ...any)
 	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a module finishes loading
 	tried   map[string]bool
+	// inflight holds the modules being loaded; started is set once the
+	// cold-plug has scheduled its first modules.
+	inflight map[string]bool
+	started  bool
+}
+
+// Module classes the boot steps wait on selectively: the network needs its
+// NIC drivers but not the storage controllers (ahci probing its ports takes a
+// second under TCG) nor KVM; STATE needs storage but not KVM.
+func isKVMModule(path string) bool { return strings.Contains(path, "/arch/x86/kvm/") }
+
+func isStorageModule(path string) bool {
+	for _, d := range []string{"/drivers/ata/", "/drivers/scsi/", "/drivers/nvme/", "/drivers/block/", "/drivers/usb/", "/drivers/cdrom/"} {
+		if strings.Contains(path, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// modulePaths reads modules.dep into a map from module name (with '_') to
+// its path.
+func modulePaths(r io.Reader) map[string]string {
+	out := map[string]string{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		path, _, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		name := filepath.Base(path)
+		name = name[:strings.Index(name+".ko", ".ko")]
+		out[strings.ReplaceAll(name, "-", "_")] = path
+	}
+	return out
+}
+
+// waitQuiet blocks until the cold-plug has started and every module still
+// loading is one that skip accepts (by its path), or until ctx ends.
+func (l *modLoader) waitQuiet(ctx context.Context, skip func(path string) bool) {
+	stop := context.AfterFunc(ctx, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
+	defer stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ctx.Err() == nil {
+		busy := !l.started
+		for m := range l.inflight {
+			if skip == nil || !skip(l.paths[strings.ReplaceAll(m, "-", "_")]) {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		l.cond.Wait()
+	}
 }
 
 func newModLoader(modulesDir string, logf func(string, ...any)) (*modLoader, error) {
@@ -71,7 +133,15 @@ func newModLoader(modulesDir string, logf func(string, ...any)) (*modLoader, err
 	if err != nil {
 		return nil, fmt.Errorf("read modules.dep: %w", err)
 	}
-	return &modLoader{prober: prober, aliases: aliases, logf: logf, tried: map[string]bool{}}, nil
+	dep, err := os.Open(filepath.Join(modulesDir, "modules.dep"))
+	if err != nil {
+		return nil, fmt.Errorf("open modules.dep: %w", err)
+	}
+	defer dep.Close()
+	l := &modLoader{prober: prober, aliases: aliases, paths: modulePaths(dep), logf: logf,
+		tried: map[string]bool{}, inflight: map[string]bool{}}
+	l.cond = sync.NewCond(&l.mu)
+	return l, nil
 }
 
 // load loads the named modules not tried before, in parallel.
@@ -131,9 +201,11 @@ func (l *modLoader) coldplug(extra []string) []string {
 		for _, m := range mods {
 			if !l.tried[m] {
 				l.tried[m] = true
+				l.inflight[m] = true
 				todo = append(todo, m)
 			}
 		}
+		l.started = true
 		l.mu.Unlock()
 		for _, m := range todo {
 			wg.Add(1)
@@ -144,7 +216,14 @@ func (l *modLoader) coldplug(extra []string) []string {
 					loaded = append(loaded, m)
 					mu.Unlock()
 				}
+				// Look for new devices before saying this one is done, so
+				// that waiters never see a gap between a bus driver and the
+				// drivers of the devices it revealed.
 				schedule(nil)
+				l.mu.Lock()
+				delete(l.inflight, m)
+				l.cond.Broadcast()
+				l.mu.Unlock()
 			}()
 		}
 	}
@@ -184,11 +263,10 @@ func (l *modLoader) probe(m string) bool {
 // loadModules cold-plugs the hardware's drivers, bootModules and the CPU's
 // KVM module.
 func (p *initProc) loadModules() error {
-	l, err := newModLoader(p.cfg.ModulesDir, p.logf)
-	if err != nil {
-		return err
+	l := p.mods
+	if l == nil {
+		return fmt.Errorf("no module loader")
 	}
-	p.mods = l
 	want := append([]string(nil), bootModules...)
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		if m := kvmModule(string(b)); m != "" {
