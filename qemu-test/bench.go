@@ -27,12 +27,15 @@ type BenchOptions struct {
 
 // BenchResult is what BootBench measured.
 type BenchResult struct {
-	Options   BenchOptions
-	Accel     api.Acceleration
-	Date      time.Time
-	Floor     []time.Duration // QEMU start to FloorMarker
-	Appliance []time.Duration // QEMU start to the PLINTH-READY line
-	Ready     []map[string]string
+	Options BenchOptions
+	Accel   api.Acceleration
+	Date    time.Time
+	Floor   []time.Duration // QEMU start to FloorMarker
+	// FloorUptime is the floor's kernel uptime (ms) when its init printed
+	// the marker: the wall time minus it is firmware and QEMU's setup.
+	FloorUptime []string
+	Appliance   []time.Duration // QEMU start to the PLINTH-READY line
+	Ready       []map[string]string
 }
 
 // BootBench boots the floor guest and the appliance Runs times each,
@@ -70,10 +73,15 @@ func BootBench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		return d, vm, err
 	}
 	for i := 1; i <= o.Runs; i++ {
+		var line string
 		d, _, err := boot(floorInitrd, func(vm *VM) error {
-			_, err := vm.Expect(FloorMarker, 120*time.Second)
+			var err error
+			line, err = vm.Expect(FloorMarker, 120*time.Second)
 			return err
 		})
+		if _, up, ok := strings.Cut(line, "uptime_ms="); ok {
+			res.FloorUptime = append(res.FloorUptime, strings.TrimSpace(up))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("floor run %d: %w", i, err)
 		}
@@ -184,17 +192,50 @@ func (r *BenchResult) Markdown(w io.Writer) {
 	if len(keys) == 0 {
 		return
 	}
-	names := make([]string, 0, len(keys))
-	for k := range keys {
-		names = append(names, k)
+	// The boot timeline: every *_ms key is a moment, in ms since the kernel
+	// started, at which a phase ended (unpack_start excepted); sorted by
+	// time. Some steps overlap (modules, network), so the gaps are not all
+	// the cost of the row's step alone.
+	type moment struct {
+		key string
+		ms  float64
 	}
-	sort.Strings(names)
-	fmt.Fprintf(w, "The appliance's own `%s` keys (median of %d runs):\n\n", api.ReadyPrefix, len(r.Ready))
-	fmt.Fprintln(w, "| key | median |")
-	fmt.Fprintln(w, "| --- | ---: |")
-	for _, k := range names {
-		fmt.Fprintf(w, "| `%s` | %s |\n", k, medianValue(keys[k]))
+	var tl []moment
+	for k, vs := range keys {
+		if !strings.HasSuffix(k, "_ms") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(medianValue(vs), 64); err == nil {
+			tl = append(tl, moment{strings.TrimSuffix(k, "_ms"), v})
+		}
 	}
+	sort.Slice(tl, func(i, j int) bool { return tl[i].ms < tl[j].ms })
+	fmt.Fprintf(w, "Boot timeline of the appliance (medians of %d runs; ms since the kernel started):\n\n", len(r.Ready))
+	fmt.Fprintln(w, "| moment | at (ms) | since previous (ms) |")
+	fmt.Fprintln(w, "| --- | ---: | ---: |")
+	prev := 0.0
+	for _, m := range tl {
+		fmt.Fprintf(w, "| %s | %.0f | %.0f |\n", m.key, m.ms, m.ms-prev)
+		prev = m.ms
+	}
+	if len(tl) > 0 {
+		fw := ma.Seconds()*1000 - tl[len(tl)-1].ms
+		fmt.Fprintf(w, "\nBefore the kernel's clock starts (firmware, QEMU setup, loading kernel and initrd): about %.0f ms (wall median minus the last moment).\n", fw)
+	}
+	if len(r.FloorUptime) > 0 {
+		if v, err := strconv.ParseFloat(medianValue(r.FloorUptime), 64); err == nil {
+			fmt.Fprintf(w, "The floor's init printed its marker %.0f ms after its kernel started; %.0f ms of its wall time came before.\n", v, mf.Seconds()*1000-v)
+		}
+	}
+	fmt.Fprintln(w)
+	var other []string
+	for k, vs := range keys {
+		if !strings.HasSuffix(k, "_ms") {
+			other = append(other, fmt.Sprintf("%s=%s", k, vs[len(vs)-1])) // the last run's
+		}
+	}
+	sort.Strings(other)
+	fmt.Fprintf(w, "Other keys of the ready line: %s.\n", strings.Join(other, " "))
 }
 
 func fileSize(path string) string {

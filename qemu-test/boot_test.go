@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -171,5 +172,78 @@ func TestApplianceBoot(t *testing.T) {
 		if !strings.Contains(con, want) {
 			t.Errorf("console lacks %q after power down%s", want, formatTail(vm.Tail(TailLines)))
 		}
+	}
+}
+
+// TestApplianceStateAndStaticNetwork boots twice from a disk holding an ext4
+// file system labelled PLINTH-STATE, with a static address on the kernel
+// command line: the appliance must run installed (not live), take its host
+// name from STATE over the command line, keep its TLS certificate across the
+// reboot, and leave its logs in STATE.
+func TestApplianceStateAndStaticNetwork(t *testing.T) {
+	o := e2eOptions(t)
+	mkfs, err := exec.LookPath("mke2fs")
+	if err != nil {
+		t.Fatal("mke2fs is missing: apt-get install e2fsprogs (make deps does)")
+	}
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed")
+	if err := os.MkdirAll(filepath.Join(seed, "config"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(seed, "config", "hostname"), []byte("esx-state\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "state.img")
+	if out, err := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", "PLINTH-STATE", "-d", seed, img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v\n%s", err, out)
+	}
+	o.CPUs, o.MemoryMiB = 2, 1024
+	// QEMU's user network forwards to 10.0.2.15, so the static address is that one.
+	o.Cmdline = "plinth.ip=10.0.2.15/24 plinth.gw=10.0.2.2 plinth.dns=10.0.2.3 plinth.hostname=from-cmdline"
+	o.ExtraArgs = []string{"-drive", "file=" + img + ",if=virtio,format=raw"}
+	c := newPinnedClient() // the second boot must show the first boot's certificate
+
+	for boot := 1; boot <= 2; boot++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		vm, err := Start(ctx, o)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		ready, err := vm.WaitReady(240 * time.Second)
+		if err != nil {
+			vm.Close()
+			cancel()
+			t.Fatalf("boot %d: %v", boot, err)
+		}
+		if ready["mode"] != "installed" || ready["addr"] != "10.0.2.15/24" || ready["hostname"] != "esx-state" {
+			t.Errorf("boot %d: ready line %v, want mode=installed addr=10.0.2.15/24 hostname=esx-state", boot, ready)
+		}
+		if con := strings.Join(vm.Console(), "\n"); !strings.Contains(con, "management network: eth0 10.0.2.15/24 (static)") {
+			t.Errorf("boot %d: the console does not report the static address%s", boot, formatTail(vm.Tail(TailLines)))
+		}
+		var host api.Host
+		c.getJSON(t, vm.APIURL()+"/api/v1/host", &host) // fails on a changed certificate
+		if host.Hostname != "esx-state" {
+			t.Errorf("boot %d: hostname %q, want esx-state from STATE", boot, host.Hostname)
+		}
+		if err := vm.PowerDown(); err != nil {
+			t.Fatal(err)
+		}
+		if code, err := vm.Wait(60 * time.Second); err != nil || code != 0 {
+			t.Fatalf("boot %d: power down: exit %d, %v%s", boot, code, err, formatTail(vm.Tail(TailLines)))
+		}
+		vm.Close()
+		cancel()
+	}
+	// What the appliance left in STATE, read with e2fsprogs' debugfs.
+	out, err := exec.Command("debugfs", "-R", "ls -l /mgmtd/tls", img).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cert.pem") || !strings.Contains(string(out), "key.pem") {
+		t.Errorf("STATE lacks mgmtd's certificate: %v\n%s", err, out)
+	}
+	out, err = exec.Command("debugfs", "-R", "cat /log/vmkernel.log", img).CombinedOutput()
+	if err != nil || strings.Count(string(out), "vmkernel: serving") < 2 {
+		t.Errorf("STATE's vmkernel.log does not show two boots: %v\n%s", err, out)
 	}
 }
