@@ -63,8 +63,11 @@ type Problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
-	// Field names the request field at fault, when there is one.
+	// Field names the request field at fault, when there is one (the first
+	// of Problems when there are several).
 	Field string `json:"field,omitempty"`
+	// Problems lists every field problem of a request that did not validate.
+	Problems []FieldProblem `json:"problems,omitempty"`
 }
 
 // ReadyPrefix starts the one machine-readable line the appliance init prints

@@ -20,3 +20,20 @@ const (
 	MgmtdHealthPath = "/healthz"
 	MgmtdHostPath   = "/api/v1/host"
 )
+
+// VM paths of vmkernel's local API. VMKernelVMPath takes an ID or a name
+// after it; actions are POSTed to VMKernelVMPath + ID + "/" + action.
+const (
+	VMKernelVMsPath = "/v1/vms"
+	VMKernelVMPath  = "/v1/vms/"
+)
+
+// VM power actions (POST /v1/vms/{id}/{action}).
+const (
+	ActionStart    = "start"
+	ActionStop     = "stop"
+	ActionShutdown = "shutdown"
+	ActionReset    = "reset"
+	ActionPause    = "pause"
+	ActionResume   = "resume"
+)

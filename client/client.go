@@ -6,6 +6,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -17,6 +18,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -198,43 +200,111 @@ func (c *Client) Host(ctx context.Context) (api.Host, error) {
 // answers become *Error; a 503 JSON body that is not a problem is also
 // decoded into out (degraded health).
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// do sends a request (in, when not nil, as a JSON body) and decodes a 2xx
+// JSON answer into out (when not nil and the answer has a body).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("client: %s %s: encoding request: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return fmt.Errorf("client: GET %s: %w", path, err)
+		return fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: GET %s: %w", path, err)
+		return fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("client: GET %s: reading answer: %w", path, err)
+		return fmt.Errorf("client: %s %s: reading answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("client: GET %s: decoding answer: %w", path, err)
+		if out == nil || len(data) == 0 {
+			return nil
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("client: %s %s: decoding answer: %w", method, path, err)
 		}
 		return nil
 	}
 	e := &Error{Status: resp.StatusCode}
 	ct := resp.Header.Get("Content-Type")
 	switch {
-	case strings.HasPrefix(ct, api.ProblemContentType) && json.Unmarshal(body, &e.Problem) == nil:
-	case strings.HasPrefix(ct, "application/json") && json.Unmarshal(body, out) == nil:
+	case strings.HasPrefix(ct, api.ProblemContentType) && json.Unmarshal(data, &e.Problem) == nil:
+	case out != nil && strings.HasPrefix(ct, "application/json") && json.Unmarshal(data, out) == nil:
 		e.Problem = api.Problem{Title: http.StatusText(resp.StatusCode), Status: resp.StatusCode, Detail: summarize(out)}
 	default:
 		e.Problem = api.Problem{Title: http.StatusText(resp.StatusCode), Status: resp.StatusCode,
-			Detail: strings.TrimSpace(string(body[:min(len(body), 512)]))}
+			Detail: strings.TrimSpace(string(data[:min(len(data), 512)]))}
 	}
 	if e.Problem.Status == 0 {
 		e.Problem.Status = resp.StatusCode
 	}
 	return e
+}
+
+// ListVMs lists the defined VMs with their run state (vmkernel).
+func (c *Client) ListVMs(ctx context.Context) ([]api.VM, error) {
+	var vms []api.VM
+	err := c.get(ctx, api.VMKernelVMsPath, &vms)
+	return vms, err
+}
+
+// CreateVM defines a VM; the answer holds its ID and defaults (vmkernel).
+// A spec that does not validate gives an *Error with status 422 whose
+// Problem lists every field problem.
+func (c *Client) CreateVM(ctx context.Context, spec api.VMSpec) (api.VM, error) {
+	var vm api.VM
+	err := c.do(ctx, http.MethodPost, api.VMKernelVMsPath, spec, &vm)
+	return vm, err
+}
+
+// GetVM returns the VM with this ID or name (vmkernel).
+func (c *Client) GetVM(ctx context.Context, idOrName string) (api.VM, error) {
+	var vm api.VM
+	err := c.get(ctx, api.VMKernelVMPath+url.PathEscape(idOrName), &vm)
+	return vm, err
+}
+
+// DeleteVM deletes a VM that is not running (vmkernel).
+func (c *Client) DeleteVM(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, api.VMKernelVMPath+url.PathEscape(id), nil, nil)
+}
+
+// VMAction runs a power action (api.ActionStart, ActionStop, ActionShutdown,
+// ActionReset, ActionPause, ActionResume) and returns the VM as it is after
+// it (vmkernel). A shutdown waits up to the server's default before stopping
+// hard; see ShutdownVM to choose.
+func (c *Client) VMAction(ctx context.Context, id, action string) (api.VM, error) {
+	var vm api.VM
+	err := c.do(ctx, http.MethodPost, api.VMKernelVMPath+url.PathEscape(id)+"/"+url.PathEscape(action), nil, &vm)
+	return vm, err
+}
+
+// ShutdownVM presses the VM's ACPI power button and stops it hard if it
+// has not powered off after timeout (whole seconds). The call lasts up to
+// timeout plus a hard stop: the client's WithTimeout must allow for that.
+func (c *Client) ShutdownVM(ctx context.Context, id string, timeout time.Duration) (api.VM, error) {
+	var vm api.VM
+	req := api.ShutdownRequest{TimeoutSeconds: int(timeout.Round(time.Second) / time.Second)}
+	err := c.do(ctx, http.MethodPost, api.VMKernelVMPath+url.PathEscape(id)+"/"+api.ActionShutdown, req, &vm)
+	return vm, err
 }
 
 // summarize turns a non-problem error body (degraded health) into a detail.

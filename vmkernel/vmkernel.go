@@ -1,8 +1,8 @@
 // Package vmkernel is Plinth's root VM service. It owns the host's virtual
 // machines (later: QEMU processes, disks, switches) and answers a local HTTP
 // API on a unix socket that only root and the mgmtd group can reach; mgmtd
-// forwards remote requests to it. Today it reports the host's facts and its
-// health.
+// forwards remote requests to it. It reports the host's facts and its health,
+// and defines, runs and stops VMs (see package runner).
 package vmkernel
 
 import (
@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/runner"
 )
 
 // Config is what a Server needs.
@@ -26,6 +28,13 @@ type Config struct {
 	Host func() (api.Host, error)
 	// Log receives request failures; nil discards.
 	Log *slog.Logger
+	// Inventory and Runner serve the VM routes (/v1/vms...); without both
+	// there are none.
+	Inventory *inventory.Inventory
+	Runner    *runner.Manager
+	// Datastores are the host's datastores (name to root); when set, a VM
+	// referring to another one is refused at creation.
+	Datastores map[string]string
 }
 
 // Server is vmkernel's local API.
@@ -59,10 +68,10 @@ type Route struct {
 
 // Routes is the server's route table.
 func (s *Server) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{http.MethodGet, api.VMKernelHealthPath, s.health},
 		{http.MethodGet, api.VMKernelHostPath, s.host},
-	}
+	}, s.vmRoutes()...)
 }
 
 // Handler is the server's HTTP handler: the route table, with problem JSON

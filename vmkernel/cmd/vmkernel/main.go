@@ -1,6 +1,7 @@
 // Command vmkernel is Plinth's root VM service: it decides the host's
-// acceleration (KVM or TCG) once, then serves the local API on a unix socket
-// until SIGTERM or SIGINT.
+// acceleration (KVM or TCG) once, loads the VM inventory, re-attaches to the
+// QEMU processes a previous vmkernel left running, then serves the local API
+// on a unix socket until SIGTERM or SIGINT (which leaves the VMs running).
 package main
 
 import (
@@ -11,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,6 +22,8 @@ import (
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
+	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/runner"
 )
 
 func main() {
@@ -35,6 +40,9 @@ func run(log *slog.Logger, args []string) error {
 	state := fs.String("state", api.StateDir+"/vmkernel", "state directory")
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
+	runRoot := fs.String("run", "/run/plinth/vms", "directory of the running VMs' sockets (one subdirectory per VM)")
+	datastores := datastoreFlag{}
+	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +81,29 @@ func run(log *slog.Logger, args []string) error {
 		h.QEMU = qemu.Load().(string)
 		return h, err
 	}
-	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log})
+	inv, err := inventory.Open(filepath.Join(*state, "vms"))
+	if err != nil {
+		return err
+	}
+	for _, e := range inv.Skipped() {
+		log.Error("vmkernel: VM file not loaded", "err", e)
+	}
+	mgr, err := runner.New(runner.Config{
+		QEMU: *qemuBin, Accel: acc.Mode, Datastores: datastores,
+		RunRoot: *runRoot, StateRoot: filepath.Join(*state, "vm-state"), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer mgr.Close() // detach only: the VMs keep running for the next vmkernel
+	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ids, err := mgr.Reattach(actx, inv.List())
+	acancel()
+	if err != nil {
+		log.Error("vmkernel: re-attaching running VMs", "err", err)
+	}
+	log.Info("vmkernel: VMs", "defined", len(inv.List()), "re-attached", len(ids), "datastores", len(datastores))
+	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err
@@ -97,5 +127,34 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	return nil
+}
+
+// datastoreFlag collects -datastore NAME=DIR flags.
+type datastoreFlag map[string]string
+
+func (d datastoreFlag) String() string {
+	var parts []string
+	for k, v := range d {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (d datastoreFlag) Set(s string) error {
+	name, dir, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q is not NAME=DIR", s)
+	}
+	if msg := api.CheckName(name); msg != "" {
+		return fmt.Errorf("datastore name %q: %s", name, msg)
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("datastore %s: directory %q is not absolute", name, dir)
+	}
+	if _, dup := d[name]; dup {
+		return fmt.Errorf("datastore %s given twice", name)
+	}
+	d[name] = filepath.Clean(dir)
 	return nil
 }

@@ -1,0 +1,66 @@
+package api
+
+import "time"
+
+// VM run states.
+const (
+	VMStopped  = "stopped"
+	VMStarting = "starting"
+	VMRunning  = "running"
+	VMPaused   = "paused"
+	VMStopping = "stopping"
+	VMCrashed  = "crashed"
+)
+
+// Why a QEMU process ended (VMExit.Reason).
+const (
+	// ExitRequested: a stop or shutdown was asked for through the API.
+	ExitRequested = "requested"
+	// ExitGuest: the guest powered itself off.
+	ExitGuest = "guest-shutdown"
+	// ExitCrash: QEMU died without being asked to (killed, crashed, guest panic).
+	ExitCrash = "crash"
+)
+
+// VM is a defined VM and what it is doing (GET /v1/vms, /v1/vms/{id}).
+type VM struct {
+	Spec    VMSpec    `json:"spec"`
+	Runtime VMRuntime `json:"runtime"`
+}
+
+// VMRuntime is the run state of a VM.
+type VMRuntime struct {
+	// State is one of stopped, starting, running, paused, stopping, crashed.
+	State string `json:"state"`
+	// PID is QEMU's process ID while it runs.
+	PID int `json:"pid,omitempty"`
+	// StartedAt is when the current QEMU process started.
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	// Restarts counts restarts by the on_crash policy since the last start
+	// asked for through the API.
+	Restarts int `json:"restarts,omitempty"`
+	// LastExit is how the previous QEMU process ended, if one did.
+	LastExit *VMExit `json:"last_exit,omitempty"`
+}
+
+// VMExit records the end of a QEMU process.
+type VMExit struct {
+	Time time.Time `json:"time"`
+	// Reason is "requested", "guest-shutdown" or "crash".
+	Reason string `json:"reason"`
+	// Status is the wait status in words, e.g. "exit status 0" or
+	// "signal: killed"; "unknown" for a re-attached QEMU (not vmkernel's child).
+	Status string `json:"status"`
+	// Code is the exit code, -1 when killed by a signal or unknown.
+	Code int `json:"code"`
+	// Detail adds what QMP said last (e.g. the SHUTDOWN reason) and the
+	// last lines of QEMU's stderr.
+	Detail string `json:"detail,omitempty"`
+}
+
+// ShutdownRequest is the optional body of POST /v1/vms/{id}/shutdown.
+type ShutdownRequest struct {
+	// TimeoutSeconds is how long the guest gets to power off after the ACPI
+	// power button before QEMU is stopped hard (default 60).
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+}

@@ -1,0 +1,763 @@
+// Package runner runs virtual machines: one QEMU process per VM, started
+// from the command line qemu.Cmdline builds, controlled only over QMP, reaped
+// promptly, watched for death (child wait, QMP end-of-file, or a pidfd for a
+// QEMU re-attached after a vmkernel restart) and restarted when the VM's
+// crash policy says so.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/qemu"
+	"github.com/plinth/plinth/vmkernel/qmp"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrState: the VM is not in a state that allows the operation; the
+	// error (a *StateError) says which state it is in.
+	ErrState = errors.New("operation not allowed in this state")
+	// ErrStartFailed: QEMU could not be started or did not answer QMP.
+	ErrStartFailed = errors.New("QEMU start failed")
+	// ErrClosed: the Manager has been closed.
+	ErrClosed = errors.New("runner closed")
+)
+
+// StateError is an operation refused because of the VM's state.
+type StateError struct {
+	ID, Op string
+	State  string
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("VM %s: cannot %s: VM is %s", e.ID, e.Op, e.State)
+}
+
+// Is makes errors.Is(err, ErrState) true.
+func (e *StateError) Is(target error) bool { return target == ErrState }
+
+// Default OVMF files (Debian's ovmf package).
+const (
+	DefaultOVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	DefaultOVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// Files in a VM's state directory.
+const (
+	RuntimeFile = "runtime.json"
+	StderrFile  = "qemu.stderr"
+	VarsFile    = "OVMF_VARS.fd"
+)
+
+// Timings; variables so tests could shorten them.
+var (
+	// qmpDialTimeout bounds the wait for QEMU's QMP socket at start.
+	qmpDialTimeout = 10 * time.Second
+	// quitGrace is how long a hard stop waits after QMP quit before SIGKILL.
+	quitGrace = 5 * time.Second
+	// restartWindow and maxRestarts: at most maxRestarts crash restarts
+	// within restartWindow, then the VM stays crashed.
+	restartWindow = time.Minute
+	maxRestarts   = 3
+	// restartBackoff is the delay before the first restart, doubled for each
+	// further one within the window.
+	restartBackoff = 500 * time.Millisecond
+)
+
+// Config is what a Manager needs.
+type Config struct {
+	// QEMU is the qemu-system-x86_64 binary.
+	QEMU string
+	// Accel is "kvm" or "tcg", decided once by accel.Detect.
+	Accel string
+	// Datastores maps a datastore name to its absolute root.
+	Datastores map[string]string
+	// RunRoot holds each running VM's sockets in RunRoot/ID (e.g. /run/plinth/vms).
+	RunRoot string
+	// StateRoot holds each VM's state (NVRAM, runtime record, QEMU's stderr)
+	// in StateRoot/ID; it must survive a vmkernel restart.
+	StateRoot string
+	// OVMFCode and OVMFVars are the UEFI code and the template of the
+	// per-VM NVRAM vars; empty means the Debian defaults.
+	OVMFCode, OVMFVars string
+	// Log receives what happens to VMs; nil discards.
+	Log *slog.Logger
+}
+
+// Manager owns the running VMs. It is safe for concurrent use.
+type Manager struct {
+	cfg Config
+
+	mu     sync.Mutex
+	vms    map[string]*vm
+	closed bool
+	wg     sync.WaitGroup // watchers
+}
+
+// vm is one VM known to the Manager (it has been started at least once).
+type vm struct {
+	id    string
+	spec  api.VMSpec
+	state string
+	// inst is the current QEMU process, nil when none runs.
+	inst      *instance
+	lastExit  *api.VMExit
+	restarts  int
+	crashes   []time.Time // crash restarts within restartWindow
+	restartAt *time.Timer
+}
+
+// instance is one QEMU process.
+type instance struct {
+	pid       int
+	startTime uint64 // /proc/PID/stat field 22
+	startedAt time.Time
+	mon       *qmp.Monitor
+	// exited is closed once the process is gone; exit then holds how it ended.
+	exited chan struct{}
+	exit   api.VMExit
+	// requested: a stop or shutdown was asked for; guest: the guest powered
+	// off (SHUTDOWN with guest=true, not a panic); detail: QMP's last word.
+	requested bool
+	guest     bool
+	detail    string
+	detached  bool // the Manager was closed: not an exit
+}
+
+// New makes a Manager. It does not look for running QEMUs; see Reattach.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.OVMFCode == "" {
+		cfg.OVMFCode = DefaultOVMFCode
+	}
+	if cfg.OVMFVars == "" {
+		cfg.OVMFVars = DefaultOVMFVars
+	}
+	if !filepath.IsAbs(cfg.RunRoot) || !filepath.IsAbs(cfg.StateRoot) {
+		return nil, fmt.Errorf("runner: run root %q and state root %q must be absolute", cfg.RunRoot, cfg.StateRoot)
+	}
+	for _, d := range []string{cfg.RunRoot, cfg.StateRoot} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+	}
+	return &Manager{cfg: cfg, vms: map[string]*vm{}}, nil
+}
+
+// Status is the run state of the VM with this ID (stopped if never started).
+func (m *Manager) Status(id string) api.VMRuntime {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.vms[id]
+	if v == nil {
+		return api.VMRuntime{State: api.VMStopped}
+	}
+	r := api.VMRuntime{State: v.state, Restarts: v.restarts}
+	if v.inst != nil {
+		r.PID = v.inst.pid
+		t := v.inst.startedAt
+		r.StartedAt = &t
+	}
+	if v.lastExit != nil {
+		e := *v.lastExit
+		r.LastExit = &e
+	}
+	return r
+}
+
+// IDs lists the VMs the Manager knows, sorted.
+func (m *Manager) IDs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.vms))
+	for id := range m.vms {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Forget drops a VM that is not running (stopped or crashed) from the
+// Manager, e.g. when it is deleted.
+func (m *Manager) Forget(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := m.vms[id]
+	if v == nil {
+		return nil
+	}
+	if v.inst != nil || (v.state != api.VMStopped && v.state != api.VMCrashed) {
+		return &StateError{id, "delete", v.state}
+	}
+	if v.restartAt != nil {
+		v.restartAt.Stop()
+	}
+	delete(m.vms, id)
+	return nil
+}
+
+// Start starts the VM: QEMU with -S, QMP negotiated, then cont. It returns
+// once QEMU runs the guest (or failed, having cleaned up).
+func (m *Manager) Start(ctx context.Context, spec api.VMSpec) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	v := m.vms[spec.ID]
+	if v == nil {
+		v = &vm{id: spec.ID, state: api.VMStopped}
+		m.vms[spec.ID] = v
+	}
+	if v.state != api.VMStopped && v.state != api.VMCrashed {
+		m.mu.Unlock()
+		return &StateError{spec.ID, "start", v.state}
+	}
+	if v.restartAt != nil {
+		v.restartAt.Stop()
+		v.restartAt = nil
+	}
+	v.spec = spec.Clone()
+	v.state = api.VMStarting
+	v.restarts, v.crashes = 0, nil
+	m.mu.Unlock()
+	return m.launch(ctx, v)
+}
+
+// launch starts QEMU for v, which the caller has put in state starting.
+func (m *Manager) launch(ctx context.Context, v *vm) error {
+	inst, err := m.spawn(ctx, v.spec)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		v.state = api.VMStopped
+		if v.lastExit != nil && v.lastExit.Reason == api.ExitCrash {
+			v.state = api.VMCrashed
+		}
+		return err
+	}
+	v.inst = inst
+	if v.state == api.VMStarting { // events may have said more already
+		v.state = api.VMRunning
+	}
+	m.wg.Add(1)
+	go m.watch(v, inst)
+	m.cfg.Log.Info("runner: VM started", "vm", v.spec.Name, "id", v.id, "pid", inst.pid)
+	return nil
+}
+
+// spawn starts one QEMU process for spec and returns it running the guest.
+func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err error) {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("VM %s: %w: %s", spec.ID, ErrStartFailed, fmt.Sprintf(format, a...))
+	}
+	runDir := filepath.Join(m.cfg.RunRoot, spec.ID)
+	stateDir := filepath.Join(m.cfg.StateRoot, spec.ID)
+	for _, d := range []string{runDir, stateDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fail("%v", err)
+		}
+	}
+	for _, s := range []string{qemu.QMPSocket, qemu.SerialSocket, qemu.VNCSocket} {
+		os.Remove(filepath.Join(runDir, s)) // stale from a QEMU that died
+	}
+	env := qemu.Env{
+		QEMU: m.cfg.QEMU, Accel: m.cfg.Accel, RunDir: runDir, Datastores: m.cfg.Datastores,
+	}
+	if spec.Firmware == api.FirmwareUEFI {
+		env.OVMFCode = m.cfg.OVMFCode
+		env.OVMFVars = filepath.Join(stateDir, VarsFile)
+		if err := copyIfMissing(m.cfg.OVMFVars, env.OVMFVars); err != nil {
+			return nil, fail("UEFI vars: %v", err)
+		}
+	}
+	args, err := qemu.Cmdline(spec, env)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, "-S")
+	stderrPath := filepath.Join(stateDir, StderrFile)
+	stderr, err := os.OpenFile(stderrPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	defer stderr.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = stderr
+	cmd.Dir = runDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fail("%v", err)
+	}
+	inst := &instance{pid: cmd.Process.Pid, startedAt: time.Now(), exited: make(chan struct{})}
+	go func() { // reap at once: the exit status is ours to record
+		werr := cmd.Wait()
+		inst.exit = exitFromWait(cmd.ProcessState, werr)
+		close(inst.exited)
+	}()
+	defer func() {
+		if err != nil {
+			killGroup(inst.pid)
+			select {
+			case <-inst.exited:
+			case <-time.After(quitGrace):
+			}
+			os.Remove(filepath.Join(stateDir, RuntimeFile))
+			if tail := tailFile(stderrPath, 2048); tail != "" {
+				err = fmt.Errorf("%w; QEMU said: %s", err, tail)
+			}
+		}
+	}()
+	if inst.startTime, err = procStartTime(inst.pid); err != nil {
+		return nil, fail("%v", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, qmpDialTimeout)
+	defer cancel()
+	inst.mon, err = dialQMP(dctx, filepath.Join(runDir, qemu.QMPSocket), inst.exited)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	if err := writeRuntime(stateDir, runtimeRecord{
+		PID: inst.pid, StartTime: inst.startTime, QMPSocket: filepath.Join(runDir, qemu.QMPSocket), StartedAt: inst.startedAt,
+	}); err != nil {
+		inst.mon.Close()
+		return nil, fail("%v", err)
+	}
+	if err := inst.mon.Run(dctx, "cont", nil, nil); err != nil {
+		inst.mon.Close()
+		return nil, fail("cont: %v", err)
+	}
+	return inst, nil
+}
+
+// dialQMP dials the QMP socket until it answers, ctx ends or QEMU exits.
+func dialQMP(ctx context.Context, path string, exited <-chan struct{}) (*qmp.Monitor, error) {
+	delay := 2 * time.Millisecond
+	for {
+		mon, err := qmp.Dial(ctx, path)
+		if err == nil {
+			return mon, nil
+		}
+		select {
+		case <-exited:
+			return nil, errors.New("QEMU exited before QMP answered")
+		case <-ctx.Done():
+			return nil, fmt.Errorf("QMP did not answer: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+}
+
+// watch follows inst's QMP events until the process is gone, then records
+// the exit and applies the crash policy.
+func (m *Manager) watch(v *vm, inst *instance) {
+	defer m.wg.Done()
+	events := inst.mon.Events()
+	exited := inst.exited
+	var drain <-chan time.Time
+	for events != nil {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				break
+			}
+			m.event(v, inst, ev)
+		case <-exited:
+			// Take the events QEMU sent before dying (the socket's EOF
+			// follows at once), but do not wait long for them.
+			exited = nil
+			drain = time.After(200 * time.Millisecond)
+		case <-drain:
+			events = nil
+		}
+	}
+	m.mu.Lock()
+	detached := inst.detached
+	m.mu.Unlock()
+	if detached {
+		return
+	}
+	// QMP ended: QEMU is on its way out. A QEMU that closed QMP but lingers
+	// is killed after the grace period.
+	select {
+	case <-inst.exited:
+	case <-time.After(quitGrace):
+		m.cfg.Log.Warn("runner: QMP closed but QEMU still runs; killing it", "id", v.id, "pid", inst.pid)
+		killGroup(inst.pid)
+		<-inst.exited
+	}
+	inst.mon.Close()
+	m.exited(v, inst)
+}
+
+// event applies one QMP event to the VM's state.
+func (m *Manager) event(v *vm, inst *instance, ev qmp.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v.inst != inst && v.inst != nil {
+		return
+	}
+	switch ev.Name {
+	case "RUNNING":
+		if v.state != api.VMStopping {
+			v.state = api.VMRunning
+		}
+	case "STOP":
+		if v.state != api.VMStopping {
+			v.state = api.VMPaused
+		}
+	case "SHUTDOWN":
+		var d struct {
+			Guest  bool   `json:"guest"`
+			Reason string `json:"reason"`
+		}
+		jsonUnmarshal(ev.Data, &d)
+		inst.detail = "SHUTDOWN " + d.Reason
+		if d.Guest && d.Reason != "guest-panic" {
+			inst.guest = true
+		}
+		v.state = api.VMStopping
+	case "GUEST_PANICKED":
+		inst.detail = "GUEST_PANICKED"
+	case "RESET", "POWERDOWN":
+	}
+	m.cfg.Log.Debug("runner: QMP event", "id", v.id, "event", ev.Name)
+}
+
+// exited records the end of inst and restarts the VM if its policy says so.
+func (m *Manager) exited(v *vm, inst *instance) {
+	stateDir := filepath.Join(m.cfg.StateRoot, v.id)
+	os.Remove(filepath.Join(stateDir, RuntimeFile))
+	syncDir(stateDir)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := inst.exit
+	e.Detail = inst.detail
+	switch {
+	case inst.requested:
+		e.Reason = api.ExitRequested
+	case inst.guest:
+		e.Reason = api.ExitGuest
+	default:
+		e.Reason = api.ExitCrash
+		if tail := tailFile(filepath.Join(stateDir, StderrFile), 1024); tail != "" {
+			e.Detail = strings.TrimSpace(e.Detail + "; stderr: " + tail)
+		}
+	}
+	v.lastExit = &e
+	v.inst = nil
+	if e.Reason != api.ExitCrash {
+		v.state = api.VMStopped
+		m.cfg.Log.Info("runner: VM stopped", "id", v.id, "reason", e.Reason, "status", e.Status)
+		return
+	}
+	v.state = api.VMCrashed
+	m.cfg.Log.Warn("runner: VM crashed", "id", v.id, "status", e.Status, "detail", e.Detail)
+	if v.spec.OnCrash != api.OnCrashRestart || m.closed {
+		return
+	}
+	now := time.Now()
+	recent := v.crashes[:0]
+	for _, t := range v.crashes {
+		if now.Sub(t) < restartWindow {
+			recent = append(recent, t)
+		}
+	}
+	v.crashes = recent
+	if len(recent) >= maxRestarts {
+		m.cfg.Log.Error("runner: VM keeps crashing; not restarting it", "id", v.id, "restarts", len(recent), "window", restartWindow)
+		return
+	}
+	delay := restartBackoff << len(recent)
+	v.crashes = append(v.crashes, now)
+	var timer *time.Timer
+	timer = time.AfterFunc(delay, func() {
+		m.mu.Lock()
+		if m.closed || v.restartAt != timer || v.state != api.VMCrashed {
+			m.mu.Unlock()
+			return
+		}
+		v.restartAt = nil
+		v.state = api.VMStarting
+		v.restarts++
+		m.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), qmpDialTimeout+5*time.Second)
+		defer cancel()
+		if err := m.launch(ctx, v); err != nil {
+			m.cfg.Log.Error("runner: restarting crashed VM", "id", v.id, "err", err)
+		}
+	})
+	v.restartAt = timer
+}
+
+// running returns v's instance if v is in one of states, else a StateError.
+func (m *Manager) running(id, op string, states ...string) (*vm, *instance, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, nil, ErrClosed
+	}
+	v := m.vms[id]
+	if v == nil {
+		return nil, nil, &StateError{id, op, api.VMStopped}
+	}
+	for _, s := range states {
+		if v.state == s && v.inst != nil {
+			return v, v.inst, nil
+		}
+	}
+	return nil, nil, &StateError{id, op, v.state}
+}
+
+// Stop stops the VM hard: QMP quit, then SIGKILL to QEMU's process group if
+// it has not exited within 5 s. It returns once QEMU is gone.
+func (m *Manager) Stop(ctx context.Context, id string) error {
+	v, inst, err := m.running(id, "stop", api.VMRunning, api.VMPaused, api.VMStopping)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	inst.requested = true
+	v.state = api.VMStopping
+	m.mu.Unlock()
+	return m.hardStop(ctx, v, inst)
+}
+
+func (m *Manager) hardStop(ctx context.Context, v *vm, inst *instance) error {
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := inst.mon.Run(qctx, "quit", nil, nil)
+	cancel()
+	if err != nil && !errors.Is(err, qmp.ErrClosed) {
+		m.cfg.Log.Warn("runner: QMP quit failed; killing QEMU", "id", v.id, "err", err)
+		killGroup(inst.pid)
+	}
+	select {
+	case <-inst.exited:
+	case <-time.After(quitGrace):
+		killGroup(inst.pid)
+	case <-ctx.Done():
+		killGroup(inst.pid)
+	}
+	return m.waitGone(ctx, v, inst)
+}
+
+// waitGone waits until watch has recorded inst's exit.
+func (m *Manager) waitGone(ctx context.Context, v *vm, inst *instance) error {
+	// After SIGKILL a process is gone in milliseconds; bound the wait anyway.
+	t := time.NewTimer(quitGrace)
+	defer t.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m.mu.Lock()
+		gone := v.inst != inst
+		m.mu.Unlock()
+		if gone {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-t.C:
+			return fmt.Errorf("VM %s: QEMU (pid %d) did not go away", v.id, inst.pid)
+		}
+	}
+}
+
+// Shutdown presses the VM's ACPI power button and waits until QEMU exits
+// or timeout passes, then stops it hard.
+func (m *Manager) Shutdown(ctx context.Context, id string, timeout time.Duration) error {
+	v, inst, err := m.running(id, "shut down", api.VMRunning, api.VMPaused)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	inst.requested = true
+	v.state = api.VMStopping
+	m.mu.Unlock()
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = inst.mon.Run(qctx, "system_powerdown", nil, nil)
+	cancel()
+	if err == nil {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-inst.exited:
+			return m.waitGone(ctx, v, inst)
+		case <-t.C:
+			m.cfg.Log.Info("runner: guest did not power off in time; stopping it hard", "id", id, "timeout", timeout)
+		case <-ctx.Done():
+		}
+	}
+	return m.hardStop(ctx, v, inst)
+}
+
+// Reset resets the VM (QMP system_reset).
+func (m *Manager) Reset(ctx context.Context, id string) error {
+	_, inst, err := m.running(id, "reset", api.VMRunning, api.VMPaused)
+	if err != nil {
+		return err
+	}
+	return inst.mon.Run(ctx, "system_reset", nil, nil)
+}
+
+// Pause stops the VM's vCPUs (QMP stop).
+func (m *Manager) Pause(ctx context.Context, id string) error {
+	return m.vcpus(ctx, id, "pause", "stop", api.VMRunning, api.VMPaused)
+}
+
+// Resume lets a paused VM run again (QMP cont).
+func (m *Manager) Resume(ctx context.Context, id string) error {
+	return m.vcpus(ctx, id, "resume", "cont", api.VMPaused, api.VMRunning)
+}
+
+func (m *Manager) vcpus(ctx context.Context, id, op, cmd, from, to string) error {
+	v, inst, err := m.running(id, op, from)
+	if err != nil {
+		return err
+	}
+	if err := inst.mon.Run(ctx, cmd, nil, nil); err != nil {
+		return fmt.Errorf("VM %s: %s: %w", id, op, err)
+	}
+	m.mu.Lock()
+	if v.inst == inst && v.state == from {
+		v.state = to
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// StopAll stops every running VM hard (for tests and a host power-off).
+func (m *Manager) StopAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, id := range m.IDs() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.mu.Lock()
+			if v := m.vms[id]; v != nil && v.restartAt != nil {
+				v.restartAt.Stop()
+				v.restartAt = nil
+			}
+			m.mu.Unlock()
+			m.Stop(ctx, id)
+		}()
+	}
+	wg.Wait()
+}
+
+// Close detaches from every QEMU without stopping it (their runtime records
+// stay, for Reattach by the next vmkernel) and stops crash restarts.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	var mons []*qmp.Monitor
+	for _, v := range m.vms {
+		if v.restartAt != nil {
+			v.restartAt.Stop()
+		}
+		if v.inst != nil {
+			v.inst.detached = true
+			mons = append(mons, v.inst.mon)
+		}
+	}
+	m.mu.Unlock()
+	for _, mon := range mons {
+		mon.Close()
+	}
+	m.wg.Wait()
+	return nil
+}
+
+// exitFromWait turns a child's wait result into a VMExit (Reason unset).
+func exitFromWait(ps *os.ProcessState, err error) api.VMExit {
+	e := api.VMExit{Time: time.Now(), Code: -1}
+	if ps == nil {
+		e.Status = fmt.Sprintf("unknown (%v)", err)
+		return e
+	}
+	e.Status = ps.String()
+	e.Code = ps.ExitCode()
+	return e
+}
+
+// killGroup sends SIGKILL to QEMU's process group (QEMU leads it).
+func killGroup(pid int) {
+	if pid > 0 {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
+
+func copyIfMissing(src, dst string) error {
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// tailFile returns the last n bytes of a file, trimmed, "" if none.
+func tailFile(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-n, 0)
+	b := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,210 @@
+package vmkernel_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
+	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/qemu"
+	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+)
+
+type vmRig struct {
+	c    *client.Client
+	m    *runner.Manager
+	base string
+	ds   string
+}
+
+// startVMs serves a vmkernel with an inventory and a runner (QEMU under
+// TCG) on a real unix socket; every VM left is killed at the end.
+func startVMs(t *testing.T) *vmRig {
+	t.Helper()
+	base, err := os.MkdirTemp("", "vk") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	ds := filepath.Join(base, "ds")
+	os.MkdirAll(ds, 0o755)
+	inv, err := inventory.Open(filepath.Join(base, "state", "vms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	datastores := map[string]string{"ds": ds}
+	m, err := runner.New(runner.Config{
+		QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, Datastores: datastores,
+		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "state", "vm-state"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		for _, id := range m.IDs() {
+			if pid := m.Status(id).PID; pid > 0 {
+				defer syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
+		m.StopAll(ctx)
+		m.Close()
+	})
+	sock := filepath.Join(base, "vmkernel.sock")
+	l, err := vmkernel.Listen(sock, os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := vmkernel.New(vmkernel.Config{Host: func() (api.Host, error) { return api.Host{}, nil },
+		Inventory: inv, Runner: m, Datastores: datastores})
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	c, err := client.NewVMKernel(sock, client.WithTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &vmRig{c: c, m: m, base: base, ds: ds}
+}
+
+func guest(name string) api.VMSpec {
+	return api.VMSpec{
+		Name: name, MemoryMiB: 128, Machine: api.MachinePC, Serial: true,
+		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
+	}
+}
+
+func apiErr(t *testing.T, err error, status int) *client.Error {
+	t.Helper()
+	var e *client.Error
+	if !errors.As(err, &e) || e.Status != status {
+		t.Fatalf("error %v, want status %d", err, status)
+	}
+	return e
+}
+
+func TestVMRoutesWithoutQEMU(t *testing.T) {
+	r := startVMs(t)
+	ctx := ctx(t)
+
+	bad := guest("bad/name")
+	bad.MemoryMiB = 1
+	bad.Disks = []api.Disk{{Datastore: "ds", Path: "../escape.qcow2"}}
+	_, err := r.c.CreateVM(ctx, bad)
+	e := apiErr(t, err, http.StatusUnprocessableEntity)
+	if e.Problem.Field != "name" || len(e.Problem.Problems) != 3 {
+		t.Fatalf("problem %+v: want field name and 3 problems (name, memory_mib, disks[0].path)", e.Problem)
+	}
+
+	other := guest("elsewhere")
+	other.Kernel.Datastore = "nowhere"
+	e = apiErr(t, errOf(r.c.CreateVM(ctx, other)), http.StatusUnprocessableEntity)
+	if e.Problem.Field != "kernel.datastore" {
+		t.Fatalf("unknown datastore: %+v", e.Problem)
+	}
+
+	vm, err := r.c.CreateVM(ctx, guest("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !api.IsUUID(vm.Spec.ID) || vm.Runtime.State != api.VMStopped {
+		t.Fatalf("created %+v", vm)
+	}
+	apiErr(t, errOf(r.c.CreateVM(ctx, guest("one"))), http.StatusConflict)
+	byName, err := r.c.GetVM(ctx, "one")
+	if err != nil || byName.Spec.ID != vm.Spec.ID {
+		t.Fatalf("GetVM by name = %+v, %v", byName, err)
+	}
+	apiErr(t, errOf(r.c.GetVM(ctx, "none")), http.StatusNotFound)
+	apiErr(t, errOf(r.c.VMAction(ctx, vm.Spec.ID, "explode")), http.StatusNotFound)
+	e = apiErr(t, errOf(r.c.VMAction(ctx, vm.Spec.ID, api.ActionPause)), http.StatusConflict)
+	if e.Problem.Detail == "" {
+		t.Fatal("state conflict without detail")
+	}
+	if err := r.c.DeleteVM(ctx, vm.Spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if vms, err := r.c.ListVMs(ctx); err != nil || len(vms) != 0 {
+		t.Fatalf("after delete: %v, %v", vms, err)
+	}
+}
+
+func errOf[T any](_ T, err error) error { return err }
+
+func TestVMOverAPIWithQEMU(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	kernel := runnertest.Kernel(t, "../build/vmlinuz")
+	r := startVMs(t)
+	runnertest.Install(t, kernel, r.ds)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	vm, err := r.c.CreateVM(ctx, guest("api-vm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vm.Spec.ID
+	t0 := time.Now()
+	vm, err = r.c.VMAction(ctx, id, api.ActionStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("start over the API answered after %v: %s pid %d", time.Since(t0), vm.Runtime.State, vm.Runtime.PID)
+	if vm.Runtime.State != api.VMRunning || vm.Runtime.PID == 0 {
+		t.Fatalf("after start: %+v", vm.Runtime)
+	}
+	con := runnertest.Dial(t, filepath.Join(r.base, "run", id, qemu.SerialSocket))
+	t.Logf("marker after %v", con.Wait(t, runnertest.Marker, 120*time.Second))
+
+	vms, err := r.c.ListVMs(ctx)
+	if err != nil || len(vms) != 1 || vms[0].Runtime.State != api.VMRunning {
+		t.Fatalf("list: %+v, %v", vms, err)
+	}
+	apiErr(t, r.c.DeleteVM(ctx, id), http.StatusConflict)
+	apiErr(t, errOf(r.c.VMAction(ctx, id, api.ActionStart)), http.StatusConflict)
+
+	if vm, err = r.c.VMAction(ctx, id, api.ActionPause); err != nil || vm.Runtime.State != api.VMPaused {
+		t.Fatalf("pause: %+v, %v", vm.Runtime, err)
+	}
+	if vm, err = r.c.VMAction(ctx, id, api.ActionResume); err != nil || vm.Runtime.State != api.VMRunning {
+		t.Fatalf("resume: %+v, %v", vm.Runtime, err)
+	}
+	t0 = time.Now()
+	vm, err = r.c.VMAction(ctx, id, api.ActionStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stop took %v", time.Since(t0))
+	if vm.Runtime.State != api.VMStopped || vm.Runtime.LastExit == nil || vm.Runtime.LastExit.Reason != api.ExitRequested {
+		t.Fatalf("after stop: %+v", vm.Runtime)
+	}
+
+	// Shutdown of a guest that ignores ACPI: deadline, then hard stop.
+	if _, err := r.c.VMAction(ctx, id, api.ActionStart); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	if vm, err = r.c.ShutdownVM(ctx, id, time.Second); err != nil || vm.Runtime.State != api.VMStopped {
+		t.Fatalf("shutdown: %+v, %v", vm.Runtime, err)
+	}
+	t.Logf("shutdown (1 s deadline) took %v", time.Since(t0))
+	if err := r.c.DeleteVM(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
