@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/client"
 )
 
@@ -54,7 +55,7 @@ func LoadOrCreateCert(dir string) (cert tls.Certificate, created bool, err error
 		return cert, false, fmt.Errorf("loading %s and %s: %w", certPath, keyPath, err)
 	}
 	fp := client.Fingerprint(cert.Certificate[0])
-	if err := writeFileAtomic(filepath.Join(dir, fingerprintFile), []byte(fp+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, fingerprintFile), []byte(fp+"\n"), 0o644); err != nil {
 		return cert, created, err
 	}
 	return cert, created, nil
@@ -94,10 +95,10 @@ func createCert(certPath, keyPath string) error {
 	if err != nil {
 		return fmt.Errorf("encoding TLS key: %w", err)
 	}
-	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 // certNames are the certificate's SANs: the hostname, localhost, the
@@ -115,44 +116,4 @@ func certNames(host string) ([]string, []net.IP) {
 		}
 	}
 	return dns, ips
-}
-
-// writeFileAtomic writes data to path through a temp file in the same
-// directory: write, fsync, rename, fsync the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("writing %s: opening directory: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("writing %s: fsync directory: %w", path, err)
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"testing"
 )
 
 // RepoRoot walks up from the working directory to the directory that holds
@@ -68,4 +69,20 @@ func FindKernel() (string, error) {
 	}
 	sort.Strings(found)
 	return found[len(found)-1], nil
+}
+
+// RequireKernelEnv, set to 1 (make test does), turns the tests that boot the
+// guest kernel from skipping when there is none into failing, so that CI
+// cannot pass while the QEMU tests quietly did not run.
+const RequireKernelEnv = "PLINTH_REQUIRE_KERNEL"
+
+// NoKernel skips the test for want of a guest kernel, or fails it when
+// RequireKernelEnv is set.
+func NoKernel(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(RequireKernelEnv) == "1" {
+		t.Fatalf("%s (%s=1: build the image first, `make image`)", msg, RequireKernelEnv)
+	}
+	t.Skip(msg)
 }

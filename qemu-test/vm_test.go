@@ -39,7 +39,7 @@ func floorOptions(t *testing.T) Options {
 	}
 	kernel, err := FindKernel()
 	if err != nil {
-		t.Skipf("skipping the QEMU tests of the harness: %v", err)
+		NoKernel(t, "skipping the QEMU tests of the harness: %v", err)
 	}
 	floor.once.Do(func() {
 		if floor.dir, floor.err = os.MkdirTemp("", "plinth-floor-"); floor.err == nil {

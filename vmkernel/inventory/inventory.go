@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
 )
 
 // SchemaVersion is the version of the file format written by this package.
@@ -31,7 +32,7 @@ var (
 
 const (
 	fileSuffix = ".json"
-	tempPrefix = ".tmp-"
+	tempPrefix = atomicfile.TempPrefix
 )
 
 // record is the on-disk form of one VM.
@@ -60,16 +61,16 @@ type Inventory struct {
 	step func(step string) error
 }
 
-// Steps of a write, as passed to the step hook.
+// Steps of a write (those of atomicfile) or a delete, as passed to the step hook.
 const (
-	StepCreateTemp = "create-temp"
-	StepHalfWrite  = "half-write"
-	StepWrite      = "write"
-	StepFsync      = "fsync"
-	StepClose      = "close"
-	StepRename     = "rename"
+	StepCreateTemp = atomicfile.StepCreateTemp
+	StepHalfWrite  = atomicfile.StepHalfWrite
+	StepWrite      = atomicfile.StepWrite
+	StepFsync      = atomicfile.StepFsync
+	StepClose      = atomicfile.StepClose
+	StepRename     = atomicfile.StepRename
 	StepRemove     = "remove"
-	StepDirFsync   = "dir-fsync"
+	StepDirFsync   = atomicfile.StepDirFsync
 )
 
 // Open loads every VM file in dir, creating dir if needed. A file that cannot
@@ -211,7 +212,7 @@ func (inv *Inventory) Delete(id string) error {
 	if err := inv.hook(StepRemove); err != nil {
 		return err
 	}
-	if err := syncDir(inv.dir); err != nil {
+	if err := atomicfile.SyncDir(inv.dir); err != nil {
 		return fmt.Errorf("inventory: deleting VM %s: %w", id, err)
 	}
 	return inv.hook(StepDirFsync)
@@ -266,69 +267,14 @@ func (inv *Inventory) write(s api.VMSpec) error {
 	}
 	data = append(data, '\n')
 	final := filepath.Join(inv.dir, s.ID+fileSuffix)
-
-	f, err := os.CreateTemp(inv.dir, tempPrefix+s.ID+"-*")
-	if err != nil {
-		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
-	}
-	if err := inv.hook(StepCreateTemp); err != nil {
-		return err
-	}
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
-	}
-	half := len(data) / 2
-	if _, err := f.Write(data[:half]); err != nil {
-		return fail(err)
-	}
-	if err := inv.hook(StepHalfWrite); err != nil {
-		return err
-	}
-	if _, err := f.Write(data[half:]); err != nil {
-		return fail(err)
-	}
-	if err := inv.hook(StepWrite); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := inv.hook(StepFsync); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
-	}
-	if err := inv.hook(StepClose); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), final); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
-	}
-	if err := inv.hook(StepRename); err != nil {
-		return err
-	}
-	if err := syncDir(inv.dir); err != nil {
+	err = atomicfile.WriteHooked(final, data, 0o600, inv.hook)
+	if errors.Is(err, atomicfile.ErrNotDurable) {
 		// The new file is in place (and what a reload would see) but maybe
 		// not durable yet: keep memory equal to the disk, and say so.
 		inv.byID[s.ID] = s
-		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
 	}
-	return inv.hook(StepDirFsync)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
 	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+		return fmt.Errorf("inventory: writing VM %s: %w", s.ID, err)
 	}
 	return nil
 }

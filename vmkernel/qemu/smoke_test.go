@@ -14,6 +14,8 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/qmp"
+
+	qemutest "github.com/plinth/plinth/qemu-test"
 )
 
 // TestQEMUAcceptsCmdline starts real QEMU (TCG, stopped with -S) on golden
@@ -64,7 +66,7 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 					kernel = "../../build/vmlinuz"
 				}
 				if _, err := os.Stat(kernel); err != nil {
-					t.Skipf("no kernel for direct boot (%v); set PLINTH_TEST_KERNEL", err)
+					qemutest.NoKernel(t, "no kernel for direct boot (%v); set PLINTH_TEST_KERNEL", err)
 				}
 				copyFile(t, kernel, filepath.Join(ds, k.Kernel))
 				if err := os.WriteFile(filepath.Join(ds, k.Initrd), []byte("not really an initrd"), 0o644); err != nil {

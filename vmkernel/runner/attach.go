@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/vmkernel/qmp"
 )
 
@@ -34,24 +35,10 @@ func writeRuntime(dir string, rec runtimeRecord) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-runtime-*")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, RuntimeFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("runtime record: %w", err)
 	}
-	if _, err := f.Write(append(b, '\n')); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(dir, RuntimeFile))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("runtime record: %w", err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 func readRuntime(dir string) (runtimeRecord, error) {
@@ -91,18 +78,6 @@ func parseStartTime(stat string) (uint64, error) {
 		return 0, errors.New("/proc stat: too few fields")
 	}
 	return strconv.ParseUint(f[19], 10, 64)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func jsonUnmarshal(b []byte, v any) {
@@ -146,7 +121,7 @@ func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, e
 		if err != nil {
 			m.cfg.Log.Info("runner: stale runtime record removed", "id", id, "why", err)
 			os.Remove(filepath.Join(dir, RuntimeFile))
-			syncDir(dir)
+			atomicfile.SyncDir(dir)
 			continue
 		}
 		state := api.VMRunning

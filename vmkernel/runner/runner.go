@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/qmp"
 )
@@ -445,7 +446,7 @@ func (m *Manager) event(v *vm, inst *instance, ev qmp.Event) {
 func (m *Manager) exited(v *vm, inst *instance) {
 	stateDir := filepath.Join(m.cfg.StateRoot, v.id)
 	os.Remove(filepath.Join(stateDir, RuntimeFile))
-	syncDir(stateDir)
+	atomicfile.SyncDir(stateDir)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := inst.exit
@@ -717,30 +718,7 @@ func copyIfMissing(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
+	return atomicfile.WriteFrom(dst, in, 0o600)
 }
 
 // tailFile returns the last n bytes of a file, trimmed, "" if none.

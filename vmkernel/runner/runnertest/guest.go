@@ -1,43 +1,29 @@
-// Package runnertest builds a tiny Linux guest for tests that run real QEMU:
-// the appliance kernel plus an initramfs whose static Go /init prints Marker
-// on the console and then sleeps forever (it does not handle the ACPI power
-// button, so a shutdown request must fall back to a hard stop).
+// Package runnertest provides a tiny Linux guest for tests that run real QEMU:
+// the appliance kernel plus qemu-test's floor initramfs, whose static Go /init
+// prints Marker on the console and then sleeps forever (it does not handle the
+// ACPI power button, so a shutdown request must fall back to a hard stop).
 package runnertest
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/u-root/u-root/pkg/cpio"
+	qemutest "github.com/plinth/plinth/qemu-test"
 )
 
-// Marker is the line the guest's init prints on ttyS0.
-const Marker = "PLINTH-TEST-GUEST-UP"
-
-// Cmdline is the kernel command line for the guest.
-const Cmdline = "console=ttyS0 quiet panic=-1"
-
-const initSource = `package main
-
-import (
-	"fmt"
-	"time"
+// The guest is qemu-test's floor guest told to stay up: its static Go /init
+// prints Marker on the console and then sleeps.
+const (
+	// Marker is the line the guest's init prints on ttyS0.
+	Marker = qemutest.FloorMarker
+	// Cmdline is the kernel command line for the guest.
+	Cmdline = "console=ttyS0 quiet panic=-1 " + qemutest.FloorHangCmdline
 )
-
-func main() {
-	fmt.Println("` + Marker + `")
-	for { // not select{}: Go would call that a deadlock and exit, panicking the kernel
-		time.Sleep(time.Hour)
-	}
-}
-`
 
 // Kernel returns the test kernel (PLINTH_TEST_KERNEL, else build/vmlinuz
 // relative to the calling package, given as rel), skipping the test when
@@ -49,7 +35,7 @@ func Kernel(t testing.TB, rel string) string {
 		k = rel
 	}
 	if _, err := os.Stat(k); err != nil {
-		t.Skipf("no guest kernel (%v): build one (make) or set PLINTH_TEST_KERNEL", err)
+		qemutest.NoKernel(t, "no guest kernel (%v): build one (make image) or set PLINTH_TEST_KERNEL", err)
 	}
 	abs, err := filepath.Abs(k)
 	if err != nil {
@@ -69,53 +55,13 @@ func Install(t testing.TB, kernel, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cpioBytes, err := buildInitramfs(t.TempDir())
+	initrd, err := qemutest.BuildFloor(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "init.cpio"), cpioBytes, 0o644); err != nil {
+	if err := os.Rename(initrd, filepath.Join(dir, "init.cpio")); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// buildInitramfs builds the static /init in its own throw-away module and
-// packs it, with /dev/console, into a newc cpio (as qemu-test's floor does).
-func buildInitramfs(dir string) ([]byte, error) {
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module guestinit\n\ngo 1.22\n"), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(initSource), 0o644); err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(dir, "init")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-	build.Dir = src
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building guest init: %v: %s", err, out)
-	}
-	init, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	w := cpio.NewDedupWriter(cpio.Newc.Writer(&buf))
-	recs := []cpio.Record{
-		cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.StaticFile("init", string(init), 0o755),
-	}
-	if err := cpio.WriteRecordsAndDirs(w, recs); err != nil {
-		return nil, fmt.Errorf("writing guest cpio: %w", err)
-	}
-	if err := cpio.WriteTrailer(w); err != nil {
-		return nil, fmt.Errorf("writing guest cpio: %w", err)
-	}
-	return buf.Bytes(), nil
 }
 
 // Console reads a VM's serial socket from the moment it connects.
