@@ -42,6 +42,7 @@ test: build/.deps vet unit e2e
 
 bench: build/.deps $(IMAGE)
 	go run ./bench/boot -n 5
+	go run ./bench/poweron -n 20
 
 clean:
 	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log

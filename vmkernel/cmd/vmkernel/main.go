@@ -41,6 +41,7 @@ func run(log *slog.Logger, args []string) error {
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
 	runRoot := fs.String("run", "/run/plinth/vms", "directory of the running VMs' sockets (one subdirectory per VM)")
+	accelMode := fs.String("accel", "auto", "acceleration: auto (detect), kvm (refused unless detected) or tcg (force emulation)")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -53,7 +54,10 @@ func run(log *slog.Logger, args []string) error {
 		return fmt.Errorf("state directory: %w", err)
 	}
 
-	acc := accel.Detect()
+	acc, err := chooseAccel(accel.Detect(), *accelMode)
+	if err != nil {
+		return err
+	}
 	if acc.Mode == api.AccelTCG {
 		log.Warn("vmkernel: WARNING: virtual machines will run under TCG emulation (slow)", "reason", acc.Reason)
 	} else {
@@ -128,6 +132,28 @@ func run(log *slog.Logger, args []string) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// chooseAccel applies the -accel flag to the detected acceleration: auto
+// takes it, tcg forces emulation, kvm insists on KVM and fails when the host
+// cannot give it.
+func chooseAccel(detected api.Acceleration, mode string) (api.Acceleration, error) {
+	switch mode {
+	case "auto":
+		return detected, nil
+	case api.AccelTCG:
+		if detected.Mode != api.AccelTCG {
+			detected.Reason = "tcg: forced by -accel tcg (KVM is available)"
+		}
+		detected.Mode = api.AccelTCG
+		return detected, nil
+	case api.AccelKVM:
+		if detected.Mode != api.AccelKVM {
+			return detected, fmt.Errorf("-accel kvm: this host cannot use KVM: %s", detected.Reason)
+		}
+		return detected, nil
+	}
+	return detected, fmt.Errorf("-accel %q: want auto, kvm or tcg", mode)
 }
 
 // datastoreFlag collects -datastore NAME=DIR flags.

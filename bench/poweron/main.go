@@ -1,0 +1,74 @@
+// Command poweron measures vmkernel's power-on latency (the start API call
+// to QMP reporting the VM running) against the floor (bare QEMU exec to QMP
+// answering), and listing many defined VMs through the local API; it prints a
+// markdown section for docs/PERFORMANCE.md. Progress goes to stderr.
+//
+//	go run ./bench/poweron -n 20 > /tmp/poweron.md
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/plinth/plinth/api"
+	qemutest "github.com/plinth/plinth/qemu-test"
+	"github.com/plinth/plinth/vmkernel/accel"
+	"github.com/plinth/plinth/vmkernel/runner/powerbench"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(args []string) error {
+	kernel, _, err := qemutest.ImagePaths()
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("poweron", flag.ContinueOnError)
+	n := fs.Int("n", 20, "power-ons of each kind (floor and Plinth, interleaved), and listings")
+	fs.StringVar(&kernel, "kernel", kernel, "guest kernel")
+	qemuBin := fs.String("qemu", "qemu-system-x86_64", "QEMU binary")
+	mem := fs.Int("mem", 256, "MiB of memory of the guest")
+	list := fs.Int("list", 1000, "VMs to define for the listing benchmark (0: skip it)")
+	mode := fs.String("accel", "auto", "auto (detect) or tcg")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if _, err := os.Stat(kernel); err != nil {
+		return fmt.Errorf("%v (run `make image`, or pass -kernel)", err)
+	}
+	bin, err := exec.LookPath(*qemuBin)
+	if err != nil {
+		return err
+	}
+	acc := accel.Detect()
+	switch *mode {
+	case "auto":
+	case api.AccelTCG:
+		acc.Mode, acc.Reason = api.AccelTCG, "tcg: forced by -accel tcg"
+	default:
+		return fmt.Errorf("-accel %q: want auto or tcg", *mode)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := powerbench.Run(ctx, powerbench.Options{
+		QEMU: bin, Kernel: kernel, Accel: acc, Runs: *n, MemoryMiB: *mem, ListVMs: *list, Logf: log.Printf,
+	})
+	if err != nil {
+		return err
+	}
+	res.Markdown(os.Stdout)
+	return nil
+}

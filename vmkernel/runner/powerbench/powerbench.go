@@ -1,0 +1,350 @@
+// Package powerbench measures vmkernel's power-on latency against a floor,
+// and the time to list many defined VMs through the local API (see
+// bench/poweron and docs/PERFORMANCE.md).
+//
+//   - Floor: exec bare qemu-system-x86_64 with the very command line vmkernel
+//     would generate for the guest (qemu.Cmdline, plus -S, as the runner
+//     does), until its QMP socket answers qmp_capabilities.
+//   - Plinth: POST /v1/vms/{id}/start on an in-process vmkernel server over
+//     its unix socket, until the call returns: the runner has started QEMU,
+//     negotiated QMP and had "cont" acknowledged, so QMP reports the VM
+//     running (the returned runtime state is checked to say so).
+//
+// Runs are interleaved (floor, Plinth, floor, ...) after one discarded
+// warm-up of each; every VM is stopped before the next run.
+package powerbench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
+	qemutest "github.com/plinth/plinth/qemu-test"
+	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/qemu"
+	"github.com/plinth/plinth/vmkernel/qmp"
+	"github.com/plinth/plinth/vmkernel/runner"
+)
+
+// Options configures Run.
+type Options struct {
+	QEMU      string // qemu-system-x86_64 binary
+	Kernel    string // guest kernel (direct boot); the floor initramfs is built
+	Accel     api.Acceleration
+	Runs      int // power-ons of each kind
+	MemoryMiB int
+	// ListVMs is how many VMs to define for the listing benchmark (0: none);
+	// they are listed Runs times.
+	ListVMs int
+	Logf    func(format string, args ...any)
+}
+
+// Result is what Run measured.
+type Result struct {
+	Options Options
+	Date    time.Time
+	Floor   []time.Duration // exec to QMP answering
+	Plinth  []time.Duration // start call to running
+	// Define is the time to define the ListVMs VMs in a fresh inventory;
+	// List the time of each ListVMs call returning all of them.
+	Define time.Duration
+	List   []time.Duration
+}
+
+// Run runs the benchmarks. Every QEMU it starts is gone when it returns.
+func Run(ctx context.Context, o Options) (_ *Result, err error) {
+	if o.Runs <= 0 {
+		o.Runs = 20
+	}
+	if o.MemoryMiB <= 0 {
+		o.MemoryMiB = 256
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	base, err := os.MkdirTemp("", "pb") // short: unix socket paths are limited
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(base)
+	ds := filepath.Join(base, "ds")
+	if err := os.MkdirAll(ds, 0o755); err != nil {
+		return nil, err
+	}
+	if err := copyFile(o.Kernel, filepath.Join(ds, "vmlinuz")); err != nil {
+		return nil, err
+	}
+	initrd, err := qemutest.BuildFloor(base)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(initrd, filepath.Join(ds, "init.cpio")); err != nil {
+		return nil, err
+	}
+	datastores := map[string]string{"ds": ds}
+	res := &Result{Options: o, Date: time.Now()}
+
+	srv, err := serve(base, "vk", datastores, o)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	vm, err := srv.c.CreateVM(ctx, guest("poweron", o.MemoryMiB))
+	if err != nil {
+		return nil, fmt.Errorf("creating the VM: %w", err)
+	}
+	floorSpec := vm.Spec
+	floorSpec.ID = api.NewUUID() // its own run directory
+	floorEnv := qemu.Env{QEMU: o.QEMU, Accel: o.Accel.Mode, RunDir: filepath.Join(base, "floor"), Datastores: datastores}
+	if err := os.MkdirAll(floorEnv.RunDir, 0o700); err != nil {
+		return nil, err
+	}
+	for i := 0; i <= o.Runs; i++ { // run 0 is the warm-up
+		f, err := floor(ctx, floorSpec, floorEnv)
+		if err != nil {
+			return nil, fmt.Errorf("floor run %d: %w", i, err)
+		}
+		t0 := time.Now()
+		got, err := srv.c.VMAction(ctx, vm.Spec.ID, api.ActionStart)
+		p := time.Since(t0)
+		if err != nil {
+			return nil, fmt.Errorf("Plinth run %d: %w", i, err)
+		}
+		if got.Runtime.State != api.VMRunning {
+			return nil, fmt.Errorf("Plinth run %d: state %q after start, want running", i, got.Runtime.State)
+		}
+		if _, err := srv.c.VMAction(ctx, vm.Spec.ID, api.ActionStop); err != nil {
+			return nil, fmt.Errorf("Plinth run %d: stop: %w", i, err)
+		}
+		if i == 0 {
+			logf("warm-up: floor %v, Plinth %v (not counted)", f, p)
+			continue
+		}
+		res.Floor = append(res.Floor, f)
+		res.Plinth = append(res.Plinth, p)
+		logf("run %d/%d: floor %v, Plinth %v", i, o.Runs, f.Round(time.Microsecond), p.Round(time.Microsecond))
+	}
+
+	if o.ListVMs > 0 {
+		ls, err := serve(base, "ls", datastores, o)
+		if err != nil {
+			return nil, err
+		}
+		defer ls.close()
+		t0 := time.Now()
+		for i := range o.ListVMs {
+			spec := guest(fmt.Sprintf("vm%04d", i), o.MemoryMiB)
+			if err := ls.inv.Create(&spec); err != nil {
+				return nil, fmt.Errorf("defining VM %d: %w", i, err)
+			}
+		}
+		res.Define = time.Since(t0)
+		logf("defined %d VMs in %v", o.ListVMs, res.Define)
+		for i := 0; i <= o.Runs; i++ {
+			t0 := time.Now()
+			vms, err := ls.c.ListVMs(ctx)
+			d := time.Since(t0)
+			if err != nil {
+				return nil, fmt.Errorf("listing: %w", err)
+			}
+			if len(vms) != o.ListVMs {
+				return nil, fmt.Errorf("listing gave %d VMs, want %d", len(vms), o.ListVMs)
+			}
+			if i > 0 { // the first opens the connection
+				res.List = append(res.List, d)
+			}
+		}
+		logf("listed %d VMs: median %v", o.ListVMs, qemutest.Median(res.List))
+	}
+	return res, nil
+}
+
+func guest(name string, mem int) api.VMSpec {
+	return api.VMSpec{
+		Name: name, MemoryMiB: mem, Machine: api.MachinePC, Serial: true,
+		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio",
+			Cmdline: "console=ttyS0 quiet panic=-1 " + qemutest.FloorHangCmdline},
+	}
+}
+
+// floor execs QEMU with spec's command line plus -S and times it until QMP
+// has answered qmp_capabilities; then it kills QEMU and waits for it.
+func floor(ctx context.Context, spec api.VMSpec, env qemu.Env) (time.Duration, error) {
+	spec.Defaults()
+	args, err := qemu.Cmdline(spec, env)
+	if err != nil {
+		return 0, err
+	}
+	args = append(args, "-S")
+	sock := filepath.Join(env.RunDir, qemu.QMPSocket)
+	for _, s := range []string{qemu.QMPSocket, qemu.SerialSocket, qemu.VNCSocket} {
+		os.Remove(filepath.Join(env.RunDir, s))
+	}
+	var stderr strings.Builder
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = env.RunDir
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}()
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		mon, err := qmp.Dial(dctx, sock)
+		if err == nil {
+			d := time.Since(t0)
+			mon.Close()
+			return d, nil
+		}
+		select {
+		case <-exited:
+			return 0, fmt.Errorf("QEMU exited: %s", stderr.String())
+		case <-dctx.Done():
+			return 0, fmt.Errorf("QMP did not answer: %w", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// server is an in-process vmkernel on a unix socket, with a client.
+type server struct {
+	inv  *inventory.Inventory
+	m    *runner.Manager
+	srv  *vmkernel.Server
+	c    *client.Client
+	done chan error
+}
+
+func serve(base, name string, datastores map[string]string, o Options) (*server, error) {
+	dir := filepath.Join(base, name)
+	inv, err := inventory.Open(filepath.Join(dir, "vms"))
+	if err != nil {
+		return nil, err
+	}
+	m, err := runner.New(runner.Config{QEMU: o.QEMU, Accel: o.Accel.Mode, Datastores: datastores,
+		RunRoot: filepath.Join(dir, "run"), StateRoot: filepath.Join(dir, "vm-state")})
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "vmkernel.sock")
+	l, err := vmkernel.Listen(sock, os.Getgid())
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	s := &server{inv: inv, m: m, done: make(chan error, 1)}
+	s.srv = vmkernel.New(vmkernel.Config{Host: func() (api.Host, error) { return api.Host{}, nil },
+		Inventory: inv, Runner: m, Datastores: datastores})
+	go func() { s.done <- s.srv.Serve(l) }()
+	if s.c, err = client.NewVMKernel(sock, client.WithTimeout(time.Minute)); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// close stops every VM (killing any that resist) and the server.
+func (s *server) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, id := range s.m.IDs() {
+		if pid := s.m.Status(id).PID; pid > 0 {
+			defer syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+	s.m.StopAll(ctx)
+	s.m.Close()
+	s.srv.Shutdown(ctx)
+	<-s.done
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+// Targets of issue 3.
+const (
+	TargetRatio = 1.2
+	TargetList  = 20 * time.Millisecond
+)
+
+// Markdown writes the result as a section for docs/PERFORMANCE.md.
+func (r *Result) Markdown(w io.Writer) {
+	o := r.Options
+	fmt.Fprintf(w, "## Power-on latency: vmkernel vs bare QEMU (`go run ./bench/poweron -n %d`)\n\n", len(r.Floor))
+	fmt.Fprintf(w, "- Date: %s; machine: %s, %d CPUs (runtime.NumCPU)\n", r.Date.Format("2006-01-02"), cpuModel(), runtime.NumCPU())
+	fmt.Fprintf(w, "- Acceleration: %s (%s)\n", o.Accel.Mode, o.Accel.Reason)
+	fmt.Fprintf(w, "- Guest: pc, 1 vCPU, %d MiB, serial console, direct kernel boot of `%s` with the floor initramfs\n", o.MemoryMiB, o.Kernel)
+	fmt.Fprintf(w, "- Floor: exec `qemu-system-x86_64` with the command line vmkernel generates (`qemu.Cmdline`) plus `-S`, until QMP answers `qmp_capabilities`.\n")
+	fmt.Fprintf(w, "- Plinth: `POST /v1/vms/{id}/start` to an in-process vmkernel over its unix socket, until it returns with the VM running (QEMU started, QMP negotiated, `cont` acknowledged).\n")
+	fmt.Fprintf(w, "- Runs interleaved after one discarded warm-up of each; the VM is stopped between runs.\n\n")
+	fmt.Fprintln(w, "| run | floor (ms) | Plinth (ms) |")
+	fmt.Fprintln(w, "| --- | ---: | ---: |")
+	for i := range r.Floor {
+		fmt.Fprintf(w, "| %d | %s | %s |\n", i+1, ms(r.Floor[i]), ms(r.Plinth[i]))
+	}
+	mf, mp := qemutest.Median(r.Floor), qemutest.Median(r.Plinth)
+	fmt.Fprintf(w, "| **median** | **%s** | **%s** |\n\n", ms(mf), ms(mp))
+	if mf > 0 {
+		ratio := mp.Seconds() / mf.Seconds()
+		fmt.Fprintf(w, "Plinth − floor (medians): **%s ms**; Plinth / floor: **%.2f×** (target ≤ %.1f×: %s).\n\n",
+			ms(mp-mf), ratio, TargetRatio, verdict(ratio <= TargetRatio))
+	}
+	if len(r.List) > 0 {
+		ml := qemutest.Median(r.List)
+		fmt.Fprintf(w, "## Listing %d defined VMs (`GET /v1/vms` over the unix socket)\n\n", o.ListVMs)
+		fmt.Fprintf(w, "- %d VMs defined in a fresh inventory (none running) in %s ms (each written atomically, fsynced).\n", o.ListVMs, ms(r.Define))
+		fmt.Fprintf(w, "- `client.ListVMs` %d times on a kept-alive connection (after one discarded call), decoding all %d.\n\n", len(r.List), o.ListVMs)
+		parts := make([]string, len(r.List))
+		for i, d := range r.List {
+			parts[i] = ms(d)
+		}
+		fmt.Fprintf(w, "Per call (ms): %s.\n\n", strings.Join(parts, ", "))
+		fmt.Fprintf(w, "Median: **%s ms** (target < %s ms: %s).\n", ms(ml), ms(TargetList), verdict(ml < TargetList))
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
