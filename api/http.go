@@ -19,6 +19,8 @@ const (
 const (
 	MgmtdHealthPath = "/healthz"
 	MgmtdHostPath   = "/api/v1/host"
+	// MgmtdVMsPath lists VMs; MgmtdVMsPath + "/{id}" is one VM.
+	MgmtdVMsPath = "/api/v1/vms"
 )
 
 // VM paths of vmkernel's local API. VMKernelVMPath takes an ID or a name
@@ -26,6 +28,9 @@ const (
 const (
 	VMKernelVMsPath = "/v1/vms"
 	VMKernelVMPath  = "/v1/vms/"
+	// VMKernelConsole: GET VMKernelVMPath + ID + "/console" answers the
+	// last 64 KiB the VM's guest printed on its serial console (text/plain).
+	VMKernelConsole = "console"
 )
 
 // VM power actions (POST /v1/vms/{id}/{action}).

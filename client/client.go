@@ -52,6 +52,7 @@ type Client struct {
 	base       string
 	healthPath string
 	hostPath   string
+	vmsPath    string // the VM collection; one VM is vmsPath + "/" + ID
 	token      string
 	http       *http.Client
 }
@@ -141,6 +142,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		base:       base,
 		healthPath: api.MgmtdHealthPath,
 		hostPath:   api.MgmtdHostPath,
+		vmsPath:    api.MgmtdVMsPath,
 		token:      o.token,
 		http:       &http.Client{Transport: tr, Timeout: o.timeout},
 	}, nil
@@ -153,7 +155,7 @@ func NewVMKernel(socketPath string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.healthPath, c.hostPath = api.VMKernelHealthPath, api.VMKernelHostPath
+	c.healthPath, c.hostPath, c.vmsPath = api.VMKernelHealthPath, api.VMKernelHostPath, api.VMKernelVMsPath
 	return c, nil
 }
 
@@ -235,6 +237,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("client: %s %s: reading answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 == 2 {
+		if raw, ok := out.(*[]byte); ok { // a non-JSON answer, as is
+			*raw = data
+			return nil
+		}
 		if out == nil || len(data) == 0 {
 			return nil
 		}
@@ -259,10 +265,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return e
 }
 
-// ListVMs lists the defined VMs with their run state (vmkernel).
+// vmPath is the path of one VM.
+func (c *Client) vmPath(id string) string { return c.vmsPath + "/" + url.PathEscape(id) }
+
+// ListVMs lists the defined VMs with their run state.
 func (c *Client) ListVMs(ctx context.Context) ([]api.VM, error) {
 	var vms []api.VM
-	err := c.get(ctx, api.VMKernelVMsPath, &vms)
+	err := c.get(ctx, c.vmsPath, &vms)
 	return vms, err
 }
 
@@ -271,20 +280,20 @@ func (c *Client) ListVMs(ctx context.Context) ([]api.VM, error) {
 // Problem lists every field problem.
 func (c *Client) CreateVM(ctx context.Context, spec api.VMSpec) (api.VM, error) {
 	var vm api.VM
-	err := c.do(ctx, http.MethodPost, api.VMKernelVMsPath, spec, &vm)
+	err := c.do(ctx, http.MethodPost, c.vmsPath, spec, &vm)
 	return vm, err
 }
 
-// GetVM returns the VM with this ID or name (vmkernel).
+// GetVM returns the VM with this ID or name.
 func (c *Client) GetVM(ctx context.Context, idOrName string) (api.VM, error) {
 	var vm api.VM
-	err := c.get(ctx, api.VMKernelVMPath+url.PathEscape(idOrName), &vm)
+	err := c.get(ctx, c.vmPath(idOrName), &vm)
 	return vm, err
 }
 
 // DeleteVM deletes a VM that is not running (vmkernel).
 func (c *Client) DeleteVM(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodDelete, api.VMKernelVMPath+url.PathEscape(id), nil, nil)
+	return c.do(ctx, http.MethodDelete, c.vmPath(id), nil, nil)
 }
 
 // VMAction runs a power action (api.ActionStart, ActionStop, ActionShutdown,
@@ -293,8 +302,16 @@ func (c *Client) DeleteVM(ctx context.Context, id string) error {
 // hard; see ShutdownVM to choose.
 func (c *Client) VMAction(ctx context.Context, id, action string) (api.VM, error) {
 	var vm api.VM
-	err := c.do(ctx, http.MethodPost, api.VMKernelVMPath+url.PathEscape(id)+"/"+url.PathEscape(action), nil, &vm)
+	err := c.do(ctx, http.MethodPost, c.vmPath(id)+"/"+url.PathEscape(action), nil, &vm)
 	return vm, err
+}
+
+// VMConsole returns the last 64 KiB the VM's guest printed on its serial
+// console, as vmkernel keeps it (vmkernel).
+func (c *Client) VMConsole(ctx context.Context, id string) ([]byte, error) {
+	b := []byte{}
+	err := c.do(ctx, http.MethodGet, c.vmPath(id)+"/"+api.VMKernelConsole, nil, &b)
+	return b, err
 }
 
 // ShutdownVM presses the VM's ACPI power button and stops it hard if it
@@ -303,7 +320,7 @@ func (c *Client) VMAction(ctx context.Context, id, action string) (api.VM, error
 func (c *Client) ShutdownVM(ctx context.Context, id string, timeout time.Duration) (api.VM, error) {
 	var vm api.VM
 	req := api.ShutdownRequest{TimeoutSeconds: int(timeout.Round(time.Second) / time.Second)}
-	err := c.do(ctx, http.MethodPost, api.VMKernelVMPath+url.PathEscape(id)+"/"+api.ActionShutdown, req, &vm)
+	err := c.do(ctx, http.MethodPost, c.vmPath(id)+"/"+api.ActionShutdown, req, &vm)
 	return vm, err
 }
 

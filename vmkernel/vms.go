@@ -35,6 +35,9 @@ func (s *Server) vmRoutes() []Route {
 		{http.MethodGet, api.VMKernelVMPath + "{id}", s.getVM},
 		{http.MethodDelete, api.VMKernelVMPath + "{id}", s.deleteVM},
 		{http.MethodPost, api.VMKernelVMPath + "{id}/{action}", s.vmAction},
+		// GET on the same pattern (a GET-only .../console pattern would
+		// conflict with the method-less 405 pattern of the actions).
+		{http.MethodGet, api.VMKernelVMPath + "{id}/{action}", s.vmGetSub},
 	}
 }
 
@@ -138,6 +141,29 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Log.Info("vmkernel: VM deleted", "vm", spec.Name, "id", spec.ID)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// vmGetSub serves GET /v1/vms/{id}/console: the console tail the runner
+// keeps, as text.
+func (s *Server) vmGetSub(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("action") != api.VMKernelConsole {
+		WriteProblem(w, api.Problem{Status: http.StatusNotFound, Detail: fmt.Sprintf("no route %s", r.URL.Path)})
+		return
+	}
+	spec, err := s.cfg.Inventory.Get(r.PathValue("id"))
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	b, err := s.cfg.Runner.ConsoleTail(spec.ID, 0)
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }
 
 func (s *Server) vmAction(w http.ResponseWriter, r *http.Request) {

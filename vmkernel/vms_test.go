@@ -15,7 +15,6 @@ import (
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/inventory"
-	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 )
@@ -131,6 +130,10 @@ func TestVMRoutesWithoutQEMU(t *testing.T) {
 	}
 	apiErr(t, errOf(r.c.GetVM(ctx, "none")), http.StatusNotFound)
 	apiErr(t, errOf(r.c.VMAction(ctx, vm.Spec.ID, "explode")), http.StatusNotFound)
+	if b, err := r.c.VMConsole(ctx, vm.Spec.ID); err != nil || len(b) != 0 {
+		t.Fatalf("console of a VM never started: %q, %v", b, err)
+	}
+	apiErr(t, errOf(r.c.VMConsole(ctx, "none")), http.StatusNotFound)
 	e = apiErr(t, errOf(r.c.VMAction(ctx, vm.Spec.ID, api.ActionPause)), http.StatusConflict)
 	if e.Problem.Detail == "" {
 		t.Fatal("state conflict without detail")
@@ -169,8 +172,12 @@ func TestVMOverAPIWithQEMU(t *testing.T) {
 	if vm.Runtime.State != api.VMRunning || vm.Runtime.PID == 0 {
 		t.Fatalf("after start: %+v", vm.Runtime)
 	}
-	con := runnertest.Dial(t, filepath.Join(r.base, "run", id, qemu.SerialSocket))
-	t.Logf("marker after %v", con.Wait(t, runnertest.Marker, 120*time.Second))
+	t.Logf("marker through the console API after %v", runnertest.WaitConsole(t, func() ([]byte, error) {
+		return r.c.VMConsole(ctx, id)
+	}, runnertest.Marker, 120*time.Second))
+	if _, err := os.Stat(filepath.Join(r.base, "state", "vm-state", id, runner.ConsoleLogFile)); err != nil {
+		t.Errorf("console log: %v", err)
+	}
 
 	vms, err := r.c.ListVMs(ctx)
 	if err != nil || len(vms) != 1 || vms[0].Runtime.State != api.VMRunning {

@@ -143,10 +143,15 @@ func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, e
 			inst.mon.Close()
 			continue
 		}
-		v := &vm{id: id, spec: spec.Clone(), state: state, inst: inst}
+		v := &vm{id: id, spec: spec.Clone(), state: state, inst: inst, con: newConsole(dir)}
 		m.vms[id] = v
 		m.wg.Add(1)
 		go m.watch(v, inst)
+		if spec.Serial { // the console reader of the previous vmkernel is gone: connect again
+			inst.serial = newSerialConn()
+			m.wg.Add(1)
+			go m.readConsole(v, inst, nil)
+		}
 		m.mu.Unlock()
 		ids = append(ids, id)
 		m.cfg.Log.Info("runner: re-attached VM", "vm", spec.Name, "id", id, "pid", rec.PID, "state", state)

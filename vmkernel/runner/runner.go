@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,6 +116,7 @@ type vm struct {
 	state string
 	// inst is the current QEMU process, nil when none runs.
 	inst      *instance
+	con       *console // the serial console's log and tail
 	lastExit  *api.VMExit
 	restarts  int
 	crashes   []time.Time // crash restarts within restartWindow
@@ -136,6 +138,10 @@ type instance struct {
 	guest     bool
 	detail    string
 	detached  bool // the Manager was closed: not an exit
+	// serial is the console reader's connection (nil without a serial
+	// console); serialFirst is its first connection, made before cont.
+	serial      *serialConn
+	serialFirst net.Conn
 }
 
 // New makes a Manager. It does not look for running QEMUs; see Reattach.
@@ -208,6 +214,7 @@ func (m *Manager) Forget(id string) error {
 	if v.restartAt != nil {
 		v.restartAt.Stop()
 	}
+	v.con.closeFile()
 	delete(m.vms, id)
 	return nil
 }
@@ -222,7 +229,7 @@ func (m *Manager) Start(ctx context.Context, spec api.VMSpec) error {
 	}
 	v := m.vms[spec.ID]
 	if v == nil {
-		v = &vm{id: spec.ID, state: api.VMStopped}
+		v = &vm{id: spec.ID, state: api.VMStopped, con: newConsole(filepath.Join(m.cfg.StateRoot, spec.ID))}
 		m.vms[spec.ID] = v
 	}
 	if v.state != api.VMStopped && v.state != api.VMCrashed {
@@ -258,6 +265,11 @@ func (m *Manager) launch(ctx context.Context, v *vm) error {
 	}
 	m.wg.Add(1)
 	go m.watch(v, inst)
+	if inst.serial != nil {
+		m.wg.Add(1)
+		go m.readConsole(v, inst, inst.serialFirst)
+		inst.serialFirst = nil
+	}
 	m.cfg.Log.Info("runner: VM started", "vm", v.spec.Name, "id", v.id, "pid", inst.pid)
 	return nil
 }
@@ -339,8 +351,19 @@ func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err 
 		inst.mon.Close()
 		return nil, fail("%v", err)
 	}
+	if spec.Serial {
+		// Connected before the guest runs, so its first line is logged; a
+		// reader without a connection yet keeps trying.
+		inst.serial = newSerialConn()
+		sctx, scancel := context.WithTimeout(dctx, serialDialTimeout/2)
+		inst.serialFirst, _ = dialSerial(sctx, filepath.Join(runDir, qemu.SerialSocket), inst.exited, nil)
+		scancel()
+	}
 	if err := inst.mon.Run(dctx, "cont", nil, nil); err != nil {
 		inst.mon.Close()
+		if inst.serialFirst != nil {
+			inst.serialFirst.Close()
+		}
 		return nil, fail("cont: %v", err)
 	}
 	return inst, nil
@@ -673,6 +696,8 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	var mons []*qmp.Monitor
+	var serials []*serialConn
+	var cons []*console
 	for _, v := range m.vms {
 		if v.restartAt != nil {
 			v.restartAt.Stop()
@@ -680,13 +705,23 @@ func (m *Manager) Close() error {
 		if v.inst != nil {
 			v.inst.detached = true
 			mons = append(mons, v.inst.mon)
+			if v.inst.serial != nil {
+				serials = append(serials, v.inst.serial)
+			}
 		}
+		cons = append(cons, v.con)
 	}
 	m.mu.Unlock()
+	for _, s := range serials {
+		s.stop()
+	}
 	for _, mon := range mons {
 		mon.Close()
 	}
 	m.wg.Wait()
+	for _, c := range cons {
+		c.closeFile()
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 )
 
@@ -138,8 +138,10 @@ func guestSpec(name, onCrash string) api.VMSpec {
 	return s
 }
 
-func (r *rig) console(t *testing.T, id string) *runnertest.Console {
-	return runnertest.Dial(t, filepath.Join(r.cfg.RunRoot, id, qemu.SerialSocket))
+// waitMarker waits for the guest's marker in the Manager's console tail.
+func waitMarker(t *testing.T, m *Manager, id string, timeout time.Duration) time.Duration {
+	t.Helper()
+	return runnertest.WaitConsole(t, func() ([]byte, error) { return m.ConsoleTail(id, 0) }, runnertest.Marker, timeout)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -174,8 +176,11 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("Start returned after %v", time.Since(t0))
-	con := r.console(t, spec.ID)
-	t.Logf("marker after %v", con.Wait(t, runnertest.Marker, 120*time.Second))
+	t.Logf("marker after %v", waitMarker(t, m, spec.ID, 120*time.Second))
+	// Written through: the log on disk has the marker as soon as the tail does.
+	if b, err := os.ReadFile(filepath.Join(r.cfg.StateRoot, spec.ID, ConsoleLogFile)); err != nil || !bytes.Contains(b, []byte(runnertest.Marker)) {
+		t.Fatalf("console.log lacks the marker (%v):\n%s", err, b)
+	}
 
 	st := m.Status(spec.ID)
 	if st.State != api.VMRunning || st.PID == 0 {
@@ -253,6 +258,8 @@ func TestCrashNoticedAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	noticed := wantState(t, m, spec.ID, api.VMCrashed, time.Second)
+	tail, _ := m.ConsoleTail(spec.ID, 0)
+	markers := bytes.Count(tail, []byte(runnertest.Marker))
 	t.Logf("kill -9 noticed after %v", noticed)
 	st := m.Status(spec.ID)
 	if st.LastExit == nil || st.LastExit.Reason != api.ExitCrash || st.LastExit.Status != "signal: killed" {
@@ -267,7 +274,7 @@ func TestCrashNoticedAndRestarted(t *testing.T) {
 		t.Fatalf("after restart: %+v", st)
 	}
 	t.Logf("restarted by policy %v after the crash was noticed (pid %d -> %d)", back, pid, st.PID)
-	r.console(t, spec.ID).Wait(t, runnertest.Marker, 120*time.Second)
+	runnertest.WaitConsoleCount(t, func() ([]byte, error) { return m.ConsoleTail(spec.ID, 0) }, runnertest.Marker, markers+1, 120*time.Second)
 }
 
 func TestReattachAfterManagerRestart(t *testing.T) {

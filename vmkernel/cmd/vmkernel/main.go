@@ -1,7 +1,8 @@
 // Command vmkernel is Plinth's root VM service: it decides the host's
 // acceleration (KVM or TCG) once, loads the VM inventory, re-attaches to the
 // QEMU processes a previous vmkernel left running, then serves the local API
-// on a unix socket until SIGTERM or SIGINT (which leaves the VMs running).
+// on a unix socket until SIGTERM or SIGINT (which leaves the VMs running),
+// starting meanwhile the stopped VMs flagged for autostart, in their order.
 package main
 
 import (
@@ -118,6 +119,18 @@ func run(log *slog.Logger, args []string) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
+	// Autostart beside the API (re-attached VMs are running, so left alone).
+	autoDone := make(chan struct{})
+	go func() {
+		defer close(autoDone)
+		autostart(ctx, log, inv.List(), inv.Get, mgr)
+	}()
+	defer func() { // before mgr.Close (deferred earlier)
+		select {
+		case <-autoDone:
+		case <-time.After(5 * time.Second):
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err

@@ -6,10 +6,8 @@ package runnertest
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,61 +62,27 @@ func Install(t testing.TB, kernel, dir string) {
 	}
 }
 
-// Console reads a VM's serial socket from the moment it connects.
-type Console struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	conn net.Conn
-}
-
-// Dial connects to the serial socket at path (retrying for up to 5 s);
-// the connection is closed at the end of the test.
-func Dial(t testing.TB, path string) *Console {
+// WaitConsole polls tail (e.g. a Manager's ConsoleTail or the API's console
+// route: vmkernel holds the VM's serial socket, which takes one client at a
+// time, and keeps what the guest prints) until it shows s, failing the test
+// after timeout. It returns how long that took.
+func WaitConsole(t testing.TB, tail func() ([]byte, error), s string, timeout time.Duration) time.Duration {
 	t.Helper()
-	c := &Console{}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		conn, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			c.conn = conn
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serial console %s: %v", path, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(func() { c.conn.Close() })
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := c.conn.Read(b)
-			c.mu.Lock()
-			c.buf.Write(b[:n])
-			c.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return c
+	return WaitConsoleCount(t, tail, s, 1, timeout)
 }
 
-// Wait waits until the console has shown s, failing the test after timeout.
-func (c *Console) Wait(t testing.TB, s string, timeout time.Duration) time.Duration {
+// WaitConsoleCount is WaitConsole for at least n occurrences of s.
+func WaitConsoleCount(t testing.TB, tail func() ([]byte, error), s string, n int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
-		c.mu.Lock()
-		seen := bytes.Contains(c.buf.Bytes(), []byte(s))
-		out := c.buf.String()
-		c.mu.Unlock()
-		if seen {
+		b, err := tail()
+		if err == nil && bytes.Count(b, []byte(s)) >= n {
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
-			t.Fatalf("console did not show %q within %v; it showed:\n%s", s, timeout, out[max(0, len(out)-2000):])
+			t.Fatalf("console did not show %q %d times within %v (err %v); it showed:\n%s", s, n, timeout, err, b[max(0, len(b)-2000):])
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
