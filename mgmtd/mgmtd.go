@@ -102,6 +102,9 @@ func (s *Server) Routes() []Route {
 	return []Route{
 		{http.MethodGet, api.MgmtdHealthPath, s.health},
 		{http.MethodGet, api.MgmtdHostPath, s.host},
+		{http.MethodGet, api.MgmtdVMsPath, s.listVMs},
+		{http.MethodGet, api.MgmtdVMsPath + "/{id}", s.getVM},
+		{http.MethodGet, api.MgmtdVMsPath + "/{id}/" + api.VMKernelConsole, s.vmConsole},
 	}
 }
 
@@ -181,6 +184,35 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		h.Status, status = api.HealthDegraded, http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, h)
+}
+
+func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
+	vms, err := s.vmk.ListVMs(r.Context())
+	if err != nil {
+		s.vmkernelError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, vms)
+}
+
+func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
+	vm, err := s.vmk.GetVM(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.vmkernelError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, vm)
+}
+
+// vmConsole answers the last 64 KiB the VM printed on its serial console.
+func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request) {
+	b, err := s.vmk.VMConsole(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.vmkernelError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(b)
 }
 
 func (s *Server) host(w http.ResponseWriter, r *http.Request) {

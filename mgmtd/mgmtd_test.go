@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
+	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/runner"
 )
 
 func deadline(t *testing.T) context.Context {
@@ -36,7 +39,19 @@ func startVMKernel(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := vmkernel.New(vmkernel.Config{Host: hostinfo.Source{Accel: accel.Detect()}.Gather})
+	base := t.TempDir()
+	inv, err := inventory.Open(filepath.Join(base, "vms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No VM is started here: the runner only has to exist for the VM routes.
+	m, err := runner.New(runner.Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG,
+		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "vm-state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	srv := vmkernel.New(vmkernel.Config{Host: hostinfo.Source{Accel: accel.Detect()}.Gather, Inventory: inv, Runner: m})
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -260,8 +275,10 @@ func TestRouteTableAnswers(t *testing.T) {
 	}
 	r := startMgmtd(t, t.TempDir(), vmk, nil)
 	for _, rt := range srv.Routes() {
-		resp, _ := do(t, rt.Method, r.url+rt.Path)
-		if resp.StatusCode == 404 || resp.StatusCode == 405 {
+		resp, p := do(t, rt.Method, r.url+strings.ReplaceAll(rt.Path, "{id}", "no-such-vm"))
+		// A 404 from vmkernel (no such VM) means the route was reached;
+		// mgmtd's own 404 says "no route".
+		if resp.StatusCode == 405 || resp.StatusCode == 404 && strings.HasPrefix(p.Detail, "no route") {
 			t.Errorf("%s %s: %d, route not reachable", rt.Method, rt.Path, resp.StatusCode)
 		}
 	}
@@ -278,7 +295,15 @@ func TestListenFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := mgmtd.Listen(":443", int(f.Fd()))
+	// Listen takes the descriptor over and closes it, so it gets its own
+	// duplicate: closing f's descriptor under it would let f's finalizer
+	// later close whatever file reused that number.
+	fd, err := syscall.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := mgmtd.Listen(":443", fd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,5 +324,36 @@ func TestTLSMinimumVersion(t *testing.T) {
 	if resp, err := hc.Do(req); err == nil {
 		resp.Body.Close()
 		t.Error("TLS 1.1 handshake succeeded")
+	}
+}
+
+// TestVMsForwarded reads VMs through mgmtd that were defined in vmkernel.
+func TestVMsForwarded(t *testing.T) {
+	sock := startVMKernel(t)
+	r := startMgmtd(t, t.TempDir(), sock, nil)
+	vmk, err := client.NewVMKernel(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := api.VMSpec{Name: "web-1", MemoryMiB: 256}
+	if _, err := vmk.CreateVM(deadline(t), spec); err != nil {
+		t.Fatal(err)
+	}
+	c := pinned(t, r)
+	vms, err := c.ListVMs(deadline(t))
+	if err != nil || len(vms) != 1 || vms[0].Spec.Name != "web-1" || vms[0].Runtime.State != api.VMStopped {
+		t.Fatalf("ListVMs through mgmtd = %+v, %v", vms, err)
+	}
+	vm, err := c.GetVM(deadline(t), "web-1")
+	if err != nil || vm.Spec.ID != vms[0].Spec.ID {
+		t.Fatalf("GetVM through mgmtd = %+v, %v", vm, err)
+	}
+	if con, err := c.VMConsole(deadline(t), vm.Spec.ID); err != nil || len(con) != 0 {
+		t.Fatalf("VMConsole of a VM that never ran = %q, %v", con, err)
+	}
+	_, err = c.GetVM(deadline(t), "nope")
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusNotFound {
+		t.Fatalf("GetVM(nope) = %v, want vmkernel's 404 passed on", err)
 	}
 }
