@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -73,6 +74,20 @@ func newPinnedClient() *pinnedClient {
 	}
 	c.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	return c
+}
+
+func (c *pinnedClient) getText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v: %s", url, resp.Status, err, b)
+	}
+	return string(b)
 }
 
 func (c *pinnedClient) getJSON(t *testing.T, url string, v any) {
@@ -182,10 +197,6 @@ func TestApplianceBoot(t *testing.T) {
 // reboot, and leave its logs in STATE.
 func TestApplianceStateAndStaticNetwork(t *testing.T) {
 	o := e2eOptions(t)
-	mkfs, err := exec.LookPath("mke2fs")
-	if err != nil {
-		t.Fatal("mke2fs is missing: apt-get install e2fsprogs (make deps does)")
-	}
 	dir := t.TempDir()
 	seed := filepath.Join(dir, "seed")
 	if err := os.MkdirAll(filepath.Join(seed, "config"), 0o755); err != nil {
@@ -195,9 +206,7 @@ func TestApplianceStateAndStaticNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := filepath.Join(dir, "state.img")
-	if out, err := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", "PLINTH-STATE", "-d", seed, img, "64M").CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v\n%s", err, out)
-	}
+	mkfs(t, "PLINTH-STATE", seed, img, "64M")
 	o.CPUs, o.MemoryMiB = 2, 1024
 	// QEMU's user network forwards to 10.0.2.15, so the static address is that one.
 	o.Cmdline = "plinth.ip=10.0.2.15/24 plinth.gw=10.0.2.2 plinth.dns=10.0.2.3 plinth.hostname=from-cmdline"

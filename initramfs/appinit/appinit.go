@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/initramfs/supervisor"
 	"golang.org/x/sys/unix"
 )
@@ -73,9 +75,13 @@ type initProc struct {
 	sup   *supervisor.Supervisor
 	live  bool
 	mods  *modLoader
-	mu    sync.Mutex // guards marks: steps run concurrently
-	net   NetResult
-	host  string
+	// labels maps ext file system labels to devices, found by the state step.
+	labels map[string]string
+	// datastores are vmkernel's -datastore arguments (NAME=DIR).
+	datastores []string
+	mu         sync.Mutex // guards marks: steps run concurrently
+	net        NetResult
+	host       string
 }
 
 type mark struct {
@@ -186,6 +192,7 @@ func Run(cfg Config) error {
 		return checkPayload("/usr")
 	})
 	_ = p.step("state", p.mountState)
+	_ = p.step("datastores", p.mountDatastores)
 	_ = p.step("hostname", p.setHostname)
 	<-networked
 	<-coldplugged
@@ -224,9 +231,14 @@ func (p *initProc) mountState() error {
 	if err := os.MkdirAll(p.cfg.StateDir, 0o755); err != nil {
 		return err
 	}
-	dev, err := findByLabel("/sys", "/dev", StateLabel)
-	if err == nil && p.mods != nil {
+	p.labels = labels("/sys", "/dev")
+	if len(p.labels) > 0 && p.mods != nil {
 		p.mods.load([]string{"ext4"})
+	}
+	dev, ok := p.labels[StateLabel]
+	var err error
+	if !ok {
+		err = fmt.Errorf("no block device holds an ext4 file system labelled %s", StateLabel)
 	}
 	if err == nil {
 		if err = unix.Mount(dev, p.cfg.StateDir, "ext4", unix.MS_NOATIME, ""); err == nil {
@@ -246,6 +258,33 @@ func (p *initProc) mountState() error {
 	p.logf("Install Plinth to a disk, or add an ext4 file system labelled %s, to keep them.", StateLabel)
 	p.logf("%s", banner)
 	return nil
+}
+
+// mountDatastores mounts every PLINTH-DS* file system for vmkernel.
+func (p *initProc) mountDatastores() error {
+	var errs []error
+	for label, dev := range p.labels {
+		name := datastoreName(label)
+		if name == "" {
+			continue
+		}
+		dir := filepath.Join(DatastoreRoot, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := unix.Mount(dev, dir, "ext4", unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+			errs = append(errs, fmt.Errorf("mount datastore %s (%s) on %s: %w", label, dev, dir, err))
+			continue
+		}
+		p.datastores = append(p.datastores, name+"="+dir)
+		p.logf("datastore %s: %s mounted on %s", name, dev, dir)
+	}
+	sort.Strings(p.datastores)
+	if len(p.datastores) == 0 && len(errs) == 0 {
+		p.logf("no datastore (no ext4 file system labelled %s<N>)", DatastorePrefix)
+	}
+	return errors.Join(errs...)
 }
 
 func (p *initProc) setHostname() error {
@@ -289,9 +328,13 @@ func (p *initProc) startServices() error {
 		return fmt.Errorf("chown %s: %w", mgmtState, err)
 	}
 	sock := filepath.Join(p.cfg.RunDir, "vmkernel.sock")
+	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", filepath.Join(p.cfg.RunDir, "vms")}
+	for _, d := range p.datastores {
+		vmkArgs = append(vmkArgs, "-datastore", d)
+	}
 	if err := p.sup.Start(supervisor.Spec{
 		Name: "vmkernel", Path: filepath.Join(p.cfg.BinDir, "vmkernel"),
-		Args:    []string{"-socket", sock, "-state", vmkState},
+		Args:    vmkArgs,
 		LogFile: filepath.Join(logDir, "vmkernel.log"),
 	}); err != nil {
 		return err
@@ -414,9 +457,52 @@ func orDash(s string) string {
 	return s
 }
 
+// shutdownVMs asks vmkernel to shut every running VM down (ACPI power button,
+// then a hard stop after plinth.vm_shutdown_timeout seconds, default 60), all
+// at once, before the services stop: a host going down takes its guests down
+// cleanly rather than leaving QEMU to be killed with the power.
+func (p *initProc) shutdownVMs() {
+	timeout := 60 * time.Second
+	if v, ok := p.cfg.Cmdline["plinth.vm_shutdown_timeout"]; ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			timeout = time.Duration(n) * time.Second
+		} else {
+			p.logf("plinth.vm_shutdown_timeout=%q is not a number of seconds; using %s", v, timeout)
+		}
+	}
+	c, err := client.NewVMKernel(filepath.Join(p.cfg.RunDir, "vmkernel.sock"), client.WithTimeout(timeout+15*time.Second))
+	if err != nil {
+		p.logf("shutting down VMs: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
+	defer cancel()
+	vms, err := c.ListVMs(ctx)
+	if err != nil {
+		p.logf("shutting down VMs: vmkernel does not answer: %v", err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, vm := range vms {
+		if st := vm.Runtime.State; st != api.VMRunning && st != api.VMPaused && st != api.VMStarting {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.logf("shutting down VM %s (up to %s)", vm.Spec.Name, timeout)
+			if _, err := c.ShutdownVM(ctx, vm.Spec.ID, timeout); err != nil {
+				p.logf("shutting down VM %s: %v", vm.Spec.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func (p *initProc) shutdown(why string) error {
 	p.logf("shutting down (%s)", why)
 	if p.sup != nil {
+		p.shutdownVMs()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		if err := p.sup.StopAll(ctx); err != nil {
 			p.logf("stopping services: %v", err)
@@ -424,6 +510,12 @@ func (p *initProc) shutdown(why string) error {
 		cancel()
 	}
 	unix.Sync()
+	for _, d := range p.datastores {
+		_, dir, _ := strings.Cut(d, "=")
+		if err := unix.Unmount(dir, 0); err != nil {
+			p.logf("unmount datastore %s: %v", dir, err)
+		}
+	}
 	if !p.live {
 		if err := unix.Unmount(p.cfg.StateDir, 0); err != nil {
 			p.logf("unmount STATE: %v (remounting read-only)", err)

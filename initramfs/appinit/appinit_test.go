@@ -121,3 +121,11 @@ func TestKVMModuleAndHostname(t *testing.T) {
 		}
 	}
 }
+
+func TestDatastoreName(t *testing.T) {
+	for label, want := range map[string]string{"PLINTH-DS1": "ds1", "PLINTH-DSfast": "dsfast", "PLINTH-DS": "", "PLINTH-STATE": "", "PLINTH-DS/x": ""} {
+		if got := datastoreName(label); got != want {
+			t.Errorf("datastoreName(%q) = %q, want %q", label, got, want)
+		}
+	}
+}

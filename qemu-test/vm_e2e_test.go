@@ -1,0 +1,138 @@
+package qemutest
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/inventory"
+)
+
+// TestApplianceAutostartsVM boots the appliance from a STATE disk whose
+// inventory holds one VM flagged for autostart, and a datastore disk
+// (PLINTH-DS1) holding that VM's kernel and initramfs (the floor guest, told
+// to stay up). Inside the appliance, booted under TCG with -cpu max, kvm_amd
+// gives vmkernel a nested /dev/kvm, so this is where the KVM path runs: the
+// VM must start by itself, print its marker on its serial console (read
+// through the API), be shut down with the host, and leave its console log in
+// STATE.
+func TestApplianceAutostartsVM(t *testing.T) {
+	o := e2eOptions(t)
+	dir := t.TempDir()
+
+	// The datastore: the guest's kernel and initramfs.
+	ds := filepath.Join(dir, "ds-seed")
+	if err := os.MkdirAll(ds, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kernel, err := os.ReadFile(o.Kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ds, "vmlinuz"), kernel, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := BuildFloor(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(initrd, filepath.Join(ds, "init.cpio")); err != nil {
+		t.Fatal(err)
+	}
+
+	// STATE: the inventory, written by vmkernel's own inventory package.
+	state := filepath.Join(dir, "state-seed")
+	inv, err := inventory.Open(filepath.Join(state, "vmkernel", "vms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := api.VMSpec{
+		Name: "inner", MemoryMiB: 256, Serial: true,
+		Kernel:    &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: "console=ttyS0 panic=-1 " + FloorHangCmdline},
+		Autostart: api.Autostart{Enabled: true},
+	}
+	if err := inv.Create(&spec); err != nil {
+		t.Fatal(err)
+	}
+	stateImg, dsImg := filepath.Join(dir, "state.img"), filepath.Join(dir, "ds1.img")
+	mkfs(t, "PLINTH-STATE", state, stateImg, "64M")
+	mkfs(t, "PLINTH-DS1", ds, dsImg, "64M")
+
+	o.CPUs, o.MemoryMiB = 2, 2048
+	o.Cmdline = "plinth.vm_shutdown_timeout=5"
+	o.ExtraArgs = []string{
+		"-drive", "file=" + stateImg + ",if=virtio,format=raw",
+		"-drive", "file=" + dsImg + ",if=virtio,format=raw",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	vm, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if _, err := vm.WaitReady(240 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c := newPinnedClient()
+	var host api.Host
+	c.getJSON(t, vm.APIURL()+"/api/v1/host", &host)
+	t.Logf("appliance acceleration: %s (%s)", host.Acceleration.Mode, host.Acceleration.Reason)
+
+	// The VM starts by itself...
+	var got api.VM
+	vmURL := vm.APIURL() + "/api/v1/vms/" + url.PathEscape(spec.Name)
+	for deadline := time.Now().Add(120 * time.Second); ; {
+		c.getJSON(t, vmURL, &got)
+		if got.Runtime.State == api.VMRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VM not running 120 s after ready: %+v%s", got.Runtime, formatTail(vm.Tail(TailLines)))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// ...and its guest reaches its marker on the serial console.
+	t0 := time.Now()
+	var console string
+	for deadline := time.Now().Add(240 * time.Second); !strings.Contains(console, FloorMarker); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s on the VM's console after 240 s; console:\n%s%s", FloorMarker, console, formatTail(vm.Tail(TailLines)))
+		}
+		time.Sleep(time.Second)
+		console = c.getText(t, vmURL+"/console")
+	}
+	t.Logf("inner guest marker %s after the VM was seen running (acceleration %s)", time.Since(t0).Round(time.Second), host.Acceleration.Mode)
+
+	// The host's power button takes the VM down first, then the host.
+	if err := vm.PowerDown(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := vm.Wait(120 * time.Second); err != nil || code != 0 {
+		t.Fatalf("power down: exit %d, %v%s", code, err, formatTail(vm.Tail(TailLines)))
+	}
+	if con := strings.Join(vm.Console(), "\n"); !strings.Contains(con, "shutting down VM inner") {
+		t.Errorf("the init did not shut the VM down before the host%s", formatTail(vm.Tail(TailLines)))
+	}
+	out, err := exec.Command("debugfs", "-R", "cat /vmkernel/vm-state/"+got.Spec.ID+"/console.log", stateImg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), FloorMarker) {
+		t.Errorf("STATE lacks the VM's console log with the marker: %v\n%s", err, out)
+	}
+}
+
+func mkfs(t *testing.T, label, seed, img, size string) {
+	t.Helper()
+	mkfs, err := exec.LookPath("mke2fs")
+	if err != nil {
+		t.Fatal("mke2fs is missing: apt-get install e2fsprogs (make deps does)")
+	}
+	if out, err := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", label, "-d", seed, img, size).CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs %s: %v\n%s", label, err, out)
+	}
+}
