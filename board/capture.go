@@ -2,6 +2,7 @@ package board
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -40,6 +41,32 @@ func Capture(root Root, dst string) error {
 				return fmt.Errorf("capture %s: %w", p, err)
 			}
 		}
+	}
+	return keepEmptyDirs(dst)
+}
+
+// keepEmptyDirs puts a .keep file in every empty directory under dir: git
+// tracks no empty directory, and a fixture committed without them has
+// dangling driver and iommu_group links in a fresh clone.
+func keepEmptyDirs(dir string) error {
+	var empty []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		ents, err := os.ReadDir(p)
+		if err == nil && len(ents) == 0 {
+			empty = append(empty, p)
+		}
+		return err
+	})
+	for _, p := range empty {
+		if err == nil {
+			err = os.WriteFile(filepath.Join(p, ".keep"), nil, 0o644)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("capture: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -156,6 +157,13 @@ func TestCaptureRoundTrip(t *testing.T) {
 			if err := Capture(root, dst); err != nil {
 				t.Fatal(err)
 			}
+			// What git would drop: an empty directory.
+			filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+				if ents, _ := os.ReadDir(p); err == nil && d.IsDir() && len(ents) == 0 {
+					t.Errorf("capture left an empty directory %s", p)
+				}
+				return nil
+			})
 			want, err := Read(root)
 			if err != nil {
 				t.Fatal(err)
