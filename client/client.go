@@ -338,3 +338,80 @@ func summarize(v any) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// datastorePath is the path of one datastore's sub-resource with the
+// datastore-relative path as query parameter.
+func datastorePath(name, sub, rel string) string {
+	p := api.VMKernelDatastorePath + url.PathEscape(name) + "/" + sub
+	if rel != "" {
+		p += "?" + url.Values{"path": {rel}}.Encode()
+	}
+	return p
+}
+
+// ListDatastores lists the host's datastores with their space (vmkernel).
+func (c *Client) ListDatastores(ctx context.Context) ([]api.Datastore, error) {
+	var out []api.Datastore
+	err := c.get(ctx, api.VMKernelDatastoresPath, &out)
+	return out, err
+}
+
+// BrowseDatastore lists the directory rel ("" for the root) of a datastore
+// (vmkernel).
+func (c *Client) BrowseDatastore(ctx context.Context, datastore, rel string) ([]api.DatastoreEntry, error) {
+	var out []api.DatastoreEntry
+	err := c.get(ctx, datastorePath(datastore, "files", rel), &out)
+	return out, err
+}
+
+// CreateDisk makes a disk image on a datastore and returns what qemu-img
+// says of it (vmkernel). An existing file gives an *Error with status 409.
+func (c *Client) CreateDisk(ctx context.Context, datastore string, req api.CreateDiskRequest) (api.DiskInfo, error) {
+	var out api.DiskInfo
+	err := c.do(ctx, http.MethodPost, datastorePath(datastore, "disks", ""), req, &out)
+	return out, err
+}
+
+// DiskInfo returns what qemu-img says of a disk image on a datastore
+// (vmkernel).
+func (c *Client) DiskInfo(ctx context.Context, datastore, rel string) (api.DiskInfo, error) {
+	var out api.DiskInfo
+	err := c.get(ctx, datastorePath(datastore, "disks", rel), &out)
+	return out, err
+}
+
+// ResizeDisk grows a disk image (vmkernel); shrinking gives an *Error with
+// status 422, a disk a running VM uses one with status 409.
+func (c *Client) ResizeDisk(ctx context.Context, datastore string, req api.ResizeDiskRequest) (api.DiskInfo, error) {
+	var out api.DiskInfo
+	err := c.do(ctx, http.MethodPost, datastorePath(datastore, "disks/resize", ""), req, &out)
+	return out, err
+}
+
+// DeleteDatastoreFile deletes a file of a datastore (vmkernel); a file a
+// defined VM refers to gives an *Error with status 409 naming the VM.
+func (c *Client) DeleteDatastoreFile(ctx context.Context, datastore, rel string) error {
+	return c.do(ctx, http.MethodDelete, datastorePath(datastore, "files", rel), nil, nil)
+}
+
+// ListSwitches lists the host's virtual switches (vmkernel).
+func (c *Client) ListSwitches(ctx context.Context) ([]api.Switch, error) {
+	var out []api.Switch
+	err := c.get(ctx, api.VMKernelSwitchesPath, &out)
+	return out, err
+}
+
+// CreateSwitch makes a virtual switch, with the host NIC uplink on it when
+// not empty (vmkernel). An existing name or a taken uplink gives an *Error
+// with status 409, a bad name or a missing uplink one with status 422.
+func (c *Client) CreateSwitch(ctx context.Context, name, uplink string) (api.Switch, error) {
+	var out api.Switch
+	err := c.do(ctx, http.MethodPost, api.VMKernelSwitchesPath, api.SwitchSpec{Name: name, Uplink: uplink}, &out)
+	return out, err
+}
+
+// DeleteSwitch deletes a virtual switch (vmkernel); one that VM NICs are
+// still on gives an *Error with status 409.
+func (c *Client) DeleteSwitch(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, api.VMKernelSwitchPath+url.PathEscape(name), nil, nil)
+}

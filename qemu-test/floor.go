@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -16,10 +17,29 @@ const FloorMarker = "PLINTH-FLOOR-UP"
 // FloorHangCmdline makes the floor guest print its marker and then stay up.
 const FloorHangCmdline = "plinthfloor=hang"
 
+// FloorDisksCmdline makes the floor guest print a "PLINTH-DISK <name>
+// <bytes>" line per block device before its marker, then stay up. Its disk
+// drivers are modules: see BuildFloorWithModules.
+const FloorDisksCmdline = "plinthfloor=disks,hang"
+
+// FloorDiskLine is the line the floor guest prints for a block device in
+// FloorDisksCmdline mode.
+func FloorDiskLine(name string, bytes int64) string {
+	return fmt.Sprintf("PLINTH-DISK %s %d\n", name, bytes)
+}
+
 // BuildFloor builds the floor initramfs into dir and returns its path: a
 // newc cpio holding /dev/console and a static Go /init (floorinit). It needs
 // the go command and runs from the repository root.
 func BuildFloor(dir string) (string, error) {
+	return BuildFloorWithModules(dir, "")
+}
+
+// BuildFloorWithModules is BuildFloor with the kernel modules mods (names
+// as modprobe knows them) and those they depend on, taken from modDir (a
+// lib/modules/RELEASE directory with modules.dep), as /modules/NN-name.ko in
+// load order: the floor guest loads them in plinthfloor=disks mode.
+func BuildFloorWithModules(dir, modDir string, mods ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
@@ -44,6 +64,21 @@ func BuildFloor(dir string) (string, error) {
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.StaticFile("init", string(init), 0o755),
 	}
+	if len(mods) > 0 {
+		order, err := moduleOrder(modDir, mods)
+		if err != nil {
+			return "", err
+		}
+		recs = append(recs, cpio.Directory("modules", 0o755))
+		for i, rel := range order {
+			b, err := os.ReadFile(filepath.Join(modDir, rel))
+			if err != nil {
+				return "", fmt.Errorf("floor module: %w", err)
+			}
+			name := fmt.Sprintf("modules/%02d-%s", i, filepath.Base(rel))
+			recs = append(recs, cpio.StaticFile(name, string(b), 0o644))
+		}
+	}
 	if err := cpio.WriteRecordsAndDirs(w, recs); err != nil {
 		return "", fmt.Errorf("writing floor cpio: %w", err)
 	}
@@ -55,4 +90,51 @@ func BuildFloor(dir string) (string, error) {
 		return "", err
 	}
 	return out, nil
+}
+
+// moduleOrder reads modDir/modules.dep and returns the files of mods and
+// their dependencies, each after what it depends on.
+func moduleOrder(modDir string, mods []string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(modDir, "modules.dep"))
+	if err != nil {
+		return nil, fmt.Errorf("floor modules: %w", err)
+	}
+	deps := map[string][]string{} // file to the files it needs
+	byName := map[string]string{} // module name to file
+	for _, line := range strings.Split(string(b), "\n") {
+		file, needs, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		deps[file] = strings.Fields(needs)
+		byName[moduleName(file)] = file
+	}
+	var order []string
+	seen := map[string]bool{}
+	var visit func(file string)
+	visit = func(file string) {
+		if seen[file] {
+			return
+		}
+		seen[file] = true
+		for _, d := range deps[file] {
+			visit(d)
+		}
+		order = append(order, file)
+	}
+	for _, m := range mods {
+		file, ok := byName[strings.ReplaceAll(m, "-", "_")]
+		if !ok {
+			return nil, fmt.Errorf("floor modules: %s not in %s/modules.dep", m, modDir)
+		}
+		visit(file)
+	}
+	return order, nil
+}
+
+// moduleName is a module file's name as the kernel knows it.
+func moduleName(file string) string {
+	base := filepath.Base(file)
+	base = base[:len(base)-len(filepath.Ext(base))]
+	return strings.ReplaceAll(base, "-", "_")
 }

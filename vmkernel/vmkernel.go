@@ -20,6 +20,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/vswitch"
 )
 
 // Config is what a Server needs.
@@ -35,6 +36,8 @@ type Config struct {
 	// Datastores are the host's datastores (name to root); when set, a VM
 	// referring to another one is refused at creation.
 	Datastores map[string]string
+	// Switches serves the virtual switch routes (/v1/switches...); nil: none.
+	Switches *vswitch.Manager
 }
 
 // Server is vmkernel's local API.
@@ -71,7 +74,13 @@ func (s *Server) Routes() []Route {
 	return append([]Route{
 		{http.MethodGet, api.VMKernelHealthPath, s.health},
 		{http.MethodGet, api.VMKernelHostPath, s.host},
-	}, s.vmRoutes()...)
+		{http.MethodGet, api.VMKernelDatastoresPath, s.listDatastores},
+		{http.MethodGet, api.VMKernelDatastorePath + "{name}/files", s.browseDatastore},
+		{http.MethodDelete, api.VMKernelDatastorePath + "{name}/files", s.deleteDatastoreFile},
+		{http.MethodGet, api.VMKernelDatastorePath + "{name}/disks", s.diskInfo},
+		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks", s.createDisk},
+		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/resize", s.resizeDisk},
+	}, append(s.vmRoutes(), s.switchRoutes()...)...)
 }
 
 // Handler is the server's HTTP handler: the route table, with problem JSON

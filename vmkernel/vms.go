@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/vswitch"
 )
 
 // Bounds of the VM routes.
@@ -245,6 +247,20 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		p.Status = http.StatusUnprocessableEntity
 	case errors.Is(err, runner.ErrClosed):
 		p.Status = http.StatusServiceUnavailable
+	case errors.Is(err, datastore.ErrEscapes), errors.Is(err, datastore.ErrInvalid):
+		p.Status = http.StatusBadRequest
+	case errors.Is(err, datastore.ErrNotFound):
+		p.Status = http.StatusNotFound
+	case errors.Is(err, datastore.ErrExists), errors.Is(err, datastore.ErrInUse):
+		p.Status = http.StatusConflict
+	case errors.Is(err, datastore.ErrShrink):
+		p.Status = http.StatusUnprocessableEntity
+	case errors.Is(err, vswitch.ErrNotFound):
+		p.Status = http.StatusNotFound
+	case errors.Is(err, vswitch.ErrExists), errors.Is(err, vswitch.ErrInUse):
+		p.Status = http.StatusConflict
+	case errors.Is(err, vswitch.ErrInvalid), errors.Is(err, runner.ErrNoSwitches):
+		p.Status = http.StatusUnprocessableEntity
 	}
 	if p.Status >= 500 {
 		s.cfg.Log.Error("vmkernel: request failed", "err", err)

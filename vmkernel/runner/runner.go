@@ -97,6 +97,82 @@ type Config struct {
 	OVMFCode, OVMFVars string
 	// Log receives what happens to VMs; nil discards.
 	Log *slog.Logger
+	// Switches puts the taps of NICs on virtual switches (a
+	// *vswitch.Manager); nil means no switch support: a VM with a NIC on a
+	// switch then does not start.
+	Switches Switches
+}
+
+// Switches attaches VM NICs to virtual switches.
+type Switches interface {
+	// AddTap makes the tap tapName and puts it on the switch switchName.
+	AddTap(switchName, tapName string) error
+	// RemoveTap deletes the tap tapName (no error when it is not there).
+	RemoveTap(tapName string) error
+}
+
+// ErrNoSwitches: a NIC is on a virtual switch but the Manager has no
+// Switches.
+var ErrNoSwitches = errors.New("virtual switches are not available")
+
+// TapName is the tap of the VM's NIC with this index: "pt", the first 8 hex
+// digits of the VM's ID, the index (at most 13 characters).
+func TapName(vmID string, index int) string {
+	hex := strings.ReplaceAll(vmID, "-", "")
+	if len(hex) > 8 {
+		hex = hex[:8]
+	}
+	return fmt.Sprintf("pt%s%d", hex, index)
+}
+
+// addTaps makes the taps of spec's NICs that are on switches, by NIC index
+// ("" for NAT NICs); on failure it removes those it made.
+func (m *Manager) addTaps(spec api.VMSpec) ([]string, error) {
+	var taps []string
+	for i, n := range spec.NICs {
+		if n.Switch == "" {
+			continue
+		}
+		if m.cfg.Switches == nil {
+			return nil, fmt.Errorf("nics[%d]: switch %q: %w on this host", i, n.Switch, ErrNoSwitches)
+		}
+		if taps == nil {
+			taps = make([]string, len(spec.NICs))
+		}
+		taps[i] = TapName(spec.ID, i)
+		if err := m.cfg.Switches.AddTap(n.Switch, taps[i]); err != nil {
+			taps[i] = ""
+			m.removeTaps(spec.ID, taps)
+			return nil, fmt.Errorf("nics[%d]: %w", i, err)
+		}
+	}
+	return taps, nil
+}
+
+// removeTaps deletes the taps (by NIC index; "" skipped).
+func (m *Manager) removeTaps(id string, taps []string) {
+	for _, tap := range taps {
+		if tap == "" {
+			continue
+		}
+		if err := m.cfg.Switches.RemoveTap(tap); err != nil {
+			m.cfg.Log.Warn("runner: removing tap", "id", id, "tap", tap, "err", err)
+		}
+	}
+}
+
+// specTaps are the taps spec's NICs on switches have while QEMU runs.
+func specTaps(spec api.VMSpec) []string {
+	var taps []string
+	for i, n := range spec.NICs {
+		if n.Switch != "" {
+			if taps == nil {
+				taps = make([]string, len(spec.NICs))
+			}
+			taps[i] = TapName(spec.ID, i)
+		}
+	}
+	return taps
 }
 
 // Manager owns the running VMs. It is safe for concurrent use.
@@ -299,6 +375,14 @@ func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err 
 			return nil, fail("UEFI vars: %v", err)
 		}
 	}
+	if env.Taps, err = m.addTaps(spec); err != nil {
+		return nil, fmt.Errorf("VM %s: %w: %w", spec.ID, ErrStartFailed, err)
+	}
+	defer func() {
+		if err != nil {
+			m.removeTaps(spec.ID, env.Taps) // after QEMU is gone (deferred below)
+		}
+	}()
 	args, err := qemu.Cmdline(spec, env)
 	if err != nil {
 		return nil, err
@@ -470,6 +554,12 @@ func (m *Manager) exited(v *vm, inst *instance) {
 	stateDir := filepath.Join(m.cfg.StateRoot, v.id)
 	os.Remove(filepath.Join(stateDir, RuntimeFile))
 	atomicfile.SyncDir(stateDir)
+	m.mu.Lock()
+	spec := v.spec
+	m.mu.Unlock()
+	if taps := specTaps(spec); taps != nil && m.cfg.Switches != nil {
+		m.removeTaps(v.id, taps)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := inst.exit

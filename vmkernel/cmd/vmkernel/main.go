@@ -25,6 +25,7 @@ import (
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/vswitch"
 )
 
 func main() {
@@ -93,9 +94,23 @@ func run(log *slog.Logger, args []string) error {
 	for _, e := range inv.Skipped() {
 		log.Error("vmkernel: VM file not loaded", "err", e)
 	}
+	// Virtual switches live in the host's network namespace; without them
+	// (netlink refused) VMs still run, on user-mode NAT only.
+	var switches runner.Switches
+	vs, err := vswitch.Open(vswitch.Config{Dir: filepath.Join(*state, "switches"), Log: log})
+	if err != nil {
+		log.Error("vmkernel: virtual switches unavailable; NICs on switches cannot start", "err", err)
+	} else {
+		defer vs.Close()
+		switches = vs
+		for _, e := range vs.Problems() {
+			log.Error("vmkernel: virtual switch not ready", "err", e)
+		}
+	}
 	mgr, err := runner.New(runner.Config{
 		QEMU: *qemuBin, Accel: acc.Mode, Datastores: datastores,
 		RunRoot: *runRoot, StateRoot: filepath.Join(*state, "vm-state"), Log: log,
+		Switches: switches,
 	})
 	if err != nil {
 		return err
@@ -108,7 +123,7 @@ func run(log *slog.Logger, args []string) error {
 		log.Error("vmkernel: re-attaching running VMs", "err", err)
 	}
 	log.Info("vmkernel: VMs", "defined", len(inv.List()), "re-attached", len(ids), "datastores", len(datastores))
-	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores})
+	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores, Switches: vs})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,48 @@ const (
 	Marker = qemutest.FloorMarker
 	// Cmdline is the kernel command line for the guest.
 	Cmdline = "console=ttyS0 quiet panic=-1 " + qemutest.FloorHangCmdline
+	// DisksCmdline is Cmdline with the guest printing its block devices
+	// (qemutest.FloorDiskLine) before the marker; it needs the initramfs of
+	// InstallDisks.
+	DisksCmdline = "console=ttyS0 quiet panic=-1 " + qemutest.FloorDisksCmdline
 )
+
+// DiskModules are the kernel modules the guest needs to see a virtio-blk
+// disk (the appliance kernel builds no disk driver in).
+var DiskModules = []string{"virtio_pci", "virtio_blk"}
+
+// Modules returns the test kernel's module directory (PLINTH_TEST_MODULES,
+// else build/modules/lib/modules/RELEASE with RELEASE from
+// build/kernel-release, build being buildDir relative to the calling
+// package), skipping the test when there is none.
+func Modules(t testing.TB, buildDir string) string {
+	t.Helper()
+	dir := os.Getenv("PLINTH_TEST_MODULES")
+	if dir == "" {
+		release, err := os.ReadFile(filepath.Join(buildDir, "kernel-release"))
+		if err != nil {
+			qemutest.NoKernel(t, "no kernel release (%v): build one (make image) or set PLINTH_TEST_MODULES", err)
+		}
+		dir = filepath.Join(buildDir, "modules", "lib", "modules", strings.TrimSpace(string(release)))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "modules.dep")); err != nil {
+		qemutest.NoKernel(t, "no kernel modules (%v): build them (make image) or set PLINTH_TEST_MODULES", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// InstallDisks is Install with DiskModules (from modDir, see Modules) in
+// the initramfs, for a guest booted with DisksCmdline.
+func InstallDisks(t testing.TB, kernel, modDir, dir string) {
+	t.Helper()
+	install(t, kernel, dir, func(tmp string) (string, error) {
+		return qemutest.BuildFloorWithModules(tmp, modDir, DiskModules...)
+	})
+}
 
 // Kernel returns the test kernel (PLINTH_TEST_KERNEL, else build/vmlinuz
 // relative to the calling package, given as rel), skipping the test when
@@ -46,6 +88,11 @@ func Kernel(t testing.TB, rel string) string {
 // "vmlinuz" and "init.cpio".
 func Install(t testing.TB, kernel, dir string) {
 	t.Helper()
+	install(t, kernel, dir, qemutest.BuildFloor)
+}
+
+func install(t testing.TB, kernel, dir string, build func(dir string) (string, error)) {
+	t.Helper()
 	b, err := os.ReadFile(kernel) // a copy: the build may replace the file meanwhile
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +100,7 @@ func Install(t testing.TB, kernel, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	initrd, err := qemutest.BuildFloor(t.TempDir())
+	initrd, err := build(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

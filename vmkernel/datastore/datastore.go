@@ -1,0 +1,318 @@
+// Package datastore is a datastore: a directory that holds VM disks and ISO
+// files. It resolves datastore-relative paths without letting them leave the
+// root (also through symlinks), reports the space, lists directories, and
+// creates, grows, inspects and deletes disk images with qemu-img.
+package datastore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/plinth/plinth/api"
+)
+
+// Errors callers test with errors.Is; the API maps them to statuses.
+var (
+	// ErrEscapes: a path that is malformed or would leave the datastore.
+	ErrEscapes = errors.New("path escapes its datastore")
+	// ErrExists: the file to create is already there.
+	ErrExists = errors.New("file exists")
+	// ErrNotFound: no such datastore or file.
+	ErrNotFound = errors.New("not found")
+	// ErrInUse: a VM uses the file.
+	ErrInUse = errors.New("file in use")
+	// ErrShrink: a resize that would make a disk smaller.
+	ErrShrink = errors.New("disks can only grow")
+	// ErrInvalid: a bad format, size or kind of file for the operation.
+	ErrInvalid = errors.New("invalid request")
+)
+
+// Datastore is a named directory of disks and ISO files.
+type Datastore struct {
+	Name string
+	// Root is the datastore's absolute directory.
+	Root string
+	// QEMUImg is the qemu-img binary; empty means "qemu-img" on PATH.
+	QEMUImg string
+}
+
+// Resolve maps a datastore-relative path to an absolute one. It refuses
+// paths that are not clean and relative (api.CheckRelPath), and paths whose
+// nearest existing ancestor (the file itself when it exists) resolves,
+// through symlinks, outside the root.
+func (d Datastore) Resolve(rel string) (string, error) {
+	if msg := api.CheckRelPath(rel); msg != "" {
+		return "", fmt.Errorf("datastore %s: path %q: %s: %w", d.Name, rel, msg, ErrEscapes)
+	}
+	return d.resolve(rel)
+}
+
+// resolve is Resolve without the syntax check ("" is the root).
+func (d Datastore) resolve(rel string) (string, error) {
+	if !filepath.IsAbs(d.Root) {
+		return "", fmt.Errorf("datastore %s: root %q is not absolute", d.Name, d.Root)
+	}
+	root := filepath.Clean(d.Root)
+	full := filepath.Join(root, filepath.FromSlash(rel))
+	if !inside(root, full) {
+		return "", fmt.Errorf("datastore %s: path %q: %w", d.Name, rel, ErrEscapes)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("datastore %s: root: %w", d.Name, err)
+	}
+	// The nearest existing ancestor decides where the path really lands.
+	for p := full; ; p = filepath.Dir(p) {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			if !inside(realRoot, real) {
+				return "", fmt.Errorf("datastore %s: path %q leads to %s through a symlink: %w", d.Name, rel, real, ErrEscapes)
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("datastore %s: path %q: %w", d.Name, rel, err)
+		}
+		if p == root {
+			return "", fmt.Errorf("datastore %s: root: %w", d.Name, err)
+		}
+	}
+	return full, nil
+}
+
+// inside reports whether p is root or below it (both clean and absolute).
+func inside(root, p string) bool {
+	r, err := filepath.Rel(root, p)
+	return err == nil && r != ".." && !strings.HasPrefix(r, "../") && !filepath.IsAbs(r)
+}
+
+// Info reports the datastore's name, root and space.
+func (d Datastore) Info() (api.Datastore, error) {
+	info := api.Datastore{Name: d.Name, Root: d.Root}
+	var st unix.Statfs_t
+	if err := unix.Statfs(d.Root, &st); err != nil {
+		return info, fmt.Errorf("datastore %s: statfs %s: %w", d.Name, d.Root, err)
+	}
+	info.CapacityBytes = st.Blocks * uint64(st.Bsize)
+	info.FreeBytes = st.Bavail * uint64(st.Bsize)
+	return info, nil
+}
+
+// Browse lists the directory rel ("" for the root), sorted by name.
+func (d Datastore) Browse(rel string) ([]api.DatastoreEntry, error) {
+	var dir string
+	var err error
+	if rel == "" {
+		dir, err = d.resolve("")
+	} else {
+		dir, err = d.Resolve(rel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("datastore %s: directory %q: %w", d.Name, rel, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("datastore %s: listing %q: %w", d.Name, rel, err)
+	}
+	out := make([]api.DatastoreEntry, 0, len(des))
+	for _, de := range des {
+		e := api.DatastoreEntry{Name: de.Name(), Path: path.Join(rel, de.Name()), Kind: api.EntryOther}
+		fi, err := de.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		switch {
+		case fi.IsDir():
+			e.Kind = api.EntryDir
+		case fi.Mode().IsRegular():
+			e.Kind, e.SizeBytes, e.Format = api.EntryFile, fi.Size(), formatOf(de.Name())
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// formatOf guesses a file's format from its extension.
+func formatOf(name string) string {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".qcow2":
+		return api.FormatQcow2
+	case ".raw", ".img":
+		return api.FormatRaw
+	case ".iso":
+		return api.FileFormatISO
+	}
+	return ""
+}
+
+// CreateDisk makes a new disk image of size bytes with qemu-img, creating
+// missing parent directories. It refuses an existing file and, when it
+// fails, removes the file and directories it made.
+func (d Datastore) CreateDisk(ctx context.Context, rel, format string, size int64) (err error) {
+	if format == "" {
+		format = api.FormatQcow2
+	}
+	if format != api.FormatQcow2 && format != api.FormatRaw {
+		return fmt.Errorf("datastore %s: disk format %q: want qcow2 or raw: %w", d.Name, format, ErrInvalid)
+	}
+	if size <= 0 {
+		return fmt.Errorf("datastore %s: disk size %d: must be positive: %w", d.Name, size, ErrInvalid)
+	}
+	full, err := d.Resolve(rel)
+	if err != nil {
+		return err
+	}
+	// The topmost directory that does not exist yet: removed on failure.
+	var made string
+	for p := filepath.Dir(full); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		made = p
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return fmt.Errorf("datastore %s: directory of %q: %w", d.Name, rel, err)
+	}
+	defer func() {
+		if err != nil && made != "" {
+			os.RemoveAll(made)
+		}
+	}()
+	// O_EXCL claims the name, so an existing file is never overwritten.
+	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("datastore %s: creating %q: %w", d.Name, rel, err)
+	}
+	f.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(full)
+		}
+	}()
+	if _, err := d.qemuImg(ctx, "create", "-q", "-f", format, full, fmt.Sprint(size)); err != nil {
+		return fmt.Errorf("datastore %s: creating disk %q: %w", d.Name, rel, err)
+	}
+	return nil
+}
+
+// ResizeDisk grows a disk image to size bytes; a smaller size is refused
+// with ErrShrink, the same size is a no-op.
+func (d Datastore) ResizeDisk(ctx context.Context, rel string, size int64) error {
+	info, err := d.DiskInfo(ctx, rel)
+	if err != nil {
+		return err
+	}
+	if size < info.VirtualSizeBytes {
+		return fmt.Errorf("datastore %s: disk %q is %d bytes, cannot make it %d: %w", d.Name, rel, info.VirtualSizeBytes, size, ErrShrink)
+	}
+	if size == info.VirtualSizeBytes {
+		return nil
+	}
+	full, err := d.Resolve(rel)
+	if err != nil {
+		return err
+	}
+	if info.Format != api.FormatQcow2 && info.Format != api.FormatRaw {
+		return fmt.Errorf("datastore %s: disk %q is %s, not qcow2 or raw: %w", d.Name, rel, info.Format, ErrInvalid)
+	}
+	if _, err := d.qemuImg(ctx, "resize", "-q", "-f", info.Format, full, fmt.Sprint(size)); err != nil {
+		return fmt.Errorf("datastore %s: resizing disk %q: %w", d.Name, rel, err)
+	}
+	return nil
+}
+
+// DeleteFile removes a file (never a directory) after inUse (when not nil)
+// agrees; inUse gets rel and returns an error wrapping ErrInUse to refuse.
+func (d Datastore) DeleteFile(rel string, inUse func(rel string) error) error {
+	full, err := d.Resolve(rel)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(full)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("datastore %s: %q is a directory: %w", d.Name, rel, ErrInvalid)
+	}
+	if inUse != nil {
+		if err := inUse(rel); err != nil {
+			return fmt.Errorf("datastore %s: %w", d.Name, err)
+		}
+	}
+	if err := os.Remove(full); err != nil {
+		return fmt.Errorf("datastore %s: deleting %q: %w", d.Name, rel, err)
+	}
+	return nil
+}
+
+// DiskInfo asks qemu-img about a disk image (it also works on the disk of
+// a running VM: the image lock is shared).
+func (d Datastore) DiskInfo(ctx context.Context, rel string) (api.DiskInfo, error) {
+	full, err := d.Resolve(rel)
+	if err != nil {
+		return api.DiskInfo{}, err
+	}
+	fi, err := os.Stat(full)
+	if errors.Is(err, fs.ErrNotExist) {
+		return api.DiskInfo{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrNotFound)
+	}
+	if err != nil {
+		return api.DiskInfo{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return api.DiskInfo{}, fmt.Errorf("datastore %s: %q is not a file: %w", d.Name, rel, ErrInvalid)
+	}
+	out, err := d.qemuImg(ctx, "info", "-U", "--output=json", full)
+	if err != nil {
+		return api.DiskInfo{}, fmt.Errorf("datastore %s: disk %q: %w", d.Name, rel, err)
+	}
+	var qi struct {
+		Format      string `json:"format"`
+		VirtualSize int64  `json:"virtual-size"`
+		ActualSize  int64  `json:"actual-size"`
+		Backing     string `json:"backing-filename"`
+	}
+	if err := json.Unmarshal(out, &qi); err != nil {
+		return api.DiskInfo{}, fmt.Errorf("datastore %s: disk %q: qemu-img info answer: %w", d.Name, rel, err)
+	}
+	return api.DiskInfo{Path: rel, Format: qi.Format, VirtualSizeBytes: qi.VirtualSize,
+		ActualSizeBytes: qi.ActualSize, BackingFile: qi.Backing}, nil
+}
+
+// qemuImg runs qemu-img and returns its standard output; a failure carries
+// its standard error.
+func (d Datastore) qemuImg(ctx context.Context, args ...string) ([]byte, error) {
+	bin := d.QEMUImg
+	if bin == "" {
+		bin = "qemu-img"
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("qemu-img %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
