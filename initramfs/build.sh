@@ -157,7 +157,7 @@ for c in init gosh ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
 	cpio gzip tar md5sum shasum dhclient pci blkid gpt mknod stty tty time true false; do
 	cmds+=("$UROOT/$c")
 done
-cmds+=(./initramfs/cmd/plinth-init ./vmkernel/cmd/vmkernel ./mgmtd/cmd/mgmtd ./board/cmd/plinth-hw)
+cmds+=(./initramfs/cmd/plinth-init ./vmkernel/cmd/vmkernel ./mgmtd/cmd/mgmtd ./board/cmd/plinth-hw ./initramfs/cmd/modprobe)
 # gobusybox compiles the busybox in GOPATH mode, and GOPATH-mode binaries get
 # Go 1.20's GODEBUG defaults (old ServeMux patterns, weaker TLS defaults). The
 # last -X wins, so this gives the busybox the defaults of the Go that builds it.

@@ -56,8 +56,18 @@ func TestApplianceAutostartsVM(t *testing.T) {
 		Name: "inner", MemoryMiB: 256, Serial: true,
 		Kernel:    &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: "console=ttyS0 panic=-1 " + FloorHangCmdline},
 		Autostart: api.Autostart{Enabled: true},
+		// On a virtual switch defined in STATE: vmkernel makes the bridge at
+		// start (the kernel loads the bridge module through Plinth's modprobe
+		// helper) and a tap for the VM.
+		NICs: []api.NIC{{Model: api.NICVirtio, Switch: "lan"}},
 	}
 	if err := inv.Create(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(state, "vmkernel", "switches"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "vmkernel", "switches", "switches.json"), []byte(`{"version":1,"switches":[{"name":"lan"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	stateImg, dsImg := filepath.Join(dir, "state.img"), filepath.Join(dir, "ds1.img")

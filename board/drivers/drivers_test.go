@@ -89,3 +89,24 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestResolve(t *testing.T) {
+	al, err := ParseAliases(strings.NewReader("alias rtnl-link-bridge bridge\nalias fs-ext4 ext4\nalias virtio:d00000001v* virtio_net\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := map[string]string{"bridge": "b.ko", "ext4": "e.ko", "virtio_net": "v.ko", "kvm_amd": "k.ko"}
+	for in, want := range map[string]string{"rtnl-link-bridge": "bridge", "fs-ext4": "ext4", "kvm-amd": "kvm_amd",
+		"virtio:d00000001v00001AF4": "virtio_net", "net-pf-99": ""} {
+		if got := strings.Join(Resolve(al, mods, in), " "); got != want {
+			t.Errorf("Resolve(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestModulePaths(t *testing.T) {
+	got, err := ModulePaths(strings.NewReader("kernel/net/bridge/bridge.ko: kernel/net/llc/llc.ko\nkernel/arch/x86/kvm/kvm-amd.ko.xz:\n"))
+	if err != nil || got["bridge"] != "kernel/net/bridge/bridge.ko" || got["kvm_amd"] != "kernel/arch/x86/kvm/kvm-amd.ko.xz" || len(got) != 2 {
+		t.Errorf("ModulePaths = %v, %v", got, err)
+	}
+}

@@ -213,7 +213,8 @@ func Run(cfg Config) error {
 	return p.shutdown(why)
 }
 
-// filesystems adds what u-root's init does not set up: /run and cgroup v2.
+// filesystems adds what u-root's init does not set up: /run, and the
+// kernel's module helper.
 func (p *initProc) filesystems() error {
 	if err := os.MkdirAll("/run", 0o755); err != nil {
 		return err
@@ -223,6 +224,12 @@ func (p *initProc) filesystems() error {
 	}
 	if err := os.MkdirAll(p.cfg.RunDir, 0o755); err != nil {
 		return err
+	}
+	// The kernel asks this helper for modules it needs on demand (a bridge
+	// for vmkernel's first virtual switch, isofs for the first ISO mount).
+	helper := filepath.Join(p.cfg.BinDir, "modprobe")
+	if err := os.WriteFile("/proc/sys/kernel/modprobe", []byte(helper+"\n"), 0o644); err != nil {
+		return fmt.Errorf("set the kernel's modprobe helper to %s: %w", helper, err)
 	}
 	return nil
 }

@@ -1,10 +1,8 @@
 package appinit
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -80,24 +78,6 @@ func isStorageModule(path string) bool {
 	return false
 }
 
-// modulePaths reads modules.dep into a map from module name (with '_') to
-// its path.
-func modulePaths(r io.Reader) map[string]string {
-	out := map[string]string{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		path, _, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		name := filepath.Base(path)
-		name = name[:strings.Index(name+".ko", ".ko")]
-		out[strings.ReplaceAll(name, "-", "_")] = path
-	}
-	return out
-}
-
 // waitQuiet blocks until the cold-plug has started and every module still
 // loading is one that skip accepts (by its path), or until ctx ends.
 func (l *modLoader) waitQuiet(ctx context.Context, skip func(path string) bool) {
@@ -138,7 +118,11 @@ func newModLoader(modulesDir string, logf func(string, ...any)) (*modLoader, err
 		return nil, fmt.Errorf("open modules.dep: %w", err)
 	}
 	defer dep.Close()
-	l := &modLoader{prober: prober, aliases: aliases, paths: modulePaths(dep), logf: logf,
+	paths, err := drivers.ModulePaths(dep)
+	if err != nil {
+		return nil, err
+	}
+	l := &modLoader{prober: prober, aliases: aliases, paths: paths, logf: logf,
 		tried: map[string]bool{}, inflight: map[string]bool{}}
 	l.cond = sync.NewCond(&l.mu)
 	return l, nil

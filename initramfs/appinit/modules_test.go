@@ -6,13 +6,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plinth/plinth/board/drivers"
 )
 
 func TestModulePathsAndClasses(t *testing.T) {
 	dep := "kernel/drivers/ata/ahci.ko: kernel/drivers/ata/libahci.ko kernel/drivers/ata/libata.ko\n" +
 		"kernel/arch/x86/kvm/kvm-amd.ko: kernel/arch/x86/kvm/kvm.ko\n" +
 		"kernel/drivers/net/virtio_net.ko.xz: kernel/net/core/failover.ko\n"
-	p := modulePaths(strings.NewReader(dep))
+	p, err := drivers.ModulePaths(strings.NewReader(dep))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if p["kvm_amd"] != "kernel/arch/x86/kvm/kvm-amd.ko" || p["virtio_net"] != "kernel/drivers/net/virtio_net.ko.xz" {
 		t.Fatalf("paths = %v", p)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
+	"golang.org/x/sys/unix"
 )
 
 // BridgePrefix starts the name of every switch's bridge.
@@ -93,12 +94,15 @@ func Open(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("vswitch: state directory: %w", err)
 	}
+	// Only rtnetlink: a handle for every family would also open XFRM and
+	// netfilter sockets, which the appliance's kernel (their modules not
+	// loaded) refuses with "protocol not supported".
 	var h *netlink.Handle
 	var err error
 	if cfg.NetNS != nil {
-		h, err = netlink.NewHandleAt(*cfg.NetNS)
+		h, err = netlink.NewHandleAt(*cfg.NetNS, unix.NETLINK_ROUTE)
 	} else {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("vswitch: netlink: %w", err)
