@@ -64,9 +64,9 @@ func (d Datastore) resolve(rel string) (string, error) {
 		return "", fmt.Errorf("datastore %s: root %q is not absolute", d.Name, d.Root)
 	}
 	root := filepath.Clean(d.Root)
-	full := filepath.Join(root, filepath.FromSlash(rel))
-	if !inside(root, full) {
-		return "", fmt.Errorf("datastore %s: path %q: %w", d.Name, rel, ErrEscapes)
+	full, err := Join(root, rel)
+	if err != nil {
+		return "", fmt.Errorf("datastore %s: %w", d.Name, err)
 	}
 	realRoot, err := filepath.EvalSymlinks(root)
 	if err != nil {
@@ -87,6 +87,18 @@ func (d Datastore) resolve(rel string) (string, error) {
 		if p == root {
 			return "", fmt.Errorf("datastore %s: root: %w", d.Name, err)
 		}
+	}
+	return full, nil
+}
+
+// Join is the lexical half of Resolve, for callers that may not touch the
+// disk (QEMU's command-line builder): root joined with rel, refused with
+// ErrEscapes when the result is not root or below it.
+func Join(root, rel string) (string, error) {
+	root = filepath.Clean(root)
+	full := filepath.Join(root, filepath.FromSlash(rel))
+	if !inside(root, full) {
+		return "", fmt.Errorf("path %q: %w", rel, ErrEscapes)
 	}
 	return full, nil
 }

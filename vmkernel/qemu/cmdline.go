@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/datastore"
 )
 
 // Socket names inside a VM's run directory.
@@ -23,7 +24,7 @@ const (
 // Sentinel errors, for errors.Is; Cmdline wraps them with the field at fault.
 var (
 	ErrUnknownDatastore = errors.New("datastore not known on this host")
-	ErrPathEscapes      = errors.New("path escapes its datastore")
+	ErrPathEscapes      = datastore.ErrEscapes
 	ErrNoTap            = errors.New("no tap device for this NIC")
 	ErrNoFirmware       = errors.New("UEFI firmware files not configured")
 	ErrEnv              = errors.New("invalid QEMU environment")
@@ -247,19 +248,20 @@ func (b *builder) socket(name string) (string, error) {
 
 // resolve maps a datastore-relative path to an absolute one, refusing
 // unknown datastores and paths that would leave the datastore.
-func (b *builder) resolve(field, datastore, rel string) (string, error) {
-	root, ok := b.env.Datastores[datastore]
+func (b *builder) resolve(field, dsName, rel string) (string, error) {
+	root, ok := b.env.Datastores[dsName]
 	if !ok {
-		return "", fmt.Errorf("%s: %q: %w", field, datastore, ErrUnknownDatastore)
+		return "", fmt.Errorf("%s: %q: %w", field, dsName, ErrUnknownDatastore)
 	}
 	if !filepath.IsAbs(root) {
-		return "", fmt.Errorf("%s: datastore %q root %q is not absolute: %w", field, datastore, root, ErrEnv)
+		return "", fmt.Errorf("%s: datastore %q root %q is not absolute: %w", field, dsName, root, ErrEnv)
 	}
-	root = filepath.Clean(root)
-	full := filepath.Join(root, rel)
-	r, err := filepath.Rel(root, full)
-	if err != nil || r == "." || r == ".." || strings.HasPrefix(r, "../") || filepath.IsAbs(r) {
-		return "", fmt.Errorf("%s: %q in datastore %q: %w", field, rel, datastore, ErrPathEscapes)
+	full, err := datastore.Join(root, rel)
+	if err == nil && full == filepath.Clean(root) {
+		err = fmt.Errorf("path %q is the datastore itself: %w", rel, ErrPathEscapes)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (datastore %q)", field, err, dsName)
 	}
 	return full, nil
 }
