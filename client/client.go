@@ -6,6 +6,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -294,6 +295,98 @@ func (c *Client) GetVM(ctx context.Context, idOrName string) (api.VM, error) {
 // DeleteVM deletes a VM that is not running (vmkernel).
 func (c *Client) DeleteVM(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, c.vmPath(id), nil, nil)
+}
+
+// UpdateVM replaces the spec of the VM spec.ID (which must be stopped or
+// crashed, else an *Error with status 409) and returns the VM as stored
+// (vmkernel). A spec that does not validate gives status 422 listing every
+// field problem; a name another VM has gives 409.
+func (c *Client) UpdateVM(ctx context.Context, spec api.VMSpec) (api.VM, error) {
+	if spec.ID == "" {
+		return api.VM{}, errors.New("client: UpdateVM: the spec has no ID")
+	}
+	return c.UpdateVMAt(ctx, spec.ID, spec)
+}
+
+// UpdateVMAt is UpdateVM of the VM with this ID or name; spec.ID may be
+// empty (it then keeps the VM's ID).
+func (c *Client) UpdateVMAt(ctx context.Context, idOrName string, spec api.VMSpec) (api.VM, error) {
+	var vm api.VM
+	err := c.do(ctx, http.MethodPut, c.vmPath(idOrName), spec, &vm)
+	return vm, err
+}
+
+// DeleteVMWithDisks deletes a VM that is not running together with its disk
+// files that no other VM refers to (not its CD-ROM ISO nor its direct-boot
+// kernel) and returns which files were removed (vmkernel).
+func (c *Client) DeleteVMWithDisks(ctx context.Context, id string) (api.DeleteVMResult, error) {
+	var res api.DeleteVMResult
+	err := c.do(ctx, http.MethodDelete, c.vmPath(id)+"?disks=true", nil, &res)
+	return res, err
+}
+
+// Events subscribes to vmkernel's event stream. The channel gets each event
+// and is closed when ctx ends or the stream does (after an
+// api.EventOverflow event when this client fell behind). The stream is not
+// bounded by the client's WithTimeout; ctx alone ends it.
+func (c *Client) Events(ctx context.Context) (<-chan api.Event, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+api.VMKernelEventsPath, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: events: %w", err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := &http.Client{Transport: c.http.Transport} // no overall timeout: a stream
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: events: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, &e.Problem) != nil || e.Problem.Status == 0 {
+			e.Problem = api.Problem{Title: http.StatusText(resp.StatusCode), Status: resp.StatusCode,
+				Detail: strings.TrimSpace(string(data[:min(len(data), 512)]))}
+		}
+		return nil, e
+	}
+	ch := make(chan api.Event, 16)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		var data []byte
+		for sc.Scan() {
+			line := sc.Bytes()
+			switch {
+			case len(line) == 0: // end of one event
+				if len(data) == 0 {
+					continue
+				}
+				var ev api.Event
+				err := json.Unmarshal(data, &ev)
+				data = data[:0]
+				if err != nil {
+					continue
+				}
+				select {
+				case ch <- ev:
+				case <-ctx.Done():
+					return
+				}
+			case bytes.HasPrefix(line, []byte("data:")):
+				if len(data) > 0 {
+					data = append(data, '\n')
+				}
+				data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)
+			}
+		}
+	}()
+	return ch, nil
 }
 
 // VMAction runs a power action (api.ActionStart, ActionStop, ActionShutdown,

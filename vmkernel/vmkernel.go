@@ -15,9 +15,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/vswitch"
@@ -38,18 +40,27 @@ type Config struct {
 	Datastores map[string]string
 	// Switches serves the virtual switch routes (/v1/switches...); nil: none.
 	Switches *vswitch.Manager
+	// Events carries the event stream (/v1/events); the runner's OnState
+	// should publish to it too. Nil: New makes one (VM definition events only).
+	Events *events.Broker
 }
 
 // Server is vmkernel's local API.
 type Server struct {
 	cfg  Config
 	http *http.Server
+	// specMu orders spec changes (update, delete) against starts: a start
+	// holds it shared from reading the spec until QEMU runs.
+	specMu sync.RWMutex
 }
 
 // New makes a Server.
 func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Events == nil {
+		cfg.Events = events.New(0)
 	}
 	s := &Server{cfg: cfg}
 	s.http = &http.Server{
@@ -74,6 +85,7 @@ func (s *Server) Routes() []Route {
 	return append([]Route{
 		{http.MethodGet, api.VMKernelHealthPath, s.health},
 		{http.MethodGet, api.VMKernelHostPath, s.host},
+		{http.MethodGet, api.VMKernelEventsPath, s.events},
 		{http.MethodGet, api.VMKernelDatastoresPath, s.listDatastores},
 		{http.MethodGet, api.VMKernelDatastorePath + "{name}/files", s.browseDatastore},
 		{http.MethodDelete, api.VMKernelDatastorePath + "{name}/files", s.deleteDatastoreFile},

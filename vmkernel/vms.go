@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/plinth/plinth/api"
@@ -35,6 +36,7 @@ func (s *Server) vmRoutes() []Route {
 		{http.MethodGet, api.VMKernelVMsPath, s.listVMs},
 		{http.MethodPost, api.VMKernelVMsPath, s.createVM},
 		{http.MethodGet, api.VMKernelVMPath + "{id}", s.getVM},
+		{http.MethodPut, api.VMKernelVMPath + "{id}", s.updateVM},
 		{http.MethodDelete, api.VMKernelVMPath + "{id}", s.deleteVM},
 		{http.MethodPost, api.VMKernelVMPath + "{id}/{action}", s.vmAction},
 		// GET on the same pattern (a GET-only .../console pattern would
@@ -57,28 +59,16 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
-	var spec api.VMSpec
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSpecBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		s.problem(w, fmt.Errorf("%w: %w", errBadRequest, err))
+	spec, err := decodeSpec(w, r)
+	if err != nil {
+		s.problem(w, err)
 		return
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		s.problem(w, fmt.Errorf("%w: trailing data after the VM spec", errBadRequest))
-		return
-	}
-	// Validation first (every problem of the spec), then what this host knows.
 	check := spec.Clone()
 	if check.ID == "" {
 		check.ID = api.NewUUID()
 	}
-	check.Defaults()
-	if err := check.Validate(); err != nil {
-		s.problem(w, err)
-		return
-	}
-	if err := s.checkDatastores(check); err != nil {
+	if err := s.validate(check, nil); err != nil {
 		s.problem(w, err)
 		return
 	}
@@ -87,8 +77,90 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Log.Info("vmkernel: VM created", "vm", spec.Name, "id", spec.ID)
+	s.publish(api.EventCreated, spec, "")
 	w.Header().Set("Location", api.VMKernelVMPath+spec.ID)
 	writeJSON(w, http.StatusCreated, s.vm(spec))
+}
+
+// decodeSpec reads a VM spec body, refusing unknown fields and trailing data.
+func decodeSpec(w http.ResponseWriter, r *http.Request) (api.VMSpec, error) {
+	var spec api.VMSpec
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSpecBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return spec, fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return spec, fmt.Errorf("%w: trailing data after the VM spec", errBadRequest)
+	}
+	return spec, nil
+}
+
+// validate applies the defaults to a copy of spec and returns every problem
+// of it (extra first, then the spec's own, then what this host knows) as one
+// *api.ValidationError, or nil.
+func (s *Server) validate(spec api.VMSpec, extra []api.FieldProblem) error {
+	spec.Defaults()
+	probs := append([]api.FieldProblem(nil), extra...)
+	var verr *api.ValidationError
+	if err := spec.Validate(); errors.As(err, &verr) {
+		probs = append(probs, verr.Problems...)
+	} else if err != nil {
+		return err
+	}
+	if err := s.checkDatastores(spec); errors.As(err, &verr) {
+		probs = append(probs, verr.Problems...)
+	}
+	if len(probs) > 0 {
+		return &api.ValidationError{Problems: probs}
+	}
+	return nil
+}
+
+// updateVM serves PUT /v1/vms/{id}: the VM's new spec, for a VM that is
+// stopped or crashed. The ID cannot change; the name can, to one not in use.
+func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
+	old, err := s.cfg.Inventory.Get(r.PathValue("id"))
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	spec, err := decodeSpec(w, r)
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	var extra []api.FieldProblem
+	if spec.ID != "" && spec.ID != old.ID {
+		extra = append(extra, api.FieldProblem{Field: "id", Message: fmt.Sprintf("cannot change the VM's ID (%s)", old.ID)})
+	}
+	spec.ID = old.ID
+	s.specMu.Lock()
+	defer s.specMu.Unlock()
+	if st := s.cfg.Runner.Status(old.ID).State; !stoppedState(st) {
+		s.problem(w, &runner.StateError{ID: old.ID, Op: "update", State: st})
+		return
+	}
+	if err := s.validate(spec, extra); err != nil {
+		s.problem(w, err)
+		return
+	}
+	if err := s.cfg.Inventory.Update(spec); err != nil {
+		s.problem(w, err)
+		return
+	}
+	spec, err = s.cfg.Inventory.Get(old.ID)
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	detail := ""
+	if spec.Name != old.Name {
+		detail = fmt.Sprintf("renamed from %q", old.Name)
+	}
+	s.cfg.Log.Info("vmkernel: VM updated", "vm", spec.Name, "id", spec.ID)
+	s.publish(api.EventUpdated, spec, detail)
+	writeJSON(w, http.StatusOK, s.vm(spec))
 }
 
 // checkDatastores refuses references to datastores this host does not have
@@ -128,6 +200,17 @@ func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
+	withDisks := false
+	if q := r.URL.Query().Get("disks"); q != "" {
+		b, err := strconv.ParseBool(q)
+		if err != nil {
+			s.problem(w, fmt.Errorf("%w: disks=%q is not a boolean", errBadRequest, q))
+			return
+		}
+		withDisks = b
+	}
+	s.specMu.Lock()
+	defer s.specMu.Unlock()
 	spec, err := s.cfg.Inventory.Get(r.PathValue("id"))
 	if err != nil {
 		s.problem(w, err)
@@ -142,7 +225,59 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Log.Info("vmkernel: VM deleted", "vm", spec.Name, "id", spec.ID)
-	w.WriteHeader(http.StatusNoContent)
+	if !withDisks {
+		s.publish(api.EventDeleted, spec, "")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	res := s.deleteDisks(spec)
+	s.publish(api.EventDeleted, spec, fmt.Sprintf("with %d disk file(s)", len(res.RemovedFiles)))
+	writeJSON(w, http.StatusOK, res)
+}
+
+// deleteDisks removes the disk files of a deleted VM (not its CD-ROM ISO
+// nor its direct-boot files) that no other VM refers to. A file already
+// gone is skipped; one still used, or that cannot be removed, is kept.
+func (s *Server) deleteDisks(spec api.VMSpec) api.DeleteVMResult {
+	res := api.DeleteVMResult{RemovedFiles: []api.DatastoreFile{}}
+	own := map[api.DatastoreFile]bool{} // its non-disk files: never removed
+	if spec.CDROM != nil {
+		own[api.DatastoreFile{Datastore: spec.CDROM.Datastore, Path: spec.CDROM.Path}] = true
+	}
+	if k := spec.Kernel; k != nil {
+		own[api.DatastoreFile{Datastore: k.Datastore, Path: k.Kernel}] = true
+		own[api.DatastoreFile{Datastore: k.Datastore, Path: k.Initrd}] = true
+	}
+	seen := map[api.DatastoreFile]bool{}
+	for _, d := range spec.Disks {
+		f := api.DatastoreFile{Datastore: d.Datastore, Path: d.Path}
+		if seen[f] {
+			continue
+		}
+		seen[f] = true
+		if own[f] {
+			res.KeptFiles = append(res.KeptFiles, f)
+			continue
+		}
+		root, ok := s.cfg.Datastores[d.Datastore]
+		if !ok {
+			s.cfg.Log.Warn("vmkernel: disk of a deleted VM on an unknown datastore kept", "vm", spec.Name, "datastore", d.Datastore, "path", d.Path)
+			res.KeptFiles = append(res.KeptFiles, f)
+			continue
+		}
+		ds := datastore.Datastore{Name: d.Datastore, Root: root}
+		err := ds.DeleteFile(d.Path, s.fileUsers(ds, false))
+		switch {
+		case err == nil:
+			res.RemovedFiles = append(res.RemovedFiles, f)
+			s.cfg.Log.Info("vmkernel: disk of a deleted VM removed", "vm", spec.Name, "datastore", ds.Name, "path", d.Path)
+		case errors.Is(err, datastore.ErrNotFound):
+		default:
+			s.cfg.Log.Warn("vmkernel: disk of a deleted VM kept", "vm", spec.Name, "err", err)
+			res.KeptFiles = append(res.KeptFiles, f)
+		}
+	}
+	return res
 }
 
 // vmGetSub serves GET /v1/vms/{id}/console: the console tail the runner
@@ -180,7 +315,14 @@ func (s *Server) vmAction(w http.ResponseWriter, r *http.Request) {
 	rn := s.cfg.Runner
 	switch action {
 	case api.ActionStart:
-		err = rn.Start(ctx, spec)
+		// Read the spec again under specMu: an update cannot slip in
+		// between reading it and QEMU running it.
+		s.specMu.RLock()
+		spec, err = s.cfg.Inventory.Get(spec.ID)
+		if err == nil {
+			err = rn.Start(ctx, spec)
+		}
+		s.specMu.RUnlock()
 	case api.ActionStop:
 		err = rn.Stop(ctx, spec.ID)
 	case api.ActionShutdown:
@@ -242,7 +384,8 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		p.Status = http.StatusNotFound
 	case errors.Is(err, inventory.ErrExists), errors.Is(err, runner.ErrState):
 		p.Status = http.StatusConflict
-	case errors.Is(err, qemu.ErrUnknownDatastore), errors.Is(err, qemu.ErrPathEscapes),
+	// qemu.ErrPathEscapes is datastore.ErrEscapes (400, below).
+	case errors.Is(err, qemu.ErrUnknownDatastore),
 		errors.Is(err, qemu.ErrNoTap), errors.Is(err, qemu.ErrNoFirmware):
 		p.Status = http.StatusUnprocessableEntity
 	case errors.Is(err, runner.ErrClosed):

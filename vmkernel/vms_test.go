@@ -14,6 +14,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
@@ -42,9 +43,11 @@ func startVMs(t *testing.T) *vmRig {
 		t.Fatal(err)
 	}
 	datastores := map[string]string{"ds": ds}
+	broker := events.New(0)
 	m, err := runner.New(runner.Config{
 		QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, Datastores: datastores,
 		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "state", "vm-state"),
+		OnState: broker.StateHook,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +69,7 @@ func startVMs(t *testing.T) *vmRig {
 		t.Fatal(err)
 	}
 	srv := vmkernel.New(vmkernel.Config{Host: func() (api.Host, error) { return api.Host{}, nil },
-		Inventory: inv, Runner: m, Datastores: datastores})
+		Inventory: inv, Runner: m, Datastores: datastores, Events: broker})
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -4,6 +4,11 @@
 // markdown section for docs/PERFORMANCE.md. Progress goes to stderr.
 //
 //	go run ./bench/poweron -n 20 > /tmp/poweron.md
+//
+// With -rss N it instead runs the real vmkernel binary with N VMs running
+// (TCG) and reports vmkernel's own RSS:
+//
+//	go run ./bench/poweron -rss 50
 package main
 
 import (
@@ -40,6 +45,8 @@ func run(args []string) error {
 	mem := fs.Int("mem", 256, "MiB of memory of the guest")
 	list := fs.Int("list", 1000, "VMs to define for the listing benchmark (0: skip it)")
 	mode := fs.String("accel", "auto", "auto (detect) or tcg")
+	rss := fs.Int("rss", 0, "instead: run the vmkernel binary with this many running VMs (TCG) and report its RSS")
+	rssMem := fs.Int("rss-mem", 64, "MiB of memory of each VM of -rss")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,6 +60,16 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *rss > 0 {
+		res, err := powerbench.RSS(ctx, powerbench.RSSOptions{QEMU: bin, Kernel: kernel, VMs: *rss, MemoryMiB: *rssMem, Logf: log.Printf})
+		if err != nil {
+			return err
+		}
+		res.Markdown(os.Stdout)
+		return nil
+	}
 	acc := accel.Detect()
 	switch *mode {
 	case "auto":
@@ -61,8 +78,6 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("-accel %q: want auto or tcg", *mode)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	res, err := powerbench.Run(ctx, powerbench.Options{
 		QEMU: bin, Kernel: kernel, Accel: acc, Runs: *n, MemoryMiB: *mem, ListVMs: *list, Logf: log.Printf,
 	})

@@ -101,6 +101,9 @@ type Config struct {
 	// *vswitch.Manager); nil means no switch support: a VM with a NIC on a
 	// switch then does not start.
 	Switches Switches
+	// OnState, when set, is called on each change of a VM's run state, with
+	// the Manager's lock held: it must not block nor call the Manager.
+	OnState func(id, name, state, detail string)
 }
 
 // Switches attaches VM NICs to virtual switches.
@@ -317,7 +320,7 @@ func (m *Manager) Start(ctx context.Context, spec api.VMSpec) error {
 		v.restartAt = nil
 	}
 	v.spec = spec.Clone()
-	v.state = api.VMStarting
+	m.setState(v, api.VMStarting)
 	v.restarts, v.crashes = 0, nil
 	m.mu.Unlock()
 	return m.launch(ctx, v)
@@ -329,15 +332,16 @@ func (m *Manager) launch(ctx context.Context, v *vm) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
-		v.state = api.VMStopped
+		state := api.VMStopped
 		if v.lastExit != nil && v.lastExit.Reason == api.ExitCrash {
-			v.state = api.VMCrashed
+			state = api.VMCrashed
 		}
+		m.setState(v, state)
 		return err
 	}
 	v.inst = inst
 	if v.state == api.VMStarting { // events may have said more already
-		v.state = api.VMRunning
+		m.setState(v, api.VMRunning)
 	}
 	m.wg.Add(1)
 	go m.watch(v, inst)
@@ -525,11 +529,11 @@ func (m *Manager) event(v *vm, inst *instance, ev qmp.Event) {
 	switch ev.Name {
 	case "RUNNING":
 		if v.state != api.VMStopping {
-			v.state = api.VMRunning
+			m.setState(v, api.VMRunning)
 		}
 	case "STOP":
 		if v.state != api.VMStopping {
-			v.state = api.VMPaused
+			m.setState(v, api.VMPaused)
 		}
 	case "SHUTDOWN":
 		var d struct {
@@ -541,7 +545,7 @@ func (m *Manager) event(v *vm, inst *instance, ev qmp.Event) {
 		if d.Guest && d.Reason != "guest-panic" {
 			inst.guest = true
 		}
-		v.state = api.VMStopping
+		m.setState(v, api.VMStopping)
 	case "GUEST_PANICKED":
 		inst.detail = "GUEST_PANICKED"
 	case "RESET", "POWERDOWN":
@@ -578,11 +582,11 @@ func (m *Manager) exited(v *vm, inst *instance) {
 	v.lastExit = &e
 	v.inst = nil
 	if e.Reason != api.ExitCrash {
-		v.state = api.VMStopped
+		m.setState(v, api.VMStopped)
 		m.cfg.Log.Info("runner: VM stopped", "id", v.id, "reason", e.Reason, "status", e.Status)
 		return
 	}
-	v.state = api.VMCrashed
+	m.setState(v, api.VMCrashed)
 	m.cfg.Log.Warn("runner: VM crashed", "id", v.id, "status", e.Status, "detail", e.Detail)
 	if v.spec.OnCrash != api.OnCrashRestart || m.closed {
 		return
@@ -609,7 +613,7 @@ func (m *Manager) exited(v *vm, inst *instance) {
 			return
 		}
 		v.restartAt = nil
-		v.state = api.VMStarting
+		m.setState(v, api.VMStarting)
 		v.restarts++
 		m.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), qmpDialTimeout+5*time.Second)
@@ -619,6 +623,25 @@ func (m *Manager) exited(v *vm, inst *instance) {
 		}
 	})
 	v.restartAt = timer
+}
+
+// setState changes v's run state (m.mu held) and reports a change to OnState.
+func (m *Manager) setState(v *vm, state string) {
+	if v.state == state {
+		return
+	}
+	v.state = state
+	if m.cfg.OnState == nil {
+		return
+	}
+	var detail string
+	if (state == api.VMStopped || state == api.VMCrashed) && v.lastExit != nil {
+		detail = v.lastExit.Reason + ": " + v.lastExit.Status
+		if v.lastExit.Detail != "" {
+			detail += " (" + v.lastExit.Detail + ")"
+		}
+	}
+	m.cfg.OnState(v.id, v.spec.Name, state, detail)
 }
 
 // running returns v's instance if v is in one of states, else a StateError.
@@ -649,7 +672,7 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	}
 	m.mu.Lock()
 	inst.requested = true
-	v.state = api.VMStopping
+	m.setState(v, api.VMStopping)
 	m.mu.Unlock()
 	return m.hardStop(ctx, v, inst)
 }
@@ -703,7 +726,7 @@ func (m *Manager) Shutdown(ctx context.Context, id string, timeout time.Duration
 	}
 	m.mu.Lock()
 	inst.requested = true
-	v.state = api.VMStopping
+	m.setState(v, api.VMStopping)
 	m.mu.Unlock()
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = inst.mon.Run(qctx, "system_powerdown", nil, nil)
@@ -751,7 +774,7 @@ func (m *Manager) vcpus(ctx context.Context, id, op, cmd, from, to string) error
 	}
 	m.mu.Lock()
 	if v.inst == inst && v.state == from {
-		v.state = to
+		m.setState(v, to)
 	}
 	m.mu.Unlock()
 	return nil

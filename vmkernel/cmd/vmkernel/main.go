@@ -22,6 +22,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
+	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
@@ -107,10 +108,11 @@ func run(log *slog.Logger, args []string) error {
 			log.Error("vmkernel: virtual switch not ready", "err", e)
 		}
 	}
+	broker := events.New(0)
 	mgr, err := runner.New(runner.Config{
 		QEMU: *qemuBin, Accel: acc.Mode, Datastores: datastores,
 		RunRoot: *runRoot, StateRoot: filepath.Join(*state, "vm-state"), Log: log,
-		Switches: switches,
+		Switches: switches, OnState: broker.StateHook,
 	})
 	if err != nil {
 		return err
@@ -123,7 +125,7 @@ func run(log *slog.Logger, args []string) error {
 		log.Error("vmkernel: re-attaching running VMs", "err", err)
 	}
 	log.Info("vmkernel: VMs", "defined", len(inv.List()), "re-attached", len(ids), "datastores", len(datastores))
-	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores, Switches: vs})
+	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores, Switches: vs, Events: broker})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err
