@@ -39,6 +39,8 @@ type VMRuntime struct {
 	// Restarts counts restarts by the on_crash policy since the last start
 	// asked for through the API.
 	Restarts int `json:"restarts,omitempty"`
+	// Cgroup is the cgroup v2 group QEMU runs in, "" when the host has none.
+	Cgroup string `json:"cgroup,omitempty"`
 	// LastExit is how the previous QEMU process ended, if one did.
 	LastExit *VMExit `json:"last_exit,omitempty"`
 }

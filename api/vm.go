@@ -102,6 +102,23 @@ type VMSpec struct {
 	// OnCrash is what happens when QEMU dies without being asked to:
 	// "restart" or "stay-stopped" (default).
 	OnCrash string `json:"on_crash,omitempty"`
+	// Resources are the VM's CPU share and limits, enforced with cgroup v2
+	// where the host has it.
+	Resources Resources `json:"resources"`
+}
+
+// Resources are a VM's share of the host and its caps; zero means the
+// default (weight 100, no CPU cap, no memory cap beyond the guest's RAM).
+type Resources struct {
+	// CPUWeight is the VM's share when CPUs are contended, 1-10000
+	// (default 100): a VM of weight 200 gets twice the CPU of one of 100.
+	CPUWeight int `json:"cpu_weight,omitempty"`
+	// CPULimitPercent caps the VM at this percentage of one host CPU
+	// (250 = two and a half CPUs); 0 is no cap.
+	CPULimitPercent int `json:"cpu_limit_percent,omitempty"`
+	// MemoryLimitMiB caps the memory of the VM's QEMU process (guest RAM
+	// plus QEMU's own); 0 is no cap. It must leave room for the guest RAM.
+	MemoryLimitMiB int `json:"memory_limit_mib,omitempty"`
 }
 
 // CPU is the virtual CPU topology; the vCPU count is their product.
@@ -306,6 +323,15 @@ func (s VMSpec) Validate() error {
 	v.oneOf("firmware", s.Firmware, FirmwareBIOS, FirmwareUEFI)
 	v.oneOf("machine", s.Machine, MachineQ35, MachinePC, MachineMicroVM)
 	v.oneOf("on_crash", s.OnCrash, OnCrashRestart, OnCrashStayStopped)
+	if w := s.Resources.CPUWeight; w != 0 && (w < 1 || w > 10000) {
+		v.add("resources.cpu_weight", "must be between 1 and 10000 (0 for the default, 100)")
+	}
+	if l := s.Resources.CPULimitPercent; l < 0 || l > 100*MaxVCPUs {
+		v.add("resources.cpu_limit_percent", fmt.Sprintf("must be between 0 (no cap) and %d", 100*MaxVCPUs))
+	}
+	if m := s.Resources.MemoryLimitMiB; m < 0 || m != 0 && m < s.MemoryMiB+64 {
+		v.add("resources.memory_limit_mib", fmt.Sprintf("must be 0 (no cap) or at least the guest's memory plus 64 MiB for QEMU (%d)", s.MemoryMiB+64))
+	}
 	micro := s.Machine == MachineMicroVM
 	if micro && s.Firmware == FirmwareUEFI {
 		v.add("firmware", "microvm has no UEFI firmware; use bios")

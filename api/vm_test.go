@@ -168,3 +168,24 @@ func TestNewUUID(t *testing.T) {
 		t.Errorf("NewUUID() = %q", u)
 	}
 }
+
+func TestResourcesValidation(t *testing.T) {
+	s := api.VMSpec{Name: "r", MemoryMiB: 1024, Resources: api.Resources{CPUWeight: 20000, CPULimitPercent: -1, MemoryLimitMiB: 1000}}
+	s.Defaults()
+	err := s.Validate()
+	var ve *api.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v", err)
+	}
+	want := map[string]bool{"resources.cpu_weight": true, "resources.cpu_limit_percent": true, "resources.memory_limit_mib": true}
+	for _, p := range ve.Problems {
+		delete(want, p.Field)
+	}
+	if len(want) != 0 {
+		t.Errorf("problems %+v do not name %v", ve.Problems, want)
+	}
+	s.Resources = api.Resources{CPUWeight: 500, CPULimitPercent: 150, MemoryLimitMiB: 1088}
+	if err := s.Validate(); err != nil {
+		t.Errorf("valid resources refused: %v", err)
+	}
+}

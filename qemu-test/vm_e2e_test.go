@@ -60,6 +60,9 @@ func TestApplianceAutostartsVM(t *testing.T) {
 		// start (the kernel loads the bridge module through Plinth's modprobe
 		// helper) and a tap for the VM.
 		NICs: []api.NIC{{Model: api.NICVirtio, Switch: "lan"}},
+		// Enforced through the appliance's cgroup v2 hierarchy (memory only
+		// for now: u-root's init binds the cpu controller to cgroup v1).
+		Resources: api.Resources{MemoryLimitMiB: 512},
 	}
 	if err := inv.Create(&spec); err != nil {
 		t.Fatal(err)
@@ -107,6 +110,9 @@ func TestApplianceAutostartsVM(t *testing.T) {
 			t.Fatalf("VM not running 120 s after ready: %+v%s", got.Runtime, formatTail(vm.Tail(TailLines)))
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	if want := "/sys/fs/cgroup/plinth.vms/vm-" + got.Spec.ID; got.Runtime.Cgroup != want {
+		t.Errorf("VM runs in cgroup %q, want %q%s", got.Runtime.Cgroup, want, formatTail(vm.Tail(TailLines)))
 	}
 	// ...and its guest reaches its marker on the serial console.
 	t0 := time.Now()

@@ -213,8 +213,8 @@ func Run(cfg Config) error {
 	return p.shutdown(why)
 }
 
-// filesystems adds what u-root's init does not set up: /run, and the
-// kernel's module helper.
+// filesystems adds what u-root's init does not set up: /run, cgroup v2 in
+// place of u-root's v1 hierarchies, and the kernel's module helper.
 func (p *initProc) filesystems() error {
 	if err := os.MkdirAll("/run", 0o755); err != nil {
 		return err
@@ -224,6 +224,9 @@ func (p *initProc) filesystems() error {
 	}
 	if err := os.MkdirAll(p.cfg.RunDir, 0o755); err != nil {
 		return err
+	}
+	if err := cgroup2(); err != nil {
+		p.logf("cgroup v2: %v; VMs run without CPU and memory limits", err)
 	}
 	// The kernel asks this helper for modules it needs on demand (a bridge
 	// for vmkernel's first virtual switch, isofs for the first ISO mount).
@@ -455,6 +458,38 @@ func (f firstLineWriter) Write(b []byte) (int, error) {
 	}
 	_, err := f.w.Write(line)
 	return len(b), err
+}
+
+// cgroup2 replaces the cgroup v1 hierarchies u-root's init mounts under
+// /sys/fs/cgroup (on a tmpfs) with the unified cgroup v2 hierarchy, where
+// vmkernel gives each VM its CPU weight and limits. A controller can only
+// be in one hierarchy, so the v1 ones must go first; nothing uses them yet.
+func cgroup2() error {
+	const dir = "/sys/fs/cgroup"
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var v1 []string
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) >= 5 && len(g) >= 1 && g[0] == "cgroup" && strings.HasPrefix(f[4], dir+"/") {
+			v1 = append(v1, f[4])
+		}
+	}
+	for i := len(v1) - 1; i >= 0; i-- {
+		// Detached: the kernel answers EBUSY to a plain unmount of some
+		// of them; the hierarchy is gone once nothing refers to it.
+		if err := unix.Unmount(v1[i], unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount v1 hierarchy %s: %w", v1[i], err)
+		}
+	}
+	_ = unix.Unmount(dir, unix.MNT_DETACH) // u-root's tmpfs under them
+	if err := unix.Mount("cgroup2", dir, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "nsdelegate"); err != nil {
+		return fmt.Errorf("mount cgroup2 on %s: %w", dir, err)
+	}
+	return nil
 }
 
 func orDash(s string) string {

@@ -143,6 +143,9 @@ func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, e
 			inst.mon.Close()
 			continue
 		}
+		if m.cfg.Cgroups != nil {
+			inst.cgroup = m.cfg.Cgroups.Path(id)
+		}
 		v := &vm{id: id, spec: spec.Clone(), state: state, inst: inst, con: newConsole(dir)}
 		m.vms[id] = v
 		m.wg.Add(1)

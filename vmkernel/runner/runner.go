@@ -23,6 +23,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
+	"github.com/plinth/plinth/vmkernel/cgroup"
 	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/qmp"
 )
@@ -104,6 +105,22 @@ type Config struct {
 	// OnState, when set, is called on each change of a VM's run state, with
 	// the Manager's lock held: it must not block nor call the Manager.
 	OnState func(id, name, state, detail string)
+	// Cgroups gives each QEMU its cgroup with the VM's resources (a
+	// *cgroup.Manager); nil runs VMs without limits.
+	Cgroups Cgroups
+}
+
+// Cgroups places QEMU processes in per-VM cgroups.
+type Cgroups interface {
+	Place(vmID string, pid int, l cgroup.Limits) (string, error)
+	Remove(vmID string) error
+	Path(vmID string) string
+}
+
+// limits are the cgroup limits of a spec.
+func limits(s api.VMSpec) cgroup.Limits {
+	return cgroup.Limits{CPUWeight: s.Resources.CPUWeight, CPUPercent: s.Resources.CPULimitPercent,
+		MemoryBytes: int64(s.Resources.MemoryLimitMiB) << 20}
 }
 
 // Switches attaches VM NICs to virtual switches.
@@ -216,7 +233,9 @@ type instance struct {
 	requested bool
 	guest     bool
 	detail    string
-	detached  bool // the Manager was closed: not an exit
+	// cgroup is the QEMU's cgroup ("" without cgroup support).
+	cgroup   string
+	detached bool // the Manager was closed: not an exit
 	// serial is the console reader's connection (nil without a serial
 	// console); serialFirst is its first connection, made before cont.
 	serial      *serialConn
@@ -256,6 +275,7 @@ func (m *Manager) Status(id string) api.VMRuntime {
 	r := api.VMRuntime{State: v.state, Restarts: v.restarts}
 	if v.inst != nil {
 		r.PID = v.inst.pid
+		r.Cgroup = v.inst.cgroup
 		t := v.inst.startedAt
 		r.StartedAt = &t
 	}
@@ -427,6 +447,17 @@ func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err 
 	if inst.startTime, err = procStartTime(inst.pid); err != nil {
 		return nil, fail("%v", err)
 	}
+	if m.cfg.Cgroups != nil {
+		// QEMU is still paused (-S): the guest never runs outside its limits.
+		if inst.cgroup, err = m.cfg.Cgroups.Place(spec.ID, inst.pid, limits(spec)); err != nil {
+			return nil, fail("%v", err)
+		}
+		defer func() {
+			if err != nil {
+				m.cfg.Cgroups.Remove(spec.ID) // after the kill above: deferred calls run last-first
+			}
+		}()
+	}
 	dctx, cancel := context.WithTimeout(ctx, qmpDialTimeout)
 	defer cancel()
 	inst.mon, err = dialQMP(dctx, filepath.Join(runDir, qemu.QMPSocket), inst.exited)
@@ -563,6 +594,11 @@ func (m *Manager) exited(v *vm, inst *instance) {
 	m.mu.Unlock()
 	if taps := specTaps(spec); taps != nil && m.cfg.Switches != nil {
 		m.removeTaps(v.id, taps)
+	}
+	if m.cfg.Cgroups != nil {
+		if err := m.cfg.Cgroups.Remove(v.id); err != nil {
+			m.cfg.Log.Warn("runner: VM cgroup left behind", "id", v.id, "err", err)
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

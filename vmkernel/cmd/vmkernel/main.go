@@ -22,6 +22,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
+	"github.com/plinth/plinth/vmkernel/cgroup"
 	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 	"github.com/plinth/plinth/vmkernel/inventory"
@@ -108,11 +109,23 @@ func run(log *slog.Logger, args []string) error {
 			log.Error("vmkernel: virtual switch not ready", "err", e)
 		}
 	}
+	// Per-VM CPU weight and limits need cgroup v2 with cpu and memory (the
+	// appliance mounts it; a development host may have them in v1).
+	var cgroups runner.Cgroups
+	if cg, err := openCgroups(); err != nil {
+		log.Warn("vmkernel: WARNING: VMs run without CPU and memory limits", "err", err)
+	} else {
+		cgroups = cg
+		log.Info("vmkernel: cgroup v2", "parent", filepath.Join(cg.Root, cgroup.Parent), "cpu_controller", cg.CPU)
+		if !cg.CPU {
+			log.Warn("vmkernel: WARNING: no cpu controller in cgroup v2: VMs asking for a CPU weight or cap will not start")
+		}
+	}
 	broker := events.New(0)
 	mgr, err := runner.New(runner.Config{
 		QEMU: *qemuBin, Accel: acc.Mode, Datastores: datastores,
 		RunRoot: *runRoot, StateRoot: filepath.Join(*state, "vm-state"), Log: log,
-		Switches: switches, OnState: broker.StateHook,
+		Switches: switches, OnState: broker.StateHook, Cgroups: cgroups,
 	})
 	if err != nil {
 		return err
@@ -213,4 +226,27 @@ func (d datastoreFlag) Set(s string) error {
 	}
 	d[name] = filepath.Clean(dir)
 	return nil
+}
+
+// openCgroups finds the cgroup2 mount and prepares Plinth's parent group.
+func openCgroups() (*cgroup.Manager, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	root, err := cgroup.Find(f)
+	if err != nil {
+		return nil, err
+	}
+	// A controller freed from a cgroup v1 hierarchy that was just unmounted
+	// (the appliance's init does that) reaches v2 only once the kernel has
+	// torn the old hierarchy down: give it a few seconds.
+	var m *cgroup.Manager
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if m, err = cgroup.Open(root); err == nil || time.Now().After(deadline) || root != "/sys/fs/cgroup" {
+			return m, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
