@@ -121,6 +121,25 @@ type Resources struct {
 	MemoryLimitMiB int `json:"memory_limit_mib,omitempty"`
 }
 
+// Files lists every datastore file the VM refers to: its disks, its CD-ROM
+// image and its direct-boot kernel and initrd.
+func (s VMSpec) Files() []DatastoreFile {
+	var files []DatastoreFile
+	for _, d := range s.Disks {
+		files = append(files, DatastoreFile{Datastore: d.Datastore, Path: d.Path})
+	}
+	if cd := s.CDROM; cd != nil {
+		files = append(files, DatastoreFile{Datastore: cd.Datastore, Path: cd.Path})
+	}
+	if k := s.Kernel; k != nil {
+		files = append(files, DatastoreFile{Datastore: k.Datastore, Path: k.Kernel})
+		if k.Initrd != "" {
+			files = append(files, DatastoreFile{Datastore: k.Datastore, Path: k.Initrd})
+		}
+	}
+	return files
+}
+
 // CPU is the virtual CPU topology; the vCPU count is their product.
 type CPU struct {
 	Sockets int `json:"sockets"`

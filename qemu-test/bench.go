@@ -159,7 +159,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 func (r *BenchResult) Markdown(w io.Writer) {
 	o := r.Options
 	fmt.Fprintf(w, "## Boot time: floor vs appliance (`go run ./bench/boot -n %d`)\n\n", len(r.Floor))
-	fmt.Fprintf(w, "- Date: %s; machine: %s, %d CPUs (runtime.NumCPU)\n", r.Date.Format("2006-01-02"), cpuModel(), runtime.NumCPU())
+	fmt.Fprintf(w, "- Date: %s; machine: %s, %d CPUs (runtime.NumCPU)\n", r.Date.Format("2006-01-02"), HostCPU(), runtime.NumCPU())
 	fmt.Fprintf(w, "- Acceleration: %s (%s)\n", r.Accel.Mode, r.Accel.Reason)
 	fmt.Fprintf(w, "- Guests: q35, %d vCPUs, %d MiB, kernel `%s` (%s); appliance initramfs `%s` (%s)\n",
 		o.CPUs, o.MemoryMiB, o.Kernel, fileSize(o.Kernel), o.Initrd, fileSize(o.Initrd))
@@ -244,17 +244,4 @@ func fileSize(path string) string {
 		return "missing"
 	}
 	return fmt.Sprintf("%.1f MB", float64(fi.Size())/1e6)
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/plinth/plinth/vmkernel/hostinfo"
 )
 
 // FloorMarker is the line the floor guest's init prints (see floorinit).
@@ -137,4 +139,42 @@ func moduleName(file string) string {
 	base := filepath.Base(file)
 	base = base[:len(base)-len(filepath.Ext(base))]
 	return strings.ReplaceAll(base, "-", "_")
+}
+
+// InstallGuest lays a test guest out in a datastore directory dir, as the
+// VM specs of the tests expect it: the kernel copied to dir/vmlinuz (a copy:
+// the image build may replace the file meanwhile) and the initramfs that
+// build makes (BuildFloor, or a variant) at dir/init.cpio.
+func InstallGuest(kernel, dir string, build func(dir string) (string, error)) error {
+	b, err := os.ReadFile(kernel)
+	if err != nil {
+		return fmt.Errorf("guest kernel: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), b, 0o644); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "plinth-guest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	initrd, err := build(tmp)
+	if err != nil {
+		return fmt.Errorf("guest initramfs: %w", err)
+	}
+	return os.Rename(initrd, filepath.Join(dir, "init.cpio"))
+}
+
+// HostCPU is this machine's CPU model, for benchmark reports.
+func HostCPU() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	m, err := hostinfo.ParseCPUModel(f)
+	if err != nil {
+		return "unknown CPU"
+	}
+	return m
 }

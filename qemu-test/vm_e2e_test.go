@@ -31,18 +31,7 @@ func TestApplianceAutostartsVM(t *testing.T) {
 	if err := os.MkdirAll(ds, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	kernel, err := os.ReadFile(o.Kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ds, "vmlinuz"), kernel, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	initrd, err := BuildFloor(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(initrd, filepath.Join(ds, "init.cpio")); err != nil {
+	if err := InstallGuest(o.Kernel, ds, BuildFloor); err != nil {
 		t.Fatal(err)
 	}
 

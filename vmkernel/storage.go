@@ -193,18 +193,9 @@ func stoppedState(state string) bool { return state == api.VMStopped || state ==
 // filesOf lists the files of datastore ds that a VM spec refers to.
 func filesOf(spec api.VMSpec, ds string) []string {
 	var files []string
-	for _, d := range spec.Disks {
-		if d.Datastore == ds {
-			files = append(files, d.Path)
-		}
-	}
-	if cd := spec.CDROM; cd != nil && cd.Datastore == ds {
-		files = append(files, cd.Path)
-	}
-	if k := spec.Kernel; k != nil && k.Datastore == ds {
-		files = append(files, k.Kernel)
-		if k.Initrd != "" {
-			files = append(files, k.Initrd)
+	for _, f := range spec.Files() {
+		if f.Datastore == ds {
+			files = append(files, f.Path)
 		}
 	}
 	return files

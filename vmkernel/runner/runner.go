@@ -24,6 +24,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/vmkernel/cgroup"
+	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/qmp"
 )
@@ -407,6 +408,16 @@ func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err 
 			m.removeTaps(spec.ID, env.Taps) // after QEMU is gone (deferred below)
 		}
 	}()
+	// QEMU's command line only joins paths; that a file also does not
+	// leave its datastore through a symlink is checked on disk here, since
+	// QEMU opens it as root.
+	for _, f := range spec.Files() {
+		if root, ok := m.cfg.Datastores[f.Datastore]; ok {
+			if _, err := (datastore.Datastore{Name: f.Datastore, Root: root}).Resolve(f.Path); err != nil {
+				return nil, err
+			}
+		}
+	}
 	args, err := qemu.Cmdline(spec, env)
 	if err != nil {
 		return nil, err

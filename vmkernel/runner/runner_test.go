@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 )
 
@@ -341,5 +342,28 @@ func TestCrashRestartGivesUp(t *testing.T) {
 	}
 	if st := m.Status(spec.ID); st.State != api.VMRunning || st.Restarts != 0 {
 		t.Fatalf("after a manual start: %+v", st)
+	}
+}
+
+// A disk that leaves its datastore through a symlink is refused before QEMU
+// (which runs as root) could open it.
+func TestSymlinkOutOfDatastoreRefused(t *testing.T) {
+	r := newRig(t)
+	outside := filepath.Join(t.TempDir(), "secret.img")
+	if err := os.WriteFile(outside, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(r.ds, "sneaky.img")); err != nil {
+		t.Fatal(err)
+	}
+	spec := guestSpec("sneaky", "")
+	spec.Disks = []api.Disk{{Datastore: "ds", Path: "sneaky.img", Format: "raw"}}
+	spec.Defaults()
+	err := r.m.Start(ctxT(t, 30*time.Second), spec)
+	if !errors.Is(err, datastore.ErrEscapes) {
+		t.Fatalf("Start = %v, want datastore.ErrEscapes", err)
+	}
+	if st := r.m.Status(spec.ID); st.PID != 0 {
+		t.Errorf("QEMU %d started anyway", st.PID)
 	}
 }

@@ -82,14 +82,7 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 	if err := os.MkdirAll(ds, 0o755); err != nil {
 		return nil, err
 	}
-	if err := copyFile(o.Kernel, filepath.Join(ds, "vmlinuz")); err != nil {
-		return nil, err
-	}
-	initrd, err := qemutest.BuildFloor(base)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Rename(initrd, filepath.Join(ds, "init.cpio")); err != nil {
+	if err := qemutest.InstallGuest(o.Kernel, ds, qemutest.BuildFloor); err != nil {
 		return nil, err
 	}
 	datastores := map[string]string{"ds": ds}
@@ -277,14 +270,6 @@ func (s *server) close() {
 	<-s.done
 }
 
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, b, 0o644)
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 
 // Targets of issue 3.
@@ -297,7 +282,7 @@ const (
 func (r *Result) Markdown(w io.Writer) {
 	o := r.Options
 	fmt.Fprintf(w, "## Power-on latency: vmkernel vs bare QEMU (`go run ./bench/poweron -n %d`)\n\n", len(r.Floor))
-	fmt.Fprintf(w, "- Date: %s; machine: %s, %d CPUs (runtime.NumCPU)\n", r.Date.Format("2006-01-02"), cpuModel(), runtime.NumCPU())
+	fmt.Fprintf(w, "- Date: %s; machine: %s, %d CPUs (runtime.NumCPU)\n", r.Date.Format("2006-01-02"), qemutest.HostCPU(), runtime.NumCPU())
 	fmt.Fprintf(w, "- Acceleration: %s (%s)\n", o.Accel.Mode, o.Accel.Reason)
 	fmt.Fprintf(w, "- Guest: pc, 1 vCPU, %d MiB, serial console, direct kernel boot of `%s` with the floor initramfs\n", o.MemoryMiB, o.Kernel)
 	fmt.Fprintf(w, "- Floor: exec `qemu-system-x86_64` with the command line vmkernel generates (`qemu.Cmdline`) plus `-S`, until QMP answers `qmp_capabilities`.\n")
@@ -334,17 +319,4 @@ func verdict(ok bool) string {
 		return "met"
 	}
 	return "NOT met"
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }

@@ -76,14 +76,7 @@ func RSS(ctx context.Context, o RSSOptions) (_ *RSSResult, err error) {
 	if err := os.MkdirAll(ds, 0o755); err != nil {
 		return nil, err
 	}
-	if err := copyFile(o.Kernel, filepath.Join(ds, "vmlinuz")); err != nil {
-		return nil, err
-	}
-	initrd, err := qemutest.BuildFloor(base)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Rename(initrd, filepath.Join(ds, "init.cpio")); err != nil {
+	if err := qemutest.InstallGuest(o.Kernel, ds, qemutest.BuildFloor); err != nil {
 		return nil, err
 	}
 	bin := o.VMKernel

@@ -93,18 +93,7 @@ func Install(t testing.TB, kernel, dir string) {
 
 func install(t testing.TB, kernel, dir string, build func(dir string) (string, error)) {
 	t.Helper()
-	b, err := os.ReadFile(kernel) // a copy: the build may replace the file meanwhile
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	initrd, err := build(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(initrd, filepath.Join(dir, "init.cpio")); err != nil {
+	if err := qemutest.InstallGuest(kernel, dir, build); err != nil {
 		t.Fatal(err)
 	}
 }
