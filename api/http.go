@@ -9,6 +9,13 @@ const (
 	HealthDegraded = "degraded"
 )
 
+// Path prefixes of the two APIs. Below them, both servers name the same
+// resources the same way: /host, /vms, /datastores, /switches, /events.
+const (
+	VMKernelPrefix = "/v1"
+	MgmtdPrefix    = "/api/v1"
+)
+
 // Paths of vmkernel's local API (over VMKernelSocket).
 const (
 	VMKernelHealthPath = "/v1/healthz"

@@ -52,10 +52,13 @@ func (e *Error) Error() string {
 type Client struct {
 	base       string
 	healthPath string
-	hostPath   string
-	vmsPath    string // the VM collection; one VM is vmsPath + "/" + ID
-	token      string
-	http       *http.Client
+	// prefix is the API's path prefix ("/api/v1" for mgmtd, "/v1" for
+	// vmkernel): host, vms, datastores, switches and events hang below it
+	// under the same names on both servers.
+	prefix  string
+	vmsPath string // the VM collection; one VM is vmsPath + "/" + ID
+	token   string
+	http    *http.Client
 }
 
 type options struct {
@@ -142,7 +145,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	return &Client{
 		base:       base,
 		healthPath: api.MgmtdHealthPath,
-		hostPath:   api.MgmtdHostPath,
+		prefix:     api.MgmtdPrefix,
 		vmsPath:    api.MgmtdVMsPath,
 		token:      o.token,
 		http:       &http.Client{Transport: tr, Timeout: o.timeout},
@@ -156,7 +159,7 @@ func NewVMKernel(socketPath string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.healthPath, c.hostPath, c.vmsPath = api.VMKernelHealthPath, api.VMKernelHostPath, api.VMKernelVMsPath
+	c.healthPath, c.prefix, c.vmsPath = api.VMKernelHealthPath, api.VMKernelPrefix, api.VMKernelVMsPath
 	return c, nil
 }
 
@@ -195,7 +198,7 @@ func (c *Client) Health(ctx context.Context) (api.Health, error) {
 // Host asks for the host's facts.
 func (c *Client) Host(ctx context.Context) (api.Host, error) {
 	var h api.Host
-	err := c.get(ctx, c.hostPath, &h)
+	err := c.get(ctx, c.prefix+"/host", &h)
 	return h, err
 }
 
@@ -330,7 +333,7 @@ func (c *Client) DeleteVMWithDisks(ctx context.Context, id string) (api.DeleteVM
 // api.EventOverflow event when this client fell behind). The stream is not
 // bounded by the client's WithTimeout; ctx alone ends it.
 func (c *Client) Events(ctx context.Context) (<-chan api.Event, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+api.VMKernelEventsPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+c.prefix+"/events", nil)
 	if err != nil {
 		return nil, fmt.Errorf("client: events: %w", err)
 	}
@@ -434,8 +437,8 @@ func summarize(v any) string {
 
 // datastorePath is the path of one datastore's sub-resource with the
 // datastore-relative path as query parameter.
-func datastorePath(name, sub, rel string) string {
-	p := api.VMKernelDatastorePath + url.PathEscape(name) + "/" + sub
+func (c *Client) datastorePath(name, sub, rel string) string {
+	p := c.prefix + "/datastores/" + url.PathEscape(name) + "/" + sub
 	if rel != "" {
 		p += "?" + url.Values{"path": {rel}}.Encode()
 	}
@@ -445,7 +448,7 @@ func datastorePath(name, sub, rel string) string {
 // ListDatastores lists the host's datastores with their space (vmkernel).
 func (c *Client) ListDatastores(ctx context.Context) ([]api.Datastore, error) {
 	var out []api.Datastore
-	err := c.get(ctx, api.VMKernelDatastoresPath, &out)
+	err := c.get(ctx, c.prefix+"/datastores", &out)
 	return out, err
 }
 
@@ -453,7 +456,7 @@ func (c *Client) ListDatastores(ctx context.Context) ([]api.Datastore, error) {
 // (vmkernel).
 func (c *Client) BrowseDatastore(ctx context.Context, datastore, rel string) ([]api.DatastoreEntry, error) {
 	var out []api.DatastoreEntry
-	err := c.get(ctx, datastorePath(datastore, "files", rel), &out)
+	err := c.get(ctx, c.datastorePath(datastore, "files", rel), &out)
 	return out, err
 }
 
@@ -461,7 +464,7 @@ func (c *Client) BrowseDatastore(ctx context.Context, datastore, rel string) ([]
 // says of it (vmkernel). An existing file gives an *Error with status 409.
 func (c *Client) CreateDisk(ctx context.Context, datastore string, req api.CreateDiskRequest) (api.DiskInfo, error) {
 	var out api.DiskInfo
-	err := c.do(ctx, http.MethodPost, datastorePath(datastore, "disks", ""), req, &out)
+	err := c.do(ctx, http.MethodPost, c.datastorePath(datastore, "disks", ""), req, &out)
 	return out, err
 }
 
@@ -469,7 +472,7 @@ func (c *Client) CreateDisk(ctx context.Context, datastore string, req api.Creat
 // (vmkernel).
 func (c *Client) DiskInfo(ctx context.Context, datastore, rel string) (api.DiskInfo, error) {
 	var out api.DiskInfo
-	err := c.get(ctx, datastorePath(datastore, "disks", rel), &out)
+	err := c.get(ctx, c.datastorePath(datastore, "disks", rel), &out)
 	return out, err
 }
 
@@ -477,20 +480,20 @@ func (c *Client) DiskInfo(ctx context.Context, datastore, rel string) (api.DiskI
 // status 422, a disk a running VM uses one with status 409.
 func (c *Client) ResizeDisk(ctx context.Context, datastore string, req api.ResizeDiskRequest) (api.DiskInfo, error) {
 	var out api.DiskInfo
-	err := c.do(ctx, http.MethodPost, datastorePath(datastore, "disks/resize", ""), req, &out)
+	err := c.do(ctx, http.MethodPost, c.datastorePath(datastore, "disks/resize", ""), req, &out)
 	return out, err
 }
 
 // DeleteDatastoreFile deletes a file of a datastore (vmkernel); a file a
 // defined VM refers to gives an *Error with status 409 naming the VM.
 func (c *Client) DeleteDatastoreFile(ctx context.Context, datastore, rel string) error {
-	return c.do(ctx, http.MethodDelete, datastorePath(datastore, "files", rel), nil, nil)
+	return c.do(ctx, http.MethodDelete, c.datastorePath(datastore, "files", rel), nil, nil)
 }
 
 // ListSwitches lists the host's virtual switches (vmkernel).
 func (c *Client) ListSwitches(ctx context.Context) ([]api.Switch, error) {
 	var out []api.Switch
-	err := c.get(ctx, api.VMKernelSwitchesPath, &out)
+	err := c.get(ctx, c.prefix+"/switches", &out)
 	return out, err
 }
 
@@ -499,12 +502,12 @@ func (c *Client) ListSwitches(ctx context.Context) ([]api.Switch, error) {
 // with status 409, a bad name or a missing uplink one with status 422.
 func (c *Client) CreateSwitch(ctx context.Context, name, uplink string) (api.Switch, error) {
 	var out api.Switch
-	err := c.do(ctx, http.MethodPost, api.VMKernelSwitchesPath, api.SwitchSpec{Name: name, Uplink: uplink}, &out)
+	err := c.do(ctx, http.MethodPost, c.prefix+"/switches", api.SwitchSpec{Name: name, Uplink: uplink}, &out)
 	return out, err
 }
 
 // DeleteSwitch deletes a virtual switch (vmkernel); one that VM NICs are
 // still on gives an *Error with status 409.
 func (c *Client) DeleteSwitch(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, api.VMKernelSwitchPath+url.PathEscape(name), nil, nil)
+	return c.do(ctx, http.MethodDelete, c.prefix+"/switches/"+url.PathEscape(name), nil, nil)
 }

@@ -1,0 +1,168 @@
+package api
+
+import "time"
+
+// Paths of mgmtd's remote API beyond health, host and VMs (see http.go).
+// Every path but MgmtdHealthPath and a POST to MgmtdSessionsPath needs an
+// "Authorization: Bearer TOKEN" header.
+const (
+	// MgmtdSessionsPath: POST a LoginRequest for a Session.
+	MgmtdSessionsPath = "/api/v1/sessions"
+	// MgmtdSessionPath: GET who the token is (WhoAmI), DELETE to log out.
+	MgmtdSessionPath = "/api/v1/sessions/current"
+	// MgmtdTokensPath: GET lists API tokens, POST a TokenRequest makes one;
+	// MgmtdTokensPath + "/{id}" DELETE revokes one.
+	MgmtdTokensPath = "/api/v1/tokens"
+	// MgmtdAuditPath: GET the audit log, newest last (?limit=N, default 100).
+	MgmtdAuditPath = "/api/v1/audit"
+	// MgmtdHostPowerPath: POST a PowerRequest.
+	MgmtdHostPowerPath = "/api/v1/host/power"
+	// MgmtdHostHardwarePath: GET the board inventory (api.Hardware).
+	MgmtdHostHardwarePath = "/api/v1/host/hardware"
+	// MgmtdHostCertificatePath: GET the TLS certificate (CertificateInfo),
+	// PUT a CertificateRequest to replace it.
+	MgmtdHostCertificatePath = "/api/v1/host/certificate"
+	// MgmtdDatastoresPath lists datastores; MgmtdDatastoresPath + "/{name}/files"
+	// browses (GET, ?path=) and deletes (DELETE, ?path=) files,
+	// "/{name}/content" downloads (GET) and uploads (PUT, streamed body,
+	// Content-Length required) one file, "/{name}/disks" creates (POST) and
+	// inspects (GET, ?path=) disk images, "/{name}/disks/resize" grows one.
+	MgmtdDatastoresPath = "/api/v1/datastores"
+	// MgmtdSwitchesPath lists (GET) and creates (POST) virtual switches;
+	// MgmtdSwitchesPath + "/{name}" DELETE removes one.
+	MgmtdSwitchesPath = "/api/v1/switches"
+	// MgmtdTasksPath lists tasks; MgmtdTasksPath + "/{id}" is one Task.
+	MgmtdTasksPath = "/api/v1/tasks"
+	// MgmtdEventsPath streams Events as server-sent events.
+	MgmtdEventsPath = "/api/v1/events"
+	// MgmtdOpenAPIPath is the OpenAPI 3.1 document of this API.
+	MgmtdOpenAPIPath = "/api/v1/openapi.json"
+	// MgmtdMetricsPath is Prometheus text exposition.
+	MgmtdMetricsPath = "/metrics"
+	// MgmtdConsoleWS: GET MgmtdVMsPath + "/{id}/" + MgmtdConsoleWS upgrades to
+	// a websocket carrying the VM's serial console as binary messages both
+	// ways (the last 64 KiB of output first).
+	MgmtdConsoleWS = "console/ws"
+	// MgmtdVNCWS: GET MgmtdVMsPath + "/{id}/" + MgmtdVNCWS upgrades to a
+	// websocket carrying the VM's VNC (RFB) stream, as noVNC expects
+	// (subprotocol "binary").
+	MgmtdVNCWS = "vnc/ws"
+)
+
+// RootUser is the one account of a Plinth host, as on ESXi.
+const RootUser = "root"
+
+// LoginRequest is the body of POST /api/v1/sessions.
+type LoginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// Session is a logged-in session's bearer token.
+type Session struct {
+	Token     string    `json:"token"`
+	User      string    `json:"user"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// WhoAmI is the answer of GET /api/v1/sessions/current.
+type WhoAmI struct {
+	User string `json:"user"`
+	// Kind is "session" or "token".
+	Kind string `json:"kind"`
+	// TokenID is the API token's ID when Kind is "token".
+	TokenID   string     `json:"token_id,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Lockdown is on when only the DCUI may change the host.
+	Lockdown bool `json:"lockdown"`
+}
+
+// TokenRequest is the body of POST /api/v1/tokens.
+type TokenRequest struct {
+	// Name says what the token is for (1 to 64 printable characters).
+	Name string `json:"name"`
+	// ExpiresInSeconds is the token's lifetime; 0 means it never expires.
+	ExpiresInSeconds int64 `json:"expires_in_seconds,omitempty"`
+}
+
+// APIToken is a long-lived API token. Secret is only ever present in the
+// answer that made it; the host keeps only its hash.
+type APIToken struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	User       string     `json:"user"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	Secret     string     `json:"secret,omitempty"`
+}
+
+// AuditEntry is one change recorded in the audit log.
+type AuditEntry struct {
+	Time   time.Time `json:"time"`
+	User   string    `json:"user"`
+	Remote string    `json:"remote"`
+	// Action is the method and route, e.g. "POST /api/v1/vms/{id}/start".
+	Action string `json:"action"`
+	// Target is the path as requested, e.g. "/api/v1/vms/web1/start".
+	Target string `json:"target"`
+	Status int    `json:"status"`
+	// Detail is the problem's detail for a failed change.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Host power actions.
+const (
+	PowerReboot   = "reboot"
+	PowerShutdown = "shutdown"
+)
+
+// PowerRequest is the body of POST /api/v1/host/power.
+type PowerRequest struct {
+	// Action is "reboot" or "shutdown".
+	Action string `json:"action"`
+	// Reason is recorded in the audit log and the host's log (required).
+	Reason string `json:"reason"`
+	// Confirm must be the host's hostname, so a script aimed at the wrong
+	// host does nothing.
+	Confirm string `json:"confirm"`
+}
+
+// CertificateInfo describes mgmtd's TLS certificate.
+type CertificateInfo struct {
+	Fingerprint string    `json:"fingerprint_sha256"`
+	Subject     string    `json:"subject"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	SelfSigned  bool      `json:"self_signed"`
+}
+
+// CertificateRequest replaces mgmtd's TLS certificate (PEM, the key
+// unencrypted; the certificate may be followed by its chain).
+type CertificateRequest struct {
+	CertificatePEM string `json:"certificate_pem"`
+	KeyPEM         string `json:"key_pem"`
+}
+
+// Task states.
+const (
+	TaskRunning   = "running"
+	TaskSucceeded = "succeeded"
+	TaskFailed    = "failed"
+)
+
+// Task is long work (an upload, a disk conversion) with its progress.
+type Task struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Target is what the task works on, e.g. "ds1:iso/debian.iso".
+	Target string `json:"target"`
+	User   string `json:"user"`
+	State  string `json:"state"`
+	// Done and Total are the progress in bytes (Total 0 when unknown).
+	Done       int64      `json:"done"`
+	Total      int64      `json:"total"`
+	Error      string     `json:"error,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}

@@ -1,0 +1,254 @@
+// Package auth is who may manage a Plinth host: the root account's password
+// (kept as a bcrypt hash in STATE), the lockdown switch, login sessions,
+// long-lived API tokens and the throttle on failed logins. The DCUI (as
+// root, on the console) sets the password and lockdown with SetPassword
+// and SetLockdown; mgmtd (unprivileged) reads them on every login, so a
+// change on the console holds at once without restarting anything.
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+	"unicode"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
+)
+
+// Files in the account directory (STATE/mgmtd on the appliance).
+const (
+	PasswdFile   = "passwd.json"
+	SecurityFile = "security.json"
+)
+
+// MinPasswordLength is the shortest password SetPassword accepts.
+const MinPasswordLength = 8
+
+// Errors of the account functions.
+var (
+	// ErrNoPassword: the root password has not been set yet (first boot).
+	ErrNoPassword = errors.New("the root password is not set yet: set it on the host's console (DCUI)")
+	// ErrBadCredentials: unknown user or wrong password; which one is not said.
+	ErrBadCredentials = errors.New("wrong user name or password")
+)
+
+// bcryptCost is the hashing cost: about 60 ms a check on this project's
+// 2-core test machine, slow enough to make guessing expensive.
+var bcryptCost = bcrypt.DefaultCost
+
+type passwdFile struct {
+	Version int                 `json:"version"`
+	Users   map[string]userHash `json:"users"`
+}
+
+type userHash struct {
+	Hash      string    `json:"hash"`
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+type securityFile struct {
+	Version  int  `json:"version"`
+	Lockdown bool `json:"lockdown"`
+}
+
+// CheckStrength says why password is too weak for user, or nil: at least
+// MinPasswordLength characters from at least three of lower case, upper
+// case, digits and other characters, and not containing the user name.
+func CheckStrength(user, password string) error {
+	if len([]rune(password)) < MinPasswordLength {
+		return fmt.Errorf("the password must have at least %d characters", MinPasswordLength)
+	}
+	if len(password) > 72 {
+		return errors.New("the password must have at most 72 bytes")
+	}
+	var lower, upper, digit, other int
+	for _, r := range password {
+		switch {
+		case unicode.IsLower(r):
+			lower = 1
+		case unicode.IsUpper(r):
+			upper = 1
+		case unicode.IsDigit(r):
+			digit = 1
+		case unicode.IsControl(r):
+			return errors.New("the password must not contain control characters")
+		default:
+			other = 1
+		}
+	}
+	if lower+upper+digit+other < 3 {
+		return errors.New("the password must mix at least three of: lower case, upper case, digits, other characters")
+	}
+	if user != "" && containsFold(password, user) {
+		return fmt.Errorf("the password must not contain the user name %q", user)
+	}
+	return nil
+}
+
+func containsFold(s, sub string) bool {
+	rs, rsub := []rune(s), []rune(sub)
+	for i := 0; i+len(rsub) <= len(rs); i++ {
+		match := true
+		for j := range rsub {
+			if unicode.ToLower(rs[i+j]) != unicode.ToLower(rsub[j]) {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// SetPassword checks password's strength and stores its hash for user
+// (only api.RootUser exists) in dir, atomically.
+func SetPassword(dir, user, password string) error {
+	if user != api.RootUser {
+		return fmt.Errorf("set password: no user %q (the only account is %q)", user, api.RootUser)
+	}
+	if err := CheckStrength(user, password); err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	pf, err := readPasswd(dir)
+	if err != nil && !errors.Is(err, ErrNoPassword) {
+		return fmt.Errorf("set password: %w", err)
+	}
+	if pf.Users == nil {
+		pf.Users = map[string]userHash{}
+	}
+	pf.Version = 1
+	pf.Users[user] = userHash{Hash: string(hash), ChangedAt: time.Now().UTC()}
+	if err := writeJSON(dir, PasswdFile, pf); err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	return nil
+}
+
+// PasswordSet reports whether the root password has been set.
+func PasswordSet(dir string) (bool, error) {
+	pf, err := readPasswd(dir)
+	if errors.Is(err, ErrNoPassword) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, ok := pf.Users[api.RootUser]
+	return ok, nil
+}
+
+// Verify checks user's password: nil, ErrNoPassword, ErrBadCredentials or
+// an error reading the file.
+func Verify(dir, user, password string) error {
+	pf, err := readPasswd(dir)
+	if err != nil {
+		return err
+	}
+	u, ok := pf.Users[user]
+	if !ok {
+		if user == api.RootUser {
+			return ErrNoPassword
+		}
+		// Spend the same time as a real check, so timing does not tell
+		// which user names exist.
+		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return ErrBadCredentials
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.Hash), []byte(password)) != nil {
+		return ErrBadCredentials
+	}
+	return nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("plinth-dummy-password"), bcryptCost)
+
+// SetLockdown turns lockdown mode on or off: when on, mgmtd refuses every
+// change to the host and its VMs; only the DCUI can change anything.
+func SetLockdown(dir string, on bool) error {
+	if err := writeJSON(dir, SecurityFile, securityFile{Version: 1, Lockdown: on}); err != nil {
+		return fmt.Errorf("set lockdown: %w", err)
+	}
+	return nil
+}
+
+// Lockdown reports whether lockdown mode is on (off when never set).
+func Lockdown(dir string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, SecurityFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read lockdown: %w", err)
+	}
+	var sf securityFile
+	if err := json.Unmarshal(b, &sf); err != nil {
+		return false, fmt.Errorf("read lockdown: %s: %w", filepath.Join(dir, SecurityFile), err)
+	}
+	return sf.Lockdown, nil
+}
+
+func readPasswd(dir string) (passwdFile, error) {
+	path := filepath.Join(dir, PasswdFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return passwdFile{}, ErrNoPassword
+	}
+	if err != nil {
+		return passwdFile{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	var pf passwdFile
+	if err := json.Unmarshal(b, &pf); err != nil {
+		return passwdFile{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	if pf.Version != 1 {
+		return passwdFile{}, fmt.Errorf("read %s: schema version %d is not 1", path, pf.Version)
+	}
+	return pf, nil
+}
+
+// writeJSON writes v to dir/name atomically, readable only by its owner;
+// when running as root (the DCUI) it gives the file to mgmtd's user, who
+// reads it.
+func writeJSON(dir, name string, v any) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, name)
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		uid, gid := ownerOf(dir)
+		if err := os.Chown(path, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownerOf is the owner of dir, which the appliance init gives to mgmtd.
+func ownerOf(dir string) (int, int) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return 0, 0
+	}
+	uid, gid := statOwner(fi)
+	return uid, gid
+}
