@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/plinth/plinth/atomicfile"
@@ -26,6 +27,9 @@ const (
 	certFile        = "cert.pem"
 	keyFile         = "key.pem"
 	fingerprintFile = "fingerprint"
+	// replacementFile journals a certificate replacement (certificate and
+	// key in one file) until both are in place.
+	replacementFile = "replacement.pem"
 	certLifetime    = 10 * 365 * 24 * time.Hour
 )
 
@@ -40,6 +44,9 @@ func LoadOrCreateCert(dir string) (cert tls.Certificate, created bool, err error
 	certPath, keyPath := filepath.Join(dir, certFile), filepath.Join(dir, keyFile)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return cert, false, fmt.Errorf("tls directory: %w", err)
+	}
+	if err := finishReplacement(dir); err != nil {
+		return cert, false, err
 	}
 	switch _, err := os.Stat(certPath); {
 	case errors.Is(err, fs.ErrNotExist):
@@ -116,4 +123,71 @@ func certNames(host string) ([]string, []net.IP) {
 		}
 	}
 	return dns, ips
+}
+
+// installCert replaces the certificate and key in dir and returns the new
+// fingerprint. The pair is first written as one journal file, then as the
+// two files, then the journal is removed: a crash at any point leaves
+// either the old pair or (completed by the next LoadOrCreateCert) the new.
+func installCert(dir string, certPEM, keyPEM []byte) (string, error) {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return "", fmt.Errorf("replace certificate: %w", err)
+	}
+	journal := append(append(append([]byte{}, certPEM...), '\n'), keyPEM...)
+	if err := atomicfile.Write(filepath.Join(dir, replacementFile), journal, 0o600); err != nil {
+		return "", fmt.Errorf("replace certificate: %w", err)
+	}
+	if err := finishReplacement(dir); err != nil {
+		return "", err
+	}
+	return client.Fingerprint(cert.Certificate[0]), nil
+}
+
+// finishReplacement completes a journalled replacement, if there is one.
+func finishReplacement(dir string) error {
+	jpath := filepath.Join(dir, replacementFile)
+	b, err := os.ReadFile(jpath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replace certificate: %w", err)
+	}
+	var certPEM, keyPEM []byte
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		enc := pem.EncodeToMemory(blk)
+		if strings.Contains(blk.Type, "PRIVATE KEY") {
+			keyPEM = append(keyPEM, enc...)
+		} else {
+			certPEM = append(certPEM, enc...)
+		}
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil { // a torn journal: the old pair is intact, drop it
+		return os.Remove(jpath)
+	}
+	steps := []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{keyFile, keyPEM, 0o600},
+		{certFile, certPEM, 0o644},
+		{fingerprintFile, []byte(client.Fingerprint(cert.Certificate[0]) + "\n"), 0o644},
+	}
+	for _, st := range steps {
+		if err := atomicfile.Write(filepath.Join(dir, st.name), st.data, st.mode); err != nil {
+			return fmt.Errorf("replace certificate: %w", err)
+		}
+	}
+	if err := os.Remove(jpath); err != nil {
+		return fmt.Errorf("replace certificate: %w", err)
+	}
+	return atomicfile.SyncDir(dir)
 }

@@ -1,9 +1,16 @@
 // Package mgmtd is Plinth's remote management API: an unprivileged HTTPS
-// server that answers clients (the CLI, the DCUI, the tests) and forwards
-// host and VM work to vmkernel over its unix socket. Its TLS certificate is
-// self-signed on first start and kept in the state directory; clients pin its
-// SHA-256 fingerprint, which mgmtd logs and writes for the console. The
-// routes are one table (Routes) that tests walk.
+// server that answers clients (the CLI, the DCUI, scripts) and forwards host
+// and VM work to vmkernel over its unix socket; it never touches QEMU,
+// /dev/kvm or netlink itself.
+//
+// Every route but /healthz and login needs a bearer token: a login session
+// (POST /api/v1/sessions with the root password the DCUI set) or a
+// long-lived API token. In lockdown mode every change is refused; only the
+// DCUI can change the host. Every change, and every login, is written to the
+// audit log. The TLS certificate is self-signed on first start and kept in
+// the state directory; clients pin its SHA-256 fingerprint. The routes are
+// one table (Routes) that the router, the OpenAPI document and the tests
+// are all made from.
 package mgmtd
 
 import (
@@ -17,46 +24,58 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/client"
 )
 
 // Config is what a Server needs.
 type Config struct {
-	// StateDir holds tls/cert.pem, tls/key.pem and tls/fingerprint.
+	// StateDir holds the account files (passwd.json, security.json,
+	// tokens.json), audit.log and tls/ (cert.pem, key.pem, fingerprint).
 	StateDir string
 	// VMKernelSocket is vmkernel's unix socket.
 	VMKernelSocket string
 	// Log receives the request log and errors; nil discards.
 	Log *slog.Logger
+	// SessionTTL is how long a login lasts (auth.DefaultSessionTTL when 0).
+	SessionTTL time.Duration
+	// Now is the clock (time.Now when nil); tests move it.
+	Now func() time.Time
 }
 
 // Server is the HTTPS API.
 type Server struct {
-	cfg         Config
-	log         *slog.Logger
-	vmk         *client.Client
-	tls         *tls.Config
-	fingerprint string
-	http        *http.Server
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	vmk      *client.Client
+	proxy    http.Handler
+	tokens   *auth.Tokens
+	throttle *auth.Throttle
+	audit    *auditLog
+	tasks    *tasks
+	tls      *tls.Config
+	cert     atomic.Pointer[tls.Certificate]
+	http     *http.Server
+	routes   []Route
 }
 
-// Route is one entry of the route table.
-type Route struct {
-	Method  string
-	Path    string
-	Handler http.HandlerFunc
-}
-
-// New loads or creates the TLS certificate and makes a Server.
+// New loads or creates the TLS certificate, the API tokens and the audit
+// log, and makes a Server.
 func New(cfg Config) (*Server, error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
 	}
 	cert, created, err := LoadOrCreateCert(filepath.Join(cfg.StateDir, "tls"))
 	if err != nil {
@@ -66,19 +85,36 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mgmtd: vmkernel client: %w", err)
 	}
+	tokens, err := auth.OpenTokens(cfg.StateDir, cfg.SessionTTL, now)
+	if err != nil {
+		return nil, fmt.Errorf("mgmtd: %w", err)
+	}
+	audit, err := openAuditLog(filepath.Join(cfg.StateDir, auditFile), log)
+	if err != nil {
+		return nil, fmt.Errorf("mgmtd: %w", err)
+	}
 	s := &Server{
-		cfg:         cfg,
-		log:         log,
-		vmk:         vmk,
-		fingerprint: client.Fingerprint(cert.Certificate[0]),
-		tls: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{cert},
+		cfg:      cfg,
+		log:      log,
+		now:      now,
+		vmk:      vmk,
+		proxy:    newVMKernelProxy(cfg.VMKernelSocket, log),
+		tokens:   tokens,
+		throttle: auth.NewThrottle(now),
+		audit:    audit,
+		tasks:    newTasks(now),
+	}
+	s.cert.Store(&cert)
+	s.tls = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.cert.Load(), nil
 		},
 	}
 	if created {
 		log.Info("mgmtd: created a self-signed TLS certificate", "dir", filepath.Join(cfg.StateDir, "tls"))
 	}
+	s.routes = s.routeTable()
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         s.tls,
@@ -95,25 +131,19 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Fingerprint is the TLS certificate's SHA-256 fingerprint, colon-separated hex.
-func (s *Server) Fingerprint() string { return s.fingerprint }
+func (s *Server) Fingerprint() string { return client.Fingerprint(s.cert.Load().Certificate[0]) }
 
 // Routes is the route table.
-func (s *Server) Routes() []Route {
-	return []Route{
-		{http.MethodGet, api.MgmtdHealthPath, s.health},
-		{http.MethodGet, api.MgmtdHostPath, s.host},
-		{http.MethodGet, api.MgmtdVMsPath, s.listVMs},
-		{http.MethodGet, api.MgmtdVMsPath + "/{id}", s.getVM},
-		{http.MethodGet, api.MgmtdVMsPath + "/{id}/" + api.VMKernelConsole, s.vmConsole},
-	}
-}
+func (s *Server) Routes() []Route { return s.routes }
 
-// Handler is the router wrapped in logging, recovery and body limits, with
-// problem JSON for unknown routes (404) and methods (405).
+// Handler is the router wrapped in logging and recovery, with problem JSON
+// for unknown routes (404) and methods (405). Each route gets its access
+// check, body limit and audit from its table entry.
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
-	for _, rt := range s.Routes() {
-		r.Handle(rt.Path, rt.Handler).Methods(rt.Method)
+	r.UseEncodedPath() // {name} and {id} may hold escaped characters
+	for _, rt := range s.routes {
+		r.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeProblem(w, api.Problem{Status: http.StatusNotFound, Detail: "no route " + req.URL.Path})
@@ -122,7 +152,7 @@ func (s *Server) Handler() http.Handler {
 		writeProblem(w, api.Problem{Status: http.StatusMethodNotAllowed,
 			Detail: fmt.Sprintf("%s is not allowed on %s", req.Method, req.URL.Path)})
 	})
-	return logRequests(s.log, recoverPanics(s.log, limitBody(MaxBodyBytes, r)))
+	return logRequests(s.log, recoverPanics(s.log, r))
 }
 
 // Serve answers HTTPS on l (a plain TCP listener) until Shutdown; it
@@ -134,9 +164,12 @@ func (s *Server) Serve(l net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting and waits for requests in flight until ctx ends.
+// Shutdown stops accepting and waits for requests in flight until ctx ends;
+// then it closes the audit log.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.http.Shutdown(ctx)
+	err := s.http.Shutdown(ctx)
+	s.audit.close()
+	return err
 }
 
 // Listen returns the TCP listener to serve on: the already-open listening
@@ -186,44 +219,6 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, h)
 }
 
-func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
-	vms, err := s.vmk.ListVMs(r.Context())
-	if err != nil {
-		s.vmkernelError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, vms)
-}
-
-func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
-	vm, err := s.vmk.GetVM(r.Context(), mux.Vars(r)["id"])
-	if err != nil {
-		s.vmkernelError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, vm)
-}
-
-// vmConsole answers the last 64 KiB the VM printed on its serial console.
-func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request) {
-	b, err := s.vmk.VMConsole(r.Context(), mux.Vars(r)["id"])
-	if err != nil {
-		s.vmkernelError(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write(b)
-}
-
-func (s *Server) host(w http.ResponseWriter, r *http.Request) {
-	h, err := s.vmk.Host(r.Context())
-	if err != nil {
-		s.vmkernelError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, h)
-}
-
 // vmkernelError relays vmkernel's problem as is, or answers 502 when
 // vmkernel could not be reached.
 func (s *Server) vmkernelError(w http.ResponseWriter, err error) {
@@ -243,10 +238,19 @@ func writeProblem(w http.ResponseWriter, p api.Problem) {
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)
 	}
+	if p.Field == "" && len(p.Problems) > 0 {
+		p.Field = p.Problems[0].Field
+	}
 	w.Header().Set("Content-Type", api.ProblemContentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
 	json.NewEncoder(w).Encode(p)
+}
+
+// fieldProblem answers 422 naming the field at fault.
+func fieldProblem(w http.ResponseWriter, probs ...api.FieldProblem) {
+	writeProblem(w, api.Problem{Status: http.StatusUnprocessableEntity,
+		Detail: probs[0].Field + ": " + probs[0].Message, Problems: probs})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/mgmtd"
 	"github.com/plinth/plinth/vmkernel"
@@ -30,6 +31,10 @@ func deadline(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// powerCalls receives the host power requests that reach the test vmkernels
+// (whose Power would otherwise signal the appliance init).
+var powerCalls = make(chan string, 16)
 
 // startVMKernel serves a real vmkernel on a temp unix socket.
 func startVMKernel(t *testing.T) string {
@@ -51,7 +56,17 @@ func startVMKernel(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	srv := vmkernel.New(vmkernel.Config{Host: hostinfo.Source{Accel: accel.Detect()}.Gather, Inventory: inv, Runner: m})
+	ds := filepath.Join(base, "ds1")
+	os.MkdirAll(ds, 0o755)
+	srv := vmkernel.New(vmkernel.Config{Host: hostinfo.Source{Accel: accel.Detect()}.Gather, Inventory: inv, Runner: m,
+		Datastores: map[string]string{"ds1": ds},
+		Power: func(action, reason string) error {
+			select {
+			case powerCalls <- action + ": " + reason:
+			default:
+			}
+			return nil
+		}})
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -62,14 +77,18 @@ func startVMKernel(t *testing.T) string {
 }
 
 type running struct {
-	url, fingerprint string
-	stop             func()
+	url, fingerprint, state string
+	stop                    func()
 }
 
 // startMgmtd serves a real mgmtd on 127.0.0.1:0 (or on l when given).
-func startMgmtd(t *testing.T, state, vmkSock string, l net.Listener) running {
+func startMgmtd(t *testing.T, state, vmkSock string, l net.Listener, opts ...func(*mgmtd.Config)) running {
 	t.Helper()
-	srv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: vmkSock})
+	cfg := mgmtd.Config{StateDir: state, VMKernelSocket: vmkSock}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := mgmtd.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +120,10 @@ func startMgmtd(t *testing.T, state, vmkSock string, l net.Listener) running {
 		}
 	}
 	t.Cleanup(stop)
-	return running{url: "https://" + l.Addr().String(), fingerprint: srv.Fingerprint(), stop: stop}
+	return running{url: "https://" + l.Addr().String(), fingerprint: srv.Fingerprint(), state: state, stop: stop}
 }
 
+// pinned is a client of r that trusts its certificate, without a token.
 func pinned(t *testing.T, r running) *client.Client {
 	t.Helper()
 	c, err := client.New(r.url, client.WithPinnedFingerprint(r.fingerprint), client.WithTimeout(10*time.Second))
@@ -113,10 +133,31 @@ func pinned(t *testing.T, r running) *client.Client {
 	return c
 }
 
+// testPassword is the root password the tests set, as the DCUI would.
+const testPassword = "Plinth-test-1"
+
+// loggedIn sets the root password (when not yet set) and returns a client
+// of r logged in with it.
+func loggedIn(t *testing.T, r running) *client.Client {
+	t.Helper()
+	if set, _ := auth.PasswordSet(r.state); !set {
+		if err := auth.SetPassword(r.state, api.RootUser, testPassword); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := pinned(t, r)
+	sess, err := c.Login(deadline(t), api.RootUser, testPassword)
+	if err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+	c.SetToken(sess.Token)
+	return c
+}
+
 func TestEndToEnd(t *testing.T) {
 	state := t.TempDir()
 	r := startMgmtd(t, state, startVMKernel(t), nil)
-	c := pinned(t, r)
+	c := loggedIn(t, r)
 
 	h, err := c.Health(deadline(t))
 	if err != nil || h.Status != api.HealthOK || h.Services["vmkernel"] != api.HealthOK {
@@ -194,7 +235,7 @@ func TestCertWithoutKeyRefused(t *testing.T) {
 
 func TestHealthDegradedWithoutVMKernel(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "absent.sock")
-	c := pinned(t, startMgmtd(t, t.TempDir(), missing, nil))
+	c := loggedIn(t, startMgmtd(t, t.TempDir(), missing, nil))
 
 	h, err := c.Health(deadline(t))
 	var e *client.Error
@@ -268,14 +309,14 @@ func TestUnknownRoutesAreProblems(t *testing.T) {
 }
 
 func TestRouteTableAnswers(t *testing.T) {
-	vmk := startVMKernel(t)
-	srv, err := mgmtd.New(mgmtd.Config{StateDir: t.TempDir(), VMKernelSocket: vmk})
+	r := startMgmtd(t, t.TempDir(), startVMKernel(t), nil)
+	srv, err := mgmtd.New(mgmtd.Config{StateDir: t.TempDir(), VMKernelSocket: "/nonexistent"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := startMgmtd(t, t.TempDir(), vmk, nil)
+	token := loggedIn(t, r).Token()
 	for _, rt := range srv.Routes() {
-		resp, p := do(t, rt.Method, r.url+strings.ReplaceAll(rt.Path, "{id}", "no-such-vm"))
+		resp, p := doAuth(t, rt.Method, r.url+fillPath(rt.Path), token, nil)
 		// A 404 from vmkernel (no such VM) means the route was reached;
 		// mgmtd's own 404 says "no route".
 		if resp.StatusCode == 405 || resp.StatusCode == 404 && strings.HasPrefix(p.Detail, "no route") {
@@ -339,7 +380,7 @@ func TestVMsForwarded(t *testing.T) {
 	if _, err := vmk.CreateVM(deadline(t), spec); err != nil {
 		t.Fatal(err)
 	}
-	c := pinned(t, r)
+	c := loggedIn(t, r)
 	vms, err := c.ListVMs(deadline(t))
 	if err != nil || len(vms) != 1 || vms[0].Spec.Name != "web-1" || vms[0].Runtime.State != api.VMStopped {
 		t.Fatalf("ListVMs through mgmtd = %+v, %v", vms, err)

@@ -1,6 +1,7 @@
 package mgmtd
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -49,10 +50,25 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	// keepProblem keeps the start of an error answer, for problemDetail.
+	keepProblem bool
+	problem     []byte
+}
+
+// problemDetail is the detail of the problem answered, if any.
+func (s *statusWriter) problemDetail() string {
+	if s.status < 400 || len(s.problem) == 0 {
+		return ""
+	}
+	var p api.Problem
+	if json.Unmarshal(s.problem, &p) != nil {
+		return ""
+	}
+	return p.Detail
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
+	if s.status == 0 && code >= 200 { // 1xx answers (100 Continue) come before the real one
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
@@ -61,6 +77,9 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
+	}
+	if s.keepProblem && s.status >= 400 && len(s.problem) < 4096 {
+		s.problem = append(s.problem, b[:min(len(b), 4096-len(s.problem))]...)
 	}
 	n, err := s.ResponseWriter.Write(b)
 	s.bytes += int64(n)

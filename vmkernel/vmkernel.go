@@ -43,6 +43,13 @@ type Config struct {
 	// Events carries the event stream (/v1/events); the runner's OnState
 	// should publish to it too. Nil: New makes one (VM definition events only).
 	Events *events.Broker
+	// Hardware reads the board inventory (/v1/host/hardware); nil reads
+	// the running host (board.Read of board.DefaultRoot).
+	Hardware func() (api.Hardware, error)
+	// Power reboots or shuts down the host (action api.PowerReboot or
+	// api.PowerShutdown) for /v1/host/power, returning once that is under
+	// way; nil answers 501.
+	Power func(action, reason string) error
 }
 
 // Server is vmkernel's local API.
@@ -52,6 +59,10 @@ type Server struct {
 	// specMu orders spec changes (update, delete) against starts: a start
 	// holds it shared from reading the spec until QEMU runs.
 	specMu sync.RWMutex
+	// streams are the console and VNC streams' hijacked connections.
+	streams streams
+	// vmList caches the encoded VM list.
+	vmList listCache
 }
 
 // New makes a Server.
@@ -85,10 +96,15 @@ func (s *Server) Routes() []Route {
 	return append([]Route{
 		{http.MethodGet, api.VMKernelHealthPath, s.health},
 		{http.MethodGet, api.VMKernelHostPath, s.host},
+		{http.MethodGet, api.VMKernelHostHardwarePath, s.hardware},
+		{http.MethodPost, api.VMKernelHostPowerPath, s.hostPower},
+		{http.MethodGet, api.VMKernelStatsPath, s.stats},
 		{http.MethodGet, api.VMKernelEventsPath, s.events},
 		{http.MethodGet, api.VMKernelDatastoresPath, s.listDatastores},
 		{http.MethodGet, api.VMKernelDatastorePath + "{name}/files", s.browseDatastore},
 		{http.MethodDelete, api.VMKernelDatastorePath + "{name}/files", s.deleteDatastoreFile},
+		{http.MethodGet, api.VMKernelDatastorePath + "{name}/content", s.downloadFile},
+		{http.MethodPut, api.VMKernelDatastorePath + "{name}/content", s.uploadFile},
 		{http.MethodGet, api.VMKernelDatastorePath + "{name}/disks", s.diskInfo},
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks", s.createDisk},
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/resize", s.resizeDisk},
@@ -143,7 +159,9 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops accepting and waits for requests in flight until ctx ends.
+// The console and VNC streams, taken over from the HTTP server, are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.streams.closeAll()
 	return s.http.Shutdown(ctx)
 }
 

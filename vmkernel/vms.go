@@ -42,6 +42,8 @@ func (s *Server) vmRoutes() []Route {
 		// GET on the same pattern (a GET-only .../console pattern would
 		// conflict with the method-less 405 pattern of the actions).
 		{http.MethodGet, api.VMKernelVMPath + "{id}/{action}", s.vmGetSub},
+		{http.MethodGet, api.VMKernelVMPath + "{id}/" + api.ConsoleStream, s.consoleStream},
+		{http.MethodGet, api.VMKernelVMPath + "{id}/" + api.VNCStream, s.vncStream},
 	}
 }
 
@@ -50,12 +52,12 @@ func (s *Server) vm(spec api.VMSpec) api.VM {
 }
 
 func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
-	specs := s.cfg.Inventory.List()
-	out := make([]api.VM, len(specs))
+	specs, gen := s.cfg.Inventory.Snapshot()
+	rts := make([]api.VMRuntime, len(specs))
 	for i, spec := range specs {
-		out[i] = s.vm(spec)
+		rts[i] = s.cfg.Runner.Status(spec.ID)
 	}
-	writeJSON(w, http.StatusOK, out)
+	s.vmList.write(w, r, gen, specs, rts)
 }
 
 func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
@@ -380,9 +382,16 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		}
 	case errors.Is(err, errBadRequest):
 		p.Status = http.StatusBadRequest
+	case errors.Is(err, errNotManaged):
+		p.Status = http.StatusNotImplemented
+	case errors.Is(err, errLengthRequired):
+		p.Status = http.StatusLengthRequired
+	case errors.Is(err, errNoSpace):
+		p.Status = http.StatusInsufficientStorage
 	case errors.Is(err, inventory.ErrNotFound):
 		p.Status = http.StatusNotFound
-	case errors.Is(err, inventory.ErrExists), errors.Is(err, runner.ErrState):
+	case errors.Is(err, inventory.ErrExists), errors.Is(err, runner.ErrState),
+		errors.Is(err, runner.ErrNoConsole), errors.Is(err, runner.ErrNoVNC):
 		p.Status = http.StatusConflict
 	// qemu.ErrPathEscapes is datastore.ErrEscapes (400, below).
 	case errors.Is(err, qemu.ErrUnknownDatastore),

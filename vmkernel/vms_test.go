@@ -22,6 +22,7 @@ import (
 
 type vmRig struct {
 	c    *client.Client
+	sock string
 	m    *runner.Manager
 	base string
 	ds   string
@@ -80,7 +81,7 @@ func startVMs(t *testing.T) *vmRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &vmRig{c: c, m: m, base: base, ds: ds}
+	return &vmRig{c: c, sock: sock, m: m, base: base, ds: ds}
 }
 
 func guest(name string) api.VMSpec {

@@ -56,6 +56,13 @@ type Inventory struct {
 	mu      sync.RWMutex
 	byID    map[string]api.VMSpec
 	skipped []error
+	// gen counts changes to byID, so a reader can tell whether what it
+	// made from an earlier List is still current.
+	gen uint64
+	// snap is the sorted list as of snapGen, shared read-only by Snapshot.
+	snap    []api.VMSpec
+	snapGen uint64
+	snapMu  sync.Mutex
 	// step, when set, is called after each step of a write; a non-nil error
 	// makes the write stop right there, as if the process had died (no clean-up).
 	step func(step string) error
@@ -171,6 +178,7 @@ func (inv *Inventory) Create(spec *api.VMSpec) error {
 		return err
 	}
 	inv.byID[s.ID] = s
+	inv.gen++
 	*spec = s.Clone()
 	return nil
 }
@@ -195,6 +203,7 @@ func (inv *Inventory) Update(spec api.VMSpec) error {
 		return err
 	}
 	inv.byID[s.ID] = s
+	inv.gen++
 	return nil
 }
 
@@ -209,6 +218,7 @@ func (inv *Inventory) Delete(id string) error {
 		return fmt.Errorf("inventory: deleting VM %s: %w", id, err)
 	}
 	delete(inv.byID, id)
+	inv.gen++
 	if err := inv.hook(StepRemove); err != nil {
 		return err
 	}
@@ -233,14 +243,38 @@ func (inv *Inventory) Get(idOrName string) (api.VMSpec, error) {
 
 // List returns every VM, sorted by name.
 func (inv *Inventory) List() []api.VMSpec {
+	out, _ := inv.ListGen()
+	return out
+}
+
+// Snapshot is ListGen without the copies: the slice and the specs in it
+// are shared and must not be modified. It is rebuilt only after a change.
+func (inv *Inventory) Snapshot() ([]api.VMSpec, uint64) {
+	inv.snapMu.Lock()
+	defer inv.snapMu.Unlock()
+	inv.mu.RLock()
+	gen := inv.gen
+	inv.mu.RUnlock()
+	if inv.snap != nil && inv.snapGen == gen {
+		return inv.snap, gen
+	}
+	list, gen := inv.ListGen()
+	inv.snap, inv.snapGen = list, gen
+	return list, gen
+}
+
+// ListGen is List with the inventory's generation, a number that changes
+// with every change to the inventory.
+func (inv *Inventory) ListGen() ([]api.VMSpec, uint64) {
 	inv.mu.RLock()
 	out := make([]api.VMSpec, 0, len(inv.byID))
 	for _, s := range inv.byID {
 		out = append(out, s.Clone())
 	}
+	gen := inv.gen
 	inv.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return out, gen
 }
 
 func (inv *Inventory) byNameLocked(name string) (api.VMSpec, bool) {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/qemu"
 )
 
@@ -47,6 +48,8 @@ type console struct {
 	size    int64
 	syncing bool
 	err     error // the last write error, logged once
+	// viewers get every write as it comes (see ConsoleViewer).
+	viewers map[*ConsoleViewer]struct{}
 }
 
 // newConsole makes the console of the VM whose state directory is dir; its
@@ -72,6 +75,18 @@ func (c *console) Write(b []byte) (int, error) {
 	}
 	if err := c.writeFile(b); err != nil && c.err == nil {
 		c.err = err
+	}
+	if len(c.viewers) > 0 {
+		// One copy shared by all viewers: they only read it.
+		cp := append([]byte(nil), b...)
+		for v := range c.viewers {
+			select {
+			case v.out <- cp:
+			default: // fallen behind: dropped, never waited for
+				v.dropped = true
+				c.dropLocked(v)
+			}
+		}
 	}
 	return len(b), nil
 }
@@ -156,6 +171,80 @@ func (c *console) closeFile() {
 	}
 }
 
+// viewerQueue is how many console writes (each up to 32 KiB) a viewer may
+// have pending before it is dropped.
+const viewerQueue = 256
+
+// ConsoleViewer is one live viewer of a VM's serial console: it gets the
+// console's tail at attach time, then every byte the guest prints, and its
+// writes go to the guest's serial port. A viewer that does not take its
+// output fast enough is dropped (Output is closed) rather than ever
+// slowing the console reader, and every viewer ends when the VM's QEMU does.
+type ConsoleViewer struct {
+	// Tail is what the console kept when the viewer attached; Output
+	// continues exactly where it ends.
+	Tail []byte
+
+	con     *console
+	serial  *serialConn
+	out     chan []byte
+	dropped bool // under con.mu
+}
+
+// Output delivers the guest's output; it is closed when the viewer ends.
+func (v *ConsoleViewer) Output() <-chan []byte { return v.out }
+
+// Write sends p to the guest's serial port.
+func (v *ConsoleViewer) Write(p []byte) (int, error) { return v.serial.write(p) }
+
+// Close detaches the viewer (closing Output); it may be called more than once.
+func (v *ConsoleViewer) Close() {
+	v.con.mu.Lock()
+	defer v.con.mu.Unlock()
+	v.con.dropLocked(v)
+}
+
+// Dropped reports whether the viewer was dropped for falling behind.
+func (v *ConsoleViewer) Dropped() bool {
+	v.con.mu.Lock()
+	defer v.con.mu.Unlock()
+	return v.dropped
+}
+
+// attach adds a viewer: the tail and the subscription are taken together,
+// so nothing is missed or seen twice.
+func (c *console) attach(serial *serialConn) *ConsoleViewer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.ring
+	if len(r) > ConsoleTailMax {
+		r = r[len(r)-ConsoleTailMax:]
+	}
+	v := &ConsoleViewer{Tail: append([]byte{}, r...), con: c, serial: serial, out: make(chan []byte, viewerQueue)}
+	if c.viewers == nil {
+		c.viewers = map[*ConsoleViewer]struct{}{}
+	}
+	c.viewers[v] = struct{}{}
+	return v
+}
+
+// dropLocked removes v and closes its output (c.mu held).
+func (c *console) dropLocked(v *ConsoleViewer) {
+	if _, ok := c.viewers[v]; ok {
+		delete(c.viewers, v)
+		close(v.out)
+	}
+}
+
+// endViewers ends every viewer (the QEMU they watched is gone).
+func (c *console) endViewers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for v := range c.viewers {
+		c.dropLocked(v)
+	}
+}
+
 // serialConn is the connection of one QEMU instance's console reader, closed
 // by stop (detach: the next vmkernel must be able to connect).
 type serialConn struct {
@@ -163,6 +252,30 @@ type serialConn struct {
 	conn    net.Conn
 	stopped bool
 	done    chan struct{}
+	// wmu keeps one viewer's write whole against another's.
+	wmu sync.Mutex
+}
+
+// serialWriteTimeout bounds one write of viewer input to QEMU's serial
+// socket (QEMU stops reading when the guest does not take input).
+var serialWriteTimeout = 5 * time.Second
+
+// write sends p to the guest's serial port over the current connection.
+func (s *serialConn) write(p []byte) (int, error) {
+	s.mu.Lock()
+	conn, stopped := s.conn, s.stopped
+	s.mu.Unlock()
+	if stopped || conn == nil {
+		return 0, ErrNoConsole
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	conn.SetWriteDeadline(time.Now().Add(serialWriteTimeout))
+	n, err := conn.Write(p)
+	if err != nil {
+		return n, fmt.Errorf("console input: %w", err)
+	}
+	return n, nil
 }
 
 func newSerialConn() *serialConn { return &serialConn{done: make(chan struct{})} }
@@ -257,6 +370,35 @@ func (m *Manager) readConsole(v *vm, inst *instance, conn net.Conn) {
 		}
 		m.cfg.Log.Info("runner: serial console connection ended; reconnecting", "id", v.id, "err", err)
 	}
+}
+
+// ErrNoConsole: the VM has no serial console to attach to (not in its spec,
+// or not connected).
+var ErrNoConsole = errors.New("the VM has no serial console")
+
+// AttachConsole adds a live viewer of the console of the VM with this ID,
+// whose QEMU must run (else a *StateError); a VM without a serial console
+// gives ErrNoConsole. The caller must Close the viewer.
+func (m *Manager) AttachConsole(id string) (*ConsoleViewer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	v := m.vms[id]
+	if v == nil || v.inst == nil {
+		state := api.VMStopped
+		if v != nil {
+			state = v.state
+		}
+		return nil, &StateError{id, "attach to the console", state}
+	}
+	if v.inst.serial == nil {
+		return nil, fmt.Errorf("VM %s: %w", id, ErrNoConsole)
+	}
+	// Under m.mu: an instance that ends clears v.inst and ends the viewers
+	// under it too, so a viewer never outlives its QEMU.
+	return v.con.attach(v.inst.serial), nil
 }
 
 // ConsoleTail returns the last n bytes (at most ConsoleTailMax; n <= 0 means

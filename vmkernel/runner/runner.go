@@ -628,6 +628,7 @@ func (m *Manager) exited(v *vm, inst *instance) {
 	}
 	v.lastExit = &e
 	v.inst = nil
+	v.con.endViewers()
 	if e.Reason != api.ExitCrash {
 		m.setState(v, api.VMStopped)
 		m.cfg.Log.Info("runner: VM stopped", "id", v.id, "reason", e.Reason, "status", e.Status)
@@ -870,6 +871,7 @@ func (m *Manager) Close() error {
 			}
 		}
 		cons = append(cons, v.con)
+		v.con.endViewers()
 	}
 	m.mu.Unlock()
 	for _, s := range serials {

@@ -46,6 +46,7 @@ func run(log *slog.Logger, args []string) error {
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
 	runRoot := fs.String("run", "/run/plinth/vms", "directory of the running VMs' sockets (one subdirectory per VM)")
 	accelMode := fs.String("accel", "auto", "acceleration: auto (detect), kvm (refused unless detected) or tcg (force emulation)")
+	powerInit := fs.Bool("power-signal-init", false, "serve host reboot and shutdown by signalling PID 1 (SIGUSR1 reboots, SIGTERM shuts down)")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -138,7 +139,11 @@ func run(log *slog.Logger, args []string) error {
 		log.Error("vmkernel: re-attaching running VMs", "err", err)
 	}
 	log.Info("vmkernel: VMs", "defined", len(inv.List()), "re-attached", len(ids), "datastores", len(datastores))
-	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores, Switches: vs, Events: broker})
+	var power func(action, reason string) error
+	if *powerInit {
+		power = signalInit(log, 1)
+	}
+	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores, Switches: vs, Events: broker, Power: power})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err
@@ -175,6 +180,27 @@ func run(log *slog.Logger, args []string) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// signalInit is host power by signals to the appliance's init (pid): it
+// maps SIGTERM to a shutdown and SIGUSR1 to a reboot.
+func signalInit(log *slog.Logger, pid int) func(action, reason string) error {
+	return func(action, reason string) error {
+		var sig syscall.Signal
+		switch action {
+		case api.PowerShutdown:
+			sig = syscall.SIGTERM
+		case api.PowerReboot:
+			sig = syscall.SIGUSR1
+		default:
+			return fmt.Errorf("host power action %q: want reboot or shutdown", action)
+		}
+		log.Warn("vmkernel: host "+action+" requested; signalling init", "reason", reason, "pid", pid, "signal", sig)
+		if err := syscall.Kill(pid, sig); err != nil {
+			return fmt.Errorf("signalling init (pid %d): %w", pid, err)
+		}
+		return nil
+	}
 }
 
 // chooseAccel applies the -accel flag to the detected acceleration: auto

@@ -1,0 +1,299 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/plinth/plinth/api"
+)
+
+// TokensFile holds the API tokens (hashes only) in the account directory.
+const TokensFile = "tokens.json"
+
+// Token prefixes: a bearer token says what it is, so a leaked one is easy to
+// recognise (and to grep for) and the server knows where to look it up.
+const (
+	sessionPrefix = "plinth_s_"
+	apiPrefix     = "plinth_t_"
+)
+
+// DefaultSessionTTL is how long a login session lasts.
+const DefaultSessionTTL = 8 * time.Hour
+
+// MaxTokens bounds the API tokens one host keeps.
+const MaxTokens = 100
+
+// Errors of the token functions.
+var (
+	// ErrUnauthenticated: no token, an unknown one, an expired one or a revoked one.
+	ErrUnauthenticated = errors.New("missing, unknown, expired or revoked bearer token")
+	// ErrNoToken: no API token has this ID.
+	ErrNoToken = errors.New("no such API token")
+	// ErrTooManyTokens: the host already keeps MaxTokens API tokens.
+	ErrTooManyTokens = fmt.Errorf("there are already %d API tokens; revoke some first", MaxTokens)
+)
+
+// Principal is who a request comes from.
+type Principal struct {
+	User string
+	// Kind is "session" or "token".
+	Kind      string
+	TokenID   string
+	ExpiresAt time.Time // zero: never
+}
+
+type session struct {
+	user    string
+	expires time.Time
+}
+
+type storedToken struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	User       string     `json:"user"`
+	Hash       string     `json:"sha256"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+type tokensFile struct {
+	Version int           `json:"version"`
+	Tokens  []storedToken `json:"tokens"`
+}
+
+// Tokens issues and checks bearer tokens: login sessions (in memory; a
+// restart of mgmtd logs everyone out) and API tokens (hashed in dir, kept
+// across restarts).
+type Tokens struct {
+	dir string
+	ttl time.Duration
+	now func() time.Time
+
+	mu        sync.Mutex
+	sessions  map[string]session // by SHA-256 of the token
+	tokens    []storedToken
+	lastFlush time.Time
+}
+
+// OpenTokens loads the API tokens kept in dir. ttl is the session lifetime
+// (DefaultSessionTTL when 0); now is the clock (time.Now when nil).
+func OpenTokens(dir string, ttl time.Duration, now func() time.Time) (*Tokens, error) {
+	if ttl <= 0 {
+		ttl = DefaultSessionTTL
+	}
+	if now == nil {
+		now = time.Now
+	}
+	t := &Tokens{dir: dir, ttl: ttl, now: now, sessions: map[string]session{}}
+	b, err := os.ReadFile(filepath.Join(dir, TokensFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return t, nil
+	case err != nil:
+		return nil, fmt.Errorf("open tokens: %w", err)
+	}
+	var tf tokensFile
+	if err := json.Unmarshal(b, &tf); err != nil {
+		return nil, fmt.Errorf("open tokens: %s: %w", filepath.Join(dir, TokensFile), err)
+	}
+	if tf.Version != 1 {
+		return nil, fmt.Errorf("open tokens: %s: schema version %d is not 1", filepath.Join(dir, TokensFile), tf.Version)
+	}
+	t.tokens = tf.Tokens
+	return t, nil
+}
+
+func random(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hashOf(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// NewSession starts a login session for user and returns its token.
+func (t *Tokens) NewSession(user string) api.Session {
+	token := sessionPrefix + random(32)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for h, s := range t.sessions { // sweep expired sessions as we go
+		if !now.Before(s.expires) {
+			delete(t.sessions, h)
+		}
+	}
+	exp := now.Add(t.ttl)
+	t.sessions[hashOf(token)] = session{user: user, expires: exp}
+	return api.Session{Token: token, User: user, ExpiresAt: exp.UTC()}
+}
+
+// EndSession logs a session token out; other tokens are left alone.
+func (t *Tokens) EndSession(token string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.sessions, hashOf(token))
+}
+
+// Check says who a bearer token belongs to, or ErrUnauthenticated.
+func (t *Tokens) Check(token string) (Principal, error) {
+	now := t.now()
+	switch {
+	case strings.HasPrefix(token, sessionPrefix):
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		h := hashOf(token)
+		s, ok := t.sessions[h]
+		if !ok {
+			return Principal{}, ErrUnauthenticated
+		}
+		if !now.Before(s.expires) {
+			delete(t.sessions, h)
+			return Principal{}, ErrUnauthenticated
+		}
+		return Principal{User: s.user, Kind: "session", ExpiresAt: s.expires}, nil
+	case strings.HasPrefix(token, apiPrefix):
+		id, secret, ok := strings.Cut(strings.TrimPrefix(token, apiPrefix), "_")
+		if !ok || secret == "" {
+			return Principal{}, ErrUnauthenticated
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		i := t.index(id)
+		if i < 0 {
+			return Principal{}, ErrUnauthenticated
+		}
+		st := &t.tokens[i]
+		want, _ := hex.DecodeString(st.Hash)
+		got := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(want, got[:]) != 1 {
+			return Principal{}, ErrUnauthenticated
+		}
+		if st.ExpiresAt != nil && !now.Before(*st.ExpiresAt) {
+			return Principal{}, ErrUnauthenticated
+		}
+		used := now.UTC()
+		st.LastUsedAt = &used
+		p := Principal{User: st.User, Kind: "token", TokenID: st.ID}
+		if st.ExpiresAt != nil {
+			p.ExpiresAt = *st.ExpiresAt
+		}
+		// Last-use times are kept at most once a minute: a busy script
+		// must not turn every request into a disk write.
+		if now.Sub(t.lastFlush) > time.Minute {
+			t.lastFlush = now
+			_ = t.saveLocked()
+		}
+		return p, nil
+	}
+	return Principal{}, ErrUnauthenticated
+}
+
+func (t *Tokens) index(id string) int {
+	return slices.IndexFunc(t.tokens, func(st storedToken) bool { return st.ID == id })
+}
+
+// ValidateTokenRequest lists what is wrong with req.
+func ValidateTokenRequest(req api.TokenRequest) []api.FieldProblem {
+	var probs []api.FieldProblem
+	name := strings.TrimSpace(req.Name)
+	switch {
+	case name == "":
+		probs = append(probs, api.FieldProblem{Field: "name", Message: "is empty"})
+	case len([]rune(req.Name)) > 64:
+		probs = append(probs, api.FieldProblem{Field: "name", Message: "is longer than 64 characters"})
+	case strings.IndexFunc(req.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		probs = append(probs, api.FieldProblem{Field: "name", Message: "has characters that are not printable"})
+	}
+	if req.ExpiresInSeconds < 0 {
+		probs = append(probs, api.FieldProblem{Field: "expires_in_seconds", Message: "is negative (0 means never)"})
+	}
+	if req.ExpiresInSeconds > 10*365*24*3600 {
+		probs = append(probs, api.FieldProblem{Field: "expires_in_seconds", Message: "is more than ten years"})
+	}
+	return probs
+}
+
+// Create makes an API token for user; the answer holds its secret, which
+// is not kept.
+func (t *Tokens) Create(user string, req api.TokenRequest) (api.APIToken, error) {
+	if probs := ValidateTokenRequest(req); len(probs) > 0 {
+		return api.APIToken{}, fmt.Errorf("create token: %s %s", probs[0].Field, probs[0].Message)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.tokens) >= MaxTokens {
+		return api.APIToken{}, ErrTooManyTokens
+	}
+	id := strings.ToLower(random(6))
+	id = strings.NewReplacer("-", "x", "_", "y").Replace(id)
+	secret := apiPrefix + id + "_" + random(32)
+	now := t.now().UTC()
+	st := storedToken{ID: id, Name: strings.TrimSpace(req.Name), User: user, Hash: hashOf(secret), CreatedAt: now}
+	if req.ExpiresInSeconds > 0 {
+		exp := now.Add(time.Duration(req.ExpiresInSeconds) * time.Second)
+		st.ExpiresAt = &exp
+	}
+	t.tokens = append(t.tokens, st)
+	if err := t.saveLocked(); err != nil {
+		t.tokens = t.tokens[:len(t.tokens)-1]
+		return api.APIToken{}, fmt.Errorf("create token: %w", err)
+	}
+	out := public(st)
+	out.Secret = secret
+	return out, nil
+}
+
+// List lists the API tokens, without secrets.
+func (t *Tokens) List() []api.APIToken {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]api.APIToken, 0, len(t.tokens))
+	for _, st := range t.tokens {
+		out = append(out, public(st))
+	}
+	return out
+}
+
+// Revoke deletes the API token with this ID; it stops working at once.
+func (t *Tokens) Revoke(id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := t.index(id)
+	if i < 0 {
+		return fmt.Errorf("revoke token %q: %w", id, ErrNoToken)
+	}
+	old := slices.Clone(t.tokens)
+	t.tokens = slices.Delete(t.tokens, i, i+1)
+	if err := t.saveLocked(); err != nil {
+		t.tokens = old
+		return fmt.Errorf("revoke token %q: %w", id, err)
+	}
+	return nil
+}
+
+func public(st storedToken) api.APIToken {
+	return api.APIToken{ID: st.ID, Name: st.Name, User: st.User, CreatedAt: st.CreatedAt,
+		ExpiresAt: st.ExpiresAt, LastUsedAt: st.LastUsedAt}
+}
+
+func (t *Tokens) saveLocked() error {
+	return writeJSON(t.dir, TokensFile, tokensFile{Version: 1, Tokens: t.tokens})
+}

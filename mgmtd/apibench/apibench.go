@@ -1,0 +1,270 @@
+// Package apibench measures mgmtd's GET /api/v1/vms with many defined VMs
+// over HTTPS on loopback with keep-alive: an open-loop load at a fixed rate
+// (latency counted from when each request was due, so a stall is not
+// hidden by the generator waiting for it), then a closed loop for the
+// highest rate. The peer is the same listing straight from vmkernel over
+// its unix socket (no TLS, no auth, no proxy), measured in the same run.
+package apibench
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/auth"
+	"github.com/plinth/plinth/client"
+	"github.com/plinth/plinth/mgmtd"
+	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/runner"
+)
+
+// Options say what to measure.
+type Options struct {
+	VMs      int           // VMs defined (1000)
+	Rate     int           // open-loop requests per second (500)
+	Duration time.Duration // of each open-loop and closed-loop run
+	Runs     int           // repetitions; the report gives medians
+	Workers  int           // connections (and goroutines) of each loop
+	Logf     func(format string, args ...any)
+}
+
+// Load is one open-loop run's figures.
+type Load struct {
+	Sent, Errors int
+	P50, P99     time.Duration
+	Max          time.Duration
+	// Achieved is the rate of completed requests.
+	Achieved float64
+}
+
+// Result holds every run.
+type Result struct {
+	Options
+	// Bytes is the size of one listing's answer.
+	Bytes         int
+	Mgmtd, Direct []Load
+	// MaxRPS is the closed loop's completed requests per second.
+	MaxRPS, DirectMaxRPS []float64
+}
+
+// Run sets up vmkernel with o.VMs defined VMs and mgmtd in front of it, in
+// this process, and measures.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	base, err := os.MkdirTemp("", "plinth-apibench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(base)
+
+	inv, err := inventory.Open(filepath.Join(base, "vms"))
+	if err != nil {
+		return nil, err
+	}
+	for i := range o.VMs {
+		spec := api.VMSpec{Name: fmt.Sprintf("vm%04d", i), MemoryMiB: 256}
+		if err := inv.Create(&spec); err != nil {
+			return nil, fmt.Errorf("defining VM %d: %w", i, err)
+		}
+	}
+	o.Logf("defined %d VMs", o.VMs)
+	m, err := runner.New(runner.Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG,
+		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "vm-state")})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	sock := filepath.Join(base, "vmkernel.sock")
+	vl, err := vmkernel.Listen(sock, os.Getgid())
+	if err != nil {
+		return nil, err
+	}
+	vsrv := vmkernel.New(vmkernel.Config{Host: func() (api.Host, error) { return api.Host{Hostname: "bench"}, nil },
+		Inventory: inv, Runner: m})
+	go vsrv.Serve(vl)
+	defer vsrv.Shutdown(context.Background())
+
+	state := filepath.Join(base, "mgmtd")
+	const password = "Bench-pass-1"
+	if err := auth.SetPassword(state, api.RootUser, password); err != nil {
+		return nil, err
+	}
+	msrv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: sock})
+	if err != nil {
+		return nil, err
+	}
+	ml, err := mgmtd.Listen("127.0.0.1:0", -1)
+	if err != nil {
+		return nil, err
+	}
+	go msrv.Serve(ml)
+	defer msrv.Shutdown(context.Background())
+
+	httpsTr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		MaxIdleConnsPerHost: o.Workers, MaxConnsPerHost: o.Workers}
+	httpsURL := "https://" + ml.Addr().String() + api.MgmtdVMsPath
+	token, err := login("https://"+ml.Addr().String(), password)
+	if err != nil {
+		return nil, err
+	}
+	unixTr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		MaxIdleConnsPerHost: o.Workers, MaxConnsPerHost: o.Workers,
+	}
+	viaMgmtd := requester(&http.Client{Transport: httpsTr, Timeout: 10 * time.Second}, httpsURL, token)
+	direct := requester(&http.Client{Transport: unixTr, Timeout: 10 * time.Second}, "http://vmkernel"+api.VMKernelVMsPath, "")
+
+	res := &Result{Options: o}
+	if res.Bytes, err = viaMgmtd(ctx); err != nil { // warm up, and the answer's size
+		return nil, err
+	}
+	if _, err := direct(ctx); err != nil {
+		return nil, err
+	}
+	for i := range o.Runs {
+		for _, side := range []struct {
+			name string
+			do   func(context.Context) (int, error)
+			out  *[]Load
+			max  *[]float64
+		}{{"mgmtd", viaMgmtd, &res.Mgmtd, &res.MaxRPS}, {"vmkernel", direct, &res.Direct, &res.DirectMaxRPS}} {
+			l := openLoop(ctx, side.do, o.Rate, o.Duration, o.Workers)
+			*side.out = append(*side.out, l)
+			rps := closedLoop(ctx, side.do, o.Duration, o.Workers)
+			*side.max = append(*side.max, rps)
+			o.Logf("run %d/%d %s: %d req at %d/s: p50 %v p99 %v max %v, %d errors; closed loop %.0f req/s",
+				i+1, o.Runs, side.name, l.Sent, o.Rate, l.P50, l.P99, l.Max, l.Errors, rps)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return res, nil
+}
+
+func login(base, password string) (string, error) {
+	c, err := client.New(base, client.WithInsecureSkipVerify())
+	if err != nil {
+		return "", err
+	}
+	s, err := c.Login(context.Background(), api.RootUser, password)
+	return s.Token, err
+}
+
+// requester makes one GET and reads the whole answer.
+func requester(hc *http.Client, url, token string) func(context.Context) (int, error) {
+	return func(ctx context.Context) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return int(n), nil
+	}
+}
+
+// openLoop sends rate requests a second for d from workers goroutines;
+// each latency runs from the moment the request was due.
+func openLoop(ctx context.Context, do func(context.Context) (int, error), rate int, d time.Duration, workers int) Load {
+	n := int(d.Seconds() * float64(rate))
+	due := make(chan time.Time, n)
+	var mu sync.Mutex
+	lat := make([]time.Duration, 0, n)
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range due {
+				_, err := do(ctx)
+				l := time.Since(t)
+				if err != nil {
+					errs.Add(1)
+				}
+				mu.Lock()
+				lat = append(lat, l)
+				mu.Unlock()
+			}
+		}()
+	}
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := range n {
+		t := start.Add(time.Duration(i) * interval)
+		if w := time.Until(t); w > 0 {
+			time.Sleep(w)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		due <- t
+	}
+	close(due)
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	l := Load{Sent: len(lat), Errors: int(errs.Load()), Achieved: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		l.P50 = lat[len(lat)*50/100]
+		l.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		l.Max = lat[len(lat)-1]
+	}
+	return l
+}
+
+// closedLoop sends as fast as workers can for d and returns completed
+// requests per second.
+func closedLoop(ctx context.Context, do func(context.Context) (int, error), d time.Duration, workers int) float64 {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := do(ctx); err == nil {
+					done.Add(1)
+				} else if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
+}

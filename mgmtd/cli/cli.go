@@ -1,0 +1,387 @@
+// Package cli is plinth, the command-line client of a Plinth host's remote
+// API (mgmtd), for people at a terminal and for scripts. Run is the whole
+// program; mgmtd/cmd/plinth only hands it the process's arguments, streams
+// and signals.
+//
+// The first "plinth login" pins the server's certificate by its SHA-256
+// fingerprint in known_hosts, as ssh does, after the user compared it with
+// the one on the host's console (or passed it with --fingerprint); every
+// later connection must present the same certificate. The session's token
+// goes to config.json (mode 0600). Both live in $PLINTH_CONFIG_DIR, else
+// ~/.config/plinth. The server is --server, else $PLINTH_SERVER, else the
+// last one logged in to; $PLINTH_TOKEN, when set, is sent instead of the
+// stored session token (an API token made with "plinth token create").
+//
+// Read commands print tables for people and, with --json, JSON for scripts.
+// Exit codes are stable:
+//
+//	code  meaning
+//	0     success
+//	1     any other error (network, server, validation (422), a failed task)
+//	2     usage: unknown command or flag, bad or missing argument
+//	3     authentication: not logged in, session expired, wrong password (401),
+//	      or not allowed (403, e.g. lockdown mode)
+//	4     not found (404): no such VM, datastore, file, task or token
+//	5     conflict (409): e.g. the VM is running, the name or file exists
+//	6     TLS: the server's certificate does not match the pinned fingerprint,
+//	      the server is not trusted yet, or the TLS handshake failed
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/plinth/plinth/client"
+)
+
+// Env is what the CLI reads and writes besides its arguments: the process's
+// streams and environment, or a test's.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Getenv reads an environment variable; nil is os.Getenv.
+	Getenv func(string) string
+}
+
+// app is one run of the CLI.
+type app struct {
+	env    Env
+	in     *bufio.Reader // Stdin, buffered once for every prompt
+	out    io.Writer
+	errw   io.Writer
+	server string // --server
+	json   bool   // --json
+}
+
+// Run runs the CLI with args (without the program name) and returns the
+// exit code; errors have been printed on env.Stderr. ctx ends long commands
+// (events, console, waits) cleanly.
+func Run(ctx context.Context, env Env, args []string) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	if env.Stdout == nil {
+		env.Stdout = io.Discard
+	}
+	if env.Stderr == nil {
+		env.Stderr = io.Discard
+	}
+	a := &app{env: env, in: bufio.NewReader(env.Stdin), out: env.Stdout, errw: env.Stderr}
+	err := a.run(ctx, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		// A failed login needs no advice to log in.
+		printError(a.errw, err, len(args) == 0 || !slices.Contains(args, "login"))
+	}
+	return ExitCode(err)
+}
+
+// command is one leaf of the command tree.
+type command struct {
+	path  string // e.g. "vm start"
+	args  string // the positional arguments' synopsis
+	help  string
+	run   func(a *app, ctx context.Context, args []string) error
+	flags []string // flags besides --server and --json, for completion
+}
+
+// commands is the command tree, in the order "plinth help" lists it (set
+// in init: help and completion refer to it).
+var commands []command
+
+func init() {
+	commands = []command{
+		{path: "login", help: "log in and pin the server's certificate", run: (*app).login,
+			flags: []string{"--user", "--password-stdin", "--yes", "--fingerprint"}},
+		{path: "logout", help: "end the session and forget its token", run: (*app).logout},
+		{path: "whoami", help: "who the token belongs to", run: (*app).whoami},
+		{path: "host info", help: "host facts", run: (*app).hostInfo},
+		{path: "host hardware", help: "the board inventory: system, CPU, memory, NICs, disks", run: (*app).hostHardware},
+		{path: "vm list", help: "list VMs", run: (*app).vmList, flags: []string{"--state"}},
+		{path: "vm create", help: "define a VM from flags or a JSON spec", run: (*app).vmCreate,
+			flags: []string{"--name", "--cpus", "--memory", "--disk", "--cdrom", "--nic", "--firmware",
+				"--machine", "--autostart", "--serial", "--vnc", "--kernel", "--initrd", "--cmdline", "--boot", "--file", "--start"}},
+		{path: "vm show", args: "VM", help: "one VM's spec and state", run: (*app).vmShow},
+		{path: "vm start", args: "VM...", help: "power on", run: vmPower("start")},
+		{path: "vm stop", args: "VM...", help: "power off at once (pull the plug)", run: vmPower("stop")},
+		{path: "vm shutdown", args: "VM...", help: "press the ACPI power button, stop hard after --timeout",
+			run: vmPower("shutdown"), flags: []string{"--timeout"}},
+		{path: "vm reset", args: "VM...", help: "hard reset", run: vmPower("reset")},
+		{path: "vm delete", args: "VM...", help: "delete stopped VMs (--disks: and their disks)",
+			run: (*app).vmDelete, flags: []string{"--disks"}},
+		{path: "vm console", args: "VM", help: "attach to the serial console (Ctrl-] quits)", run: (*app).vmConsole},
+		{path: "ds ls", args: "[DS[:PATH]]", help: "list datastores, or a datastore directory", run: (*app).dsList},
+		{path: "ds upload", args: "FILE DS:PATH", help: "upload a file (an ISO) to a datastore",
+			run: (*app).dsUpload, flags: []string{"--overwrite"}},
+		{path: "ds rm", args: "DS:PATH", help: "delete a datastore file", run: (*app).dsRemove},
+		{path: "task ls", help: "list tasks", run: (*app).taskList},
+		{path: "task wait", args: "ID", help: "wait for a task, showing its progress", run: (*app).taskWait,
+			flags: []string{"--interval"}},
+		{path: "events", help: "stream VM events until interrupted", run: (*app).events},
+		{path: "token ls", help: "list API tokens", run: (*app).tokenList},
+		{path: "token create", args: "NAME", help: "make an API token (its secret is shown once)",
+			run: (*app).tokenCreate, flags: []string{"--expires"}},
+		{path: "token revoke", args: "ID...", help: "revoke API tokens", run: (*app).tokenRevoke},
+		{path: "audit", help: "the audit log, newest last", run: (*app).audit, flags: []string{"--limit"}},
+		{path: "completion", args: "bash|zsh", help: "print a shell completion script", run: (*app).completion},
+		{path: "help", help: "this list", run: (*app).help},
+	}
+}
+
+func (a *app) run(ctx context.Context, args []string) error {
+	fs := a.flags("plinth")
+	fs.Usage = func() { a.usage(a.errw) }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	args = fs.Args()
+	if len(args) == 0 {
+		a.usage(a.errw)
+		return usageErrorf("no command")
+	}
+	if args[0] == "__complete" {
+		return a.complete(ctx, args[1:])
+	}
+	// The longest command path that the arguments start with.
+	var best *command
+	for i := range commands {
+		c := &commands[i]
+		words := strings.Fields(c.path)
+		if len(words) <= len(args) && strings.Join(args[:len(words)], " ") == c.path &&
+			(best == nil || len(words) > len(strings.Fields(best.path))) {
+			best = c
+		}
+	}
+	if best == nil {
+		var subs []string
+		for _, c := range commands {
+			if first, rest, ok := strings.Cut(c.path, " "); ok && first == args[0] {
+				subs = append(subs, rest)
+			}
+		}
+		if len(subs) > 0 {
+			return usageErrorf("%s: want one of %s", args[0], strings.Join(subs, ", "))
+		}
+		return usageErrorf("unknown command %q (see plinth help)", args[0])
+	}
+	return best.run(a, ctx, args[len(strings.Fields(best.path)):])
+}
+
+func (a *app) usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: plinth [--server HOST[:PORT]] [--json] COMMAND [ARGS]")
+	fmt.Fprintln(w, "\ncommands:")
+	t := newTable(w)
+	for _, c := range commands {
+		t.row("  "+strings.TrimSpace(c.path+" "+c.args), c.help)
+	}
+	t.flush()
+	fmt.Fprintln(w, "\nexit codes: 0 ok, 1 error, 2 usage, 3 auth, 4 not found, 5 conflict, 6 certificate/TLS")
+}
+
+func (a *app) help(_ context.Context, args []string) error {
+	a.usage(a.out)
+	return nil
+}
+
+// flags makes a command's flag set with the global flags on it, so they
+// may come before the command or after it.
+func (a *app) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(a.errw)
+	fs.StringVar(&a.server, "server", a.server, "the host's API: HOST[:PORT] (default port 443); else $PLINTH_SERVER, else the last login")
+	fs.BoolVar(&a.json, "json", a.json, "print JSON for scripts instead of tables")
+	return fs
+}
+
+// parse parses flags anywhere among the positional arguments ("--" ends the
+// flags) and checks the positional count is within [min, max] (max < 0: no
+// limit). Its errors are usage errors (or flag.ErrHelp).
+func parse(fs *flag.FlagSet, args []string, synopsis string, min, max int) ([]string, error) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: plinth %s [flags] %s\n", fs.Name(), synopsis)
+		fs.PrintDefaults()
+	}
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return nil, flagErr(err)
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			// flag.Parse swallowed "--": all after it is positional.
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < min:
+		fs.Usage()
+		return nil, usageErrorf("%s: missing argument (%s)", fs.Name(), synopsis)
+	case max >= 0 && len(pos) > max:
+		fs.Usage()
+		return nil, usageErrorf("%s: unexpected argument %q", fs.Name(), pos[max])
+	}
+	return pos, nil
+}
+
+func flagErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return withCode(ExitUsage, err)
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// terminal returns the file descriptor of s when it is a terminal.
+func terminal(s any) (int, bool) {
+	f, ok := s.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0, false
+	}
+	return int(f.Fd()), true
+}
+
+// dir is the configuration directory.
+func (a *app) dir() (string, error) { return configDir(a.env.Getenv) }
+
+// serverAddr is the canonical host:port of --server, $PLINTH_SERVER or the
+// configuration's last login.
+func (a *app) serverAddr(cfg Config) (string, error) {
+	s := a.server
+	if s == "" {
+		s = a.env.Getenv("PLINTH_SERVER")
+	}
+	if s == "" {
+		s = cfg.Server
+	}
+	if s == "" {
+		return "", usageErrorf("which server? pass --server HOST[:PORT], set $PLINTH_SERVER, or log in once with plinth login --server HOST")
+	}
+	addr, err := normalizeServer(s)
+	if err != nil {
+		return "", withCode(ExitUsage, err)
+	}
+	return addr, nil
+}
+
+// connect makes a client of the server with its pinned fingerprint and the
+// stored (or $PLINTH_TOKEN) token. timeout bounds each request (0: none).
+func (a *app) connect(ctx context.Context, timeout time.Duration) (*client.Client, string, error) {
+	dir, err := a.dir()
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := loadConfig(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	addr, err := a.serverAddr(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	kh, err := LoadKnownHosts(filepath.Join(dir, KnownHostsFile))
+	if err != nil {
+		return nil, "", err
+	}
+	fp, _, ok := kh.Lookup(addr)
+	if !ok {
+		return nil, "", withCode(ExitFingerprint, fmt.Errorf(
+			"%s is not a known host: run \"plinth login --server %s\" to check and pin its certificate", addr, addr))
+	}
+	token := a.env.Getenv("PLINTH_TOKEN")
+	if token == "" {
+		token = cfg.Servers[addr].Token
+	}
+	if token == "" {
+		return nil, "", withCode(ExitAuth, fmt.Errorf("not logged in to %s: run \"plinth login --server %s\"", addr, addr))
+	}
+	c, err := client.New("https://"+addr, client.WithPinnedFingerprint(fp), client.WithToken(token),
+		client.WithTimeout(timeout))
+	if err != nil {
+		return nil, "", err
+	}
+	return c, addr, nil
+}
+
+// defaultTimeout bounds one ordinary request.
+const defaultTimeout = 60 * time.Second
+
+// call connects and runs f; a certificate that no longer matches its pin is
+// turned into the loud *MismatchError with both fingerprints.
+func (a *app) call(ctx context.Context, timeout time.Duration, f func(c *client.Client) error) error {
+	c, addr, err := a.connect(ctx, timeout)
+	if err != nil {
+		return err
+	}
+	return a.explain(ctx, addr, f(c))
+}
+
+// explain replaces a fingerprint mismatch by a *MismatchError naming both
+// fingerprints and the known_hosts line.
+func (a *app) explain(ctx context.Context, addr string, err error) error {
+	if !errors.Is(err, client.ErrFingerprintMismatch) {
+		return err
+	}
+	dir, derr := a.dir()
+	if derr != nil {
+		return err
+	}
+	kh, kerr := LoadKnownHosts(filepath.Join(dir, KnownHostsFile))
+	if kerr != nil {
+		return err
+	}
+	presented, perr := presentedFingerprint(ctx, addr)
+	if perr != nil {
+		return err
+	}
+	if merr := kh.Check(addr, presented); merr != nil {
+		return merr
+	}
+	return err
+}
+
+// presentedFingerprint connects to addr and returns the SHA-256
+// fingerprint of the certificate it presents, trusting nothing: the caller
+// compares it with the pin or shows it to the user.
+func presentedFingerprint(ctx context.Context, addr string) (string, error) {
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", withCode(ExitFingerprint, fmt.Errorf("%s presented no certificate", addr))
+	}
+	return client.Fingerprint(certs[0].Raw), nil
+}

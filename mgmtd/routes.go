@@ -1,0 +1,179 @@
+package mgmtd
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/gorilla/mux"
+
+	"github.com/plinth/plinth/api"
+)
+
+// Access is who may call a route.
+type Access int
+
+const (
+	// Public routes answer without a token (/healthz, login).
+	Public Access = iota
+	// Read routes need a token.
+	Read
+	// Change routes need a token, are refused in lockdown mode and are
+	// written to the audit log.
+	Change
+)
+
+// Route is one entry of the route table: how it is served, who may call
+// it, and what the OpenAPI document says of it.
+type Route struct {
+	Method  string
+	Path    string
+	Handler http.HandlerFunc
+	Access  Access
+	Summary string
+	// Request is a value of the JSON request body's type (nil: no JSON
+	// body); Response the 2xx answer's (nil: none, or not JSON).
+	Request, Response any
+	// Status is the success status (200 when 0).
+	Status int
+	// ContentType is the answer's media type when it is not JSON.
+	ContentType string
+	// RawBody: the request body is a stream of bytes (uploads), not JSON.
+	RawBody bool
+	// Query lists the query parameters: name → description.
+	Query map[string]string
+	// Stream: the route upgrades to a websocket or streams events; the
+	// server's read and write timeouts do not apply.
+	Stream bool
+	// MaxBody overrides MaxBodyBytes for the request body (-1: the body
+	// is bounded by the handler, e.g. by the datastore's free space).
+	MaxBody int64
+}
+
+// Paths below the API prefix that name one thing.
+const (
+	vmPath     = api.MgmtdVMsPath + "/{id}"
+	dsPath     = api.MgmtdDatastoresPath + "/{name}"
+	switchPath = api.MgmtdSwitchesPath + "/{name}"
+	tokenPath  = api.MgmtdTokensPath + "/{id}"
+	taskPath   = api.MgmtdTasksPath + "/{id}"
+)
+
+var (
+	pathQuery   = map[string]string{"path": "the file's path inside the datastore, e.g. iso/debian.iso"}
+	uploadQuery = map[string]string{"path": "the file's path inside the datastore, e.g. iso/debian.iso",
+		"overwrite": "true replaces an existing file (not one a running VM uses)"}
+)
+
+// routeTable is every route mgmtd serves.
+func (s *Server) routeTable() []Route {
+	fwd := s.forward
+	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
+	rs := []Route{
+		{Method: get, Path: api.MgmtdHealthPath, Handler: s.health, Access: Public,
+			Summary: "Health of mgmtd and vmkernel (503 when degraded)", Response: api.Health{}},
+		{Method: post, Path: api.MgmtdSessionsPath, Handler: s.login, Access: Public, Status: http.StatusCreated,
+			Summary: "Log in with the root password; answers a bearer token", Request: api.LoginRequest{}, Response: api.Session{}},
+		{Method: get, Path: api.MgmtdSessionPath, Handler: s.whoAmI, Access: Read,
+			Summary: "Who this token is, and whether the host is in lockdown", Response: api.WhoAmI{}},
+		{Method: del, Path: api.MgmtdSessionPath, Handler: s.logout, Access: Read, Status: http.StatusNoContent,
+			Summary: "Log this session out"},
+		{Method: get, Path: api.MgmtdTokensPath, Handler: s.listTokens, Access: Read,
+			Summary: "List API tokens (no secrets)", Response: []api.APIToken{}},
+		{Method: post, Path: api.MgmtdTokensPath, Handler: s.createToken, Access: Change, Status: http.StatusCreated,
+			Summary: "Make a long-lived API token; the answer holds its secret, shown once",
+			Request: api.TokenRequest{}, Response: api.APIToken{}},
+		{Method: del, Path: tokenPath, Handler: s.revokeToken, Access: Change, Status: http.StatusNoContent,
+			Summary: "Revoke an API token"},
+		{Method: get, Path: api.MgmtdAuditPath, Handler: s.listAudit, Access: Read,
+			Summary: "The audit log, newest last", Response: []api.AuditEntry{},
+			Query: map[string]string{"limit": "how many entries, newest (default 100, at most 10000)"}},
+
+		{Method: get, Path: api.MgmtdHostPath, Handler: fwd, Access: Read,
+			Summary: "The host's facts and acceleration mode", Response: api.Host{}},
+		{Method: get, Path: api.MgmtdHostHardwarePath, Handler: fwd, Access: Read,
+			Summary: "The host's hardware inventory", Response: api.Hardware{}},
+		{Method: post, Path: api.MgmtdHostPowerPath, Handler: s.hostPower, Access: Change, Status: http.StatusAccepted,
+			Summary: "Reboot or shut down the host (VMs are shut down first)", Request: api.PowerRequest{}, Response: api.PowerRequest{}},
+		{Method: get, Path: api.MgmtdHostCertificatePath, Handler: s.getCertificate, Access: Read,
+			Summary: "The TLS certificate mgmtd serves", Response: api.CertificateInfo{}},
+		{Method: put, Path: api.MgmtdHostCertificatePath, Handler: s.putCertificate, Access: Change,
+			Summary: "Replace the TLS certificate (clients must pin the new fingerprint)",
+			Request: api.CertificateRequest{}, Response: api.CertificateInfo{}},
+
+		{Method: get, Path: api.MgmtdVMsPath, Handler: s.listVMs, Access: Read,
+			Summary: "List VMs", Response: []api.VM{},
+			Query: map[string]string{"state": "only VMs in this state (stopped, starting, running, paused, stopping, crashed)",
+				"name": "only VMs whose name matches this shell pattern, e.g. web-*"}},
+		{Method: post, Path: api.MgmtdVMsPath, Handler: fwd, Access: Change, Status: http.StatusCreated,
+			Summary: "Define a VM", Request: api.VMSpec{}, Response: api.VM{}},
+		{Method: get, Path: vmPath, Handler: fwd, Access: Read,
+			Summary: "One VM by ID or name", Response: api.VM{}},
+		{Method: put, Path: vmPath, Handler: fwd, Access: Change,
+			Summary: "Replace a stopped VM's spec", Request: api.VMSpec{}, Response: api.VM{}},
+		{Method: del, Path: vmPath, Handler: fwd, Access: Change,
+			Summary: "Delete a VM that is not running (with disks=true, also its disk files)", Response: api.DeleteVMResult{},
+			Query: map[string]string{"disks": "true also deletes the VM's disk files that no other VM uses"}},
+		{Method: get, Path: vmPath + "/" + api.VMKernelConsole, Handler: fwd, Access: Read, ContentType: "text/plain",
+			Summary: "The last 64 KiB the VM printed on its serial console"},
+		{Method: get, Path: vmPath + "/" + api.MgmtdConsoleWS, Handler: s.consoleWS, Access: Change, Stream: true,
+			Summary: "Websocket: the VM's serial console, binary messages both ways"},
+		{Method: get, Path: vmPath + "/" + api.MgmtdVNCWS, Handler: s.vncWS, Access: Change, Stream: true,
+			Summary: "Websocket: the VM's VNC (RFB) stream, for noVNC"},
+
+		{Method: get, Path: api.MgmtdDatastoresPath, Handler: fwd, Access: Read,
+			Summary: "List datastores with their space", Response: []api.Datastore{}},
+		{Method: get, Path: dsPath + "/files", Handler: fwd, Access: Read, Query: pathQuery,
+			Summary: "List a directory of a datastore", Response: []api.DatastoreEntry{}},
+		{Method: del, Path: dsPath + "/files", Handler: fwd, Access: Change, Query: pathQuery, Status: http.StatusNoContent,
+			Summary: "Delete a file no VM uses"},
+		{Method: get, Path: dsPath + "/content", Handler: fwd, Access: Read, Query: pathQuery, Stream: true,
+			ContentType: "application/octet-stream", Summary: "Download a file (Range requests work)"},
+		{Method: put, Path: dsPath + "/content", Handler: s.upload, Access: Change, Query: uploadQuery, Stream: true,
+			RawBody: true, MaxBody: -1, Status: http.StatusCreated, Response: api.DatastoreEntry{},
+			Summary: "Upload a file (an ISO): the body is streamed, Content-Length is required; followed as a task"},
+		{Method: get, Path: dsPath + "/disks", Handler: fwd, Access: Read, Query: pathQuery,
+			Summary: "What qemu-img says of a disk image", Response: api.DiskInfo{}},
+		{Method: post, Path: dsPath + "/disks", Handler: fwd, Access: Change, Status: http.StatusCreated,
+			Summary: "Create a disk image", Request: api.CreateDiskRequest{}, Response: api.DiskInfo{}},
+		{Method: post, Path: dsPath + "/disks/resize", Handler: fwd, Access: Change,
+			Summary: "Grow a disk image", Request: api.ResizeDiskRequest{}, Response: api.DiskInfo{}},
+
+		{Method: get, Path: api.MgmtdSwitchesPath, Handler: fwd, Access: Read,
+			Summary: "List virtual switches", Response: []api.Switch{}},
+		{Method: post, Path: api.MgmtdSwitchesPath, Handler: fwd, Access: Change, Status: http.StatusCreated,
+			Summary: "Create a virtual switch", Request: api.SwitchSpec{}, Response: api.Switch{}},
+		{Method: del, Path: switchPath, Handler: fwd, Access: Change, Status: http.StatusNoContent,
+			Summary: "Delete a virtual switch no VM NIC is on"},
+
+		{Method: get, Path: api.MgmtdTasksPath, Handler: s.listTasks, Access: Read,
+			Summary: "Tasks (uploads), the running and the recently finished", Response: []api.Task{}},
+		{Method: get, Path: taskPath, Handler: s.getTask, Access: Read,
+			Summary: "One task with its progress", Response: api.Task{}},
+		{Method: get, Path: api.MgmtdEventsPath, Handler: fwd, Access: Read, Stream: true, ContentType: "text/event-stream",
+			Summary: "Server-sent events: VM state changes and other host events (data: api.Event JSON)"},
+		{Method: get, Path: api.MgmtdMetricsPath, Handler: s.metrics, Access: Read, ContentType: "text/plain; version=0.0.4",
+			Summary: "Prometheus metrics: host CPU and memory, per-VM state, CPU, memory, disk and network counters"},
+		{Method: get, Path: api.MgmtdOpenAPIPath, Handler: s.openAPI, Access: Read,
+			Summary: "This document"},
+	}
+	for _, a := range []string{api.ActionStart, api.ActionStop, api.ActionShutdown, api.ActionReset, api.ActionPause, api.ActionResume} {
+		rt := Route{Method: post, Path: vmPath + "/" + a, Handler: fwd, Access: Change, Response: api.VM{},
+			Summary: "Power action " + a + " on a VM"}
+		if a == api.ActionShutdown {
+			rt.Request = api.ShutdownRequest{}
+			rt.Summary = "Press the VM's ACPI power button; stop it hard after timeout_seconds (optional body)"
+		}
+		rs = append(rs, rt)
+	}
+	return rs
+}
+
+// pathVar is a path variable, unescaped (the router matches on the
+// escaped path so that an ID may hold a slash-free escape).
+func pathVar(r *http.Request, name string) string {
+	v := mux.Vars(r)[name]
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}

@@ -1,0 +1,79 @@
+package runner
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestConsoleViewersFanOut: viewers attached to a console get its tail and
+// then every write, in order; one that does not read is dropped instead of
+// slowing the console's writer, while a reading one keeps everything; a
+// closed or ended viewer's output is closed.
+func TestConsoleViewersFanOut(t *testing.T) {
+	c := newConsole(t.TempDir())
+	defer c.closeFile()
+	c.Write([]byte("before\n"))
+	fast := c.attach(newSerialConn())
+	slow := c.attach(newSerialConn())
+	if string(fast.Tail) != "before\n" || string(slow.Tail) != "before\n" {
+		t.Fatalf("tails %q %q", fast.Tail, slow.Tail)
+	}
+	var got bytes.Buffer
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for b := range fast.Output() {
+			got.Write(b)
+		}
+	}()
+	var want bytes.Buffer
+	start := time.Now()
+	for i := range 10 * viewerQueue {
+		line := fmt.Appendf(nil, "line %d\n", i)
+		want.Write(line)
+		c.Write(line)
+		if i%viewerQueue == 0 {
+			time.Sleep(time.Millisecond) // let the fast viewer keep up
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("writes took %v: a viewer slowed the console", d)
+	}
+	if !slow.Dropped() {
+		t.Error("a viewer that never reads was not dropped")
+	}
+	n := 0
+	for range slow.Output() { // closed: ranging ends
+		n++
+	}
+	if n != viewerQueue {
+		t.Errorf("slow viewer had %d writes queued, want %d", n, viewerQueue)
+	}
+	fast.Close()
+	fast.Close() // twice is fine
+	wg.Wait()
+	if fast.Dropped() {
+		t.Fatal("the reading viewer was dropped")
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("fast viewer got %d bytes, want %d", got.Len(), want.Len())
+	}
+	// Ending the viewers (QEMU gone) closes their output.
+	v := c.attach(newSerialConn())
+	c.endViewers()
+	select {
+	case _, ok := <-v.Output():
+		if ok {
+			t.Fatal("output after endViewers")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("output not closed by endViewers")
+	}
+	if _, err := v.Write([]byte("x")); err == nil {
+		t.Error("input without a serial connection accepted")
+	}
+}
