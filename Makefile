@@ -7,7 +7,7 @@ IMAGE := build/vmlinuz build/initramfs.cpio.zst
 GO_SOURCES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 IMAGE_INPUTS := $(GO_SOURCES) $(wildcard initramfs/*.sh initramfs/*.txt initramfs/*.lock)
 
-.PHONY: all deps image run test vet unit e2e bench clean
+.PHONY: all deps image run test vet unit fuzz e2e bench clean
 
 all: image
 
@@ -35,14 +35,25 @@ vet: build/.deps
 unit: build/.deps $(IMAGE)
 	PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 15m ./...
 
+# Every request decoder has a fuzz target; `make test` runs each briefly,
+# `make fuzz FUZZTIME=10m` runs them for longer.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./mgmtd:FuzzDecodeJSON ./mgmtd:FuzzRoutes ./vmkernel:FuzzRoutes
+fuzz: build/.deps
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
 e2e: build/.deps $(IMAGE)
 	PLINTH_E2E=1 go test -count=1 -timeout 20m -v -run '^TestAppliance' ./qemu-test/
 
-test: build/.deps vet unit e2e
+test: build/.deps vet unit fuzz e2e
 
 bench: build/.deps $(IMAGE)
 	go run ./bench/boot -n 5
 	go run ./bench/poweron -n 20
+	go run ./bench/api -runs 3
 
 clean:
 	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log
