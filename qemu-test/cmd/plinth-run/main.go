@@ -64,7 +64,8 @@ func run() error {
 		}
 	}
 	fmt.Fprintf(os.Stderr, `plinth-run: booting %s + %s
-plinth-run: API:  https://127.0.0.1:%d/  (try: curl -k https://127.0.0.1:%d/api/v1/host)
+plinth-run: API:  https://127.0.0.1:%d/  set the root password on the DCUI below (Enter), then:
+plinth-run:       go run ./mgmtd/cmd/plinth login --server 127.0.0.1:%d && go run ./mgmtd/cmd/plinth host info
 plinth-run: quit: Ctrl-A X    ACPI power button: Ctrl-A C, then 'system_powerdown'
 `, kernel, initrd, *port, *port)
 	cmd := exec.Command(qemutest.QEMUBinary, args...)
