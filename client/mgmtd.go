@@ -148,7 +148,18 @@ func (c *Client) WaitTask(ctx context.Context, id string, interval time.Duration
 // bounds only the handshake. A refused handshake gives an *Error carrying
 // the server's problem details (mgmtd).
 func (c *Client) ConsoleWebsocket(ctx context.Context, id string) (io.ReadWriteCloser, error) {
-	u := c.base + c.vmPath(id) + "/" + api.MgmtdConsoleWS
+	return c.websocket(ctx, id, api.MgmtdConsoleWS, nil)
+}
+
+// VNCWebsocket opens the VM's VNC (RFB) stream through mgmtd's websocket,
+// as noVNC does (subprotocol "binary"), as ConsoleWebsocket does the
+// console (mgmtd).
+func (c *Client) VNCWebsocket(ctx context.Context, id string) (io.ReadWriteCloser, error) {
+	return c.websocket(ctx, id, api.MgmtdVNCWS, []string{"binary"})
+}
+
+func (c *Client) websocket(ctx context.Context, id, sub string, subprotocols []string) (io.ReadWriteCloser, error) {
+	u := c.base + c.vmPath(id) + "/" + sub
 	switch {
 	case strings.HasPrefix(u, "https://"):
 		u = "wss://" + strings.TrimPrefix(u, "https://")
@@ -157,7 +168,7 @@ func (c *Client) ConsoleWebsocket(ctx context.Context, id string) (io.ReadWriteC
 	}
 	tr, ok := c.http.Transport.(*http.Transport)
 	if !ok {
-		return nil, fmt.Errorf("client: console of %s: transport %T cannot carry a websocket", id, c.http.Transport)
+		return nil, fmt.Errorf("client: %s of %s: transport %T cannot carry a websocket", sub, id, c.http.Transport)
 	}
 	tr = tr.Clone()
 	// A websocket upgrade is HTTP/1.1 only: never let ALPN pick h2.
@@ -170,14 +181,15 @@ func (c *Client) ConsoleWebsocket(ctx context.Context, id string) (io.ReadWriteC
 		hdr.Set("Authorization", "Bearer "+c.token)
 	}
 	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient: &http.Client{Transport: tr, Timeout: c.http.Timeout},
-		HTTPHeader: hdr,
+		HTTPClient:   &http.Client{Transport: tr, Timeout: c.http.Timeout},
+		HTTPHeader:   hdr,
+		Subprotocols: subprotocols,
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, errorFromAnswer(resp, err)
 		}
-		return nil, fmt.Errorf("client: console of %s: %w", id, err)
+		return nil, fmt.Errorf("client: %s of %s: %w", sub, id, err)
 	}
 	return websocket.NetConn(ctx, conn, websocket.MessageBinary), nil
 }

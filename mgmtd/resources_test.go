@@ -2,6 +2,7 @@ package mgmtd_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -282,5 +283,47 @@ func TestTornCertificateReplacementCompleted(t *testing.T) {
 	block, _ := pem.Decode(certPEM)
 	if srv.Fingerprint() != client.Fingerprint(block.Bytes) {
 		t.Error("the journalled certificate was not installed")
+	}
+}
+
+// TestVNCWebsocket starts a real QEMU with VNC (no guest needed: the VNC
+// server is QEMU's) and reads its RFB greeting through mgmtd's websocket,
+// as noVNC would; a VM without VNC is refused with a problem.
+func TestVNCWebsocket(t *testing.T) {
+	r := startMgmtd(t, t.TempDir(), startVMKernel(t), nil)
+	c := loggedIn(t, r)
+	vm, err := c.CreateVM(deadline(t), api.VMSpec{Name: "vnc", MemoryMiB: 64, Machine: api.MachinePC, VNC: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := c.CreateVM(deadline(t), api.VMSpec{Name: "novnc", MemoryMiB: 64, Machine: api.MachinePC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []api.VM{vm, plain} {
+		if _, err := c.VMAction(deadline(t), v.Spec.ID, api.ActionStart); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.VMAction(context.Background(), v.Spec.ID, api.ActionStop) })
+	}
+	ws, err := c.VNCWebsocket(deadline(t), vm.Spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	greeting := make([]byte, 12)
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadFull(ws, greeting); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil || string(greeting) != "RFB 003.008\n" {
+			t.Fatalf("RFB greeting %q, %v", greeting, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no RFB greeting within 20 s")
+	}
+	var e *client.Error
+	if _, err := c.VNCWebsocket(deadline(t), plain.Spec.ID); !errors.As(err, &e) || e.Status != http.StatusConflict {
+		t.Fatalf("VNC of a VM without VNC = %v, want 409", err)
 	}
 }
