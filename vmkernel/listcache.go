@@ -29,12 +29,26 @@ type listCache struct {
 }
 
 // answer returns the encoded list of specs (from inventory generation gen)
-// with their run states, encoding only when either changed.
-func (c *listCache) answer(gen uint64, specs []api.VMSpec, rts []api.VMRuntime) (body, gz []byte, etag string) {
+// with their run states (from status), encoding only when either changed.
+// The common case, nothing changed, allocates nothing.
+func (c *listCache) answer(gen uint64, specs []api.VMSpec, status func(id string) api.VMRuntime) (body, gz []byte, etag string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ok && c.gen == gen && sameRuntimes(c.rts, rts) {
-		return c.body, c.gz, c.etag
+	if c.ok && c.gen == gen && len(c.rts) == len(specs) {
+		same := true
+		for i := range specs {
+			if !sameRuntime(c.rts[i], status(specs[i].ID)) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return c.body, c.gz, c.etag
+		}
+	}
+	rts := make([]api.VMRuntime, len(specs))
+	for i := range specs {
+		rts[i] = status(specs[i].ID)
 	}
 	vms := make([]api.VM, len(specs))
 	for i := range specs {
@@ -53,18 +67,6 @@ func (c *listCache) answer(gen uint64, specs []api.VMSpec, rts []api.VMRuntime) 
 	return c.body, c.gz, c.etag
 }
 
-func sameRuntimes(a, b []api.VMRuntime) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !sameRuntime(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 func sameRuntime(a, b api.VMRuntime) bool {
 	return a.State == b.State && a.PID == b.PID && a.Restarts == b.Restarts && a.Cgroup == b.Cgroup &&
 		sameTime(a.StartedAt, b.StartedAt) && sameExit(a.LastExit, b.LastExit)
@@ -80,8 +82,8 @@ func sameExit(a, b *api.VMExit) bool {
 
 // writeList answers the cached list: gzipped when the client takes it,
 // 304 when the client has it already.
-func (c *listCache) write(w http.ResponseWriter, r *http.Request, gen uint64, specs []api.VMSpec, rts []api.VMRuntime) {
-	body, gz, etag := c.answer(gen, specs, rts)
+func (c *listCache) write(w http.ResponseWriter, r *http.Request, gen uint64, specs []api.VMSpec, status func(string) api.VMRuntime) {
+	body, gz, etag := c.answer(gen, specs, status)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("ETag", etag)

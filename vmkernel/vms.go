@@ -53,11 +53,7 @@ func (s *Server) vm(spec api.VMSpec) api.VM {
 
 func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 	specs, gen := s.cfg.Inventory.Snapshot()
-	rts := make([]api.VMRuntime, len(specs))
-	for i, spec := range specs {
-		rts[i] = s.cfg.Runner.Status(spec.ID)
-	}
-	s.vmList.write(w, r, gen, specs, rts)
+	s.vmList.write(w, r, gen, specs, s.cfg.Runner.Status)
 }
 
 func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {

@@ -35,6 +35,7 @@ func run(args []string) error {
 	fs.DurationVar(&o.Duration, "d", 10*time.Second, "length of each open-loop and closed-loop run")
 	fs.IntVar(&o.Runs, "runs", 3, "runs; the report gives medians")
 	fs.IntVar(&o.Workers, "c", 8, "connections")
+	fs.BoolVar(&o.Identity, "identity", false, "ask for uncompressed answers (default: accept gzip)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) here")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -1,5 +1,6 @@
 // Package apibench measures mgmtd's GET /api/v1/vms with many defined VMs
-// over HTTPS on loopback with keep-alive: an open-loop load at a fixed rate
+// over HTTPS on loopback with keep-alive, against the real vmkernel and
+// mgmtd binaries in their own processes: an open-loop load at a fixed rate
 // (latency counted from when each request was due, so a stall is not
 // hidden by the generator waiting for it), then a closed loop for the
 // highest rate. The peer is the same listing straight from vmkernel over
@@ -7,6 +8,7 @@
 package apibench
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,19 +17,19 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/client"
-	"github.com/plinth/plinth/mgmtd"
-	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/inventory"
-	"github.com/plinth/plinth/vmkernel/runner"
 )
 
 // Options say what to measure.
@@ -37,6 +39,12 @@ type Options struct {
 	Duration time.Duration // of each open-loop and closed-loop run
 	Runs     int           // repetitions; the report gives medians
 	Workers  int           // connections (and goroutines) of each loop
+	// BinDir holds the vmkernel and mgmtd binaries; empty: build them.
+	BinDir string
+	// Identity asks for uncompressed answers (as curl without --compressed
+	// does); by default the client takes gzip, as Go's, browsers and
+	// Python's requests do.
+	Identity bool
 	Logf     func(format string, args ...any)
 }
 
@@ -59,9 +67,10 @@ type Result struct {
 	MaxRPS, DirectMaxRPS []float64
 }
 
-// Run sets up vmkernel with o.VMs defined VMs and mgmtd in front of it, in
-// this process, and measures.
-func Run(ctx context.Context, o Options) (*Result, error) {
+// Run starts the real vmkernel and mgmtd binaries (built here unless
+// o.BinDir has them) as their own processes, with o.VMs VMs defined in
+// vmkernel's inventory, and measures from this process.
+func Run(ctx context.Context, o Options) (_ *Result, err error) {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -70,8 +79,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(base)
+	bins := o.BinDir
+	if bins == "" {
+		bins = filepath.Join(base, "bin")
+		for _, cmd := range []string{"vmkernel/cmd/vmkernel", "mgmtd/cmd/mgmtd"} {
+			out, err := exec.CommandContext(ctx, "go", "build", "-o", bins+"/", "github.com/plinth/plinth/"+cmd).CombinedOutput()
+			if err != nil {
+				return nil, fmt.Errorf("building %s: %v\n%s", cmd, err, out)
+			}
+		}
+	}
 
-	inv, err := inventory.Open(filepath.Join(base, "vms"))
+	vmkState := filepath.Join(base, "vmkernel")
+	inv, err := inventory.Open(filepath.Join(vmkState, "vms"))
 	if err != nil {
 		return nil, err
 	}
@@ -82,53 +102,62 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	o.Logf("defined %d VMs", o.VMs)
-	m, err := runner.New(runner.Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG,
-		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "vm-state")})
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	sock := filepath.Join(base, "vmkernel.sock")
-	vl, err := vmkernel.Listen(sock, os.Getgid())
-	if err != nil {
-		return nil, err
-	}
-	vsrv := vmkernel.New(vmkernel.Config{Host: func() (api.Host, error) { return api.Host{Hostname: "bench"}, nil },
-		Inventory: inv, Runner: m})
-	go vsrv.Serve(vl)
-	defer vsrv.Shutdown(context.Background())
-
 	state := filepath.Join(base, "mgmtd")
 	const password = "Bench-pass-1"
 	if err := auth.SetPassword(state, api.RootUser, password); err != nil {
 		return nil, err
 	}
-	msrv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: sock})
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	ml, err := mgmtd.Listen("127.0.0.1:0", -1)
+	sock := filepath.Join(base, "vmkernel.sock")
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	logw := writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
+	for _, args := range [][]string{
+		{filepath.Join(bins, "vmkernel"), "-socket", sock, "-state", vmkState, "-run", filepath.Join(base, "run"),
+			"-socket-gid", strconv.Itoa(os.Getgid()), "-accel", api.AccelTCG},
+		{filepath.Join(bins, "mgmtd"), "-listen", "127.0.0.1:" + strconv.Itoa(port), "-state", state, "-vmkernel", sock},
+	} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stderr = logw
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		defer func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			}
+			if err != nil {
+				logMu.Lock()
+				err = fmt.Errorf("%w\nlogs (tail):\n%s", err, tail(logs.String(), 2048))
+				logMu.Unlock()
+			}
+		}()
+	}
+	mgmtdURL := "https://127.0.0.1:" + strconv.Itoa(port)
+	token, err := login(ctx, mgmtdURL, password)
 	if err != nil {
 		return nil, err
 	}
-	go msrv.Serve(ml)
-	defer msrv.Shutdown(context.Background())
 
 	httpsTr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-		MaxIdleConnsPerHost: o.Workers, MaxConnsPerHost: o.Workers}
-	httpsURL := "https://" + ml.Addr().String() + api.MgmtdVMsPath
-	token, err := login("https://"+ml.Addr().String(), password)
-	if err != nil {
-		return nil, err
-	}
+		MaxIdleConnsPerHost: o.Workers, MaxConnsPerHost: o.Workers, DisableCompression: o.Identity}
 	unixTr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		},
-		MaxIdleConnsPerHost: o.Workers, MaxConnsPerHost: o.Workers,
+		MaxIdleConnsPerHost: o.Workers, MaxConnsPerHost: o.Workers, DisableCompression: o.Identity,
 	}
-	viaMgmtd := requester(&http.Client{Transport: httpsTr, Timeout: 10 * time.Second}, httpsURL, token)
+	viaMgmtd := requester(&http.Client{Transport: httpsTr, Timeout: 10 * time.Second}, mgmtdURL+api.MgmtdVMsPath, token)
 	direct := requester(&http.Client{Transport: unixTr, Timeout: 10 * time.Second}, "http://vmkernel"+api.VMKernelVMsPath, "")
 
 	res := &Result{Options: o}
@@ -159,12 +188,44 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-func login(base, password string) (string, error) {
-	c, err := client.New(base, client.WithInsecureSkipVerify())
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// login waits for mgmtd (and vmkernel behind it) to answer, then logs in.
+func login(ctx context.Context, base, password string) (string, error) {
+	c, err := client.New(base, client.WithInsecureSkipVerify(), client.WithTimeout(5*time.Second))
 	if err != nil {
 		return "", err
 	}
-	s, err := c.Login(context.Background(), api.RootUser, password)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, herr := c.Health(ctx)
+		if herr == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return "", fmt.Errorf("mgmtd and vmkernel did not answer within 30 s: %w", herr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s, err := c.Login(ctx, api.RootUser, password)
 	return s.Token, err
 }
 

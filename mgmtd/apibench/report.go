@@ -51,10 +51,14 @@ func (r *Result) Markdown(w io.Writer) {
 	mx := func(l Load) time.Duration { return l.Max }
 	sent, errs := errorsOf(r.Mgmtd)
 	dsent, derrs := errorsOf(r.Direct)
-	fmt.Fprintf(w, "## `GET /api/v1/vms` with %d VMs over HTTPS (mgmtd)\n\n", r.VMs)
+	enc := "gzip, as Go's client, browsers and Python's requests ask for it"
+	if r.Identity {
+		enc = "uncompressed, as curl without --compressed asks for it"
+	}
+	fmt.Fprintf(w, "## `GET /api/v1/vms` with %d VMs over HTTPS (mgmtd), answers %s\n\n", r.VMs, enc)
 	fmt.Fprintf(w, "- %d runs; each: %s open loop at %d requests/s on %d kept-alive connections "+
 		"(latency from when each request was due), then %s closed loop on the same %d connections. "+
-		"One answer is %d bytes. The peer is the same listing from vmkernel over its unix socket "+
+		"One answer is %d bytes of JSON. The peer is the same listing from vmkernel over its unix socket "+
 		"(no TLS, no token, no proxy), measured in the same runs.\n\n",
 		r.Runs, r.Duration, r.Rate, r.Workers, r.Duration, r.Workers, r.Bytes)
 	fmt.Fprintln(w, "| | mgmtd (HTTPS, token, proxy) | vmkernel direct | ratio |")
