@@ -64,3 +64,15 @@ type DiskInfo struct {
 	ActualSizeBytes  int64  `json:"actual_size_bytes"`
 	BackingFile      string `json:"backing_file,omitempty"`
 }
+
+// ConvertDiskRequest copies a disk image into a new one of Format
+// (qemu-img convert), e.g. an uploaded qcow2 into a raw disk. It runs as a
+// task: the answer is the api.Task to follow.
+type ConvertDiskRequest struct {
+	// Path is the source image, Target the new one (which must not exist),
+	// both in the datastore of the route.
+	Path   string `json:"path"`
+	Target string `json:"target"`
+	// Format of the new image: "qcow2" (default) or "raw".
+	Format string `json:"format,omitempty"`
+}

@@ -484,6 +484,15 @@ func (c *Client) ResizeDisk(ctx context.Context, datastore string, req api.Resiz
 	return out, err
 }
 
+// ConvertDisk starts copying a disk image into a new one of another format
+// and returns the task to follow (WaitTask). A missing source or an
+// existing target is refused at once.
+func (c *Client) ConvertDisk(ctx context.Context, datastore string, req api.ConvertDiskRequest) (api.Task, error) {
+	var out api.Task
+	err := c.do(ctx, http.MethodPost, c.datastorePath(datastore, "disks/convert", ""), req, &out)
+	return out, err
+}
+
 // DeleteDatastoreFile deletes a file of a datastore (vmkernel); a file a
 // defined VM refers to gives an *Error with status 409 naming the VM.
 func (c *Client) DeleteDatastoreFile(ctx context.Context, datastore, rel string) error {

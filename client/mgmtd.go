@@ -90,17 +90,18 @@ func (c *Client) Audit(ctx context.Context, limit int) ([]api.AuditEntry, error)
 	return out, err
 }
 
-// ListTasks lists the tasks the host remembers (mgmtd).
+// ListTasks lists the tasks the host remembers: through mgmtd its uploads
+// and vmkernel's disk work, from vmkernel its own.
 func (c *Client) ListTasks(ctx context.Context) ([]api.Task, error) {
 	var out []api.Task
-	err := c.get(ctx, api.MgmtdTasksPath, &out)
+	err := c.get(ctx, c.prefix+"/tasks", &out)
 	return out, err
 }
 
-// GetTask returns one task (mgmtd).
+// GetTask returns one task.
 func (c *Client) GetTask(ctx context.Context, id string) (api.Task, error) {
 	var out api.Task
-	err := c.get(ctx, api.MgmtdTasksPath+"/"+url.PathEscape(id), &out)
+	err := c.get(ctx, c.prefix+"/tasks/"+url.PathEscape(id), &out)
 	return out, err
 }
 

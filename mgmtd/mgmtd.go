@@ -32,6 +32,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/client"
+	"github.com/plinth/plinth/tasks"
 )
 
 // Config is what a Server needs.
@@ -59,7 +60,7 @@ type Server struct {
 	tokens   *auth.Tokens
 	throttle *auth.Throttle
 	audit    *auditLog
-	tasks    *tasks
+	tasks    *tasks.Registry
 	tls      *tls.Config
 	cert     atomic.Pointer[tls.Certificate]
 	http     *http.Server
@@ -102,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 		tokens:   tokens,
 		throttle: auth.NewThrottle(now),
 		audit:    audit,
-		tasks:    newTasks(now),
+		tasks:    tasks.New(now),
 	}
 	s.cert.Store(&cert)
 	s.tls = &tls.Config{

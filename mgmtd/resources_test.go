@@ -198,6 +198,17 @@ func TestUploadIsATask(t *testing.T) {
 	if _, err := c.GetTask(deadline(t), "nope"); !errors.As(err, &e) || e.Status != 404 {
 		t.Errorf("GetTask(nope) = %v", err)
 	}
+	// vmkernel's tasks (a disk conversion) are listed and followed too.
+	conv, err := c.ConvertDisk(deadline(t), "ds1", api.ConvertDiskRequest{Path: "iso/small.iso", Target: "disks/small.qcow2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.WaitTask(deadline(t), conv.ID, 20*time.Millisecond, nil); err != nil || got.Kind != "convert" || got.State != api.TaskSucceeded {
+		t.Fatalf("conversion task through mgmtd: %+v %v", got, err)
+	}
+	if tasks, _ = c.ListTasks(deadline(t)); len(tasks) != 3 || tasks[2].ID != conv.ID {
+		t.Errorf("tasks with the conversion: %+v", tasks)
+	}
 }
 
 func selfSigned(t *testing.T, cn string, notAfter time.Time) (certPEM, keyPEM []byte) {

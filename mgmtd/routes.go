@@ -137,6 +137,8 @@ func (s *Server) routeTable() []Route {
 			Summary: "Create a disk image", Request: api.CreateDiskRequest{}, Response: api.DiskInfo{}},
 		{Method: post, Path: dsPath + "/disks/resize", Handler: fwd, Access: Change,
 			Summary: "Grow a disk image", Request: api.ResizeDiskRequest{}, Response: api.DiskInfo{}},
+		{Method: post, Path: dsPath + "/disks/convert", Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Copy a disk image into a new one of another format, as a task", Request: api.ConvertDiskRequest{}, Response: api.Task{}},
 
 		{Method: get, Path: api.MgmtdSwitchesPath, Handler: fwd, Access: Read,
 			Summary: "List virtual switches", Response: []api.Switch{}},
@@ -146,7 +148,7 @@ func (s *Server) routeTable() []Route {
 			Summary: "Delete a virtual switch no VM NIC is on"},
 
 		{Method: get, Path: api.MgmtdTasksPath, Handler: s.listTasks, Access: Read,
-			Summary: "Tasks (uploads), the running and the recently finished", Response: []api.Task{}},
+			Summary: "Tasks (uploads, disk conversions), the running and the recently finished", Response: []api.Task{}},
 		{Method: get, Path: taskPath, Handler: s.getTask, Access: Read,
 			Summary: "One task with its progress", Response: api.Task{}},
 		{Method: get, Path: api.MgmtdEventsPath, Handler: fwd, Access: Read, Stream: true, ContentType: "text/event-stream",

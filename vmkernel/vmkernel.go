@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/tasks"
 	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
@@ -63,6 +64,11 @@ type Server struct {
 	streams streams
 	// vmList caches the encoded VM list.
 	vmList listCache
+	// tasks is the long work under way (disk conversions); it runs under
+	// bg, which Shutdown ends.
+	tasks  *tasks.Registry
+	bg     context.Context
+	stopBG context.CancelFunc
 }
 
 // New makes a Server.
@@ -73,7 +79,8 @@ func New(cfg Config) *Server {
 	if cfg.Events == nil {
 		cfg.Events = events.New(0)
 	}
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, tasks: tasks.New(nil)}
+	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -108,6 +115,9 @@ func (s *Server) Routes() []Route {
 		{http.MethodGet, api.VMKernelDatastorePath + "{name}/disks", s.diskInfo},
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks", s.createDisk},
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/resize", s.resizeDisk},
+		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/convert", s.convertDisk},
+		{http.MethodGet, api.VMKernelPrefix + "/tasks", s.listTasks},
+		{http.MethodGet, api.VMKernelPrefix + "/tasks/{id}", s.getTask},
 	}, append(s.vmRoutes(), s.switchRoutes()...)...)
 }
 
@@ -162,6 +172,7 @@ func (s *Server) Serve(l net.Listener) error {
 // The console and VNC streams, taken over from the HTTP server, are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.streams.closeAll()
+	s.stopBG()
 	return s.http.Shutdown(ctx)
 }
 

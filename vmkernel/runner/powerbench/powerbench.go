@@ -9,9 +9,13 @@
 //     its unix socket, until the call returns: the runner has started QEMU,
 //     negotiated QMP and had "cont" acknowledged, so QMP reports the VM
 //     running (the returned runtime state is checked to say so).
+//   - libvirt (with Options.Libvirt): `virsh start` of the same guest as a
+//     defined libvirt domain (DomainXML), until virsh returns: libvirtd has
+//     started QEMU, set it up over QMP and resumed its CPUs (the domain
+//     state is checked to be running, untimed).
 //
-// Runs are interleaved (floor, Plinth, floor, ...) after one discarded
-// warm-up of each; every VM is stopped before the next run.
+// Runs are interleaved (floor, Plinth, libvirt, floor, ...) after one
+// discarded warm-up of each; every VM is stopped before the next run.
 package powerbench
 
 import (
@@ -46,6 +50,11 @@ type Options struct {
 	// ListVMs is how many VMs to define for the listing benchmark (0: none);
 	// they are listed Runs times.
 	ListVMs int
+	// Libvirt adds the libvirt peer; SetupLibvirt must have run. Self is
+	// this program, which runs libvirtd under Reap when started with
+	// reaperEnv set (bench/poweron's main calls IsReaper and Reap).
+	Libvirt bool
+	Self    string
 	Logf    func(format string, args ...any)
 }
 
@@ -55,6 +64,10 @@ type Result struct {
 	Date    time.Time
 	Floor   []time.Duration // exec to QMP answering
 	Plinth  []time.Duration // start call to running
+	Libvirt []time.Duration // virsh start to its return, if asked for
+	// LibvirtVersion is libvirtd's and QEMU's, as `virsh version --daemon`
+	// says them.
+	LibvirtVersion string
 	// Define is the time to define the ListVMs VMs in a fresh inventory;
 	// List the time of each ListVMs call returning all of them.
 	Define time.Duration
@@ -103,6 +116,23 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 	if err := os.MkdirAll(floorEnv.RunDir, 0o700); err != nil {
 		return nil, err
 	}
+	var lv *peer
+	if o.Libvirt {
+		lvSpec := vm.Spec
+		lvSpec.ID = api.NewUUID()
+		lvSpec.Name = "plinth-poweron"
+		dir := filepath.Join(base, "libvirt")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if lv, err = startPeer(ctx, o.Self, dir, LibvirtGuest{Spec: lvSpec, Accel: o.Accel.Mode, Datastores: datastores,
+			Emulator: o.QEMU, SerialSock: filepath.Join(dir, qemu.SerialSocket)}); err != nil {
+			return nil, fmt.Errorf("libvirt: %w", err)
+		}
+		defer lv.close()
+		res.LibvirtVersion = lv.version
+		logf("libvirt: %s", lv.version)
+	}
 	for i := 0; i <= o.Runs; i++ { // run 0 is the warm-up
 		f, err := floor(ctx, floorSpec, floorEnv)
 		if err != nil {
@@ -120,13 +150,22 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 		if _, err := srv.c.VMAction(ctx, vm.Spec.ID, api.ActionStop); err != nil {
 			return nil, fmt.Errorf("Plinth run %d: stop: %w", i, err)
 		}
+		var l time.Duration
+		if lv != nil {
+			if l, err = lv.start(ctx); err != nil {
+				return nil, fmt.Errorf("libvirt run %d: %w", i, err)
+			}
+		}
 		if i == 0 {
-			logf("warm-up: floor %v, Plinth %v (not counted)", f, p)
+			logf("warm-up: floor %v, Plinth %v, libvirt %v (not counted)", f, p, l)
 			continue
 		}
 		res.Floor = append(res.Floor, f)
 		res.Plinth = append(res.Plinth, p)
-		logf("run %d/%d: floor %v, Plinth %v", i, o.Runs, f.Round(time.Microsecond), p.Round(time.Microsecond))
+		if lv != nil {
+			res.Libvirt = append(res.Libvirt, l)
+		}
+		logf("run %d/%d: floor %v, Plinth %v, libvirt %v", i, o.Runs, f.Round(time.Microsecond), p.Round(time.Microsecond), l.Round(time.Microsecond))
 	}
 
 	if o.ListVMs > 0 {
@@ -274,31 +313,58 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(
 
 // Targets of issue 3.
 const (
-	TargetRatio = 1.2
-	TargetList  = 20 * time.Millisecond
+	TargetRatio        = 1.2
+	TargetLibvirtRatio = 0.5 // Plinth at most half of libvirt's
+	TargetList         = 20 * time.Millisecond
 )
 
 // Markdown writes the result as a section for docs/PERFORMANCE.md.
 func (r *Result) Markdown(w io.Writer) {
 	o := r.Options
-	fmt.Fprintf(w, "## Power-on latency: vmkernel vs bare QEMU (`go run ./bench/poweron -n %d`)\n\n", len(r.Floor))
+	lv := len(r.Libvirt) > 0
+	flag := ""
+	if lv {
+		flag = " -libvirt"
+	}
+	fmt.Fprintf(w, "## Power-on latency: vmkernel vs bare QEMU (`go run ./bench/poweron -n %d%s`)\n\n", len(r.Floor), flag)
 	fmt.Fprintf(w, "- Date: %s; machine: %s, %d CPUs (runtime.NumCPU)\n", r.Date.Format("2006-01-02"), qemutest.HostCPU(), runtime.NumCPU())
 	fmt.Fprintf(w, "- Acceleration: %s (%s)\n", o.Accel.Mode, o.Accel.Reason)
 	fmt.Fprintf(w, "- Guest: pc, 1 vCPU, %d MiB, serial console, direct kernel boot of `%s` with the floor initramfs\n", o.MemoryMiB, o.Kernel)
 	fmt.Fprintf(w, "- Floor: exec `qemu-system-x86_64` with the command line vmkernel generates (`qemu.Cmdline`) plus `-S`, until QMP answers `qmp_capabilities`.\n")
 	fmt.Fprintf(w, "- Plinth: `POST /v1/vms/{id}/start` to an in-process vmkernel over its unix socket, until it returns with the VM running (QEMU started, QMP negotiated, `cont` acknowledged).\n")
-	fmt.Fprintf(w, "- Runs interleaved after one discarded warm-up of each; the VM is stopped between runs.\n\n")
-	fmt.Fprintln(w, "| run | floor (ms) | Plinth (ms) |")
-	fmt.Fprintln(w, "| --- | ---: | ---: |")
-	for i := range r.Floor {
-		fmt.Fprintf(w, "| %d | %s | %s |\n", i+1, ms(r.Floor[i]), ms(r.Plinth[i]))
+	if lv {
+		fmt.Fprintf(w, "- libvirt: `virsh start` of the same guest defined as a libvirt domain (type 'qemu' for TCG with `-cpu max`, 'kvm' with `-cpu host`; same machine, memory, kernel, initrd, serial socket, virtio-rng; no USB, video or balloon), from exec until virsh returns, which libvirtd does once QEMU runs with its CPUs resumed (`cont`); includes virsh's own start and connection. libvirtd runs under a child subreaper, QEMU as root; %s.\n", r.LibvirtVersion)
 	}
-	mf, mp := qemutest.Median(r.Floor), qemutest.Median(r.Plinth)
-	fmt.Fprintf(w, "| **median** | **%s** | **%s** |\n\n", ms(mf), ms(mp))
+	fmt.Fprintf(w, "- Runs interleaved after one discarded warm-up of each; the VM is stopped between runs.\n\n")
+	if lv {
+		fmt.Fprintln(w, "| run | floor (ms) | Plinth (ms) | libvirt (ms) |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: |")
+	} else {
+		fmt.Fprintln(w, "| run | floor (ms) | Plinth (ms) |")
+		fmt.Fprintln(w, "| --- | ---: | ---: |")
+	}
+	for i := range r.Floor {
+		fmt.Fprintf(w, "| %d | %s | %s |", i+1, ms(r.Floor[i]), ms(r.Plinth[i]))
+		if lv && i < len(r.Libvirt) {
+			fmt.Fprintf(w, " %s |", ms(r.Libvirt[i]))
+		}
+		fmt.Fprintln(w)
+	}
+	mf, mp, ml := qemutest.Median(r.Floor), qemutest.Median(r.Plinth), qemutest.Median(r.Libvirt)
+	if lv {
+		fmt.Fprintf(w, "| **median** | **%s** | **%s** | **%s** |\n\n", ms(mf), ms(mp), ms(ml))
+	} else {
+		fmt.Fprintf(w, "| **median** | **%s** | **%s** |\n\n", ms(mf), ms(mp))
+	}
 	if mf > 0 {
 		ratio := mp.Seconds() / mf.Seconds()
 		fmt.Fprintf(w, "Plinth − floor (medians): **%s ms**; Plinth / floor: **%.2f×** (target ≤ %.1f×: %s).\n\n",
 			ms(mp-mf), ratio, TargetRatio, verdict(ratio <= TargetRatio))
+	}
+	if lv && ml > 0 {
+		ratio := mp.Seconds() / ml.Seconds()
+		fmt.Fprintf(w, "Plinth / libvirt (medians): **%.2f×**, libvirt / Plinth **%.1f×** (target ≤ %.1f×: %s).\n\n",
+			ratio, ml.Seconds()/mp.Seconds(), TargetLibvirtRatio, verdict(ratio <= TargetLibvirtRatio))
 	}
 	if len(r.List) > 0 {
 		ml := qemutest.Median(r.List)

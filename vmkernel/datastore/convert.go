@@ -1,0 +1,125 @@
+package datastore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
+)
+
+// ConvertDisk copies the disk image src into a new image dst of format
+// (qcow2 or raw) with `qemu-img convert`, reporting progress (0 to 100) as
+// qemu-img prints it. The copy is written under a temporary name and
+// renamed into place once complete, so dst never exists half-written; an
+// existing dst is refused.
+func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, progress func(percent float64)) (err error) {
+	if format == "" {
+		format = api.FormatQcow2
+	}
+	if format != api.FormatQcow2 && format != api.FormatRaw {
+		return fmt.Errorf("datastore %s: disk format %q: want qcow2 or raw: %w", d.Name, format, ErrInvalid)
+	}
+	info, err := d.DiskInfo(ctx, src)
+	if err != nil {
+		return err
+	}
+	srcFull, err := d.Resolve(src)
+	if err != nil {
+		return err
+	}
+	full, err := d.Resolve(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(full); err == nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, ErrExists)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return fmt.Errorf("datastore %s: directory of %q: %w", d.Name, dst, err)
+	}
+	tmp := filepath.Join(filepath.Dir(full), atomicfile.TempPrefix+filepath.Base(full))
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	bin := d.QEMUImg
+	if bin == "" {
+		bin = "qemu-img"
+	}
+	// -U: the source may be the disk of a running VM (a crash-consistent copy).
+	cmd := exec.CommandContext(ctx, bin, "convert", "-p", "-U", "-f", info.Format, "-O", format, srcFull, tmp)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("datastore %s: qemu-img convert: %w", d.Name, err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Split(splitCR)
+	for sc.Scan() {
+		if p, ok := parseProgress(sc.Text()); ok && progress != nil {
+			progress(p)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("datastore %s: converting %q to %q: qemu-img convert: %w: %s", d.Name, src, dst, err, strings.TrimSpace(stderr.String()))
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("datastore %s: syncing %q: %w", d.Name, dst, err)
+	}
+	// Link, not rename: a dst that appeared meanwhile is not replaced.
+	if err := os.Link(tmp, full); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, ErrExists)
+		}
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
+	}
+	os.Remove(tmp)
+	return atomicfile.SyncDir(filepath.Dir(full))
+}
+
+// splitCR splits qemu-img's progress output, whose updates end in '\r'.
+func splitCR(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+// parseProgress reads "    (12.34/100%)".
+func parseProgress(s string) (float64, bool) {
+	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, "(") || !strings.HasSuffix(s, "/100%)") {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(s, "("), "/100%)"), 64)
+	if err != nil || v < 0 || v > 100 {
+		return 0, false
+	}
+	return v, true
+}
