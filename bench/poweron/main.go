@@ -5,6 +5,14 @@
 //
 //	go run ./bench/poweron -n 20 > /tmp/poweron.md
 //
+// With -libvirt it also times libvirt's `virsh start` of the same guest,
+// interleaved with the other two; it installs Debian's libvirt with apt-get
+// if it is missing, makes libvirt run QEMU as root (qemu.conf), and runs its
+// own libvirtd under a child subreaper (this program, re-executed), which it
+// stops at the end:
+//
+//	go run ./bench/poweron -n 20 -libvirt
+//
 // With -rss N it instead runs the real vmkernel binary with N VMs running
 // (TCG) and reports vmkernel's own RSS:
 //
@@ -28,6 +36,9 @@ import (
 )
 
 func main() {
+	if powerbench.IsReaper() {
+		os.Exit(powerbench.Reap(os.Args[1:]))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		log.Fatal(err)
 	}
@@ -46,6 +57,7 @@ func run(args []string) error {
 	list := fs.Int("list", 1000, "VMs to define for the listing benchmark (0: skip it)")
 	mode := fs.String("accel", "auto", "auto (detect) or tcg")
 	rss := fs.Int("rss", 0, "instead: run the vmkernel binary with this many running VMs (TCG) and report its RSS")
+	libvirt := fs.Bool("libvirt", false, "also time libvirt's virsh start of the same guest (installs libvirt with apt-get if missing; needs root)")
 	rssMem := fs.Int("rss-mem", 64, "MiB of memory of each VM of -rss")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,8 +90,18 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("-accel %q: want auto or tcg", *mode)
 	}
+	var self string
+	if *libvirt {
+		if self, err = os.Executable(); err != nil {
+			return err
+		}
+		if err := powerbench.SetupLibvirt(ctx, log.Printf); err != nil {
+			return err
+		}
+	}
 	res, err := powerbench.Run(ctx, powerbench.Options{
-		QEMU: bin, Kernel: kernel, Accel: acc, Runs: *n, MemoryMiB: *mem, ListVMs: *list, Logf: log.Printf,
+		QEMU: bin, Kernel: kernel, Accel: acc, Runs: *n, MemoryMiB: *mem, ListVMs: *list,
+		Libvirt: *libvirt, Self: self, Logf: log.Printf,
 	})
 	if err != nil {
 		return err
