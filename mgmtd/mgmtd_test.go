@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 	"net"
 	"net/http"
 	"os"
@@ -19,11 +20,8 @@ import (
 	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/mgmtd"
-	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
-	"github.com/plinth/plinth/vmkernel/inventory"
-	"github.com/plinth/plinth/vmkernel/runner"
 )
 
 func deadline(t *testing.T) context.Context {
@@ -36,44 +34,21 @@ func deadline(t *testing.T) context.Context {
 // (whose Power would otherwise signal the appliance init).
 var powerCalls = make(chan string, 16)
 
-// startVMKernel serves a real vmkernel on a temp unix socket.
+// startVMKernel serves a real vmkernel (datastore ds1) on a temp unix socket.
 func startVMKernel(t *testing.T) string {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "vmkernel.sock")
-	l, err := vmkernel.Listen(sock, os.Getgid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := t.TempDir()
-	inv, err := inventory.Open(filepath.Join(base, "vms"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// No VM is started here: the runner only has to exist for the VM routes.
-	m, err := runner.New(runner.Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG,
-		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "vm-state")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	ds := filepath.Join(base, "ds1")
-	os.MkdirAll(ds, 0o755)
-	srv := vmkernel.New(vmkernel.Config{Host: hostinfo.Source{Accel: accel.Detect()}.Gather, Inventory: inv, Runner: m,
-		Datastores: map[string]string{"ds1": ds},
+	r := vmkerneltest.Start(t, vmkerneltest.Options{
+		Datastores: []string{"ds1"},
+		Host:       hostinfo.Source{Accel: accel.Detect()}.Gather,
 		Power: func(action, reason string) error {
 			select {
 			case powerCalls <- action + ": " + reason:
 			default:
 			}
 			return nil
-		}})
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
+		},
 	})
-	return sock
+	return r.Socket
 }
 
 type running struct {

@@ -7,17 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
-	"github.com/plinth/plinth/vmkernel"
-	"github.com/plinth/plinth/vmkernel/events"
-	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 )
 
 type vmRig struct {
@@ -32,56 +29,8 @@ type vmRig struct {
 // TCG) on a real unix socket; every VM left is killed at the end.
 func startVMs(t *testing.T) *vmRig {
 	t.Helper()
-	base, err := os.MkdirTemp("", "vk") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	ds := filepath.Join(base, "ds")
-	os.MkdirAll(ds, 0o755)
-	inv, err := inventory.Open(filepath.Join(base, "state", "vms"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	datastores := map[string]string{"ds": ds}
-	broker := events.New(0)
-	m, err := runner.New(runner.Config{
-		QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, Datastores: datastores,
-		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "state", "vm-state"),
-		OnState: broker.StateHook,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		for _, id := range m.IDs() {
-			if pid := m.Status(id).PID; pid > 0 {
-				defer syscall.Kill(-pid, syscall.SIGKILL)
-			}
-		}
-		m.StopAll(ctx)
-		m.Close()
-	})
-	sock := filepath.Join(base, "vmkernel.sock")
-	l, err := vmkernel.Listen(sock, os.Getgid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := vmkernel.New(vmkernel.Config{Host: func() (api.Host, error) { return api.Host{}, nil },
-		Inventory: inv, Runner: m, Datastores: datastores, Events: broker})
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	c, err := client.NewVMKernel(sock, client.WithTimeout(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &vmRig{c: c, sock: sock, m: m, base: base, ds: ds}
+	r := vmkerneltest.Start(t, vmkerneltest.Options{})
+	return &vmRig{c: r.Client, sock: r.Socket, m: r.Runner, base: r.Base, ds: r.DS["ds"]}
 }
 
 func guest(name string) api.VMSpec {

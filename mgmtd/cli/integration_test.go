@@ -8,8 +8,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,12 +27,6 @@ import (
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/mgmtd"
 	"github.com/plinth/plinth/mgmtd/cli"
-	"github.com/plinth/plinth/vmkernel"
-	"github.com/plinth/plinth/vmkernel/accel"
-	"github.com/plinth/plinth/vmkernel/events"
-	"github.com/plinth/plinth/vmkernel/hostinfo"
-	"github.com/plinth/plinth/vmkernel/inventory"
-	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 )
 
@@ -50,49 +44,8 @@ type rig struct {
 // real mgmtd on 127.0.0.1:0 with the root password set.
 func startRig(t *testing.T) *rig {
 	t.Helper()
-	base, err := os.MkdirTemp("", "pcli") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	ds := filepath.Join(base, "ds1")
-	os.MkdirAll(ds, 0o755)
-	datastores := map[string]string{"ds1": ds}
-	inv, err := inventory.Open(filepath.Join(base, "vms"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker := events.New(0)
-	m, err := runner.New(runner.Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, Datastores: datastores,
-		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "vm-state"), OnState: broker.StateHook})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		for _, id := range m.IDs() {
-			if pid := m.Status(id).PID; pid > 0 {
-				defer syscall.Kill(-pid, syscall.SIGKILL)
-			}
-		}
-		m.StopAll(ctx)
-		m.Close()
-	})
-	sock := filepath.Join(base, "vmk.sock")
-	l, err := vmkernel.Listen(sock, os.Getgid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	vmk := vmkernel.New(vmkernel.Config{Host: hostinfo.Source{Accel: accel.Detect()}.Gather,
-		Inventory: inv, Runner: m, Datastores: datastores, Events: broker})
-	go vmk.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		vmk.Shutdown(ctx)
-	})
-
+	vr := vmkerneltest.Start(t, vmkerneltest.Options{Datastores: []string{"ds1"}})
+	base, sock, ds := vr.Base, vr.Socket, vr.DS["ds1"]
 	state := filepath.Join(base, "mgmtd")
 	srv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: sock})
 	if err != nil {
@@ -111,24 +64,10 @@ func startRig(t *testing.T) *rig {
 		<-done
 	})
 	r := &rig{addr: ml.Addr().String(), fingerprint: srv.Fingerprint(), state: state, ds: ds, cfgDir: t.TempDir()}
-	requireAuth(t, r)
 	if err := auth.SetPassword(state, api.RootUser, testPassword); err != nil {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// requireAuth skips the test while mgmtd has no login route yet.
-func requireAuth(t *testing.T, r *rig) {
-	t.Helper()
-	c, err := client.New("https://"+r.addr, client.WithPinnedFingerprint(r.fingerprint))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.Login(context.Background(), api.RootUser, "x")
-	if e, ok := err.(*client.Error); ok && (e.Status == http.StatusNotFound || e.Status == http.StatusMethodNotAllowed) {
-		t.Skipf("mgmtd has no POST %s yet (%v)", api.MgmtdSessionsPath, err)
-	}
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.

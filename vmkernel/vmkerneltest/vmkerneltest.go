@@ -1,0 +1,110 @@
+// Package vmkerneltest serves a real vmkernel for tests: an inventory, a
+// runner that starts QEMU under TCG, datastores, an event broker, all on a
+// real unix socket in a short temporary directory; every VM left running is
+// killed when the test ends.
+package vmkerneltest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
+	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/events"
+	"github.com/plinth/plinth/vmkernel/hostinfo"
+	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/runner"
+)
+
+// Options change the rig.
+type Options struct {
+	// Datastores are the names of the datastores to make (default "ds").
+	Datastores []string
+	// Power is vmkernel's host power hook (nil: 501, as without -power-signal-init).
+	Power func(action, reason string) error
+	// Host gives the host facts (nil: a fixed "test-host" with TCG).
+	Host func() (api.Host, error)
+}
+
+// Rig is a running vmkernel.
+type Rig struct {
+	// Socket is the API's unix socket; Client speaks to it.
+	Socket string
+	Client *client.Client
+	// Base is the rig's directory; DS maps each datastore to its root.
+	Base      string
+	DS        map[string]string
+	Inventory *inventory.Inventory
+	Runner    *runner.Manager
+	Server    *vmkernel.Server
+}
+
+// Start serves a vmkernel until the test ends.
+func Start(t testing.TB, o Options) *Rig {
+	t.Helper()
+	base, err := os.MkdirTemp("", "vk") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if len(o.Datastores) == 0 {
+		o.Datastores = []string{"ds"}
+	}
+	ds := map[string]string{}
+	for _, name := range o.Datastores {
+		ds[name] = filepath.Join(base, name)
+		if err := os.MkdirAll(ds[name], 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv, err := inventory.Open(filepath.Join(base, "state", "vms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := events.New(0)
+	m, err := runner.New(runner.Config{
+		QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, Datastores: ds,
+		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "state", "vm-state"),
+		OnState: broker.StateHook,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		for _, id := range m.IDs() {
+			if pid := m.Status(id).PID; pid > 0 {
+				defer syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
+		m.StopAll(ctx)
+		m.Close()
+	})
+	sock := filepath.Join(base, "vmkernel.sock")
+	l, err := vmkernel.Listen(sock, os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := o.Host
+	if host == nil {
+		host = hostinfo.Source{Accel: api.Acceleration{Mode: api.AccelTCG, Reason: "tcg: test rig"}}.Gather
+	}
+	srv := vmkernel.New(vmkernel.Config{Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power})
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	c, err := client.NewVMKernel(sock, client.WithTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Rig{Socket: sock, Client: c, Base: base, DS: ds, Inventory: inv, Runner: m, Server: srv}
+}
