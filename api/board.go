@@ -12,6 +12,10 @@ type Hardware struct {
 	NICs    []HostNIC    `json:"nics"`
 	Disks   []HostDisk   `json:"disks"`
 	Sensors []HostSensor `json:"sensors"`
+	// Modules are the loadable kernel modules loaded now (those of
+	// /sys/module whose initstate is "live"), sorted; built-in drivers are
+	// not listed.
+	Modules []string `json:"modules"`
 	// Gaps lists what could not be read, one "area: path: reason" each, e.g.
 	// "system: /sys/class/dmi/id/product_serial: permission denied".
 	Gaps []string `json:"gaps"`
@@ -92,6 +96,9 @@ type PCIDevice struct {
 	ClassName  string `json:"class_name,omitempty"`
 	// Driver is the bound kernel driver, empty when none is.
 	Driver string `json:"driver"`
+	// Modalias is the device's modalias, what the driver map resolves to
+	// modules.
+	Modalias string `json:"modalias,omitempty"`
 	// IOMMUGroup is -1 when the device has none (no IOMMU, or it is off).
 	IOMMUGroup int `json:"iommu_group"`
 	// PassthroughCapable says whether the device could be given to a VM;

@@ -3,6 +3,7 @@ package board
 import (
 	"fmt"
 	"os"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,8 +26,11 @@ func pciAddress(devpath string) string {
 	return ""
 }
 
+// virtual says whether a class entry's resolved path is no hardware: a
+// virtual device, or no device at all (/sys/class/net/bonding_masters is a
+// plain file the bonding module adds).
 func virtual(devpath string) bool {
-	return devpath == "" || strings.HasPrefix(devpath, "/sys/devices/virtual/")
+	return !strings.HasPrefix(devpath, "/sys/devices/") || strings.HasPrefix(devpath, "/sys/devices/virtual/")
 }
 
 // nics lists the interfaces backed by a device; loopback, bridges, taps and
@@ -98,7 +102,7 @@ func (r *reader) disks() []api.HostDisk {
 		d.Rotational = r.optional(dir+"/queue/rotational") == "1"
 		d.Removable = r.optional(dir+"/removable") == "1"
 		d.Model = r.optional(dir + "/device/model")
-		d.Serial = r.serial(dir)
+		d.Serial = r.serial(dir, devpath)
 		for _, p := range r.list("disk", dir, true) {
 			if !strings.HasPrefix(p, name) || !r.exists(dir+"/"+p+"/partition") {
 				continue
@@ -132,8 +136,8 @@ func (r *reader) sectors(area, logical string) uint64 {
 
 // serial is where each bus puts it: virtio-blk on the block device, NVMe on
 // the controller, SCSI/SATA in the unit serial number VPD page (0x80: a
-// 4-byte header, then the serial).
-func (r *reader) serial(dir string) string {
+// 4-byte header, then the serial), USB in the USB device's descriptor.
+func (r *reader) serial(dir, devpath string) string {
 	if s := r.optional(dir + "/serial"); s != "" {
 		return s
 	}
@@ -142,6 +146,21 @@ func (r *reader) serial(dir string) string {
 	}
 	if b := r.optional(dir + "/device/vpd_pg80"); len(b) > 4 {
 		return strings.TrimSpace(strings.Trim(b[4:], "\x00"))
+	}
+	return r.usbSerial(devpath)
+}
+
+// usbSerial is the serial number string of the USB device a disk hangs off
+// (a USB stick's SCSI layer often has no VPD page 0x80): the nearest
+// ancestor of devpath with an idVendor attribute, "" when there is none.
+func (r *reader) usbSerial(devpath string) string {
+	if !strings.Contains(devpath, "/usb") {
+		return ""
+	}
+	for p := path.Dir(devpath); strings.HasPrefix(p, "/sys/devices/"); p = path.Dir(p) {
+		if r.exists(p + "/idVendor") {
+			return r.optional(p + "/serial")
+		}
 	}
 	return ""
 }

@@ -30,6 +30,7 @@ func (r *reader) inventory() (api.Hardware, error) {
 		NICs:    r.nics(),
 		Disks:   r.disks(),
 		Sensors: r.sensors(),
+		Modules: r.modules(),
 	}
 	hw.Gaps = r.gaps
 	if hw.Gaps == nil {
@@ -237,4 +238,17 @@ func (r *reader) intAttr(area, logical string) int {
 		return 0
 	}
 	return n
+}
+
+// modules lists the loadable modules loaded: a directory of /sys/module
+// with an initstate of "live" (built-in ones have no initstate). A tree
+// without /sys/module (an old fixture) has none, and that is no gap.
+func (r *reader) modules() []string {
+	out := []string{}
+	for _, name := range r.list("modules", "/sys/module", false) {
+		if r.optional("/sys/module/"+name+"/initstate") == "live" {
+			out = append(out, name)
+		}
+	}
+	return out
 }

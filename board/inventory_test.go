@@ -193,12 +193,27 @@ func TestLive(t *testing.T) {
 	t.Logf("%d PCI devices, %d NICs, %d disks, %d sensors; gaps %q", len(hw.PCI), len(hw.NICs), len(hw.Disks), len(hw.Sensors), hw.Gaps)
 }
 
+// BenchmarkRead gathers the full inventory of this machine (with the
+// distribution's pci.ids when it has one: parsing it is most of the cost),
+// of this machine without names, and of the q35 fixture with the same
+// database. The target is under 50 ms (docs/PERFORMANCE.md).
 func BenchmarkRead(b *testing.B) {
-	root := DefaultRoot()
-	for b.Loop() {
-		if _, err := Read(root); err != nil {
-			b.Fatal(err)
-		}
+	live := DefaultRoot()
+	bare := live
+	bare.PCIIDs = ""
+	q35 := fixtureRoot("testdata/qemu-q35")
+	q35.PCIIDs = live.PCIIDs
+	for _, c := range []struct {
+		name string
+		root Root
+	}{{"live", live}, {"live-without-pci.ids", bare}, {"qemu-q35", q35}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Read(c.root); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -236,5 +251,71 @@ func TestSecureBoot(t *testing.T) {
 		if hw.System.BootMode != api.BootUEFI || hw.System.SecureBoot == nil || *hw.System.SecureBoot != c.want {
 			t.Errorf("% x: system = %+v", c.data, hw.System)
 		}
+	}
+}
+
+// TestQEMUFixtures checks the QEMU captures (board/capture-qemu.sh) against
+// the devices their presets attach (qemu-test/cmd/plinth-capture), not only
+// against their golden JSON: each NIC's MAC and driver, each disk's size,
+// transport and serial.
+func TestQEMUFixtures(t *testing.T) {
+	type nic struct{ mac, driver string }
+	type disk struct {
+		transport, serial string
+		mib               uint64
+		removable         bool
+	}
+	for _, c := range []struct {
+		name, product, serial string
+		nics                  []nic
+		disks                 []disk
+	}{
+		{"qemu-q35", "Standard PC (Q35 + ICH9, 2009)", "Q35-0001",
+			[]nic{{"52:54:00:00:35:01", "virtio_net"}, {"52:54:00:00:35:02", "virtio_net"}, {"52:54:00:00:35:03", "e1000e"}},
+			[]disk{{api.TransportVirtio, "Q35-VIRTIO", 1024, false}, {api.TransportNVMe, "Q35-NVME", 2048, false},
+				{api.TransportSATA, "Q35-SATA", 3072, false}, {api.TransportUSB, "Q35-USB", 512, true}}},
+		{"qemu-pc", "Standard PC (i440FX + PIIX, 1996)", "PC-0001",
+			[]nic{{"52:54:00:00:44:01", "e1000"}},
+			[]disk{{api.TransportSATA, "PC-SATA", 2048, false}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hw, err := Read(fixtureRoot("testdata/" + c.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := hw.System; s.Vendor != "QEMU" || s.Product != c.product || s.Serial != c.serial || s.UUID == "" || s.BootMode != api.BootBIOS {
+				t.Errorf("system = %+v", s)
+			}
+			if len(hw.NICs) != len(c.nics) {
+				t.Errorf("nics = %+v", hw.NICs)
+			}
+			for _, w := range c.nics {
+				i := slices.IndexFunc(hw.NICs, func(n api.HostNIC) bool { return n.MAC == w.mac })
+				if i < 0 || hw.NICs[i].Driver != w.driver || !hw.NICs[i].Link || hw.NICs[i].PCIAddress == "" {
+					t.Errorf("NIC %s (%s): %+v", w.mac, w.driver, hw.NICs)
+				}
+			}
+			if len(hw.Disks) != len(c.disks) {
+				t.Errorf("disks = %+v", hw.Disks)
+			}
+			for _, w := range c.disks {
+				i := slices.IndexFunc(hw.Disks, func(d api.HostDisk) bool { return d.Serial == w.serial })
+				if i < 0 {
+					t.Errorf("no disk with serial %s: %+v", w.serial, hw.Disks)
+					continue
+				}
+				if d := hw.Disks[i]; d.Transport != w.transport || d.SizeBytes != w.mib<<20 || d.Removable != w.removable || d.PCIAddress == "" {
+					t.Errorf("disk %s: %+v, want %+v", w.serial, d, w)
+				}
+			}
+			for _, d := range hw.PCI {
+				if d.VendorName == "" || d.ClassName == "" {
+					t.Errorf("PCI %s %s:%s unnamed: add it to testdata/pci.ids", d.Address, d.VendorID, d.DeviceID)
+				}
+			}
+			if len(hw.Gaps) != 0 {
+				t.Errorf("gaps: %q", hw.Gaps)
+			}
+		})
 	}
 }

@@ -22,7 +22,9 @@ func TestParsePCIIDs(t *testing.T) {
 		{ids.Devices["8086:10d3"], "82574L Gigabit Network Connection"},
 		{ids.Devices["1af4:1100"], ""}, // a subsystem line, not a device
 		{ids.class("020000"), "Ethernet controller"},
-		{ids.class("0c0330"), ""},
+		{ids.class("0c0330"), "USB controller"},
+		{ids.Classes["0c0330"], ""}, // a programming interface line, skipped
+		{ids.class("0d1100"), ""},   // a class the excerpt lacks
 		{ids.class("ff0000"), "Unassigned class"},
 	} {
 		if c.got != c.want {
@@ -77,5 +79,30 @@ func TestTransport(t *testing.T) {
 	}
 	if got := pciAddress("/sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/net/enp1s0"); got != "0000:01:00.0" {
 		t.Errorf("pciAddress = %q", got)
+	}
+}
+
+// TestParsePCIIDsWanted: the inventory's filtered parse keeps the wanted
+// vendors and devices only, and every class.
+func TestParsePCIIDsWanted(t *testing.T) {
+	f, err := os.Open(testPCIIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ids, err := parsePCIIDs(f, map[string]bool{"8086": true, "8086:10d3": true, "1af4:1000": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids.Vendors) != 1 || ids.Vendors["8086"] != "Intel Corporation" {
+		t.Errorf("vendors = %q", ids.Vendors)
+	}
+	// 1af4:1000 is wanted, but not its vendor: a device is kept only within
+	// a wanted vendor's section, as the inventory always asks for both.
+	if len(ids.Devices) != 1 || ids.Devices["8086:10d3"] != "82574L Gigabit Network Connection" {
+		t.Errorf("devices = %q", ids.Devices)
+	}
+	if ids.class("0c0330") != "USB controller" || ids.class("020000") != "Ethernet controller" {
+		t.Errorf("classes = %q", ids.Classes)
 	}
 }

@@ -2,6 +2,7 @@ package board
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -26,38 +27,58 @@ type PCIIDs struct {
 // are skipped; so are lines it does not understand, as lspci does.
 func ParsePCIIDs(rd io.Reader) (*PCIIDs, error) { return parsePCIIDs(rd, nil) }
 
-// parsePCIIDs keeps only the devices of the vendors in want (all when nil):
-// the whole database is some 40,000 devices and the inventory needs a dozen.
+// parsePCIIDs keeps only the vendors and the "vendor:device" pairs in want
+// (everything when want is nil): the whole database is some 40,000 lines
+// and the inventory needs a dozen, so a line that is not wanted costs no
+// allocation.
 func parsePCIIDs(rd io.Reader, want map[string]bool) (*PCIIDs, error) {
 	ids := &PCIIDs{Vendors: map[string]string{}, Devices: map[string]string{}, Classes: map[string]string{}}
 	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	var vendor, class string // the section we are in; class != "" in the class part
+	var key [9]byte          // "vvvv:dddd", built without allocating
 	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
+		line := sc.Bytes()
+		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		tabs := len(line) - len(strings.TrimLeft(line, "\t"))
+		tabs := 0
+		for tabs < len(line) && line[tabs] == '\t' {
+			tabs++
+		}
+		if tabs >= 2 || tabs == 1 && vendor == "" && class == "" {
+			continue // subsystems, programming interfaces, skipped sections
+		}
 		body := line[tabs:]
-		id, name, ok := strings.Cut(body, "  ")
-		if !ok {
+		i := bytes.Index(body, []byte("  "))
+		if i < 0 {
 			continue
 		}
-		id, name = strings.ToLower(id), strings.TrimSpace(name)
+		rawID := body[:i]
+		if bytes.ContainsFunc(rawID, func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
+			rawID = bytes.ToLower(rawID) // "C 02" class lines; IDs are lower case
+		}
 		switch {
-		case tabs == 0 && strings.HasPrefix(id, "c "):
-			class, vendor = strings.TrimPrefix(id, "c "), ""
-			ids.Classes[class] = name
-		case tabs == 0 && isHexID(id, 4):
-			vendor, class = id, ""
-			ids.Vendors[id] = name
+		case tabs == 0 && bytes.HasPrefix(rawID, []byte("c ")):
+			class, vendor = string(rawID[2:]), ""
+			ids.Classes[class] = string(bytes.TrimSpace(body[i+2:]))
+		case tabs == 0 && isHexID(rawID, 4):
+			vendor, class = "", ""
+			if want == nil || want[string(rawID)] {
+				vendor = string(rawID)
+				ids.Vendors[vendor] = string(bytes.TrimSpace(body[i+2:]))
+			}
 		case tabs == 0:
 			vendor, class = "", "" // another section (device types, languages...)
-		case tabs == 1 && vendor != "" && (want == nil || want[vendor]) && isHexID(id, 4):
-			ids.Devices[vendor+":"+id] = name
-		case tabs == 1 && class != "" && isHexID(id, 2):
-			ids.Classes[class+id] = name
+		case vendor != "" && isHexID(rawID, 4):
+			copy(key[:], vendor)
+			key[4] = ':'
+			copy(key[5:], rawID)
+			if want == nil || want[string(key[:])] {
+				ids.Devices[string(key[:])] = string(bytes.TrimSpace(body[i+2:]))
+			}
+		case class != "" && isHexID(rawID, 2):
+			ids.Classes[class+string(rawID)] = string(bytes.TrimSpace(body[i+2:]))
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -66,12 +87,17 @@ func parsePCIIDs(rd io.Reader, want map[string]bool) (*PCIIDs, error) {
 	return ids, nil
 }
 
-func isHexID(s string, n int) bool {
+func isHexID[T string | []byte](s T, n int) bool {
 	if len(s) != n {
 		return false
 	}
-	_, err := strconv.ParseUint(s, 16, 64)
-	return err == nil
+	for i := range len(s) {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // class names a class code "020000": the subclass name, else the class name.
@@ -85,7 +111,8 @@ func (ids *PCIIDs) class(code string) string {
 	return ids.Classes[code[:2]]
 }
 
-func (r *reader) pciIDs(vendors map[string]bool) *PCIIDs {
+// pciIDs reads the names of the vendors and "vendor:device" pairs in want.
+func (r *reader) pciIDs(want map[string]bool) *PCIIDs {
 	if r.root.PCIIDs == "" {
 		return nil
 	}
@@ -95,7 +122,7 @@ func (r *reader) pciIDs(vendors map[string]bool) *PCIIDs {
 		return nil
 	}
 	defer f.Close()
-	ids, err := parsePCIIDs(f, vendors)
+	ids, err := parsePCIIDs(f, want)
 	if err != nil {
 		r.gap("pci", r.root.PCIIDs, err)
 		return nil
@@ -132,6 +159,7 @@ func (r *reader) pci() []api.PCIDevice {
 			DeviceID:   r.hexAttr(dir+"/device", 4),
 			Class:      r.hexAttr(dir+"/class", 6),
 			Driver:     r.linkBase(dir + "/driver"),
+			Modalias:   r.optional(dir + "/modalias"),
 			IOMMUGroup: -1,
 		}
 		if g := r.linkBase(dir + "/iommu_group"); g != "" {
@@ -142,11 +170,12 @@ func (r *reader) pci() []api.PCIDevice {
 		}
 		out = append(out, d)
 	}
-	vendors := map[string]bool{}
+	want := map[string]bool{}
 	for _, d := range out {
-		vendors[d.VendorID] = true
+		want[d.VendorID] = true
+		want[d.VendorID+":"+d.DeviceID] = true
 	}
-	if ids := r.pciIDs(vendors); ids != nil {
+	if ids := r.pciIDs(want); ids != nil {
 		for i, d := range out {
 			out[i].VendorName = ids.Vendors[d.VendorID]
 			out[i].DeviceName = ids.Devices[d.VendorID+":"+d.DeviceID]

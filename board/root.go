@@ -181,7 +181,11 @@ func (r *reader) list(area, logical string, required bool) []string {
 	r.touch(logical)
 	names := make([]string, 0, len(ents))
 	for _, e := range ents {
-		names = append(names, e.Name())
+		// sysfs and procfs hold no dot files; a fixture's .keep (see
+		// Capture) is no device.
+		if !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
 	}
 	sort.Strings(names)
 	return names

@@ -1,7 +1,8 @@
 // Package drivers decides which kernel modules the hardware needs, the way
 // udev's cold-plug does on a general-purpose distribution: every device in
 // sysfs publishes a modalias, and the kernel's modules.alias maps glob patterns
-// of those to module names.
+// of those to module names. Devices that appear after the cold-plug scan
+// announce themselves with kernel uevents (ListenUevents), udev's hot-plug.
 package drivers
 
 import (
