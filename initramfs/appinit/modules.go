@@ -2,6 +2,7 @@ package appinit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -257,8 +258,17 @@ func (p *initProc) loadModules() error {
 			want = append(want, m)
 		}
 	}
+	// Listen for device events before the scan, so that a device that
+	// appears later (a USB stick's disk) gets its driver too.
+	ue, err := drivers.ListenUevents()
+	if err != nil {
+		p.logf("modules: no hot-plug: %v", err)
+	}
 	all := l.coldplug(want)
 	p.logf("modules: loaded %d: %s", len(all), strings.Join(all, " "))
+	if ue != nil {
+		go p.hotplug(ue)
+	}
 	// PCI devices that nothing drives are worth a line: a missing NIC or
 	// storage driver is the usual reason a server "has no network".
 	devs, _ := drivers.Devices("/sys")
@@ -270,6 +280,31 @@ func (p *initProc) loadModules() error {
 		}
 	}
 	return nil
+}
+
+// hotplug loads the drivers of devices added after the cold-plug, for as
+// long as the host runs; after a socket overrun it rescans sysfs.
+func (p *initProc) hotplug(ue *drivers.Uevents) {
+	l := p.mods
+	for {
+		err := ue.Run(context.Background(), func(ev drivers.Uevent) {
+			if ev.Action != "add" || ev.Modalias == "" {
+				return
+			}
+			mods, _ := drivers.Match(l.aliases, []string{ev.Modalias})
+			if loaded := l.load(mods); len(loaded) > 0 {
+				p.logf("modules: hot-plug %s: loaded %s", ev.Modalias, strings.Join(loaded, " "))
+			}
+		})
+		if !errors.Is(err, drivers.ErrUeventOverrun) {
+			p.logf("modules: hot-plug stopped: %v", err)
+			ue.Close()
+			return
+		}
+		if loaded := l.coldplug(nil); len(loaded) > 0 {
+			p.logf("modules: hot-plug rescan: loaded %s", strings.Join(loaded, " "))
+		}
+	}
 }
 
 // loadLaterModules loads laterModules; it runs in the background.
