@@ -150,14 +150,18 @@ VERSION="$(cd "$ROOT" && git describe --always --dirty --tags 2>/dev/null || ech
 echo "$VERSION" > "$BUILD/version"
 UROOT=github.com/u-root/u-root/cmds/core
 cmds=()
-for c in init gosh ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
+for c in init ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
 	hostname kill free df du grep more tail head uname sync poweroff shutdown \
 	insmod rmmod lsmod lsdrivers wget netstat dd find chmod date uptime sleep \
 	touch tee wc xargs sort tr which readlink realpath pidof hexdump strings \
 	cpio gzip tar md5sum shasum dhclient pci blkid gpt mknod stty tty time true false; do
 	cmds+=("$UROOT/$c")
 done
-cmds+=(./initramfs/cmd/plinth-init ./vmkernel/cmd/vmkernel ./mgmtd/cmd/mgmtd ./board/cmd/plinth-hw ./initramfs/cmd/modprobe)
+# The shell is mvdan.cc/sh's gosh (same name, no line editor): u-root's gosh
+# needs knz/bubbline, which does not compile against the bubbles v1 the DCUI
+# uses (generic key.Matches under bubbline's go 1.13 language version).
+cmds+=(mvdan.cc/sh/v3/cmd/gosh)
+cmds+=(./initramfs/cmd/plinth-init ./vmkernel/cmd/vmkernel ./mgmtd/cmd/mgmtd ./board/cmd/plinth-hw ./initramfs/cmd/modprobe ./dcui/cmd/dcui)
 # gobusybox compiles the busybox in GOPATH mode, and GOPATH-mode binaries get
 # Go 1.20's GODEBUG defaults (old ServeMux patterns, weaker TLS defaults). The
 # last -X wins, so this gives the busybox the defaults of the Go that builds it.

@@ -47,10 +47,29 @@ func e2eOptions(t *testing.T) Options {
 
 // pinnedClient trusts whatever certificate the appliance shows first (it is
 // self-signed) and then insists on that same certificate.
+// Once logged in (login), every request carries the session's token.
 type pinnedClient struct {
 	*http.Client
-	mu  sync.Mutex
-	pin []byte
+	mu    sync.Mutex
+	pin   []byte
+	token string
+}
+
+// bearer adds the client's token, when it has one, to each request.
+type bearer struct {
+	c     *pinnedClient
+	inner http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.c.mu.Lock()
+	tok := b.c.token
+	b.c.mu.Unlock()
+	if tok != "" && r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return b.inner.RoundTrip(r)
 }
 
 func newPinnedClient() *pinnedClient {
@@ -72,7 +91,7 @@ func newPinnedClient() *pinnedClient {
 			return nil
 		},
 	}
-	c.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	c.Client = &http.Client{Timeout: 30 * time.Second, Transport: bearer{c, &http.Transport{TLSClientConfig: tlsConf}}}
 	return c
 }
 
@@ -128,6 +147,13 @@ func TestApplianceBoot(t *testing.T) {
 	if health.Status != "ok" {
 		t.Errorf("healthz status = %q (services %v), want ok", health.Status, health.Services)
 	}
+	// Nothing but health answers before the password is set and used.
+	if resp, err := c.Get(vm.APIURL() + "/api/v1/host"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /api/v1/host without a token: %v %v, want 401", resp.Status, err)
+	} else {
+		resp.Body.Close()
+	}
+	firstLogin(ctx, t, vm, c)
 
 	var host api.Host
 	c.getJSON(t, vm.APIURL()+"/api/v1/host", &host)
@@ -231,6 +257,11 @@ func TestApplianceStateAndStaticNetwork(t *testing.T) {
 		}
 		if con := strings.Join(vm.Console(), "\n"); !strings.Contains(con, "management network: eth0 10.0.2.15/24 (static)") {
 			t.Errorf("boot %d: the console does not report the static address%s", boot, formatTail(vm.Tail(TailLines)))
+		}
+		if boot == 1 {
+			firstLogin(ctx, t, vm, c) // the password goes to STATE
+		} else {
+			c.login(t, vm.APIURL(), e2ePassword) // and is there after the reboot
 		}
 		var host api.Host
 		c.getJSON(t, vm.APIURL()+"/api/v1/host", &host) // fails on a changed certificate

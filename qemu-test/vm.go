@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -44,7 +45,9 @@ type VM struct {
 	console  *console
 	stderr   *tailBuffer
 	logFile  *os.File
-	done     chan struct{} // closed once QEMU has been reaped
+	stdin    io.WriteCloser // QEMU's stdin: the serial console's input (see Type)
+	screen   int            // console line where the next ExpectScreen starts
+	done     chan struct{}  // closed once QEMU has been reaped
 	exitCode int
 	exitErr  error
 
@@ -148,7 +151,11 @@ func start(ctx context.Context, o Options, port int) (_ *VM, err error) {
 
 	sock := filepath.Join(dir, "qmp.sock")
 	cmd := exec.CommandContext(ctx, QEMUBinary, o.Args(port, sock)...)
-	cmd.Stdin = nil // /dev/null: -serial stdio must not touch our terminal
+	// A pipe, not our terminal: -serial stdio must not touch it, and what
+	// Type writes into the pipe is typed on the serial console.
+	if vm.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, fmt.Errorf("qemutest: stdin pipe: %w", err)
+	}
 	cmd.Stdout = vm.console
 	cmd.Stderr = vm.stderr
 	// Own process group, so Close can kill everything QEMU started; and

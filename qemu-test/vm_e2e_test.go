@@ -83,6 +83,7 @@ func TestApplianceAutostartsVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newPinnedClient()
+	firstLogin(ctx, t, vm, c)
 	var host api.Host
 	c.getJSON(t, vm.APIURL()+"/api/v1/host", &host)
 	t.Logf("appliance acceleration: %s (%s)", host.Acceleration.Mode, host.Acceleration.Reason)

@@ -2,10 +2,15 @@
 // over to (as uinit). In order it loads the drivers the hardware needs, mounts
 // the VM payload (QEMU and firmware) on /usr, mounts the STATE file system (or
 // says loudly that it runs live, with state in RAM), sets the hostname, brings
-// up the management network, starts vmkernel and mgmtd under the supervisor,
-// and once the API answers prints one
-// machine-readable ready line with the boot timings. Then it waits for the
-// ACPI power button (or SIGTERM) and shuts the host down cleanly.
+// up the management network (the configuration saved in STATE, unless the
+// kernel command line gives a static address), starts vmkernel, mgmtd and the
+// DCUI on tty1 under the supervisor, and once the API answers prints one
+// machine-readable ready line with the boot timings. Then it hands the serial
+// console to a second DCUI: from then on its own lines and the services' go
+// only to the boot log (/run/plinth/boot.log), which the DCUI shows. It waits
+// for the ACPI power button, SIGTERM or SIGPWR (power off) or SIGUSR1
+// (restart) and shuts the host down cleanly, giving the serial console back
+// to the log lines.
 //
 // Each step is named; a failing step is reported by name and, unless the
 // appliance cannot work without it, the boot goes on.
@@ -18,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -34,6 +40,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/initramfs/supervisor"
+	"github.com/plinth/plinth/netconf"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,6 +53,7 @@ type Config struct {
 	BinDir     string // where the service binaries are (/bbin)
 	ReadyWait  time.Duration
 	PowerOff   func() error // the final step; unix.Reboot(POWER_OFF) on the appliance
+	Reboot     func() error // the final step of a restart (SIGUSR1)
 	Cmdline    Cmdline
 	ModulesDir string // /lib/modules/RELEASE
 }
@@ -63,6 +71,7 @@ func Default() Config {
 		BinDir:     "/bbin",
 		ReadyWait:  3 * time.Minute,
 		PowerOff:   func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
+		Reboot:     func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
 		Cmdline:    ParseCmdline(string(b)),
 		ModulesDir: filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:])),
 	}
@@ -80,8 +89,13 @@ type initProc struct {
 	// datastores are vmkernel's -datastore arguments (NAME=DIR).
 	datastores []string
 	mu         sync.Mutex // guards marks: steps run concurrently
-	net        NetResult
+	net        netconf.Result
 	host       string
+	// log is the console writer: the serial console until the DCUI owns
+	// it, and the boot log always.
+	log *bootLog
+	// netcfg is the management network configuration that was applied.
+	netcfg netconf.Config
 }
 
 type mark struct {
@@ -119,7 +133,8 @@ func (p *initProc) step(name string, fn func() error) error {
 // Run is the appliance init. It returns only when the host is powering off, or
 // with an error when a step the appliance cannot live without has failed.
 func Run(cfg Config) error {
-	p := &initProc{cfg: cfg, start: time.Now()}
+	cfg.Console = newBootLog(cfg.Console)
+	p := &initProc{cfg: cfg, start: time.Now(), log: cfg.Console.(*bootLog)}
 	p.marks = append(p.marks, mark{"init_start", uptimeMS()})
 	p.logf("Plinth %s starting", api.Version)
 	// Libraries (u-root's dhclient among them) log through the standard
@@ -131,12 +146,14 @@ func Run(cfg Config) error {
 	// Power-off requests are honoured from the first moment: the power button
 	// and SIGTERM/SIGINT (u-root's init forwards nothing, but a shell user may
 	// send it).
+	// SIGUSR1 is a restart (vmkernel and the DCUI send it).
 	power := make(chan string, 4)
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR, syscall.SIGUSR1)
 	go func() { s := <-sigs; power <- "signal " + s.String() }()
 
 	_ = p.step("filesystems", p.filesystems)
+	p.log.openFile(filepath.Join(p.cfg.RunDir, BootLogName))
 	// The steps overlap where they can: drivers load in the background; the
 	// network starts once the NIC drivers are in (not waiting for storage
 	// controllers or KVM); payload and STATE wait for every driver but KVM;
@@ -162,27 +179,34 @@ func Run(cfg Config) error {
 		}
 	}
 	networked := make(chan struct{})
+	stateMounted := make(chan struct{})
 	go func() {
 		defer close(networked)
 		quiet(func(path string) bool { return isStorageModule(path) || isKVMModule(path) })
+		<-stateMounted // the saved configuration is in STATE
 		_ = p.step("network", func() error {
-			cfg, err := ParseNetConfig(p.cfg.Cmdline)
+			cfg, src, err := networkConfig(p.cfg.StateDir, p.cfg.Cmdline, p.logf)
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 			defer cancel()
-			r, err := bringUpNetwork(ctx, cfg, p.logf)
+			a := netconf.System(p.logf)
+			a.SetHostname = nil // the hostname step decides
+			r, err := a.Apply(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			p.net = r
-			p.logf("management network: %s %s (%s)", r.NIC, r.Address, r.Method)
+			p.net, p.netcfg = r, cfg
+			p.logf("management network: %s %s (%s)", r.Interface, r.Address, r.Method)
+			p.logf("network configuration from %s", src)
 			return nil
 		})
 	}()
 	quiet(isKVMModule)
 	go watchPowerButton(p.logf, power)
+	_ = p.step("state", p.mountState)
+	close(stateMounted)
 	_ = p.step("payload", func() error {
 		dev, err := mountPayload(PayloadImage, "/usr")
 		if err != nil {
@@ -191,10 +215,9 @@ func Run(cfg Config) error {
 		p.logf("payload: %s on /usr (%s)", PayloadImage, dev)
 		return checkPayload("/usr")
 	})
-	_ = p.step("state", p.mountState)
 	_ = p.step("datastores", p.mountDatastores)
-	_ = p.step("hostname", p.setHostname)
 	<-networked
+	_ = p.step("hostname", p.setHostname)
 	<-coldplugged
 	p.sup = supervisor.New(p.cfg.Console)
 	if err := p.step("services", p.startServices); err != nil {
@@ -204,13 +227,15 @@ func Run(cfg Config) error {
 	go func() {
 		if err := p.step("api", p.waitAPI); err != nil {
 			fmt.Fprintf(p.cfg.Console, "PLINTH-NOT-READY %v\n", err)
-			return
+		} else {
+			fmt.Fprintln(p.cfg.Console, p.readyLine())
 		}
-		fmt.Fprintln(p.cfg.Console, p.readyLine())
+		// The ready line is out: the serial console is the DCUI's now.
+		p.startSerialDCUIs()
 	}()
 
 	why := <-power
-	return p.shutdown(why)
+	return p.shutdown(why, strings.Contains(why, syscall.SIGUSR1.String()))
 }
 
 // filesystems adds what u-root's init does not set up: /run, cgroup v2 in
@@ -300,7 +325,9 @@ func (p *initProc) mountDatastores() error {
 func (p *initProc) setHostname() error {
 	h := ""
 	src := ""
-	if b, err := os.ReadFile(filepath.Join(p.cfg.StateDir, "config", "hostname")); err == nil {
+	if p.netcfg.Hostname != "" {
+		h, src = p.netcfg.Hostname, "network configuration"
+	} else if b, err := os.ReadFile(filepath.Join(p.cfg.StateDir, "config", "hostname")); err == nil {
 		h, src = strings.TrimSpace(string(b)), "STATE"
 	}
 	if v := p.cfg.Cmdline["plinth.hostname"]; h == "" && v != "" {
@@ -333,12 +360,17 @@ func (p *initProc) startServices() error {
 			return err
 		}
 	}
-	// mgmtd runs unprivileged: it owns its state and nothing else.
-	if err := os.Chown(mgmtState, api.MgmtdUID, api.MgmtdGID); err != nil {
+	// mgmtd runs unprivileged: it owns its state and nothing else. What
+	// is in there may have been written as root (by the DCUI, an installer
+	// or an answer file), so the whole tree is given over.
+	if err := chownTree(mgmtState, api.MgmtdUID, api.MgmtdGID); err != nil {
 		return fmt.Errorf("chown %s: %w", mgmtState, err)
 	}
 	sock := filepath.Join(p.cfg.RunDir, "vmkernel.sock")
-	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", filepath.Join(p.cfg.RunDir, "vms")}
+	// Host power through the API reaches this process: vmkernel signals it
+	// (u-root's init, PID 1, would ignore the signals).
+	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", filepath.Join(p.cfg.RunDir, "vms"),
+		"-init-pid", strconv.Itoa(os.Getpid())}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
 	}
@@ -360,13 +392,22 @@ func (p *initProc) startServices() error {
 	if err != nil {
 		return fmt.Errorf("listener file: %w", err)
 	}
-	return p.sup.Start(supervisor.Spec{
+	if err := p.sup.Start(supervisor.Spec{
 		Name: "mgmtd", Path: filepath.Join(p.cfg.BinDir, "mgmtd"),
 		Args:       []string{"-listen-fd", "3", "-state", mgmtState, "-vmkernel", sock},
 		Credential: &syscall.Credential{Uid: api.MgmtdUID, Gid: api.MgmtdGID},
 		ExtraFiles: []*os.File{lf},
 		LogFile:    filepath.Join(logDir, "mgmtd.log"),
-	})
+	}); err != nil {
+		return err
+	}
+	// The DCUI on the monitor: the serial console's comes after the ready line.
+	if _, err := os.Stat("/dev/tty1"); err == nil {
+		if err := p.startDCUI("tty1", "linux"); err != nil {
+			p.logf("DCUI on tty1: %v", err)
+		}
+	}
+	return nil
 }
 
 // waitAPI polls the API's /healthz until it answers 200.
@@ -541,7 +582,8 @@ func (p *initProc) shutdownVMs() {
 	wg.Wait()
 }
 
-func (p *initProc) shutdown(why string) error {
+func (p *initProc) shutdown(why string, reboot bool) error {
+	p.releaseSerial()
 	p.logf("shutting down (%s)", why)
 	if p.sup != nil {
 		p.shutdownVMs()
@@ -564,6 +606,21 @@ func (p *initProc) shutdown(why string) error {
 			_ = unix.Mount("", p.cfg.StateDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 		}
 	}
+	if reboot && p.cfg.Reboot != nil {
+		p.logf("restarting")
+		return p.cfg.Reboot()
+	}
 	p.logf("powering off")
 	return p.cfg.PowerOff()
+}
+
+// chownTree gives dir and everything below it to uid:gid, without following
+// symbolic links.
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
 }

@@ -2,11 +2,15 @@ package appinit
 
 import (
 	"encoding/binary"
+	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/plinth/plinth/netconf"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -127,5 +131,42 @@ func TestDatastoreName(t *testing.T) {
 		if got := datastoreName(label); got != want {
 			t.Errorf("datastoreName(%q) = %q, want %q", label, got, want)
 		}
+	}
+}
+
+func TestNetworkConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	logf := func(string, ...any) {}
+	if c, src, err := networkConfig(dir, Cmdline{"plinth.nic": "eth1"}, logf); err != nil || c.Mode != netconf.ModeDHCP || c.NIC != "eth1" || src != "default" {
+		t.Errorf("nothing saved: %+v %s %v", c, src, err)
+	}
+	saved := netconf.Config{Mode: netconf.ModeStatic, Address: netip.MustParsePrefix("192.0.2.10/24"), Hostname: "saved"}
+	if err := netconf.Save(dir, saved); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, err := networkConfig(dir, Cmdline{}, logf); err != nil || c.Address != saved.Address || c.Hostname != "saved" {
+		t.Errorf("saved: %+v %v", c, err)
+	}
+	// plinth.ip= on the command line overrides what is saved.
+	if c, src, err := networkConfig(dir, Cmdline{"plinth.ip": "10.0.2.15/24"}, logf); err != nil || c.Address.String() != "10.0.2.15/24" || src != "kernel command line" {
+		t.Errorf("command line: %+v %s %v", c, src, err)
+	}
+}
+
+func TestBootLogMutes(t *testing.T) {
+	var console strings.Builder
+	b := newBootLog(&console)
+	fmt.Fprintln(b, "early")
+	path := filepath.Join(t.TempDir(), BootLogName)
+	b.openFile(path)
+	b.setMuted(true)
+	fmt.Fprintln(b, "quiet")
+	b.setMuted(false)
+	fmt.Fprintln(b, "loud")
+	if console.String() != "early\nloud\n" {
+		t.Errorf("console got %q", console.String())
+	}
+	if got, _ := os.ReadFile(path); string(got) != "early\nquiet\nloud\n" {
+		t.Errorf("boot log got %q", got)
 	}
 }

@@ -25,7 +25,7 @@ import (
 type Options struct {
 	// Datastores are the names of the datastores to make (default "ds").
 	Datastores []string
-	// Power is vmkernel's host power hook (nil: 501, as without -power-signal-init).
+	// Power is vmkernel's host power hook (nil: 501, as without -init-pid).
 	Power func(action, reason string) error
 	// Host gives the host facts (nil: a fixed "test-host" with TCG).
 	Host func() (api.Host, error)

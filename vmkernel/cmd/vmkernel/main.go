@@ -46,7 +46,7 @@ func run(log *slog.Logger, args []string) error {
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
 	runRoot := fs.String("run", "/run/plinth/vms", "directory of the running VMs' sockets (one subdirectory per VM)")
 	accelMode := fs.String("accel", "auto", "acceleration: auto (detect), kvm (refused unless detected) or tcg (force emulation)")
-	powerInit := fs.Bool("power-signal-init", false, "serve host reboot and shutdown by signalling PID 1 (SIGUSR1 reboots, SIGTERM shuts down)")
+	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -140,8 +140,8 @@ func run(log *slog.Logger, args []string) error {
 	}
 	log.Info("vmkernel: VMs", "defined", len(inv.List()), "re-attached", len(ids), "datastores", len(datastores))
 	var power func(action, reason string) error
-	if *powerInit {
-		power = signalInit(log, 1)
+	if *initPID > 0 {
+		power = signalInit(log, *initPID)
 	}
 	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores, Switches: vs, Events: broker, Power: power})
 	l, err := vmkernel.Listen(*socket, *gid)

@@ -1,0 +1,109 @@
+// Command dcui is Plinth's Direct Console UI on one terminal: the appliance
+// init runs one on tty1 and one on the serial console (-tty). The work is in
+// package dcui.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"golang.org/x/sys/unix"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/dcui"
+)
+
+func main() {
+	log.SetFlags(0)
+	log.SetOutput(os.Stdout) // the supervisor's log
+	if err := run(os.Args); err != nil {
+		log.Fatalf("dcui: %v", err)
+	}
+}
+
+func run(args []string) error {
+	fl := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	tty := fl.String("tty", "", "terminal device to run on (default: standard input and output)")
+	state := fl.String("state", api.StateDir, "the STATE directory")
+	runDir := fl.String("run", "/run/plinth", "the run directory (boot.log, vmkernel.sock)")
+	vmk := fl.String("vmkernel", "", "vmkernel's socket (default RUN/vmkernel.sock)")
+	authDir := fl.String("auth", "", "the account directory (default STATE/mgmtd)")
+	initPID := fl.Int("init-pid", 0, "the appliance init's pid (SIGTERM: power off, SIGUSR1: restart)")
+	resolv := fl.String("resolv-conf", "/etc/resolv.conf", "where DNS servers are written")
+	shell := fl.String("shell", "/bbin/gosh", "the Troubleshooting shell")
+	idle := fl.Duration("idle", 10*time.Minute, "log the console out after this long without a key")
+	confirm := fl.Duration("confirm", 60*time.Second, "roll network changes back unless kept within this")
+	setHost := fl.Bool("set-hostname", true, "apply the configured host name to the system")
+	if err := fl.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *vmk == "" {
+		*vmk = filepath.Join(*runDir, "vmkernel.sock")
+	}
+	if *authDir == "" {
+		*authDir = filepath.Join(*state, "mgmtd")
+	}
+	in, out := os.Stdin, os.Stdout
+	ttyPath := *tty
+	if *tty != "" {
+		// O_NONBLOCK: a serial line without CLOCAL would block the open
+		// until carrier detect; blocking I/O again once it is open.
+		fd, err := unix.Open(*tty, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", *tty, err)
+		}
+		if err := unix.SetNonblock(fd, false); err != nil {
+			return fmt.Errorf("%s: %w", *tty, err)
+		}
+		if t, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil && t.Cflag&unix.CLOCAL == 0 {
+			t.Cflag |= unix.CLOCAL
+			_ = unix.IoctlSetTermios(fd, unix.TCSETS, t)
+		}
+		// On the appliance the serial console is the controlling terminal
+		// of the init's session, and the supervisor gives the DCUI its own
+		// process group: a background group, which the kernel stops
+		// (SIGTTOU) when it sets raw mode. Take the foreground instead.
+		signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN)
+		_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
+		f := os.NewFile(uintptr(fd), *tty)
+		defer f.Close()
+		in, out = f, f
+	} else if p, err := os.Readlink("/proc/self/fd/0"); err == nil {
+		ttyPath = p
+	}
+	// A serial line has no size: tell the line discipline it is a VT100's,
+	// so bubbletea and the shell lay out for 80x24.
+	if ws, err := unix.IoctlGetWinsize(int(out.Fd()), unix.TIOCGWINSZ); err == nil && (ws.Col == 0 || ws.Row == 0) {
+		_ = unix.IoctlSetWinsize(int(out.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
+	}
+	d, err := dcui.System(dcui.SystemConfig{
+		StateDir: *state, RunDir: *runDir, VMKernel: *vmk, AuthDir: *authDir, InitPID: *initPID,
+		ResolvConf: *resolv, TTY: ttyPath, Shell: *shell, ShellIdle: 5 * time.Minute, SetHostname: *setHost,
+	})
+	if err != nil {
+		return err
+	}
+	d.IdleTimeout, d.ConfirmTimeout = *idle, *confirm
+	ws, _ := unix.IoctlGetWinsize(int(out.Fd()), unix.TIOCGWINSZ)
+	if ws == nil {
+		ws = &unix.Winsize{}
+	}
+	log.Printf("dcui: on %s (%dx%d, TERM=%s)", orStd(*tty), ws.Col, ws.Row, os.Getenv("TERM"))
+	p := tea.NewProgram(dcui.New(d), tea.WithInput(in), tea.WithOutput(out), tea.WithAltScreen())
+	_, err = p.Run()
+	return err
+}
+
+func orStd(s string) string {
+	if s == "" {
+		return "standard input"
+	}
+	return s
+}

@@ -1,0 +1,156 @@
+package dcui
+
+import (
+	"io"
+	"os"
+	"strings"
+
+	tea "github.com/charmbracelet/bubbletea"
+)
+
+// logTail is how much of a log file the viewer reads (its end).
+const logTail = 256 << 10
+
+// logView is View System Logs' pager: scrollable, searchable with /, and
+// following new lines while at the end (F or End turn following back on).
+type logView struct {
+	file      LogFile
+	lines     []string
+	size      int64
+	err       error
+	top       int // first line shown
+	follow    bool
+	searching bool
+	search    field
+	last      string // the last search
+	note      string
+}
+
+func newLogView(f LogFile) logView { return logView{file: f, follow: true} }
+
+// read loads the end of the file (a command).
+func (v logView) read() tea.Cmd {
+	path, size := v.file.Path, v.size
+	return func() tea.Msg {
+		f, err := os.Open(path)
+		if err != nil {
+			return logMsg{err: err}
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return logMsg{err: err}
+		}
+		if st.Size() == size && size > 0 {
+			return nil // nothing new
+		}
+		off := max(st.Size()-logTail, 0)
+		b := make([]byte, st.Size()-off)
+		n, err := f.ReadAt(b, off)
+		if err != nil && err != io.EOF {
+			return logMsg{err: err}
+		}
+		text := strings.TrimRight(string(b[:n]), "\n")
+		if off > 0 { // drop the cut first line
+			if i := strings.IndexByte(text, '\n'); i >= 0 {
+				text = text[i+1:]
+			}
+		}
+		var lines []string
+		if text != "" {
+			lines = strings.Split(strings.ReplaceAll(text, "\r", ""), "\n")
+		}
+		return logMsg{lines: lines, size: st.Size()}
+	}
+}
+
+func (v *logView) load(m logMsg) {
+	v.err = m.err
+	if m.err != nil {
+		return
+	}
+	v.lines, v.size = m.lines, m.size
+	for i, l := range v.lines {
+		v.lines[i] = sanitize(l)
+	}
+	if v.follow {
+		v.top = len(v.lines) // clamped by the view
+	}
+}
+
+// sanitize drops control characters (a log line must not drive the terminal).
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' {
+			return ' '
+		}
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func (v *logView) clamp(height int) {
+	maxTop := max(len(v.lines)-height, 0)
+	v.top = min(max(v.top, 0), maxTop)
+}
+
+func (v *logView) key(k tea.KeyMsg, height int) {
+	if v.searching {
+		switch k.String() {
+		case "esc":
+			v.searching = false
+		case "enter":
+			v.searching = false
+			v.last = v.search.value
+			v.find(v.top, height)
+		default:
+			v.search.key(k)
+		}
+		return
+	}
+	switch k.String() {
+	case "up", "k":
+		v.top--
+		v.follow = false
+	case "down", "j":
+		v.top++
+	case "pgup", "b":
+		v.top -= height
+		v.follow = false
+	case "pgdown", " ":
+		v.top += height
+	case "home", "g":
+		v.top, v.follow = 0, false
+	case "end", "G", "f", "F":
+		v.top, v.follow = len(v.lines), true
+	case "/":
+		v.searching, v.search.value, v.note = true, "", ""
+	case "n":
+		v.find(v.top+1, height)
+	}
+	v.clamp(height)
+	if v.top >= len(v.lines)-height && k.String() != "up" && k.String() != "pgup" && k.String() != "home" {
+		v.follow = true
+	}
+}
+
+// find moves to the first line at or after from containing the search (case
+// insensitive), wrapping around.
+func (v *logView) find(from, height int) {
+	if v.last == "" {
+		return
+	}
+	q := strings.ToLower(v.last)
+	n := len(v.lines)
+	for i := 0; i < n; i++ {
+		j := (from + i) % n
+		if strings.Contains(strings.ToLower(v.lines[j]), q) {
+			v.top, v.follow, v.note = j, false, ""
+			v.clamp(height)
+			return
+		}
+	}
+	v.note = "not found: " + v.last
+}

@@ -1,0 +1,322 @@
+package netconf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/u-root/u-root/pkg/dhclient"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Applier puts a Config in place on this host through netlink.
+type Applier struct {
+	// SysRoot is sysfs (/sys), where NICs and their carriers are found.
+	SysRoot string
+	// ProcRoot is procfs (/proc), for the IPv6 switches.
+	ProcRoot string
+	// ResolvConf is the file that receives the DNS servers (/etc/resolv.conf).
+	ResolvConf string
+	// SetHostname sets the host name; nil leaves it alone.
+	SetHostname func(string) error
+	// LinkWait is how long to wait for a carrier when the NIC is not named (10s).
+	LinkWait time.Duration
+	Logf     func(format string, args ...any)
+}
+
+// System returns the Applier for this host's own network.
+func System(logf func(string, ...any)) *Applier {
+	return &Applier{SysRoot: "/sys", ProcRoot: "/proc", ResolvConf: "/etc/resolv.conf",
+		SetHostname: func(h string) error { return unix.Sethostname([]byte(h)) }, Logf: logf}
+}
+
+// Result is what the management network came up with.
+type Result struct {
+	NIC       string // the uplink
+	Interface string // where the address is: the NIC or its VLAN interface (eth0.20)
+	Address   string // CIDR, "" when DHCP got nothing
+	Method    string // ModeDHCP or ModeStatic
+}
+
+func (a *Applier) logf(format string, args ...any) {
+	if a.Logf != nil {
+		a.Logf(format, args...)
+	}
+}
+
+// PhysicalNICs lists the network interfaces backed by a device (not lo,
+// bridges, taps...), sorted by name.
+func PhysicalNICs(sysRoot string) []string {
+	devs, _ := filepath.Glob(filepath.Join(sysRoot, "class", "net", "*", "device"))
+	var out []string
+	for _, d := range devs {
+		out = append(out, filepath.Base(filepath.Dir(d)))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Carrier reports whether nic has a link.
+func Carrier(sysRoot, nic string) bool {
+	b, err := os.ReadFile(filepath.Join(sysRoot, "class", "net", nic, "carrier"))
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// FirstLinked is the first NIC (by name) with a link, waiting up to wait.
+func (a *Applier) FirstLinked(ctx context.Context, wait time.Duration) (string, error) {
+	nics := PhysicalNICs(a.SysRoot)
+	if len(nics) == 0 {
+		return "", fmt.Errorf("no network interface found (no NIC driver loaded?)")
+	}
+	for _, n := range nics {
+		if l, err := netlink.LinkByName(n); err == nil {
+			if err := netlink.LinkSetUp(l); err != nil {
+				a.logf("network: cannot bring %s up: %v", n, err)
+			}
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		for _, n := range nics {
+			if Carrier(a.SysRoot, n) {
+				return n, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no NIC has a link after %s (NICs: %s)", wait, strings.Join(nics, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Apply configures the loopback and the management interface as cfg says,
+// replacing what an earlier Apply set (addresses, default route, VLAN
+// interface), so applying the previous Config rolls a change back.
+func (a *Applier) Apply(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		_ = netlink.LinkSetUp(lo)
+	}
+	nic := cfg.NIC
+	if nic == "" {
+		wait := a.LinkWait
+		if wait == 0 {
+			wait = 10 * time.Second
+		}
+		n, err := a.FirstLinked(ctx, wait)
+		if err != nil {
+			return Result{}, err
+		}
+		nic = n
+	}
+	link, err := netlink.LinkByName(nic)
+	if err != nil {
+		return Result{}, fmt.Errorf("management NIC %q: %w", nic, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return Result{}, fmt.Errorf("bring %s up: %w", nic, err)
+	}
+	mgmt, err := a.vlan(link, cfg.VLAN)
+	if err != nil {
+		return Result{}, err
+	}
+	// Addresses of an earlier configuration go; the new ones come.
+	if addrs, err := netlink.AddrList(mgmt, netlink.FAMILY_V4); err == nil {
+		for _, ad := range addrs {
+			_ = netlink.AddrDel(mgmt, &ad)
+		}
+	}
+	if mgmt.Attrs().Index != link.Attrs().Index {
+		if addrs, err := netlink.AddrList(link, netlink.FAMILY_V4); err == nil {
+			for _, ad := range addrs {
+				_ = netlink.AddrDel(link, &ad)
+			}
+		}
+	}
+	a.ipv6(mgmt.Attrs().Name, cfg)
+	if cfg.IPv6 == IPv6Static {
+		ipnet := &net.IPNet{IP: cfg.IPv6Address.Addr().AsSlice(), Mask: net.CIDRMask(cfg.IPv6Address.Bits(), 128)}
+		if err := netlink.AddrReplace(mgmt, &netlink.Addr{IPNet: ipnet}); err != nil {
+			a.logf("network: IPv6 address %s on %s: %v", cfg.IPv6Address, mgmt.Attrs().Name, err)
+		}
+	}
+	if cfg.Hostname != "" && a.SetHostname != nil {
+		if err := a.SetHostname(cfg.Hostname); err != nil {
+			return Result{}, fmt.Errorf("set host name %q: %w", cfg.Hostname, err)
+		}
+	}
+	var r Result
+	if cfg.Mode == ModeStatic {
+		r, err = a.static(mgmt, cfg)
+	} else {
+		r, err = a.dhcp(ctx, mgmt)
+	}
+	r.NIC = nic
+	if err != nil {
+		return r, err
+	}
+	if len(cfg.DNS) > 0 || len(cfg.Search) > 0 {
+		var ns []net.IP
+		for _, d := range cfg.DNS {
+			ns = append(ns, d.AsSlice())
+		}
+		if err := writeResolvConf(a.ResolvConf, ns, cfg.Search); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// vlan returns the interface the management address goes on: link itself,
+// or its VLAN interface NAME.ID (made here), removing other VLAN
+// interfaces an earlier configuration made on link.
+func (a *Applier) vlan(link netlink.Link, id int) (netlink.Link, error) {
+	name := link.Attrs().Name
+	want := ""
+	if id > 0 {
+		want = name + "." + strconv.Itoa(id)
+		if len(want) > 15 {
+			want = "mgmt." + strconv.Itoa(id)
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if v, ok := l.(*netlink.Vlan); ok && v.ParentIndex == link.Attrs().Index && v.Name != want {
+			_ = netlink.LinkDel(l)
+		}
+	}
+	if id == 0 {
+		return link, nil
+	}
+	if l, err := netlink.LinkByName(want); err == nil {
+		if v, ok := l.(*netlink.Vlan); ok && v.VlanId == id {
+			return l, netlink.LinkSetUp(l)
+		}
+		_ = netlink.LinkDel(l)
+	}
+	v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: want, ParentIndex: link.Attrs().Index}, VlanId: id}
+	if err := netlink.LinkAdd(v); err != nil {
+		return nil, fmt.Errorf("VLAN %d on %s: %w (is the 8021q module loaded?)", id, name, err)
+	}
+	l, err := netlink.LinkByName(want)
+	if err != nil {
+		return nil, err
+	}
+	return l, netlink.LinkSetUp(l)
+}
+
+func (a *Applier) ipv6(ifname string, cfg Config) {
+	if a.ProcRoot == "" {
+		return
+	}
+	dir := filepath.Join(a.ProcRoot, "sys", "net", "ipv6", "conf", ifname)
+	if _, err := os.Stat(dir); err != nil {
+		return // no IPv6 in this kernel
+	}
+	disable, ra := "0", "1"
+	switch cfg.IPv6 {
+	case IPv6Off:
+		disable, ra = "1", "0"
+	case IPv6Static:
+		ra = "0"
+	}
+	_ = os.WriteFile(filepath.Join(dir, "disable_ipv6"), []byte(disable), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "accept_ra"), []byte(ra), 0o644)
+}
+
+func (a *Applier) static(link netlink.Link, cfg Config) (Result, error) {
+	name := link.Attrs().Name
+	ipnet := &net.IPNet{IP: cfg.Address.Addr().AsSlice(), Mask: net.CIDRMask(cfg.Address.Bits(), 32)}
+	if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: ipnet}); err != nil {
+		return Result{}, fmt.Errorf("set %s on %s: %w", cfg.Address, name, err)
+	}
+	if cfg.Gateway.IsValid() {
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
+		if err := netlink.RouteReplace(r); err != nil {
+			return Result{}, fmt.Errorf("default route via %s on %s: %w", cfg.Gateway, name, err)
+		}
+	}
+	return Result{Interface: name, Address: cfg.Address.String(), Method: ModeStatic}, nil
+}
+
+func (a *Applier) dhcp(ctx context.Context, link netlink.Link) (Result, error) {
+	name := link.Attrs().Name
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	results := dhclient.SendRequests(ctx, []netlink.Link{link}, true, false,
+		dhclient.Config{Timeout: 3 * time.Second, Retries: 5, LogLevel: dhclient.LogInfo,
+			Modifiers4: []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClassIdentifier("Plinth"))}}, 10*time.Second)
+	var lastErr error
+	for r := range results {
+		if r.Err != nil {
+			lastErr = r.Err
+			continue
+		}
+		if err := r.Lease.Configure(); err != nil {
+			return Result{}, fmt.Errorf("apply DHCP lease on %s: %w", name, err)
+		}
+		addr := ""
+		if p, ok := r.Lease.(*dhclient.Packet4); ok && p.Lease() != nil {
+			addr = p.Lease().String()
+		}
+		return Result{Interface: name, Address: addr, Method: ModeDHCP}, nil
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no answer")
+	}
+	return Result{Interface: name, Method: ModeDHCP}, fmt.Errorf("DHCP on %s: %w", name, lastErr)
+}
+
+func writeResolvConf(path string, ns []net.IP, search []string) error {
+	var b strings.Builder
+	b.WriteString("# written by Plinth (management network configuration)\n")
+	for _, n := range ns {
+		fmt.Fprintf(&b, "nameserver %s\n", n)
+	}
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Addresses lists the global IPv4 (and IPv6) addresses of the host's
+// interfaces, for the management URLs.
+func Addresses() []string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 || i.Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || !ipn.IP.IsGlobalUnicast() {
+				continue
+			}
+			out = append(out, ipn.IP.String())
+		}
+	}
+	return out
+}
