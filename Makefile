@@ -7,7 +7,7 @@ IMAGE := build/vmlinuz build/initramfs.cpio.zst
 GO_SOURCES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 IMAGE_INPUTS := $(GO_SOURCES) $(wildcard initramfs/*.sh initramfs/*.txt initramfs/*.lock)
 
-.PHONY: all deps image run test vet unit fuzz e2e bench clean
+.PHONY: all deps image usb iso pxe run test vet unit fuzz e2e bench clean
 
 all: image
 
@@ -17,7 +17,22 @@ deps:
 build/.deps: scripts/deps.sh initramfs/packages.lock
 	@mkdir -p build && scripts/deps.sh && touch $@
 
-image: build/.deps $(IMAGE)
+image: build/.deps $(IMAGE) usb
+
+# Boot media (installer/mkimage.sh): build/plinth-VERSION.img, the USB stick /
+# disk image (UEFI and BIOS), and build/plinth-VERSION.iso (hybrid: CD or
+# stick, UEFI or BIOS). Each takes a few seconds; no loop devices, no mounts.
+usb: build/.deps $(IMAGE)
+	installer/mkimage.sh
+
+iso: build/.deps $(IMAGE)
+	installer/mkimage.sh --iso
+
+# The PXE bundle (build/pxe): kernel, initramfs, iPXE binaries for legacy
+# and UEFI PXE, a generic boot.ipxe and answers/. Serve it with
+# `plinth-pxe serve -dir build/pxe -iface IF` (docs/INSTALL.md).
+pxe: build/.deps $(IMAGE)
+	go run ./installer/cmd/plinth-pxe bundle -o build/pxe
 
 $(IMAGE) &: $(IMAGE_INPUTS)
 	initramfs/build.sh
@@ -45,15 +60,15 @@ fuzz: build/.deps
 		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
-e2e: build/.deps $(IMAGE)
-	PLINTH_E2E=1 go test -count=1 -timeout 20m -v -run '^TestAppliance' ./qemu-test/
+e2e: build/.deps $(IMAGE) iso
+	PLINTH_E2E=1 go test -count=1 -timeout 30m -v -run '^TestAppliance' ./qemu-test/
 
 test: build/.deps vet unit fuzz e2e
 
 bench: build/.deps $(IMAGE)
 	go run ./bench/boot -n 5
-	go run ./bench/poweron -n 20
+	go run ./bench/poweron -n 20 -libvirt
 	go run ./bench/api -runs 3
 
 clean:
-	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log
+	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log build/plinth-*.img build/plinth-*.iso build/media build/iso-root build/esp.img

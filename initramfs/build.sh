@@ -117,7 +117,8 @@ put() { # host-path [path-in-payload]
 	mkdir -p "$(dirname "$dst")"
 	cp -L "$src" "$dst"
 }
-elves=(/usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so)
+elves=(/usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
+	/usr/sbin/mke2fs) # mke2fs: plinth-install formats STATE and the datastore
 for f in "${elves[@]}"; do
 	put "$f"
 	# The TCG accelerator is a plugin QEMU dlopen()s, listed above by hand;
@@ -162,10 +163,15 @@ done
 # uses (generic key.Matches under bubbline's go 1.13 language version).
 cmds+=(mvdan.cc/sh/v3/cmd/gosh)
 cmds+=(./initramfs/cmd/plinth-init ./vmkernel/cmd/vmkernel ./mgmtd/cmd/mgmtd ./board/cmd/plinth-hw ./initramfs/cmd/modprobe ./dcui/cmd/dcui)
+cmds+=(./installer/cmd/plinth-install ./installer/cmd/plinth-pxe)
 # gobusybox compiles the busybox in GOPATH mode, and GOPATH-mode binaries get
 # Go 1.20's GODEBUG defaults (old ServeMux patterns, weaker TLS defaults). The
-# last -X wins, so this gives the busybox the defaults of the Go that builds it.
-GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0"
+# last -X wins, so this gives the busybox the defaults of the Go that builds it,
+# except container-aware GOMAXPROCS: the appliance is no container, and a Go
+# runtime that reads cpu.cfs_quota_us keeps u-root's cgroup v1 cpu hierarchy
+# open, so the init cannot hand the cpu controller to cgroup v2 (VM CPU weight
+# and caps).
+GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0,containermaxprocs=0,updatemaxprocs=0"
 CPIO="$BUILD/initramfs.cpio"
 (cd "$ROOT" && GOFLAGS=-mod=mod go run github.com/u-root/mkuimage/cmd/mkuimage \
 	-initcmd=init -uinitcmd=plinth-init -defaultsh=gosh \

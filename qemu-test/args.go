@@ -13,6 +13,8 @@ package qemutest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -25,12 +27,30 @@ const GuestAPIPort = 443
 // Options says what to boot and how. The zero value of each field has a
 // sensible default (see the field comments).
 type Options struct {
-	// Kernel is the bzImage to boot (required).
+	// Kernel is the bzImage to boot directly; empty means the firmware
+	// boots from Disks or CDROM (their boot loader's command line then
+	// holds console=ttyS0).
 	Kernel string
 	// Initrd is the initramfs; empty means none.
 	Initrd string
 	// Cmdline is appended to the harness's own "console=ttyS0 panic=-1".
 	Cmdline string
+	// Firmware is FirmwareBIOS (SeaBIOS, the default) or FirmwareUEFI
+	// (OVMF, which needs UEFIVars).
+	Firmware string
+	// UEFIVars is a writable copy of OVMF's variable store, one per VM
+	// (see NewUEFIVars).
+	UEFIVars string
+	// Disks are attached as virtio-blk disks, in order; the firmware tries
+	// them (then CDROM) in that order.
+	Disks []Disk
+	// CDROM is an ISO image attached as a SATA CD-ROM.
+	CDROM string
+	// BootCDROM puts CDROM before Disks in the boot order.
+	BootCDROM bool
+	// FWCfg are QEMU fw_cfg files the guest reads under
+	// /sys/firmware/qemu_fw_cfg/by_name/NAME/raw.
+	FWCfg []FWCfgFile
 	// MemoryMiB is the guest memory; 0 means 512.
 	MemoryMiB int
 	// CPUs is the number of vCPUs; 0 means 1.
@@ -49,6 +69,43 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
+// Firmware choices (Options.Firmware).
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
+
+// OVMF's code (read-only) and the template of its variable store, from
+// Debian's ovmf package.
+var (
+	OVMFCode         = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVarsTemplate = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// Disk is a disk image attached to the guest.
+type Disk struct {
+	Path   string
+	Format string // "raw" (default) or "qcow2"
+	Serial string // optional; the guest sees it in /sys/block/vdX/serial
+}
+
+// FWCfgFile is one fw_cfg item: the guest sees File's content under Name
+// (which must start with "opt/").
+type FWCfgFile struct {
+	Name, File string
+}
+
+// NewUEFIVars copies OVMF's variable store template into dir and returns
+// the copy's path, for Options.UEFIVars.
+func NewUEFIVars(dir string) (string, error) {
+	b, err := os.ReadFile(OVMFVarsTemplate)
+	if err != nil {
+		return "", fmt.Errorf("qemutest: OVMF variable store: %w (install Debian's ovmf)", err)
+	}
+	p := filepath.Join(dir, "OVMF_VARS.fd")
+	return p, os.WriteFile(p, b, 0o644)
+}
+
 // QEMUBinary is the QEMU executable Start runs.
 var QEMUBinary = "qemu-system-x86_64"
 
@@ -65,6 +122,9 @@ func (o Options) cpus() int {
 	}
 	return o.CPUs
 }
+
+// OVMFCodePath is OVMF's code image.
+func (o Options) OVMFCodePath() string { return OVMFCode }
 
 // KernelCmdline is the full kernel command line the guest gets.
 // panic=-1 together with QEMU's -no-reboot turns a guest kernel panic into a
@@ -95,13 +155,49 @@ func (o Options) Args(hostPort int, qmpSock string) []string {
 		"-monitor", "none",
 		"-serial", "stdio",
 		"-no-reboot",
-		"-kernel", o.Kernel,
 	)
-	if o.Initrd != "" {
-		args = append(args, "-initrd", o.Initrd)
+	if o.Firmware == FirmwareUEFI {
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+o.OVMFCodePath(),
+			"-drive", "if=pflash,format=raw,unit=1,file="+o.UEFIVars)
+	}
+	if o.Kernel != "" {
+		args = append(args, "-kernel", o.Kernel)
+		if o.Initrd != "" {
+			args = append(args, "-initrd", o.Initrd)
+		}
+		args = append(args, "-append", o.KernelCmdline())
+	}
+	boot := 0
+	if o.CDROM != "" && o.BootCDROM {
+		boot = 1
+	}
+	for i, d := range o.Disks {
+		f := d.Format
+		if f == "" {
+			f = "raw"
+		}
+		dev := fmt.Sprintf("virtio-blk-pci,drive=disk%d,bootindex=%d", i, boot+i)
+		if d.Serial != "" {
+			dev += ",serial=" + d.Serial
+		}
+		args = append(args,
+			"-drive", fmt.Sprintf("if=none,id=disk%d,format=%s,file=%s", i, f, d.Path),
+			"-device", dev)
+	}
+	if o.CDROM != "" {
+		idx := len(o.Disks)
+		if o.BootCDROM {
+			idx = 0
+		}
+		args = append(args,
+			"-drive", "if=none,id=cd0,media=cdrom,readonly=on,file="+o.CDROM,
+			"-device", fmt.Sprintf("ide-cd,drive=cd0,bus=ide.0,bootindex=%d", idx))
+	}
+	for _, f := range o.FWCfg {
+		args = append(args, "-fw_cfg", "name="+f.Name+",file="+f.File)
 	}
 	args = append(args,
-		"-append", o.KernelCmdline(),
 		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", hostPort, GuestAPIPort),
 		"-device", "virtio-net-pci,netdev=n0",
 		"-device", "virtio-rng-pci",

@@ -129,16 +129,11 @@ func TestApplianceBoot(t *testing.T) {
 	o.CPUs, o.MemoryMiB = 2, 1024
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, o)
+	vm, ready, err := StartReady(ctx, o, 240*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(vm.Close)
-
-	ready, err := vm.WaitReady(240 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("ready after %v: %v", time.Since(vm.Started).Round(time.Millisecond), ready)
 
 	c := newPinnedClient()
@@ -241,14 +236,8 @@ func TestApplianceStateAndStaticNetwork(t *testing.T) {
 
 	for boot := 1; boot <= 2; boot++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		vm, err := Start(ctx, o)
+		vm, ready, err := StartReady(ctx, o, 240*time.Second)
 		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		ready, err := vm.WaitReady(240 * time.Second)
-		if err != nil {
-			vm.Close()
 			cancel()
 			t.Fatalf("boot %d: %v", boot, err)
 		}

@@ -49,14 +49,11 @@ func TestApplianceCLI(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, o)
+	vm, _, err := StartReady(ctx, o, 240*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vm.Close()
-	if _, err := vm.WaitReady(240 * time.Second); err != nil {
-		t.Fatal(err)
-	}
 	if err := SetPasswordViaDCUI(ctx, vm, e2ePassword); err != nil {
 		t.Fatal(err)
 	}

@@ -27,14 +27,11 @@ func TestApplianceDCUI(t *testing.T) {
 	o.CPUs, o.MemoryMiB = 2, 1024
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, o)
+	vm, _, err := StartReady(ctx, o, 240*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(vm.Close)
-	if _, err := vm.WaitReady(240 * time.Second); err != nil {
-		t.Fatal(err)
-	}
 	const pw = "Serial-Console-42"
 	t0 := time.Now()
 	if err := SetPasswordViaDCUI(ctx, vm, pw); err != nil {

@@ -61,10 +61,13 @@ type VM struct {
 // in its own process group and returns once QEMU's QMP socket answers. A
 // QEMU that exits meanwhile is reported with its exit status and stderr.
 func Start(ctx context.Context, o Options) (*VM, error) {
-	if o.Kernel == "" {
-		return nil, fmt.Errorf("%w: Options.Kernel is empty", ErrStartFailed)
+	if o.Kernel == "" && len(o.Disks) == 0 && o.CDROM == "" {
+		return nil, fmt.Errorf("%w: nothing to boot: Options.Kernel, Disks and CDROM are empty", ErrStartFailed)
 	}
-	for _, f := range []string{o.Kernel, o.Initrd} {
+	if o.Firmware == FirmwareUEFI && o.UEFIVars == "" {
+		return nil, fmt.Errorf("%w: Options.UEFIVars is empty (see NewUEFIVars)", ErrStartFailed)
+	}
+	for _, f := range []string{o.Kernel, o.Initrd, o.CDROM, o.UEFIVars} {
 		if f == "" {
 			continue
 		}

@@ -2,6 +2,7 @@ package qemutest
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -49,9 +50,10 @@ func TestApplianceAutostartsVM(t *testing.T) {
 		// start (the kernel loads the bridge module through Plinth's modprobe
 		// helper) and a tap for the VM.
 		NICs: []api.NIC{{Model: api.NICVirtio, Switch: "lan"}},
-		// Enforced through the appliance's cgroup v2 hierarchy (memory only
-		// for now: u-root's init binds the cpu controller to cgroup v1).
-		Resources: api.Resources{MemoryLimitMiB: 512},
+		// Enforced through the appliance's cgroup v2 hierarchy: a VM asking
+		// for a CPU weight or cap does not start where the cpu controller
+		// is missing from it.
+		Resources: api.Resources{MemoryLimitMiB: 512, CPUWeight: 200, CPULimitPercent: 150},
 	}
 	if err := inv.Create(&spec); err != nil {
 		t.Fatal(err)
@@ -74,14 +76,11 @@ func TestApplianceAutostartsVM(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	vm, err := Start(ctx, o)
+	vm, _, err := StartReady(ctx, o, 240*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vm.Close()
-	if _, err := vm.WaitReady(240 * time.Second); err != nil {
-		t.Fatal(err)
-	}
 	c := newPinnedClient()
 	firstLogin(ctx, t, vm, c)
 	var host api.Host
@@ -97,7 +96,8 @@ func TestApplianceAutostartsVM(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("VM not running 120 s after ready: %+v%s", got.Runtime, formatTail(vm.Tail(TailLines)))
+			vm.Close() // STATE's file system settles for debugfs
+			t.Fatalf("VM not running 120 s after ready: %+v\nvmkernel's log in STATE:\n%s", got.Runtime, stateFile(stateImg, "/log/vmkernel.log", 40))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -141,4 +141,15 @@ func mkfs(t *testing.T, label, seed, img, size string) {
 	if out, err := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", label, "-d", seed, img, size).CombinedOutput(); err != nil {
 		t.Fatalf("mke2fs %s: %v\n%s", label, err, out)
 	}
+}
+
+// stateFile is the last n lines of a file in a STATE image, read with
+// e2fsprogs' debugfs (for failure messages: the console belongs to the DCUI).
+func stateFile(img, path string, n int) string {
+	out, err := exec.Command("debugfs", "-R", "cat "+path, img).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("(debugfs: %v: %s)", err, out)
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

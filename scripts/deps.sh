@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
 have() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null; }
-for p in kmod zstd cpio e2fsprogs squashfs-tools iproute2 ca-certificates curl tmux xorriso; do
+for p in kmod zstd cpio e2fsprogs squashfs-tools iproute2 ca-certificates curl tmux gdisk mtools dosfstools syslinux syslinux-common xorriso grub-pc-bin systemd-boot-efi ipxe; do
 	case "$(have "$p")" in "install ok installed"*) ;; *) need+=("$p") ;; esac
 done
 while read -r p v; do

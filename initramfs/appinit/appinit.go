@@ -218,6 +218,9 @@ func Run(cfg Config) error {
 	_ = p.step("datastores", p.mountDatastores)
 	<-networked
 	_ = p.step("hostname", p.setHostname)
+	if done, reboot := p.installUnattended(); done {
+		return p.shutdown("unattended install finished", reboot)
+	}
 	<-coldplugged
 	p.sup = supervisor.New(p.cfg.Console)
 	if err := p.step("services", p.startServices); err != nil {

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -190,6 +191,9 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf)
 }
 
+// bridgeModuleWait bounds the wait for the bridge driver to register.
+const bridgeModuleWait = 15 * time.Second
+
 // ensure makes d's bridge (or adopts it), enslaves its uplink and sets both up.
 func (m *Manager) ensure(d def) error {
 	br, err := m.bridge(d.Name, true)
@@ -223,7 +227,18 @@ func (m *Manager) bridge(name string, create bool) (netlink.Link, error) {
 	if !create {
 		return nil, fmt.Errorf("vswitch: switch %s: bridge %s: %w", name, bn, ErrNotFound)
 	}
-	if err := m.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bn}}); err != nil {
+	// EOPNOTSUPP: no bridge driver yet. The kernel asks the modprobe
+	// helper for it, but when the appliance init is loading the module at
+	// that moment the request returns before the driver has registered:
+	// give it a few seconds.
+	for deadline := time.Now().Add(bridgeModuleWait); ; {
+		err = m.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bn}})
+		if !errors.Is(err, unix.EOPNOTSUPP) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("vswitch: switch %s: creating bridge %s: %w", name, bn, err)
 	}
 	m.cfg.Log.Info("vswitch: bridge created", "switch", name, "bridge", bn)
@@ -455,8 +470,14 @@ func (m *Manager) AddTap(switchName, tapName string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.defs[switchName]; !ok {
+	d, ok := m.defs[switchName]
+	if !ok {
 		return fmt.Errorf("vswitch: switch %s: %w", switchName, ErrNotFound)
+	}
+	// A defined switch whose bridge could not be made at Open (or was
+	// deleted by hand) is made now: the VM's start is what needs it.
+	if err := m.ensure(d); err != nil {
+		return err
 	}
 	br, err := m.bridge(switchName, false)
 	if err != nil {

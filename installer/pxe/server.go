@@ -1,0 +1,277 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"pack.ag/tftp"
+)
+
+// Config says what Serve serves and where.
+type Config struct {
+	// Dir is the bundle (see the package comment).
+	Dir string
+	// Answers holds the per-host answer files; empty means Dir/answers.
+	Answers string
+	// Iface is the interface PXE clients are on; proxy DHCP listens there.
+	Iface string
+	// ServerIP is the address clients reach this server at; empty means
+	// Iface's first IPv4 address.
+	ServerIP netip.Addr
+	// HTTPAddr is the HTTP listen address; empty means ":8080".
+	HTTPAddr string
+	// TFTPAddr is the TFTP listen address; empty means ":69".
+	TFTPAddr string
+	// Cmdline is added to every host's kernel command line.
+	Cmdline []string
+	// Install adds plinth.answer=URL, so hosts run the unattended
+	// installer with their answer file; without it they boot live with
+	// the answer file's host name and network settings.
+	Install bool
+	// Logf receives one line per request served; nil discards.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) answers() string {
+	if c.Answers != "" {
+		return c.Answers
+	}
+	return filepath.Join(c.Dir, AnswersDir)
+}
+
+// Server is a running PXE server.
+type Server struct {
+	cfg       Config
+	scriptURL string // http://IP:PORT/boot.ipxe
+	baseURL   string
+}
+
+// NewServer checks cfg and resolves the server's address.
+func NewServer(cfg Config) (*Server, error) {
+	for _, f := range []string{KernelFile, InitrdFile} {
+		if _, err := os.Stat(filepath.Join(cfg.Dir, f)); err != nil {
+			return nil, fmt.Errorf("pxe: bundle %s is incomplete: %w (run make pxe)", cfg.Dir, err)
+		}
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":8080"
+	}
+	if cfg.TFTPAddr == "" {
+		cfg.TFTPAddr = ":69"
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if !cfg.ServerIP.IsValid() {
+		if cfg.Iface == "" {
+			return nil, errors.New("pxe: no interface (-iface) and no server address")
+		}
+		ip, err := interfaceIPv4(cfg.Iface)
+		if err != nil {
+			return nil, fmt.Errorf("pxe: %w", err)
+		}
+		cfg.ServerIP = ip
+	}
+	_, port, err := net.SplitHostPort(cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("pxe: HTTP address %q: %w", cfg.HTTPAddr, err)
+	}
+	base := "http://" + net.JoinHostPort(cfg.ServerIP.String(), port)
+	return &Server{cfg: cfg, baseURL: base, scriptURL: base + "/" + ScriptFile}, nil
+}
+
+// ScriptURL is the URL iPXE clients are told to boot.
+func (s *Server) ScriptURL() string { return s.scriptURL }
+
+// Serve runs proxy DHCP (ports 67 and 4011 on the interface), TFTP and HTTP
+// until ctx ends or one of them fails.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	if s.cfg.Iface != "" {
+		for _, port := range []int{dhcpv4.ServerPort, PXEPort} {
+			srv, err := server4.NewServer(s.cfg.Iface, &net.UDPAddr{Port: port}, s.handleDHCP)
+			if err != nil {
+				return fmt.Errorf("pxe: proxy DHCP on %s port %d: %w", s.cfg.Iface, port, err)
+			}
+			closers = append(closers, srv)
+			go func() { errc <- fmt.Errorf("pxe: proxy DHCP port %d: %w", port, srv.Serve()) }()
+		}
+	}
+	ts, err := tftp.NewServer(s.cfg.TFTPAddr, tftp.ServerSinglePort(false))
+	if err != nil {
+		return fmt.Errorf("pxe: TFTP: %w", err)
+	}
+	ts.ReadHandler(tftp.ReadHandlerFunc(s.serveTFTP))
+	tconn, err := listenUDP(s.cfg.TFTPAddr)
+	if err != nil {
+		return fmt.Errorf("pxe: TFTP on %s: %w", s.cfg.TFTPAddr, err)
+	}
+	closers = append(closers, ts)
+	go func() { errc <- fmt.Errorf("pxe: TFTP: %w", ts.Serve(tconn)) }()
+
+	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("pxe: HTTP: %w", err)
+	}
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	closers = append(closers, hs)
+	go func() { errc <- fmt.Errorf("pxe: HTTP: %w", hs.Serve(hl)) }()
+
+	s.cfg.Logf("pxe: serving %s on %s (proxy DHCP on %s, TFTP %s, script %s)", s.cfg.Dir, s.cfg.ServerIP, s.cfg.Iface, s.cfg.TFTPAddr, s.scriptURL)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func listenUDP(addr string) (*net.UDPConn, error) {
+	a, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	return net.ListenUDP("udp4", a)
+}
+
+func (s *Server) handleDHCP(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
+	// On port 67 only DISCOVERs are ours: the REQUEST that follows goes to
+	// the site's DHCP server, and PXE clients ask us again on port 4011.
+	port67 := conn.LocalAddr().(*net.UDPAddr).Port == dhcpv4.ServerPort
+	if port67 && req.MessageType() != dhcpv4.MessageTypeDiscover {
+		return
+	}
+	resp, err := ProxyReply(req, net.IP(s.cfg.ServerIP.AsSlice()), s.scriptURL)
+	if err != nil {
+		s.cfg.Logf("pxe: DHCP from %s: %v", req.ClientHWAddr, err)
+		return
+	}
+	if resp == nil {
+		return
+	}
+	// A client without an address (port 67) hears a broadcast; one that
+	// asks on port 4011 has its address and gets the answer back.
+	to := peer
+	if up, ok := peer.(*net.UDPAddr); !ok || up.IP.IsUnspecified() || port67 {
+		to = &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+	}
+	if _, err := conn.WriteTo(resp.ToBytes(), to); err != nil {
+		s.cfg.Logf("pxe: DHCP reply to %s: %v", req.ClientHWAddr, err)
+		return
+	}
+	s.cfg.Logf("pxe: %s to %s (port %d): boot file %s", resp.MessageType(), req.ClientHWAddr, conn.LocalAddr().(*net.UDPAddr).Port, resp.BootFileName)
+}
+
+// serveTFTP sends a file of the bundle (only the bundle's top level: the
+// answers are not for TFTP).
+func (s *Server) serveTFTP(w tftp.ReadRequest) {
+	name := path.Clean("/" + strings.TrimPrefix(w.Name(), "/"))[1:]
+	if name == "" || strings.Contains(name, "/") {
+		w.WriteError(tftp.ErrCodeFileNotFound, "no such file")
+		return
+	}
+	f, err := os.Open(filepath.Join(s.cfg.Dir, name))
+	if err != nil {
+		w.WriteError(tftp.ErrCodeFileNotFound, "no such file")
+		return
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		w.WriteSize(fi.Size())
+	}
+	n, err := io.Copy(w, f)
+	s.cfg.Logf("pxe: TFTP %s to %s: %d bytes%s", name, w.Addr(), n, errSuffix(err))
+}
+
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ", " + err.Error()
+}
+
+// Handler is the HTTP side: /boot.ipxe (the chain script, or with ?mac=
+// and/or ?uuid= the host's own), /answers/NAME (the answer files), and the
+// bundle's files.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /"+ScriptFile, s.serveScript)
+	answers := http.StripPrefix("/"+AnswersDir+"/", http.FileServer(http.Dir(s.cfg.answers())))
+	mux.HandleFunc("GET /"+AnswersDir+"/", func(w http.ResponseWriter, r *http.Request) {
+		// One file to whoever names it; no listing of every host's.
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		s.cfg.Logf("pxe: HTTP %s from %s", r.URL.Path, r.RemoteAddr)
+		answers.ServeHTTP(w, r)
+	})
+	files := http.FileServer(http.Dir(s.cfg.Dir))
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		s.cfg.Logf("pxe: HTTP %s from %s", r.URL.Path, r.RemoteAddr)
+		files.ServeHTTP(w, r)
+	})
+	return mux
+}
+
+func (s *Server) serveScript(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	q := r.URL.Query()
+	mac, uuid := q.Get("mac"), q.Get("uuid")
+	if mac == "" && uuid == "" {
+		s.cfg.Logf("pxe: chain script to %s", r.RemoteAddr)
+		io.WriteString(w, ChainScript(s.scriptURL))
+		return
+	}
+	body, err := s.HostScript(mac, uuid)
+	if err != nil {
+		s.cfg.Logf("pxe: script for mac %s uuid %s: %v", mac, uuid, err)
+		// iPXE shows the script's echo on the console: say why.
+		fmt.Fprintf(w, "#!ipxe\necho Plinth PXE: %s\nshell\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return
+	}
+	s.cfg.Logf("pxe: script for mac %s uuid %s", mac, uuid)
+	io.WriteString(w, body)
+}
+
+// HostScript renders the iPXE script of the host with this MAC or UUID.
+func (s *Server) HostScript(mac, uuid string) (string, error) {
+	f, err := LookupAnswer(s.cfg.answers(), mac, uuid)
+	if err != nil {
+		return "", err
+	}
+	cmd := HostCmdline(f.Answer)
+	if s.cfg.Install {
+		cmd = append(cmd, "plinth.answer="+s.baseURL+"/"+AnswersDir+"/"+f.Name)
+	}
+	cmd = append(cmd, s.cfg.Cmdline...)
+	return Script{
+		BaseURL: s.baseURL,
+		Cmdline: cmd,
+		Comment: []string{
+			"Plinth network boot for mac " + mac + " uuid " + uuid,
+			"answer file " + AnswersDir + "/" + f.Name + " (matched by " + f.By + "), install=" + strconv.FormatBool(s.cfg.Install),
+		},
+	}.Render(), nil
+}
