@@ -1,8 +1,8 @@
 package api
 
 // Wire types of installing Plinth to a disk (package installer does the
-// work). The DCUI calls installer.InstallTo directly; mgmtd will serve them
-// as a task (POST /api/v1/host/install) in a later change.
+// work): GET /api/v1/host/install lists the targets, POST starts an install
+// as a task (vmkernel does it, as root).
 
 // InstallCandidate is one disk as a possible install target.
 type InstallCandidate struct {

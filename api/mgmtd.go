@@ -19,6 +19,9 @@ const (
 	MgmtdHostPowerPath = "/api/v1/host/power"
 	// MgmtdHostHardwarePath: GET the board inventory (api.Hardware).
 	MgmtdHostHardwarePath = "/api/v1/host/hardware"
+	// MgmtdHostInstallPath: GET the install targets ([]InstallCandidate),
+	// POST an InstallRequest to install Plinth to a disk (a Task).
+	MgmtdHostInstallPath = "/api/v1/host/install"
 	// MgmtdHostCertificatePath: GET the TLS certificate (CertificateInfo),
 	// PUT a CertificateRequest to replace it.
 	MgmtdHostCertificatePath = "/api/v1/host/certificate"

@@ -29,3 +29,20 @@ func (c *Client) Hardware(ctx context.Context) (api.Hardware, error) {
 func (c *Client) HostPower(ctx context.Context, action, reason, confirm string) error {
 	return c.do(ctx, http.MethodPost, c.prefix+"/host/power", api.PowerRequest{Action: action, Reason: reason, Confirm: confirm}, nil)
 }
+
+// InstallTargets lists the host's disks as install targets: whether each
+// can be one and what installing would destroy.
+func (c *Client) InstallTargets(ctx context.Context) ([]api.InstallCandidate, error) {
+	var out []api.InstallCandidate
+	err := c.get(ctx, c.prefix+"/host/install", &out)
+	return out, err
+}
+
+// Install starts installing Plinth to a disk of the host and returns the
+// task to follow (WaitTask). A refused target is an *Error (422) naming the
+// field: "disk", or "overwrite" for a disk that holds data.
+func (c *Client) Install(ctx context.Context, req api.InstallRequest) (api.Task, error) {
+	var out api.Task
+	err := c.do(ctx, http.MethodPost, c.prefix+"/host/install", req, &out)
+	return out, err
+}

@@ -141,6 +141,8 @@ for f in efi-e1000.rom efi-e1000e.rom efi-virtio.rom efi-rtl8139.rom efi-vmxnet3
 done
 put /usr/share/OVMF/OVMF_CODE_4M.fd
 put /usr/share/OVMF/OVMF_VARS_4M.fd
+# The PCI ID database: vendor and device names in the hardware inventory.
+put /usr/share/misc/pci.ids
 mksquashfs "$PAY/usr" "$BUILD/payload-root/plinth/payload.sqfs" -noappend -quiet -no-progress \
 	-all-root -comp xz -Xbcj x86 -b 1M >/dev/null || die "mksquashfs failed"
 (cd "$BUILD/payload-root" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet) > "$BUILD/payload.cpio" ||

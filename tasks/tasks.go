@@ -68,6 +68,13 @@ func (r *Registry) Start(kind, target, user string, total int64) *Task {
 	return t
 }
 
+// SetTotal changes t's total (work whose size is learnt as it goes).
+func (r *Registry) SetTotal(t *Task, total int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t.t.Total = total
+}
+
 // Finish ends t: succeeded when err is nil, else failed with err's message.
 func (r *Registry) Finish(t *Task, err error) {
 	r.mu.Lock()

@@ -94,16 +94,20 @@ func (s *Server) runningVMStats(ctx context.Context, src hostinfo.Source, spec a
 
 // hardware serves GET /v1/host/hardware: the board inventory.
 func (s *Server) hardware(w http.ResponseWriter, r *http.Request) {
-	read := s.cfg.Hardware
-	if read == nil {
-		read = func() (api.Hardware, error) { return board.Read(board.DefaultRoot()) }
-	}
-	hw, err := read()
+	hw, err := s.readHardware()
 	if err != nil {
 		s.problem(w, fmt.Errorf("hardware inventory: %w", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, hw)
+}
+
+// readHardware is Config.Hardware, or the running host's inventory.
+func (s *Server) readHardware() (api.Hardware, error) {
+	if s.cfg.Hardware != nil {
+		return s.cfg.Hardware()
+	}
+	return board.Read(board.DefaultRoot())
 }
 
 // errNotManaged: host power is not this vmkernel's (501).

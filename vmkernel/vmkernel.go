@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/installer"
 	"github.com/plinth/plinth/tasks"
 	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/inventory"
@@ -51,6 +52,10 @@ type Config struct {
 	// api.PowerShutdown) for /v1/host/power, returning once that is under
 	// way; nil answers 501.
 	Power func(action, reason string) error
+	// Installer, when set, offers installing Plinth to one of the host's
+	// disks (/v1/host/install, as a task); nil answers 501. Its disks come
+	// from the hardware inventory.
+	Installer *installer.Env
 }
 
 // Server is vmkernel's local API.
@@ -105,6 +110,8 @@ func (s *Server) Routes() []Route {
 		{http.MethodGet, api.VMKernelHostPath, s.host},
 		{http.MethodGet, api.VMKernelHostHardwarePath, s.hardware},
 		{http.MethodPost, api.VMKernelHostPowerPath, s.hostPower},
+		{http.MethodGet, api.VMKernelPrefix + "/host/install", s.listInstallTargets},
+		{http.MethodPost, api.VMKernelPrefix + "/host/install", s.install},
 		{http.MethodGet, api.VMKernelStatsPath, s.stats},
 		{http.MethodGet, api.VMKernelEventsPath, s.events},
 		{http.MethodGet, api.VMKernelDatastoresPath, s.listDatastores},

@@ -373,7 +373,7 @@ func (p *initProc) startServices() error {
 	// Host power through the API reaches this process: vmkernel signals it
 	// (u-root's init, PID 1, would ignore the signals).
 	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", filepath.Join(p.cfg.RunDir, "vms"),
-		"-init-pid", strconv.Itoa(os.Getpid())}
+		"-init-pid", strconv.Itoa(os.Getpid()), "-installer"}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
 	}

@@ -114,6 +114,8 @@ func init() {
 		{path: "whoami", help: "who the token belongs to", run: (*app).whoami},
 		{path: "host info", help: "host facts", run: (*app).hostInfo},
 		{path: "host hardware", help: "the board inventory: system, CPU, memory, NICs, disks", run: (*app).hostHardware},
+		{path: "host install", help: "list the disks Plinth can be installed to, or install it to DISK", run: (*app).hostInstall,
+			flags: []string{"--overwrite", "--yes"}},
 		{path: "vm list", help: "list VMs", run: (*app).vmList, flags: []string{"--state"}},
 		{path: "vm create", help: "define a VM from flags or a JSON spec", run: (*app).vmCreate,
 			flags: []string{"--name", "--cpus", "--memory", "--disk", "--cdrom", "--nic", "--firmware",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
+	"github.com/plinth/plinth/installer"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
@@ -27,8 +28,12 @@ type Options struct {
 	Datastores []string
 	// Power is vmkernel's host power hook (nil: 501, as without -init-pid).
 	Power func(action, reason string) error
-	// Host gives the host facts (nil: a fixed "test-host" with TCG).
+	// Host gives the host facts (nil: this machine's, with TCG).
 	Host func() (api.Host, error)
+	// Hardware is the board inventory (nil: this machine's).
+	Hardware func() (api.Hardware, error)
+	// Installer offers installs to disk (nil: 501).
+	Installer *installer.Env
 }
 
 // Rig is a running vmkernel.
@@ -95,7 +100,8 @@ func Start(t testing.TB, o Options) *Rig {
 	if host == nil {
 		host = hostinfo.Source{Accel: api.Acceleration{Mode: api.AccelTCG, Reason: "tcg: test rig"}}.Gather
 	}
-	srv := vmkernel.New(vmkernel.Config{Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power})
+	srv := vmkernel.New(vmkernel.Config{Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power,
+		Hardware: o.Hardware, Installer: o.Installer})
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

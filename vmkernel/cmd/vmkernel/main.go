@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/installer"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/cgroup"
@@ -46,6 +47,7 @@ func run(log *slog.Logger, args []string) error {
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
 	runRoot := fs.String("run", "/run/plinth/vms", "directory of the running VMs' sockets (one subdirectory per VM)")
 	accelMode := fs.String("accel", "auto", "acceleration: auto (detect), kvm (refused unless detected) or tcg (force emulation)")
+	offerInstall := fs.Bool("installer", false, "offer installing Plinth to one of this host's disks through the API (the appliance sets it)")
 	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
@@ -143,7 +145,13 @@ func run(log *slog.Logger, args []string) error {
 	if *initPID > 0 {
 		power = signalInit(log, *initPID)
 	}
-	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores, Switches: vs, Events: broker, Power: power})
+	var inst *installer.Env
+	if *offerInstall {
+		e := installer.DefaultEnv()
+		inst = &e
+	}
+	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores,
+		Switches: vs, Events: broker, Power: power, Installer: inst})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err
