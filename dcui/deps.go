@@ -54,6 +54,11 @@ type Deps struct {
 	// host name, password, lockdown, tokens), keeping VMs and datastores.
 	ResetConfig func() error
 	Logs        []LogFile
+	// InstallTargets and Install, when set, offer Install Plinth to Disk
+	// (package installer: the disks as targets, and the install itself
+	// with its progress).
+	InstallTargets func(context.Context) ([]api.InstallCandidate, error)
+	Install        func(ctx context.Context, disk string, overwrite bool, progress func(api.InstallProgress)) error
 	// Shell, when set, is a local shell for Troubleshooting; it ends itself
 	// after its inactivity timeout.
 	Shell func() tea.ExecCommand

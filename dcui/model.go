@@ -38,6 +38,8 @@ const (
 	scrPower
 	scrMessage
 	scrBusy
+	scrInstall
+	scrInstallConfirm
 )
 
 // Menu items of Customize System, in order.
@@ -52,10 +54,11 @@ var menuItems = []string{
 	"View System Logs",
 	"View Support Information",
 	"Reset System Configuration",
+	"Install Plinth to Disk",
 }
 
 var menuScreens = []screen{scrChangePassword, scrLockdown, scrNet, scrNetRestart, scrNetTest,
-	scrNetRestore, scrTrouble, scrLogsPick, scrSupport, scrReset}
+	scrNetRestore, scrTrouble, scrLogsPick, scrSupport, scrReset, scrInstall}
 
 // facts is what the home screen shows, gathered by refresh.
 type facts struct {
@@ -142,6 +145,7 @@ type Model struct {
 	troubleSel int
 	power      powerForm
 	reset      field
+	inst       installForm
 	msgTitle   string
 	msgText    string
 	msgBack    screen
@@ -231,6 +235,8 @@ func (m Model) goTo(s screen) (Model, tea.Cmd) {
 		return m, func() tea.Msg { h, err := hw(); return hardwareMsg{h, err} }
 	case scrReset:
 		m.reset.value = ""
+	case scrInstall:
+		return m.loadInstall()
 	case scrPower:
 		m.power.sel = 1
 		return m, m.refresh()
@@ -343,6 +349,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case logMsg:
 		m.log.load(msg)
 		return m, nil
+	case installTargetsMsg, installProgressMsg, installDoneMsg:
+		return m.onInstallMsg(msg)
 	case doneMsg:
 		m.busy = ""
 		if msg.err != nil {
@@ -576,6 +584,8 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case scrPower:
 		return m.onPowerKey(key)
+	case scrInstall, scrInstallConfirm:
+		return m.onInstallKey(k)
 	case scrBusy:
 		return m, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -538,5 +539,59 @@ func TestTypedAheadKeysOneByOne(t *testing.T) {
 	h.send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("jjj")})
 	if h.m.menuSel != 3 {
 		t.Errorf("menu selection %d after jjj, want 3", h.m.menuSel)
+	}
+}
+
+func TestInstallToDisk(t *testing.T) {
+	h := loggedIn(t)
+	// Without the installer the item says so.
+	h.menu("Install Plinth to Disk")
+	if h.want(scrMessage); !strings.Contains(h.m.View(), "not present") {
+		t.Fatalf("no installer:\n%s", h.m.View())
+	}
+	h.keys("esc")
+
+	var installed []string
+	h.m.d.InstallTargets = func(context.Context) ([]api.InstallCandidate, error) {
+		return []api.InstallCandidate{
+			{Disk: api.HostDisk{Name: "sda", SizeBytes: 512 << 20, Model: "USB stick"}, BootMedium: true, Refused: "the boot medium"},
+			{Disk: api.HostDisk{Name: "vdb", SizeBytes: 4 << 30, Model: "QEMU disk"}},
+			{Disk: api.HostDisk{Name: "nvme0n1", SizeBytes: 8 << 30, Model: "NVMe"}, Warnings: []string{"holds data: partition DATA (ext4)"}},
+		}, nil
+	}
+	fail := true
+	h.m.d.Install = func(_ context.Context, disk string, overwrite bool, progress func(api.InstallProgress)) error {
+		installed = append(installed, fmt.Sprintf("%s overwrite=%v", disk, overwrite))
+		progress(api.InstallProgress{Step: "copy boot partition", Done: 50, Total: 100})
+		if fail {
+			return errors.New("writing the partition table: input/output error")
+		}
+		return nil
+	}
+	h.menu("Install Plinth to Disk")
+	h.want(scrInstall)
+	h.golden("install-pick")
+	// The cursor starts on the first eligible disk; the boot medium is refused.
+	h.keys("up", "enter")
+	if h.want(scrInstall); !strings.Contains(h.m.View(), "sda cannot be a target") {
+		t.Fatalf("boot medium chosen:\n%s", h.m.View())
+	}
+	h.keys("down", "down", "enter")
+	h.want(scrInstallConfirm)
+	h.golden("install-confirm")
+	h.keys("vdb", "enter") // the wrong name
+	if len(installed) != 0 || !strings.Contains(h.m.View(), "Type nvme0n1 to confirm") {
+		t.Fatalf("installed without the typed name: %v\n%s", installed, h.m.View())
+	}
+	h.keys("ctrl+u", "nvme0n1", "enter")
+	if h.want(scrMessage); len(installed) != 1 || installed[0] != "nvme0n1 overwrite=true" || !strings.Contains(h.m.View(), "FAILED: writing the partition table") {
+		t.Fatalf("failed install: %v\n%s", installed, h.m.View())
+	}
+	h.keys("esc")
+	fail = false
+	h.menu("Install Plinth to Disk")
+	h.keys("enter", "vdb", "enter")
+	if h.want(scrMessage); len(installed) != 2 || installed[1] != "vdb overwrite=false" || !strings.Contains(h.m.View(), "Plinth is installed on vdb") {
+		t.Fatalf("install: %v\n%s", installed, h.m.View())
 	}
 }

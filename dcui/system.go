@@ -69,6 +69,21 @@ func System(c SystemConfig) (Deps, error) {
 			return err
 		},
 		Hardware: hardware,
+		// The install runs in vmkernel (as a task): the console follows it.
+		InstallTargets: vmk.InstallTargets,
+		Install: func(ctx context.Context, disk string, overwrite bool, progress func(api.InstallProgress)) error {
+			task, err := vmk.Install(ctx, api.InstallRequest{Disk: disk, Overwrite: overwrite})
+			if err != nil {
+				return err
+			}
+			t, err := vmk.WaitTask(ctx, task.ID, time.Second, func(t api.Task) {
+				progress(api.InstallProgress{Step: "writing and checking " + disk, Done: t.Done, Total: t.Total})
+			})
+			if errors.Is(err, client.ErrTaskFailed) {
+				return errors.New(t.Error)
+			}
+			return err
+		},
 		Fingerprint: func() string {
 			b, _ := os.ReadFile(filepath.Join(c.AuthDir, "tls", "fingerprint"))
 			return strings.TrimSpace(string(b))

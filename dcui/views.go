@@ -224,6 +224,8 @@ func (m Model) screenView() (title string, body []string, hints string) {
 		return m.msgTitle, indent("  ", wrap(m.msgText, m.w-4)), "<Enter/Esc> OK"
 	case scrBusy:
 		return "Please Wait", nil, ""
+	case scrInstall, scrInstallConfirm:
+		return m.installView()
 	}
 	return "", nil, ""
 }
