@@ -10,8 +10,14 @@ import (
 	"github.com/coder/websocket"
 )
 
-// dialTimeout bounds reaching a VM's console or VNC through vmkernel.
-const dialTimeout = 10 * time.Second
+// dialTimeout bounds reaching a VM's console or VNC through vmkernel;
+// websocket clients are pinged every pingEvery and dropped when one goes
+// unanswered for pingTimeout.
+const (
+	dialTimeout = 10 * time.Second
+	pingEvery   = 30 * time.Second
+	pingTimeout = 15 * time.Second
+)
 
 // consoleWS bridges a websocket to the VM's serial console.
 func (s *Server) consoleWS(w http.ResponseWriter, r *http.Request) {
@@ -53,6 +59,26 @@ func (s *Server) bridge(w http.ResponseWriter, r *http.Request,
 	end := func() { once.Do(func() { close(done) }) }
 	go func() { io.Copy(up, ws); end() }()
 	go func() { io.Copy(ws, up); end() }()
+	// A client that vanished without closing (a laptop lid) is found by
+	// pings, so its console session does not stay open for ever.
+	go func() {
+		tick := time.NewTicker(pingEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+				err := c.Ping(pctx)
+				cancel()
+				if err != nil {
+					end()
+					return
+				}
+			}
+		}
+	}()
 	<-done
 	s.log.Info("mgmtd: console detached", "vm", id, "path", r.URL.Path)
 }

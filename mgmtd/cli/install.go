@@ -67,30 +67,7 @@ func (a *app) hostInstall(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		var p *progress
-		t, err := c.WaitTask(ctx, task.ID, time.Second, func(t api.Task) {
-			if a.json {
-				return
-			}
-			if p == nil && t.Total > 0 {
-				p = a.newProgress("install to "+disk, t.Total)
-			}
-			if p != nil {
-				p.set(t.Done, t.Total)
-			}
-		})
-		if p != nil {
-			p.finish(err == nil)
-		}
-		if a.json && t.ID != "" {
-			if jerr := writeJSON(a.out, t); jerr != nil {
-				return jerr
-			}
-		}
-		if errors.Is(err, client.ErrTaskFailed) {
-			return fmt.Errorf("install to %s failed: %s", disk, t.Error)
-		}
-		if err != nil {
+		if _, err := a.follow(ctx, c, task.ID, time.Second, "install to "+disk); err != nil {
 			return err
 		}
 		if !a.json {

@@ -57,27 +57,7 @@ func (a *app) taskWait(ctx context.Context, args []string) error {
 		return err
 	}
 	return a.call(ctx, defaultTimeout, func(c *client.Client) error {
-		var p *progress
-		t, err := c.WaitTask(ctx, pos[0], *interval, func(t api.Task) {
-			if a.json {
-				return
-			}
-			if p == nil {
-				p = a.newProgress(t.Kind+" "+t.Target, t.Total)
-			}
-			p.set(t.Done, t.Total)
-		})
-		if p != nil {
-			p.finish(err == nil)
-		}
-		if a.json && t.ID != "" {
-			if jerr := writeJSON(a.out, t); jerr != nil {
-				return jerr
-			}
-		}
-		if errors.Is(err, client.ErrTaskFailed) {
-			return fmt.Errorf("task %s (%s %s) failed: %s", t.ID, t.Kind, t.Target, t.Error)
-		}
+		t, err := a.follow(ctx, c, pos[0], *interval, "")
 		if err != nil {
 			return err
 		}
@@ -86,6 +66,39 @@ func (a *app) taskWait(ctx context.Context, args []string) error {
 		}
 		return nil
 	})
+}
+
+// follow waits for a task to end, with a progress bar (labelled label, or
+// the task's kind and target) on stderr, or the final task as JSON with
+// --json; a failed task is an error naming it.
+func (a *app) follow(ctx context.Context, c *client.Client, id string, interval time.Duration, label string) (api.Task, error) {
+	var p *progress
+	t, err := c.WaitTask(ctx, id, interval, func(t api.Task) {
+		if a.json {
+			return
+		}
+		if p == nil && t.Total > 0 {
+			if label == "" {
+				label = t.Kind + " " + t.Target
+			}
+			p = a.newProgress(label, t.Total)
+		}
+		if p != nil {
+			p.set(t.Done, t.Total)
+		}
+	})
+	if p != nil {
+		p.finish(err == nil)
+	}
+	if a.json && t.ID != "" {
+		if jerr := writeJSON(a.out, t); jerr != nil {
+			return t, jerr
+		}
+	}
+	if errors.Is(err, client.ErrTaskFailed) {
+		return t, fmt.Errorf("task %s (%s %s) failed: %s", t.ID, t.Kind, t.Target, t.Error)
+	}
+	return t, err
 }
 
 // events prints VM events as they come until ctx ends (Ctrl-C): a line

@@ -46,9 +46,23 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
 	}
+	// The topmost directory that does not exist yet: removed on failure,
+	// as CreateDisk does.
+	var made string
+	for p := filepath.Dir(full); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		made = p
+	}
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return fmt.Errorf("datastore %s: directory of %q: %w", d.Name, dst, err)
 	}
+	defer func() {
+		if err != nil && made != "" {
+			os.RemoveAll(made)
+		}
+	}()
 	tmp := filepath.Join(filepath.Dir(full), atomicfile.TempPrefix+filepath.Base(full))
 	defer func() {
 		if err != nil {
@@ -79,6 +93,9 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 	}
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("datastore %s: converting %q to %q: qemu-img convert: %w: %s", d.Name, src, dst, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := ctx.Err(); err != nil { // cancelled, even if qemu-img got to its end
+		return fmt.Errorf("datastore %s: converting %q to %q: %w", d.Name, src, dst, err)
 	}
 	f, err := os.Open(tmp)
 	if err != nil {
