@@ -7,7 +7,7 @@ IMAGE := build/vmlinuz build/initramfs.cpio.zst
 GO_SOURCES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 IMAGE_INPUTS := $(GO_SOURCES) $(wildcard initramfs/*.sh initramfs/*.txt initramfs/*.lock)
 
-.PHONY: all deps image usb iso pxe run test vet unit fuzz e2e bench clean
+.PHONY: all deps image usb iso pxe next run test vet unit fuzz e2e bench clean
 
 all: image
 
@@ -37,6 +37,13 @@ pxe: build/.deps $(IMAGE)
 $(IMAGE) &: $(IMAGE_INPUTS)
 	initramfs/build.sh
 
+# The same system as version VERSION-next, with its signed upgrade image,
+# in build/next: what the end-to-end upgrade test upgrades to.
+next: build/next/version
+
+build/next/version: $(IMAGE)
+	initramfs/build.sh --next
+
 run: build/.deps $(IMAGE)
 	go run ./qemu-test/cmd/plinth-run
 
@@ -60,7 +67,7 @@ fuzz: build/.deps
 		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
-e2e: build/.deps $(IMAGE) iso
+e2e: build/.deps $(IMAGE) iso next
 	PLINTH_E2E=1 go test -count=1 -timeout 30m -v -run '^TestAppliance' ./qemu-test/
 
 test: build/.deps vet unit fuzz e2e
@@ -71,4 +78,4 @@ bench: build/.deps $(IMAGE)
 	go run ./bench/api -runs 3
 
 clean:
-	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log build/plinth-*.img build/plinth-*.iso build/media build/iso-root build/esp.img
+	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log build/plinth-*.img build/plinth-*.iso build/media build/iso-root build/esp.img build/plinth-*.upgrade build/next

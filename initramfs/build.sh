@@ -4,6 +4,9 @@
 # failed and why. Downloads are cached under build/cache and reused.
 #
 #   initramfs/build.sh            # build what is missing or stale
+#   initramfs/build.sh --next     # after a build: the same system as version
+#                                 # VERSION-next in build/next (initramfs and
+#                                 # signed upgrade image), for upgrade tests
 #
 # Steps: kernel (fetch the pinned Debian package, check its sha256, unpack),
 # modules (copy the listed modules and their dependencies, regenerate
@@ -22,6 +25,9 @@ die() { echo "build: step $STEP failed: $*" >&2; STEP=reported; exit 1; }
 trap 'rc=$?; [ $rc -ne 0 ] && [ "$STEP" != reported ] && echo "build: step $STEP failed (exit $rc)" >&2' EXIT
 step() { STEP="$1"; echo "build: == $1"; }
 
+NEXT=0
+[ "${1:-}" = "--next" ] && NEXT=1
+
 step tools
 for t in go apt-get dpkg-deb dpkg-query depmod modprobe zstd sha256sum cpio ldd mksquashfs; do
 	command -v "$t" >/dev/null || die "missing tool '$t' (run 'make deps' as root, or apt-get install kmod zstd cpio squashfs-tools)"
@@ -30,8 +36,21 @@ mkdir -p "$CACHE"
 
 # shellcheck source=kernel.lock
 . "$ROOT/initramfs/kernel.lock"
+MODS="$BUILD/modules"
+OUT="$BUILD"
+if [ "$NEXT" = 1 ]; then
+	for f in "$BUILD/version" "$BUILD/vmlinuz" "$BUILD/payload.cpio" "$MODS/lib/modules"; do
+		[ -e "$f" ] || die "--next builds on a finished build: $f is missing (run initramfs/build.sh first)"
+	done
+	OUT="$BUILD/next"
+	rm -rf "$OUT" # its version file is written last: make's sign of a finished --next
+	mkdir -p "$OUT"
+fi
+
 DEB="$CACHE/${KERNEL_PACKAGE}_${KERNEL_VERSION}_amd64.deb"
 KROOT="$BUILD/kroot"
+
+if [ "$NEXT" = 0 ]; then # kernel, modules and payload: --next reuses them
 
 step kernel
 if [ -f "$DEB" ] && ! echo "$KERNEL_SHA256  $DEB" | sha256sum -c --quiet - 2>/dev/null; then
@@ -61,7 +80,6 @@ cp "$KROOT/boot/vmlinuz-$KVER" "$BUILD/vmlinuz"
 echo "$KVER" > "$BUILD/kernel-release"
 
 step modules
-MODS="$BUILD/modules"
 rm -rf "$MODS"
 mkdir -p "$MODS/lib/modules/$KVER"
 want=$(grep -v '^#' "$ROOT/initramfs/modules.txt" | tr -s ' \n' '\n' | sed '/^$/d')
@@ -148,9 +166,26 @@ mksquashfs "$PAY/usr" "$BUILD/payload-root/plinth/payload.sqfs" -noappend -quiet
 (cd "$BUILD/payload-root" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet) > "$BUILD/payload.cpio" ||
 	die "cpio of the payload failed"
 
+fi # NEXT = 0
+
+step signing-key
+# Upgrade images are signed with an ed25519 key whose public half goes into
+# the binaries (upgrade.PublicKey). Releases set PLINTH_SIGNING_KEY; a
+# development build makes its own key once and keeps it in build/keys.
+KEY="${PLINTH_SIGNING_KEY:-$BUILD/keys/upgrade-signing.key}"
+if [ ! -f "$KEY" ]; then
+	[ -z "${PLINTH_SIGNING_KEY:-}" ] || die "PLINTH_SIGNING_KEY=$KEY does not exist"
+	echo "build: no signing key: making a development key in $KEY"
+fi
+PUBKEY="$(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle pubkey -key "$KEY" -create)" || die "plinth-bundle pubkey failed"
+
 step userland
-VERSION="$(cd "$ROOT" && git describe --always --dirty --tags 2>/dev/null || echo dev)"
-echo "$VERSION" > "$BUILD/version"
+if [ "$NEXT" = 1 ]; then
+	VERSION="$(cat "$BUILD/version")-next"
+else
+	VERSION="$(cd "$ROOT" && git describe --always --dirty --tags 2>/dev/null || echo dev)"
+fi
+[ "$NEXT" = 1 ] || echo "$VERSION" > "$OUT/version"
 UROOT=github.com/u-root/u-root/cmds/core
 cmds=()
 for c in init ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
@@ -174,17 +209,27 @@ cmds+=(./installer/cmd/plinth-install ./installer/cmd/plinth-pxe)
 # open, so the init cannot hand the cpu controller to cgroup v2 (VM CPU weight
 # and caps).
 GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0,containermaxprocs=0,updatemaxprocs=0"
-CPIO="$BUILD/initramfs.cpio"
+CPIO="$OUT/initramfs.cpio"
 (cd "$ROOT" && GOFLAGS=-mod=mod go run github.com/u-root/mkuimage/cmd/mkuimage \
 	-initcmd=init -uinitcmd=plinth-init -defaultsh=gosh \
-	-go-extra-args="-ldflags=-s -w -buildid= $GODEBUG_LD -X github.com/plinth/plinth/api.Version=$VERSION" \
+	-go-extra-args="-ldflags=-s -w -buildid= $GODEBUG_LD -X github.com/plinth/plinth/api.Version=$VERSION -X github.com/plinth/plinth/upgrade.PublicKey=$PUBKEY" \
 	-files "$MODS/lib/modules:lib/modules" \
 	-o "$CPIO" "${cmds[@]}") > "$BUILD/mkuimage.log" 2>&1 || { tail -30 "$BUILD/mkuimage.log" >&2; die "mkuimage failed (full log: build/mkuimage.log)"; }
 
 step compress
 # The kernel unpacks concatenated cpio archives one after the other.
 cat "$BUILD/payload.cpio" >> "$CPIO"
-zstd -q -f -T0 -19 "$CPIO" -o "$BUILD/initramfs.cpio.zst" || die "zstd failed"
+zstd -q -f -T0 -19 "$CPIO" -o "$OUT/initramfs.cpio.zst" || die "zstd failed"
+if [ "$NEXT" = 1 ]; then
+	rm -f "$CPIO"
+	(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle make -key "$KEY" -version "$VERSION" \
+		-kernel "$BUILD/vmlinuz" -initrd "$OUT/initramfs.cpio.zst" -o "$OUT/plinth-$VERSION.upgrade") ||
+		die "plinth-bundle make failed"
+	echo "$VERSION" > "$OUT/version"
+	echo "build: $OUT/plinth-$VERSION.upgrade"
+	STEP=done
+	exit 0
+fi
 
 step report
 "$ROOT/initramfs/size-report.sh" "$BUILD" > "$BUILD/size-report.txt" || die "size report failed"

@@ -139,6 +139,44 @@ func findSource(e Env) (string, Partition, error) {
 	return disk, esp, nil
 }
 
+// BootESP is the device (/dev/vda1) of the boot medium's ESP: the
+// PLINTH-EFI partition on the disk holding the mounted STATE. Upgrades
+// write their banks there.
+func (e Env) BootESP() (string, error) {
+	disk := e.stateDisk()
+	if disk == "" {
+		return "", fmt.Errorf("%w: STATE is not mounted from a disk (booted live, from an ISO or the network)", ErrNoSource)
+	}
+	f, err := os.Open(filepath.Join(e.Dev, disk))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoSource, err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return "", err
+	}
+	t, err := ReadTable(f, size)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrNoSource, disk, err)
+	}
+	for i, p := range t.Partitions {
+		if p.Name == LabelESP {
+			return filepath.Join(e.Dev, PartitionName(disk, i+1)), nil
+		}
+	}
+	return "", fmt.Errorf("%w: %s has no %s partition", ErrNoSource, disk, LabelESP)
+}
+
+// PartitionName is the kernel's name of partition n of disk: vda1,
+// nvme0n1p1, mmcblk0p1.
+func PartitionName(disk string, n int) string {
+	if c := disk[len(disk)-1]; c >= '0' && c <= '9' {
+		return fmt.Sprintf("%sp%d", disk, n)
+	}
+	return fmt.Sprintf("%s%d", disk, n)
+}
+
 // Install writes the plan to the target disk, reporting progress (which may
 // be nil). The target is opened exclusively: a disk something has mounted
 // meanwhile is not written.
@@ -199,8 +237,19 @@ func Install(ctx context.Context, p Plan, progress func(Progress)) error {
 
 // stageState writes the new STATE's files into dir.
 func (p Plan) stageState(dir string) error {
-	cur := p.Env.StateDir
-	c := p.Config
+	if err := StageState(dir, p.Env.StateDir, p.Config); err != nil {
+		return err
+	}
+	info := fmt.Sprintf("version=%s\ninstalled=%s\nfrom=%s\n", api.Version, time.Now().UTC().Format(time.RFC3339), p.SourcePath)
+	return os.WriteFile(filepath.Join(dir, "config", "installed"), []byte(info), 0o644)
+}
+
+// StageState writes c into the STATE tree dir: the root password (in the
+// format package auth reads, owned by mgmtd), the management network, the
+// host name, NTP servers and SSH keys. What c leaves empty is carried over
+// from the STATE tree cur, which may be dir itself (a stateless host's
+// tmpfs STATE, configured in place at every boot).
+func StageState(dir, cur string, c Config) error {
 	mg := filepath.Join(dir, "mgmtd")
 	if err := os.MkdirAll(mg, 0o700); err != nil {
 		return err
@@ -258,11 +307,13 @@ func (p Plan) stageState(dir string) error {
 			return err
 		}
 	}
-	info := fmt.Sprintf("version=%s\ninstalled=%s\nfrom=%s\n", api.Version, time.Now().UTC().Format(time.RFC3339), p.SourcePath)
-	return os.WriteFile(filepath.Join(dir, "config", "installed"), []byte(info), 0o644)
+	return nil
 }
 
 func copyIfExists(src, dst string, mode os.FileMode) error {
+	if filepath.Clean(src) == filepath.Clean(dst) {
+		return nil // carried over in place
+	}
 	b, err := os.ReadFile(src)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -16,8 +16,9 @@
 #   MBR      syslinux's gptmbr.bin: BIOS boots the partition flagged
 #            "legacy BIOS bootable" (the ESP)
 #   p1 ESP   PLINTH-EFI, FAT32, 256 MiB: EFI/BOOT/BOOTX64.EFI (systemd-boot,
-#            UEFI), syslinux/ (BIOS), loader/entries/plinth-a.conf,
-#            bank A (A/vmlinuz, A/initrd) and an empty bank B
+#            UEFI), syslinux/ (BIOS), loader/entries/plinth-0001-a.conf,
+#            bank A (A/vmlinuz, A/initrd, A/VERSION) and an empty bank B
+#            (upgrades write the bank not running: see package upgrade)
 #   p2 STATE PLINTH-STATE, ext4, 64 MiB, empty
 #
 # ISO: boot/efi.img (a FAT16 ESP: systemd-boot and bank A) is the El Torito
@@ -72,16 +73,21 @@ mkdir -p "$STAGE/EFI/BOOT" "$STAGE/loader/entries" "$STAGE/syslinux" "$STAGE/A" 
 cp "$SDBOOT" "$STAGE/EFI/BOOT/BOOTX64.EFI"
 cp "$BUILD/vmlinuz" "$STAGE/A/vmlinuz"
 cp "$BUILD/initramfs.cpio.zst" "$STAGE/A/initrd"
+echo "$VERSION" > "$STAGE/A/VERSION"
 # console=ttyS0 last: the serial port is /dev/console, where the init's
 # lines and the ready line go; tty0 (the monitor) shows the kernel's too.
-CMDLINE="console=tty0 console=ttyS0,115200"
+# panic=10: a kernel panic (an upgrade whose init dies) reboots, so boot
+# counting can fall back to the other bank instead of the host hanging.
+CMDLINE="console=tty0 console=ttyS0,115200 panic=10"
+# systemd-boot boots the highest generation whose entry is not out of
+# tries (upgrades add plinth-0002-b+3.conf and so on).
 cat > "$STAGE/loader/loader.conf" <<CONF
-default plinth-a.conf
+default plinth-*
 timeout 2
 console-mode keep
 editor no
 CONF
-cat > "$STAGE/loader/entries/plinth-a.conf" <<CONF
+cat > "$STAGE/loader/entries/plinth-0001-a.conf" <<CONF
 title   Plinth $VERSION (bank A)
 linux   /A/vmlinuz
 initrd  /A/initrd
@@ -145,6 +151,15 @@ syslinux --offset $((2048 * 512)) --directory /syslinux --install "$IMG" || die 
 dd if="$STATEIMG" of="$IMG" bs=1M seek=$((1 + ESP_MIB)) conv=notrunc,sparse status=none
 rm -f "$STATEIMG"
 echo "mkimage: $IMG ($(du -m --apparent-size "$IMG" | cut -f1) MiB, $(du -m "$IMG" | cut -f1) MiB allocated)"
+
+step upgrade-bundle
+# The same system as a signed upgrade image for hosts already installed
+# (plinth host upgrade FILE), signed with the key whose public half the
+# build put into the binaries (initramfs/build.sh, step signing-key).
+KEY="${PLINTH_SIGNING_KEY:-$BUILD/keys/upgrade-signing.key}"
+(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle make -key "$KEY" -version "$VERSION" \
+	-kernel "$BUILD/vmlinuz" -initrd "$BUILD/initramfs.cpio.zst" -created "$SOURCE_DATE_EPOCH" \
+	-o "$BUILD/plinth-$VERSION.upgrade") || die "plinth-bundle make failed"
 
 if [ "$ISO" = 1 ]; then
 	step iso

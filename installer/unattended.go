@@ -32,6 +32,12 @@ const (
 	MediaAnswerFile = "plinth/answer.cfg"
 )
 
+// ConfigKey is the kernel command line parameter of a stateless host:
+// plinth.config=URL names the answer file whose settings (host name,
+// network, root password, NTP, SSH keys) a host without STATE applies at
+// every boot, without installing (plinth-pxe serve puts it there).
+const ConfigKey = "plinth.config"
+
 // AnswerEnv is where FindAnswer looks.
 type AnswerEnv struct {
 	Sys     string            // /sys
@@ -142,38 +148,16 @@ func oemStrings(sys string) []string {
 // mediaAnswer reads plinth/answer.cfg from the boot medium's ESP, mounted
 // read-only for the moment.
 func mediaAnswer(e AnswerEnv) ([]byte, string, error) {
-	disk := e.Env.stateDisk()
-	if disk == "" || e.MountDir == "" {
+	if e.MountDir == "" {
 		return nil, "", ErrNoAnswer
 	}
-	f, err := os.Open(filepath.Join(e.Env.Dev, disk))
+	dev, err := e.Env.BootESP()
 	if err != nil {
-		return nil, "", err
-	}
-	size, _ := f.Seek(0, io.SeekEnd)
-	t, err := ReadTable(f, size)
-	f.Close()
-	if err != nil {
-		return nil, "", err
-	}
-	idx := -1
-	for i, p := range t.Partitions {
-		if p.Name == LabelESP {
-			idx = i
-		}
-	}
-	if idx < 0 {
 		return nil, "", ErrNoAnswer
-	}
-	// The partition's device: vda1, nvme0n1p1, mmcblk0p1.
-	part := fmt.Sprintf("%s%d", disk, idx+1)
-	if c := disk[len(disk)-1]; c >= '0' && c <= '9' {
-		part = fmt.Sprintf("%sp%d", disk, idx+1)
 	}
 	if err := os.MkdirAll(e.MountDir, 0o755); err != nil {
 		return nil, "", err
 	}
-	dev := filepath.Join(e.Env.Dev, part)
 	if err := unix.Mount(dev, e.MountDir, "vfat", unix.MS_RDONLY|unix.MS_NOEXEC|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return nil, "", err
 	}
