@@ -31,9 +31,15 @@ type Deps struct {
 	Version string
 	// AuthDir holds the root password and lockdown switch (package auth).
 	AuthDir string
+	// BootMode is where the host's configuration comes from, as the init
+	// decided at boot (api.BootModeFile); the home screen says so when the
+	// host is not installed.
+	BootMode api.BootMode
 
-	Host        func(context.Context) (api.Host, error)
-	VMs         func(context.Context) ([]api.VM, error)
+	Host func(context.Context) (api.Host, error)
+	VMs  func(context.Context) ([]api.VM, error)
+	// Upgrades reads the system banks and the last upgrade (nil: not shown).
+	Upgrades    func(context.Context) (api.UpgradeStatus, error)
 	ShutdownVM  func(ctx context.Context, id string, timeout time.Duration) error
 	StopVM      func(ctx context.Context, id string) error
 	Hardware    func() (api.Hardware, error)
@@ -46,6 +52,14 @@ type Deps struct {
 	ApplyNet func(context.Context, netconf.Config) (netconf.Result, error)
 	SaveNet  func(netconf.Config) error
 	TestNet  func(context.Context, netconf.Config) []netconf.Check
+	// A change awaiting confirmation is published so that the API can keep
+	// it from its new address (netconf.MarkPending in the run directory);
+	// SettlePending ends it when the console keeps it or rolls it back,
+	// reporting whether the API kept it first; PendingConfirmed checks, on
+	// each tick, whether the API has kept it. Nil: only the console can.
+	MarkPending      func(netconf.Change) error
+	SettlePending    func() (byAPI bool, err error)
+	PendingConfirmed func() bool
 
 	// Power shuts the host down (reboot false) or restarts it.
 	Power         func(reboot bool) error
@@ -60,8 +74,9 @@ type Deps struct {
 	InstallTargets func(context.Context) ([]api.InstallCandidate, error)
 	Install        func(ctx context.Context, disk string, overwrite bool, progress func(api.InstallProgress)) error
 	// Shell, when set, is a local shell for Troubleshooting; it ends itself
-	// after its inactivity timeout.
-	Shell func() tea.ExecCommand
+	// after its inactivity timeout, ShellIdle (default 5 min).
+	Shell     func() tea.ExecCommand
+	ShellIdle time.Duration
 
 	Now func() time.Time
 	// Tick schedules msg after d (tea.Tick); tests give nil and send ticks.
@@ -88,6 +103,9 @@ func (d *Deps) defaults() {
 	}
 	if d.RefreshEvery == 0 {
 		d.RefreshEvery = 5 * time.Second
+	}
+	if d.ShellIdle == 0 {
+		d.ShellIdle = 5 * time.Minute
 	}
 	if d.VMShutdownWait == 0 {
 		d.VMShutdownWait = 60 * time.Second

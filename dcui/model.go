@@ -67,7 +67,8 @@ type facts struct {
 	vmsRunning  int
 	vmsTotal    int
 	vmsErr      error
-	running     []string // names of running VMs
+	upgrade     *api.UpgradeStatus // nil: unknown
+	running     []string           // names of running VMs
 	runningIDs  []string
 	fingerprint string
 	addrs       []string
@@ -96,9 +97,14 @@ type (
 		err      error
 		rollback bool // the result of a rollback
 	}
-	netSavedMsg struct{ err error }
-	netTestMsg  []netconf.Check
-	hardwareMsg struct {
+	netSavedMsg struct {
+		err   error
+		byAPI bool // the API kept the change (from its new address)
+	}
+	netPendingMsg   struct{ err error } // the change is published for the API
+	netKeptByAPIMsg struct{}
+	netTestMsg      []netconf.Check
+	hardwareMsg     struct {
 		hw  api.Hardware
 		err error
 	}
@@ -137,6 +143,7 @@ type Model struct {
 	netNew     netconf.Config
 	netRes     netconf.Result
 	deadline   time.Time
+	netAPI     bool // the pending change can be kept through the API
 	checks     []netconf.Check
 	hw         api.Hardware
 	hwErr      error
@@ -203,6 +210,11 @@ func (m Model) refresh() tea.Cmd {
 					f.running = append(f.running, v.Spec.Name)
 					f.runningIDs = append(f.runningIDs, v.Spec.ID)
 				}
+			}
+		}
+		if d.Upgrades != nil {
+			if u, err := d.Upgrades(ctx); err == nil {
+				f.upgrade = &u
 			}
 		}
 		if d.Fingerprint != nil {
@@ -342,10 +354,28 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case netAppliedMsg:
 		return m.onApplied(msg)
 	case netSavedMsg:
-		if msg.err != nil {
-			return m.message("Configure Management Network", "The configuration is in effect but could not be saved: "+msg.err.Error(), scrMenu)
+		m.busy = ""
+		kept := "The new configuration is kept"
+		if msg.byAPI {
+			kept = "Confirmed through the API from " + prefixAddr(m.netRes.Address) + ": the new configuration is kept"
 		}
-		return m.message("Configure Management Network", "The new configuration is kept and saved; it holds after a restart.", scrMenu)
+		if msg.err != nil {
+			return m.message("Configure Management Network", kept+" and in effect, but could not be saved: "+msg.err.Error(), scrMenu)
+		}
+		return m.message("Configure Management Network", kept+" and saved; it holds after a restart.", scrMenu)
+	case netPendingMsg:
+		if m.scr == scrNetConfirm {
+			m.netAPI = msg.err == nil
+			if msg.err != nil {
+				m.problem = "The API cannot keep this change (" + msg.err.Error() + "); keep it here."
+			}
+		}
+		return m, nil
+	case netKeptByAPIMsg:
+		if m.scr != scrNetConfirm { // kept or rolled back meanwhile: that settled it
+			return m, nil
+		}
+		return m.keep(true)
 	case logMsg:
 		m.log.load(msg)
 		return m, nil
@@ -376,6 +406,15 @@ func (m Model) onTick(now time.Time) (tea.Model, tea.Cmd) {
 	if m.scr == scrNetConfirm && !now.Before(m.deadline) {
 		mm, c := m.rollback("No answer within " + m.d.ConfirmTimeout.String())
 		return mm, tea.Batch(append(cmds, c)...)
+	}
+	if m.scr == scrNetConfirm && m.d.PendingConfirmed != nil {
+		confirmed := m.d.PendingConfirmed
+		cmds = append(cmds, func() tea.Msg {
+			if confirmed() {
+				return netKeptByAPIMsg{}
+			}
+			return nil
+		})
 	}
 	if m.scr == scrLogView && m.log.follow {
 		cmds = append(cmds, m.log.read())
@@ -469,15 +508,7 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case scrNetConfirm:
 		switch key {
 		case "y", "Y", "f11":
-			m.scr = scrBusy
-			m.busy = "Saving the configuration..."
-			save, cfg := m.d.SaveNet, m.netNew
-			return m, func() tea.Msg {
-				if save == nil {
-					return netSavedMsg{errors.New("this host cannot save its network configuration")}
-				}
-				return netSavedMsg{save(cfg)}
-			}
+			return m.keep(false)
 		case "n", "N", "esc":
 			return m.rollback("You chose to roll back")
 		}
@@ -706,12 +737,37 @@ func (m Model) apply(cfg netconf.Config, commit bool, what string) (tea.Model, t
 	}
 }
 
-// rollback applies the previous configuration again.
+// keep ends the pending change by keeping it (byAPI: the API confirmed it)
+// and saves it in STATE.
+func (m Model) keep(byAPI bool) (Model, tea.Cmd) {
+	m.scr, m.busy, m.problem = scrBusy, "Saving the configuration...", ""
+	settle, save, cfg := m.d.SettlePending, m.d.SaveNet, m.netNew
+	return m, func() tea.Msg {
+		if settle != nil {
+			if b, _ := settle(); b {
+				byAPI = true
+			}
+		}
+		if save == nil {
+			return netSavedMsg{errors.New("this host cannot save its network configuration"), byAPI}
+		}
+		return netSavedMsg{save(cfg), byAPI}
+	}
+}
+
+// rollback applies the previous configuration again, unless the API has
+// kept the change meanwhile.
 func (m Model) rollback(why string) (Model, tea.Cmd) {
-	m.scr, m.busy = scrBusy, why+": rolling back to the previous configuration..."
+	m.scr, m.busy, m.problem = scrBusy, why+": rolling back to the previous configuration...", ""
 	applyNet, prev := m.d.ApplyNet, m.netPrev
+	settle, save, cfg := m.d.SettlePending, m.d.SaveNet, m.netNew
 	m.info = why
 	return m, func() tea.Msg {
+		if settle != nil {
+			if byAPI, _ := settle(); byAPI && save != nil {
+				return netSavedMsg{save(cfg), true}
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 		defer cancel()
 		r, err := applyNet(ctx, prev)
@@ -743,7 +799,22 @@ func (m Model) onApplied(msg netAppliedMsg) (tea.Model, tea.Cmd) {
 	}
 	m.scr = scrNetConfirm
 	m.deadline = m.d.Now().Add(m.d.ConfirmTimeout)
-	return m, m.refresh()
+	m.netAPI = false
+	cmds := []tea.Cmd{m.refresh()}
+	if mark := m.d.MarkPending; mark != nil {
+		ch := netconf.Change{Config: m.netNew, Interface: msg.res.Interface, Deadline: m.deadline}
+		ch.Address, _ = netip.ParsePrefix(msg.res.Address)
+		cmds = append(cmds, func() tea.Msg { return netPendingMsg{mark(ch)} })
+	}
+	return m, tea.Batch(cmds...)
+}
+
+// prefixAddr is the address of a CIDR ("10.0.2.20/24": "10.0.2.20").
+func prefixAddr(cidr string) string {
+	if p, err := netip.ParsePrefix(cidr); err == nil {
+		return p.Addr().String()
+	}
+	return orNone(cidr)
 }
 
 func orNone(s string) string {

@@ -46,10 +46,11 @@ type harness struct {
 	agents   int
 	resets   int
 	logPath  string
+	runDir   string // where a pending network change is published
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), authDir: t.TempDir()}
+	h := &harness{t: t, now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), authDir: t.TempDir(), runDir: t.TempDir()}
 	// The log's path shows on screen: keep it the same in every run.
 	t.Chdir(t.TempDir())
 	h.logPath = "boot.log"
@@ -100,6 +101,10 @@ func newHarness(t *testing.T) *harness {
 			return r, nil
 		},
 		SaveNet: func(c netconf.Config) error { h.saved = &c; return nil },
+		// The real pending-change files, as vmkernel's confirm sees them.
+		MarkPending:      func(c netconf.Change) error { return netconf.MarkPending(h.runDir, c) },
+		SettlePending:    func() (bool, error) { return netconf.Settle(h.runDir) },
+		PendingConfirmed: func() bool { return netconf.Confirmed(h.runDir) },
 		TestNet: func(context.Context, netconf.Config) []netconf.Check {
 			return []netconf.Check{{What: "ping gateway 10.0.2.2", OK: true, Info: "answered in 1ms"}, {What: "resolve esx-lab1", Info: "no such host"}}
 		},

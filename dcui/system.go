@@ -2,6 +2,7 @@ package dcui
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,10 +57,11 @@ func System(c SystemConfig) (Deps, error) {
 		ap.SetHostname = nil
 	}
 	d := Deps{
-		Version: api.Version,
-		AuthDir: c.AuthDir,
-		Host:    vmk.Host,
-		VMs:     vmk.ListVMs,
+		Version:  api.Version,
+		AuthDir:  c.AuthDir,
+		Host:     vmk.Host,
+		VMs:      vmk.ListVMs,
+		Upgrades: vmk.UpgradeStatus,
 		ShutdownVM: func(ctx context.Context, id string, t time.Duration) error {
 			_, err := vmk.ShutdownVM(ctx, id, t)
 			return err
@@ -93,8 +95,11 @@ func System(c SystemConfig) (Deps, error) {
 			cfg, _, err := netconf.Load(c.StateDir)
 			return cfg, err
 		},
-		ApplyNet: ap.Apply,
-		SaveNet:  func(cfg netconf.Config) error { return netconf.Save(c.StateDir, cfg) },
+		ApplyNet:         ap.Apply,
+		SaveNet:          func(cfg netconf.Config) error { return netconf.Save(c.StateDir, cfg) },
+		MarkPending:      func(ch netconf.Change) error { return netconf.MarkPending(c.RunDir, ch) },
+		SettlePending:    func() (bool, error) { return netconf.Settle(c.RunDir) },
+		PendingConfirmed: func() bool { return netconf.Confirmed(c.RunDir) },
 		TestNet: func(ctx context.Context, cfg netconf.Config) []netconf.Check {
 			h := cfg.Hostname
 			if h == "" {
@@ -133,14 +138,27 @@ func System(c SystemConfig) (Deps, error) {
 			{"vmkernel", filepath.Join(c.StateDir, "log", "vmkernel.log")},
 			{"mgmtd", filepath.Join(c.StateDir, "log", "mgmtd.log")},
 		},
-		Tick: tea.Tick,
+		Tick:      tea.Tick,
+		ShellIdle: c.ShellIdle,
 	}
+	d.BootMode = readBootMode(filepath.Join(c.RunDir, filepath.Base(api.BootModeFile)))
 	if c.Shell != "" {
 		if _, err := os.Stat(c.Shell); err == nil {
 			d.Shell = func() tea.ExecCommand { return &idleShell{path: c.Shell, tty: c.TTY, idle: c.ShellIdle} }
 		}
 	}
 	return d, nil
+}
+
+// readBootMode reads the boot mode the init wrote; without the file (an
+// older init, a test host) the mode is unknown and the home screen says
+// nothing of it.
+func readBootMode(path string) api.BootMode {
+	var m api.BootMode
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &m)
+	}
+	return m
 }
 
 // signalByName signals every process whose command name is name.
@@ -171,7 +189,8 @@ func signalByName(name string, sig syscall.Signal) error {
 
 // idleShell is a root shell on the console that is killed after idle
 // without input: the terminal's access time, which the kernel updates on
-// input (every few seconds at most), tells.
+// input (every few seconds at most), tells. It looks every 5 s, or every
+// quarter of idle when that is shorter (tests give a second).
 type idleShell struct {
 	path, tty      string
 	idle           time.Duration
@@ -189,8 +208,11 @@ func (s *idleShell) Run() error {
 	cmd.Env = append(os.Environ(), "PS1=plinth# ")
 	// Its own session with the console as controlling terminal, so Ctrl-C
 	// reaches what it runs.
-	if _, ok := s.stdin.(*os.File); ok {
+	if f, ok := s.stdin.(*os.File); ok && isTerminal(f) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	} else {
+		// Its own process group all the same: the timeout kills the group.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	}
 	fmt.Fprintf(s.stdout, "\r\nPlinth local shell. It ends after %s without input; type exit to go back to the DCUI.\r\n", s.idle)
 	if err := cmd.Start(); err != nil {
@@ -198,7 +220,7 @@ func (s *idleShell) Run() error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(min(5*time.Second, max(s.idle/4, 10*time.Millisecond)))
 	defer t.Stop()
 	started := time.Now()
 	for {
@@ -220,6 +242,11 @@ func (s *idleShell) Run() error {
 			}
 		}
 	}
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // hardware is board's inventory, plus the interfaces without a device that

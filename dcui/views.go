@@ -169,6 +169,11 @@ func (m Model) screenView() (title string, body []string, hints string) {
 			"",
 			"  <Y> Keep and save it       <N> Roll back now",
 		}
+		if m.netAPI {
+			b = append(b, "", "  Or keep it through the API from the new address:",
+				"    POST https://"+prefixAddr(m.netRes.Address)+api.MgmtdNetConfirmPath)
+		}
+		b = append(b, m.problemLines()...)
 		return "Confirm Management Network", b, "<Y> Keep  <N/Esc> Roll back"
 	case scrNetRestart:
 		b := []string{"  Restart the management network? The saved configuration is applied again:", ""}
@@ -210,7 +215,7 @@ func (m Model) screenView() (title string, body []string, hints string) {
 	case scrTrouble:
 		b := []string{
 			menuLine("Restart Management Agents (mgmtd)", m.troubleSel == 0, m.w),
-			menuLine("Local Shell (ends after 5 minutes without input)", m.troubleSel == 1, m.w),
+			menuLine("Local Shell (ends after "+spelled(m.d.ShellIdle)+" without input)", m.troubleSel == 1, m.w),
 			"",
 		}
 		b = append(b, indent("  ", wrap([]string{
@@ -255,6 +260,17 @@ func menuLine(s string, sel bool, w int) string {
 		return "> " + selStyle.Render(pad(s, min(w-4, 60)))
 	}
 	return "  " + s
+}
+
+// spelled says d in words: "5 minutes", "1 minute", "2s".
+func spelled(d time.Duration) string {
+	switch {
+	case d == time.Minute:
+		return "1 minute"
+	case d > 0 && d%time.Minute == 0:
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	}
+	return d.String()
 }
 
 func orDash(s string) string {
@@ -303,6 +319,14 @@ func (m Model) homeView() (string, []string, string) {
 		b = append(b, indent("  ", wrap("vmkernel does not answer: "+f.hostErr.Error(), cw-4))...)
 	}
 	b = append(b, "  Host name:  "+boldStyle.Render(orDash(name)))
+	switch bm := m.d.BootMode; bm.Mode {
+	case api.BootStateless:
+		b = append(b, "  Mode:       "+boldStyle.Render("STATELESS - configuration from the network at every boot"))
+		b = append(b, indent("    ", wrap("from "+bm.Source, cw-6))...)
+	case api.BootLive:
+		b = append(b, "  Mode:       "+boldStyle.Render("LIVE - configuration in RAM, LOST at power-off"))
+		b = append(b, indent("    ", wrap(bm.Reason, cw-6))...)
+	}
 	if h.CPUCount > 0 {
 		b = append(b, fmt.Sprintf("  CPU:        %d x %s", h.CPUCount, orDash(h.CPUModel)))
 		b = append(b, "  Memory:     "+humanBytes(h.MemoryBytes))
@@ -312,6 +336,7 @@ func (m Model) homeView() (string, []string, string) {
 		vms = "unknown (" + f.vmsErr.Error() + ")"
 	}
 	b = append(b, "  VMs:        "+vms)
+	b = append(b, upgradeLines(f.upgrade, cw)...)
 	switch h.Acceleration.Mode {
 	case api.AccelKVM:
 		b = append(b, "  Virtualization: KVM (hardware)")
@@ -427,4 +452,28 @@ func addrString(a netip.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// upgradeLines are the home screen's lines about the system banks: the
+// boot bank and the standby's version, an upgrade waiting for its trial,
+// and a rollback (said loudly: an upgrade did not come up).
+func upgradeLines(u *api.UpgradeStatus, cw int) []string {
+	if u == nil || !u.Supported || u.Active == "" {
+		return nil
+	}
+	line := "  Boot bank:  " + u.Active
+	for _, b := range u.Banks {
+		if b.Name != u.Active && b.Version != "" {
+			line += fmt.Sprintf(" (bank %s: %s, %s)", b.Name, b.Version, b.State)
+		}
+	}
+	out := []string{line}
+	if p := u.Pending; p != nil {
+		out = append(out, indent("    ", wrap(fmt.Sprintf("Upgrade to %s waits in bank %s: it boots on trial at the next restart.", p.ToVersion, p.Bank), cw-6))...)
+	}
+	if l := u.Last; l != nil && l.Result == api.UpgradeRolledBack {
+		out = append(out, "  "+boldStyle.Render("UPGRADE ROLLED BACK: "+l.ToVersion+" did not come up"))
+		out = append(out, indent("    ", wrap(l.Reason, cw-6))...)
+	}
+	return out
 }

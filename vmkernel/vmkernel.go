@@ -56,11 +56,17 @@ type Config struct {
 	// disks (/v1/host/install, as a task); nil answers 501. Its disks come
 	// from the hardware inventory.
 	Installer *installer.Env
+	// Network locates the management network's files (/v1/host/network).
+	Network NetworkPaths
+	// Upgrades, when set, offers system upgrades and rollback
+	// (/v1/host/upgrade); nil answers 501.
+	Upgrades *Upgrades
 }
 
 // Server is vmkernel's local API.
 type Server struct {
 	cfg  Config
+	net  NetworkPaths
 	http *http.Server
 	// specMu orders spec changes (update, delete) against starts: a start
 	// holds it shared from reading the spec until QEMU runs.
@@ -84,7 +90,7 @@ func New(cfg Config) *Server {
 	if cfg.Events == nil {
 		cfg.Events = events.New(0)
 	}
-	s := &Server{cfg: cfg, tasks: tasks.New(nil)}
+	s := &Server{cfg: cfg, net: cfg.Network.withDefaults(), tasks: tasks.New(nil)}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.http = &http.Server{
 		Handler:           s.Handler(),
@@ -112,6 +118,9 @@ func (s *Server) Routes() []Route {
 		{http.MethodPost, api.VMKernelHostPowerPath, s.hostPower},
 		{http.MethodGet, api.VMKernelPrefix + "/host/install", s.listInstallTargets},
 		{http.MethodPost, api.VMKernelPrefix + "/host/install", s.install},
+		{http.MethodGet, api.VMKernelUpgradePath, s.upgradeStatus},
+		{http.MethodPost, api.VMKernelUpgradePath, s.upgradeSystem},
+		{http.MethodPost, api.VMKernelRollbackPath, s.rollback},
 		{http.MethodGet, api.VMKernelStatsPath, s.stats},
 		{http.MethodGet, api.VMKernelEventsPath, s.events},
 		{http.MethodGet, api.VMKernelDatastoresPath, s.listDatastores},
@@ -125,6 +134,8 @@ func (s *Server) Routes() []Route {
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/convert", s.convertDisk},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks", s.listTasks},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks/{id}", s.getTask},
+		{http.MethodGet, api.VMKernelHostNetworkPath, s.hostNetwork},
+		{http.MethodPost, api.VMKernelNetConfirmPath, s.confirmNetwork},
 	}, append(s.vmRoutes(), s.switchRoutes()...)...)
 }
 

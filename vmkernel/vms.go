@@ -378,7 +378,7 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		}
 	case errors.Is(err, errBadRequest):
 		p.Status = http.StatusBadRequest
-	case errors.Is(err, errNotManaged), errors.Is(err, errNoInstaller):
+	case errors.Is(err, errNotManaged), errors.Is(err, errNoInstaller), errors.Is(err, errNoUpgrades):
 		p.Status = http.StatusNotImplemented
 	case errors.Is(err, errLengthRequired):
 		p.Status = http.StatusLengthRequired

@@ -83,7 +83,9 @@ type initProc struct {
 	marks []mark // step name and uptime (ms) at its end
 	sup   *supervisor.Supervisor
 	live  bool
-	mods  *modLoader
+	// mode is where the configuration comes from (stateless.go).
+	mode api.BootMode
+	mods *modLoader
 	// labels maps ext file system labels to devices, found by the state step.
 	labels map[string]string
 	// datastores are vmkernel's -datastore arguments (NAME=DIR).
@@ -216,7 +218,9 @@ func Run(cfg Config) error {
 		return checkPayload("/usr")
 	})
 	_ = p.step("datastores", p.mountDatastores)
+	trial := p.reconcileUpgrade()
 	<-networked
+	p.bootMode() // a stateless host's configuration, before it is used
 	_ = p.step("hostname", p.setHostname)
 	if done, reboot := p.installUnattended(); done {
 		return p.shutdown("unattended install finished", reboot)
@@ -230,15 +234,25 @@ func Run(cfg Config) error {
 	go func() {
 		if err := p.step("api", p.waitAPI); err != nil {
 			fmt.Fprintf(p.cfg.Console, "PLINTH-NOT-READY %v\n", err)
+			if trial {
+				p.failTrial(err.Error(), power)
+				return
+			}
 		} else {
 			fmt.Fprintln(p.cfg.Console, p.readyLine())
+			if trial {
+				if err := p.keepTrial(); err != nil {
+					p.failTrial(err.Error(), power)
+					return
+				}
+			}
 		}
 		// The ready line is out: the serial console is the DCUI's now.
 		p.startSerialDCUIs()
 	}()
 
 	why := <-power
-	return p.shutdown(why, strings.Contains(why, syscall.SIGUSR1.String()))
+	return p.shutdown(why, strings.HasPrefix(why, rebootWhy) || strings.Contains(why, syscall.SIGUSR1.String()))
 }
 
 // filesystems adds what u-root's init does not set up: /run, cgroup v2 in
@@ -281,6 +295,9 @@ func (p *initProc) mountState() error {
 	if err == nil {
 		if err = unix.Mount(dev, p.cfg.StateDir, "ext4", unix.MS_NOATIME, ""); err == nil {
 			p.logf("STATE: %s mounted on %s", dev, p.cfg.StateDir)
+			if u := p.cfg.Cmdline[ConfigKey]; u != "" {
+				p.logf("%s=%s ignored: the host has STATE", ConfigKey, u)
+			}
 			return nil
 		}
 		err = fmt.Errorf("mount %s (label %s) on %s: %w", dev, StateLabel, p.cfg.StateDir, err)
@@ -289,12 +306,7 @@ func (p *initProc) mountState() error {
 	if mErr := unix.Mount("tmpfs", p.cfg.StateDir, "tmpfs", 0, "mode=0755"); mErr != nil {
 		return fmt.Errorf("%v; and tmpfs for live mode: %w", err, mErr)
 	}
-	banner := strings.Repeat("*", 72)
-	p.logf("%s", banner)
-	p.logf("LIVE MODE: %v.", err)
-	p.logf("Configuration, passwords and VM definitions are kept in RAM and are LOST at power-off.")
-	p.logf("Install Plinth to a disk, or add an ext4 file system labelled %s, to keep them.", StateLabel)
-	p.logf("%s", banner)
+	p.noState(err) // stateless or live (stateless.go)
 	return nil
 }
 
@@ -373,7 +385,7 @@ func (p *initProc) startServices() error {
 	// Host power through the API reaches this process: vmkernel signals it
 	// (u-root's init, PID 1, would ignore the signals).
 	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", filepath.Join(p.cfg.RunDir, "vms"),
-		"-init-pid", strconv.Itoa(os.Getpid()), "-installer"}
+		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades"}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
 	}
@@ -447,7 +459,7 @@ func (p *initProc) readyLine() string {
 		"version=" + api.Version,
 		"hostname=" + p.host,
 		"addr=" + orDash(p.net.Address),
-		"mode=" + map[bool]string{true: "live", false: "installed"}[p.live],
+		"mode=" + p.mode.Mode,
 	}
 	if b, err := readKmsg(); err == nil {
 		tl := KernelTimeline(bytes.NewReader(b))

@@ -11,8 +11,12 @@
 // TFTP. iPXE then asks DHCP again, now with user class "iPXE", and is told
 // http://SERVER:PORT/boot.ipxe, which chains to the host's own script
 // (boot.ipxe?mac=${mac:hexhyp}&uuid=${uuid}); that script loads the kernel
-// and initramfs by HTTP with the host's settings on the kernel command line.
-// (QEMU's NIC option ROMs are iPXE already and skip the TFTP stage.)
+// and initramfs by HTTP with the host's settings on the kernel command line
+// and the URL of its answer file: plinth.config=URL (stateless: a host
+// without STATE fetches and applies the file at every boot, as ESXi Auto
+// Deploy hosts do) or, with -install, plinth.answer=URL (the unattended
+// install). (QEMU's NIC option ROMs are iPXE already and skip the TFTP
+// stage.)
 //
 // Bundle directory layout (make pxe writes build/pxe):
 //
@@ -153,8 +157,11 @@ func LookupAnswer(dir, mac, uuid string) (*Found, error) {
 
 // HostCmdline is the kernel command line that carries a host's answer file
 // settings the appliance's init reads at boot (plinth.hostname, plinth.ip,
-// plinth.gw, plinth.dns, plinth.nic). The rest of an answer file (password,
-// SSH keys, NTP, disk) only takes effect through an install (plinth.answer).
+// plinth.gw, plinth.dns, plinth.nic): enough to bring the management network
+// up. The rest of an answer file (password, SSH keys, NTP, VLAN, disk) takes
+// effect when the host reads the file itself: at every boot for a
+// stateless host (plinth.config=URL), or through an install
+// (plinth.answer=URL).
 func HostCmdline(a *installer.Answer) []string {
 	var out []string
 	if a.Hostname != "" {

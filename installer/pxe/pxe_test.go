@@ -292,8 +292,20 @@ func TestHTTP(t *testing.T) {
 				t.Errorf("host script lacks %q:\n%s", w, host)
 			}
 		}
-		if got := strings.Contains(host, "plinth.answer=http://192.0.2.2:8080/answers/52-54-00-12-34-56.txt"); got != install {
+		if got := strings.Contains(host, " plinth.answer=http://192.0.2.2:8080/answers/52-54-00-12-34-56.txt"); got != install {
 			t.Errorf("install=%v but plinth.answer present=%v:\n%s", install, got, host)
+		}
+		// Without -install the host is stateless: the same file, fetched
+		// by the host at every boot.
+		if got := strings.Contains(host, " plinth.config=http://192.0.2.2:8080/answers/52-54-00-12-34-56.txt"); got == install {
+			t.Errorf("install=%v but plinth.config present=%v:\n%s", install, got, host)
+		}
+		if mode := map[bool]string{false: "), stateless\n", true: "), install\n"}[install]; !strings.Contains(host, mode) {
+			t.Errorf("install=%v: the script's comment does not say %q:\n%s", install, mode, host)
+		}
+		// The URL on the command line is one the server answers.
+		if b := get("/answers/52-54-00-12-34-56.txt"); !strings.Contains(b, "hostname = web1") {
+			t.Errorf("answer file named on the command line: %q", b)
 		}
 		if b := get("/boot.ipxe?mac=52-54-00-99-99-99"); !strings.Contains(b, "no answer file") || !strings.Contains(b, "shell") {
 			t.Errorf("unknown host's script should say why:\n%s", b)

@@ -11,13 +11,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"pack.ag/tftp"
+
+	"github.com/plinth/plinth/installer"
 )
 
 // Config says what Serve serves and where.
@@ -38,8 +39,9 @@ type Config struct {
 	// Cmdline is added to every host's kernel command line.
 	Cmdline []string
 	// Install adds plinth.answer=URL, so hosts run the unattended
-	// installer with their answer file; without it they boot live with
-	// the answer file's host name and network settings.
+	// installer with their answer file; without it they boot stateless:
+	// plinth.config=URL, and the host (having no STATE partition) fetches
+	// its answer file from this server at every boot and applies it.
 	Install bool
 	// Logf receives one line per request served; nil discards.
 	Logf func(format string, args ...any)
@@ -261,9 +263,17 @@ func (s *Server) HostScript(mac, uuid string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The settings the command line can carry bring the network up; the
+	// answer file's URL is the host's configuration, for an install or,
+	// stateless, at every boot.
 	cmd := HostCmdline(f.Answer)
+	answerURL := s.baseURL + "/" + AnswersDir + "/" + f.Name
+	mode := "stateless"
 	if s.cfg.Install {
-		cmd = append(cmd, "plinth.answer="+s.baseURL+"/"+AnswersDir+"/"+f.Name)
+		cmd = append(cmd, installer.CmdlineKey+"="+answerURL)
+		mode = "install"
+	} else {
+		cmd = append(cmd, installer.ConfigKey+"="+answerURL)
 	}
 	cmd = append(cmd, s.cfg.Cmdline...)
 	return Script{
@@ -271,7 +281,7 @@ func (s *Server) HostScript(mac, uuid string) (string, error) {
 		Cmdline: cmd,
 		Comment: []string{
 			"Plinth network boot for mac " + mac + " uuid " + uuid,
-			"answer file " + AnswersDir + "/" + f.Name + " (matched by " + f.By + "), install=" + strconv.FormatBool(s.cfg.Install),
+			"answer file " + AnswersDir + "/" + f.Name + " (matched by " + f.By + "), " + mode,
 		},
 	}.Render(), nil
 }

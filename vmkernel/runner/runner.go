@@ -68,8 +68,12 @@ const (
 
 // Timings; variables so tests could shorten them.
 var (
-	// qmpDialTimeout bounds the wait for QEMU's QMP socket at start.
-	qmpDialTimeout = 10 * time.Second
+	// qmpDialTimeout bounds the wait for QEMU's QMP socket at start (a
+	// first start in an appliance under emulation pages QEMU in from the
+	// compressed payload: seconds).
+	qmpDialTimeout = 30 * time.Second
+	// contTimeout bounds the "cont" that lets a started guest run.
+	contTimeout = 20 * time.Second
 	// quitGrace is how long a hard stop waits after QMP quit before SIGKILL.
 	quitGrace = 5 * time.Second
 	// restartWindow and maxRestarts: at most maxRestarts crash restarts
@@ -489,7 +493,9 @@ func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err 
 		inst.serialFirst, _ = dialSerial(sctx, filepath.Join(runDir, qemu.SerialSocket), inst.exited, nil)
 		scancel()
 	}
-	if err := inst.mon.Run(dctx, "cont", nil, nil); err != nil {
+	cctx, ccancel := context.WithTimeout(ctx, contTimeout)
+	defer ccancel()
+	if err := inst.mon.Run(cctx, "cont", nil, nil); err != nil {
 		inst.mon.Close()
 		if inst.serialFirst != nil {
 			inst.serialFirst.Close()

@@ -34,6 +34,11 @@ type Options struct {
 	Hardware func() (api.Hardware, error)
 	// Installer offers installs to disk (nil: 501).
 	Installer *installer.Env
+	// Upgrades offers system upgrades (nil: 501).
+	Upgrades *vmkernel.Upgrades
+	// Network locates the management network's files (empty fields:
+	// directories of the rig's own, never the machine's).
+	Network vmkernel.NetworkPaths
 }
 
 // Rig is a running vmkernel.
@@ -100,8 +105,15 @@ func Start(t testing.TB, o Options) *Rig {
 	if host == nil {
 		host = hostinfo.Source{Accel: api.Acceleration{Mode: api.AccelTCG, Reason: "tcg: test rig"}}.Gather
 	}
-	srv := vmkernel.New(vmkernel.Config{Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power,
-		Hardware: o.Hardware, Installer: o.Installer})
+	net := o.Network
+	if net.StateDir == "" {
+		net.StateDir = filepath.Join(base, "net-state")
+	}
+	if net.RunDir == "" {
+		net.RunDir = filepath.Join(base, "net-run")
+	}
+	srv := vmkernel.New(vmkernel.Config{Network: net, Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power,
+		Hardware: o.Hardware, Installer: o.Installer, Upgrades: o.Upgrades})
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -38,6 +38,7 @@ func run(args []string) error {
 	initPID := fl.Int("init-pid", 0, "the appliance init's pid (SIGTERM: power off, SIGUSR1: restart)")
 	resolv := fl.String("resolv-conf", "/etc/resolv.conf", "where DNS servers are written")
 	shell := fl.String("shell", "/bbin/gosh", "the Troubleshooting shell")
+	shellIdle := fl.Duration("shell-idle", 5*time.Minute, "end the Troubleshooting shell after this long without input")
 	idle := fl.Duration("idle", 10*time.Minute, "log the console out after this long without a key")
 	confirm := fl.Duration("confirm", 60*time.Second, "roll network changes back unless kept within this")
 	setHost := fl.Bool("set-hostname", true, "apply the configured host name to the system")
@@ -85,7 +86,7 @@ func run(args []string) error {
 	}
 	d, err := dcui.System(dcui.SystemConfig{
 		StateDir: *state, RunDir: *runDir, VMKernel: *vmk, AuthDir: *authDir, InitPID: *initPID,
-		ResolvConf: *resolv, TTY: ttyPath, Shell: *shell, ShellIdle: 5 * time.Minute, SetHostname: *setHost,
+		ResolvConf: *resolv, TTY: ttyPath, Shell: *shell, ShellIdle: *shellIdle, SetHostname: *setHost,
 	})
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@
 //	plinth-pxe serve -dir BUNDLE -iface IF [-http :8080] [-tftp :69] [-answers DIR] [-install] [-cmdline "..."]
 //
 // serve runs proxy DHCP beside the network's own DHCP server, TFTP and HTTP
-// until interrupted.
+// until interrupted. Hosts boot stateless (plinth.config=URL: their answer
+// file, fetched and applied at every boot) or, with -install, run the
+// unattended install (plinth.answer=URL).
 package main
 
 import (
@@ -72,7 +74,7 @@ func serve(args []string) error {
 	fs.StringVar(&c.HTTPAddr, "http", ":8080", "HTTP listen address")
 	fs.StringVar(&c.TFTPAddr, "tftp", ":69", "TFTP listen address")
 	fs.StringVar(&c.Answers, "answers", "", "per-host answer files (default: BUNDLE/answers)")
-	fs.BoolVar(&c.Install, "install", false, "pass plinth.answer=URL: hosts run the unattended install")
+	fs.BoolVar(&c.Install, "install", false, "pass plinth.answer=URL: hosts run the unattended install (default: plinth.config=URL, stateless hosts that fetch their answer file at every boot)")
 	ip := fs.String("ip", "", "address clients reach this server at (default: the interface's)")
 	cmdline := fs.String("cmdline", "", "extra kernel command line for every host")
 	if err := fs.Parse(args); err != nil {

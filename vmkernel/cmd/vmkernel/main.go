@@ -21,6 +21,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/installer"
+	"github.com/plinth/plinth/upgrade"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/cgroup"
@@ -48,6 +49,7 @@ func run(log *slog.Logger, args []string) error {
 	runRoot := fs.String("run", "/run/plinth/vms", "directory of the running VMs' sockets (one subdirectory per VM)")
 	accelMode := fs.String("accel", "auto", "acceleration: auto (detect), kvm (refused unless detected) or tcg (force emulation)")
 	offerInstall := fs.Bool("installer", false, "offer installing Plinth to one of this host's disks through the API (the appliance sets it)")
+	offerUpgrades := fs.Bool("upgrades", false, "offer system upgrades and rollback of the boot disk's banks through the API (the appliance sets it)")
 	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
@@ -150,8 +152,12 @@ func run(log *slog.Logger, args []string) error {
 		e := installer.DefaultEnv()
 		inst = &e
 	}
+	var upg *vmkernel.Upgrades
+	if *offerUpgrades {
+		upg = &vmkernel.Upgrades{Open: openBanks, PublicKey: upgrade.PublicKey, StageDir: "/run/plinth/upgrade-stage"}
+	}
 	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores,
-		Switches: vs, Events: broker, Power: power, Installer: inst})
+		Switches: vs, Events: broker, Power: power, Installer: inst, Upgrades: upg})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err
@@ -283,4 +289,19 @@ func openCgroups() (*cgroup.Manager, error) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// openBanks mounts the boot disk's ESP for the upgrade routes: the running
+// bank from the kernel command line, STATE where the appliance keeps it.
+func openBanks() (upgrade.Host, func(), error) {
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return upgrade.Host{}, nil, err
+	}
+	esp, release, err := upgrade.Mount(installer.DefaultEnv(), "/run/plinth/upgrade")
+	if err != nil {
+		return upgrade.Host{}, nil, err
+	}
+	return upgrade.Host{ESP: esp, StateDir: api.StateDir, Running: upgrade.RunningBank(string(cmdline)),
+		Version: api.Version, Firmware: upgrade.Firmware("/sys")}, release, nil
 }

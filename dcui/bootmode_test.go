@@ -1,0 +1,55 @@
+package dcui
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/plinth/plinth/api"
+)
+
+// The home screen says where a host's configuration comes from when it is
+// not installed: stateless (from the PXE server, at every boot) or live.
+func TestHomeBootMode(t *testing.T) {
+	for _, c := range []struct {
+		golden string
+		mode   api.BootMode
+		want   []string
+	}{
+		{"home-stateless", api.BootMode{Mode: api.BootStateless, Source: "http://10.231.5.2:8080/answers/52-54-00-50-58-45.txt"},
+			[]string{"STATELESS - configuration from the network at every boot", "from http://10.231.5.2:8080/answers/52-54-00-50-58-45.txt"}},
+		{"home-live", api.BootMode{Mode: api.BootLive, Reason: "no stateless configuration: GET http://10.231.5.2:8080/answers/52-54-00-50-58-45.txt: 404 Not Found"},
+			[]string{"LIVE - configuration in RAM, LOST at power-off", "404 Not Found"}},
+	} {
+		t.Run(c.golden, func(t *testing.T) {
+			h := newHarness(t)
+			h.m.d.BootMode = c.mode
+			scr := h.golden(c.golden)
+			for _, w := range c.want {
+				if !strings.Contains(scr, w) {
+					t.Errorf("home screen lacks %q:\n%s", w, scr)
+				}
+			}
+		})
+	}
+	h := newHarness(t)
+	h.m.d.BootMode = api.BootMode{Mode: api.BootInstalled}
+	if scr := h.m.View(); strings.Contains(scr, "Mode:") {
+		t.Errorf("an installed host's home screen shows a mode:\n%s", scr)
+	}
+}
+
+// The home screen shows the boot bank and, loudly, an upgrade that was
+// rolled back and why.
+func TestHomeUpgradeRolledBack(t *testing.T) {
+	h := newHarness(t)
+	h.m.facts.upgrade = &api.UpgradeStatus{Supported: true, Version: "1.1", Active: "B",
+		Banks: []api.Bank{{Name: "A", State: api.BankFailed, Version: "1.2-broken"}, {Name: "B", State: api.BankActive, Version: "1.1"}},
+		Last: &api.UpgradeResult{Result: api.UpgradeRolledBack, ToVersion: "1.2-broken", Bank: "A",
+			Reason: "it was booted 3 times and never came up far enough to mark itself good (kernel or init failure)"}}
+	scr := h.golden("home-upgrade-rolled-back")
+	for _, w := range []string{"Boot bank:  B (bank A: 1.2-broken, failed)", "UPGRADE ROLLED BACK: 1.2-broken did not come up", "booted 3 times"} {
+		if !strings.Contains(scr, w) {
+			t.Errorf("home screen lacks %q:\n%s", w, scr)
+		}
+	}
+}

@@ -1,0 +1,202 @@
+package vmkernel
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/upgrade"
+)
+
+// errNoUpgrades: this vmkernel does not upgrade the host (501).
+var errNoUpgrades = errors.New("system upgrades are not offered by this vmkernel (it runs with -upgrades on the appliance)")
+
+// Upgrades is how vmkernel reaches the system banks (Config.Upgrades).
+type Upgrades struct {
+	// Open mounts the boot disk's ESP and describes the running system;
+	// release unmounts it. An error means the host has no bank to upgrade
+	// (booted live, from an ISO or the network).
+	Open func() (h upgrade.Host, release func(), err error)
+	// PublicKey checks the images' signatures.
+	PublicKey string
+	// StageDir is a scratch directory for an image being checked (tmpfs:
+	// RAM, never the boot disk).
+	StageDir string
+}
+
+// upgradeStatus serves GET /v1/host/upgrade.
+func (s *Server) upgradeStatus(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Upgrades == nil {
+		s.problem(w, errNoUpgrades)
+		return
+	}
+	h, release, err := s.cfg.Upgrades.Open()
+	if err != nil {
+		writeJSON(w, http.StatusOK, api.UpgradeStatus{Supported: false, Reason: err.Error(), Version: api.Version})
+		return
+	}
+	defer release()
+	writeJSON(w, http.StatusOK, h.Status())
+}
+
+// upgradeRefused maps a refused image to 422 naming why.
+func upgradeRefused(err error) error {
+	if errors.Is(err, upgrade.ErrSignature) || errors.Is(err, upgrade.ErrChecksum) || errors.Is(err, upgrade.ErrFormat) || errors.Is(err, upgrade.ErrNoKey) {
+		return &api.ValidationError{Problems: []api.FieldProblem{{Field: "body", Message: err.Error() + "; nothing was written"}}}
+	}
+	return err
+}
+
+// upgradeSystem serves POST /v1/host/upgrade?sha256=HEX&reboot=true: the body is
+// a signed image (upgrade.Open), checked while it streams in and staged in
+// RAM; only when its signature, its files' checksums and the whole body's
+// sha256 (when given) match is it written to the bank not running, as a
+// task, and the host rebooted into it on trial when reboot=true. A refused
+// image is a 422 naming why, with nothing written.
+func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Upgrades == nil {
+		s.problem(w, errNoUpgrades)
+		return
+	}
+	q := r.URL.Query()
+	want := strings.ToLower(q.Get("sha256"))
+	if want != "" {
+		if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
+			s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "sha256", Message: "is not a hex sha256"}}})
+			return
+		}
+	}
+	reboot := q.Get("reboot") == "true"
+	if v := q.Get("reboot"); v != "" && v != "true" && v != "false" {
+		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "reboot", Message: "is true or false"}}})
+		return
+	}
+	if reboot && s.cfg.Power == nil {
+		s.problem(w, fmt.Errorf("%w: reboot=true, but host power is not managed here", errNotManaged))
+		return
+	}
+	pub, err := upgrade.ParsePublicKey(s.cfg.Upgrades.PublicKey)
+	if err != nil {
+		s.problem(w, upgradeRefused(err))
+		return
+	}
+	h, release, err := s.cfg.Upgrades.Open()
+	if err != nil {
+		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "host", Message: "cannot be upgraded: " + err.Error()}}})
+		return
+	}
+	release = sync.OnceFunc(release)
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	if err := os.MkdirAll(s.cfg.Upgrades.StageDir, 0o700); err != nil {
+		s.problem(w, err)
+		return
+	}
+	dir, err := os.MkdirTemp(s.cfg.Upgrades.StageDir, "image-")
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	t := s.tasks.Start("upgrade", "bank "+upgrade.Other(h.Running), "", r.ContentLength)
+	s.cfg.Log.Warn("vmkernel: receiving a system upgrade", "task", t.ID(), "bytes", r.ContentLength)
+	rc := http.NewResponseController(w)
+	body := &uploadBody{r: r.Body, extend: func() { rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout)) }}
+	sum := sha256.New()
+	counted := io.TeeReader(body, io.MultiWriter(sum, progressWriter{t}))
+	st, err := upgrade.Open(counted, pub, dir, nil)
+	if err == nil {
+		io.Copy(sum, body) // tar's end-of-archive blocks count in the body's checksum
+		if got := hex.EncodeToString(sum.Sum(nil)); want != "" && got != want {
+			err = fmt.Errorf("%w: the image's sha256 is %s, the request says %s", upgrade.ErrChecksum, got, want)
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		s.tasks.Finish(t, err)
+		s.cfg.Log.Warn("vmkernel: system upgrade refused", "task", t.ID(), "err", err)
+		s.problem(w, upgradeRefused(err))
+		return
+	}
+	released = true
+	go func() {
+		defer release()
+		defer os.RemoveAll(dir)
+		_, err := h.Apply(st, func(step string) { s.cfg.Log.Warn("vmkernel: upgrade: " + step) })
+		s.tasks.Finish(t, err)
+		if err != nil {
+			s.cfg.Log.Error("vmkernel: system upgrade failed", "task", t.ID(), "err", err)
+			return
+		}
+		s.cfg.Log.Warn("vmkernel: system upgrade written", "version", st.Manifest.Version, "bank", upgrade.Other(h.Running), "reboot", reboot)
+		if reboot {
+			release() // unmounted (and synced) before the reboot
+			if err := s.cfg.Power(api.PowerReboot, "upgrade to "+st.Manifest.Version); err != nil {
+				s.cfg.Log.Error("vmkernel: reboot into the upgrade", "err", err)
+			}
+		}
+	}()
+	task, _ := s.tasks.Get(t.ID())
+	task.Target = fmt.Sprintf("bank %s: %s", upgrade.Other(h.Running), st.Manifest.Version)
+	w.Header().Set("Location", api.VMKernelPrefix+"/tasks/"+t.ID())
+	writeJSON(w, http.StatusAccepted, task)
+}
+
+// progressWriter counts bytes into a task.
+type progressWriter struct{ t interface{ Add(int64) } }
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	p.t.Add(int64(len(b)))
+	return len(b), nil
+}
+
+// rollback serves POST /v1/host/upgrade/rollback.
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Upgrades == nil {
+		s.problem(w, errNoUpgrades)
+		return
+	}
+	var req api.UpgradeRollbackRequest
+	if err := decodeSmall(w, r, &req); err != nil {
+		s.problem(w, err)
+		return
+	}
+	if req.Reboot && s.cfg.Power == nil {
+		s.problem(w, fmt.Errorf("%w: reboot=true, but host power is not managed here", errNotManaged))
+		return
+	}
+	h, release, err := s.cfg.Upgrades.Open()
+	if err != nil {
+		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "host", Message: "has no banks to roll back: " + err.Error()}}})
+		return
+	}
+	res, err := h.Rollback()
+	release()
+	if errors.Is(err, upgrade.ErrBusy) {
+		WriteProblem(w, api.Problem{Status: http.StatusConflict, Detail: err.Error()})
+		return
+	}
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	s.cfg.Log.Warn("vmkernel: rollback", "result", res.Result, "bank", res.Bank, "version", res.ToVersion, "reboot", req.Reboot)
+	if req.Reboot {
+		if err := s.cfg.Power(api.PowerReboot, "rollback to "+res.ToVersion); err != nil {
+			s.problem(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
