@@ -41,6 +41,9 @@ type Options struct {
 	// UEFIVars is a writable copy of OVMF's variable store, one per VM
 	// (see NewUEFIVars).
 	UEFIVars string
+	// AllowReboot keeps QEMU running when the guest reboots (upgrades);
+	// by default a reboot (or a kernel panic) ends QEMU (-no-reboot).
+	AllowReboot bool
 	// Disks are attached as virtio-blk disks, in order; the firmware tries
 	// them (then CDROM) in that order.
 	Disks []Disk
@@ -154,8 +157,10 @@ func (o Options) Args(hostPort int, qmpSock string) []string {
 		"-display", "none",
 		"-monitor", "none",
 		"-serial", "stdio",
-		"-no-reboot",
 	)
+	if !o.AllowReboot {
+		args = append(args, "-no-reboot")
+	}
 	if o.Firmware == FirmwareUEFI {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+o.OVMFCodePath(),

@@ -218,12 +218,12 @@ func blankDisk(t *testing.T, size int64) string {
 
 var installDone = regexp.MustCompile(`PLINTH-INSTALL-(DONE|FAILED)`)
 
-// TestApplianceInstallUnattended: the stick, a blank disk and an answer
-// file through fw_cfg; the install runs and powers off; the disk alone
-// then boots (BIOS, then UEFI) with the answer's password, host name and
-// static address, and a VM made on it keeps its disk on the DATASTORE
-// across a reboot.
-func TestApplianceInstallUnattended(t *testing.T) {
+// installUnattended installs Plinth from the stick to a new blank 4 GiB
+// disk (serial TARGET0) with an answer file through fw_cfg (the e2e
+// password, host name, static 10.0.2.15/24) and returns the disk once the
+// installer has powered the host off.
+func installUnattended(t *testing.T, ctx context.Context, hostname string) string {
+	t.Helper()
 	o := mediaOptions(t, FirmwareUEFI)
 	o.ConsoleLog = strings.Replace(o.ConsoleLog, ".uefi.", ".1-install.", 1)
 	dir := t.TempDir()
@@ -235,7 +235,7 @@ func TestApplianceInstallUnattended(t *testing.T) {
 	if err := os.WriteFile(answer, []byte(`# e2e answer file
 disk.serial = TARGET0
 root_password_hash = `+string(hash)+`
-hostname = plinth-installed
+hostname = `+hostname+`
 network = static
 address = 10.0.2.15/24
 gateway = 10.0.2.2
@@ -248,8 +248,6 @@ ntp = 10.0.2.2
 	target := blankDisk(t, 4<<30)
 	o.Disks = []Disk{{Path: stick, Serial: "PLINTH-STICK"}, {Path: target, Serial: "TARGET0"}}
 	o.FWCfg = []FWCfgFile{{Name: installer.FWCfgName, File: answer}}
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
 	vm, err := Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -266,6 +264,18 @@ ntp = 10.0.2.2
 	if code, err := vm.Wait(120 * time.Second); err != nil || code != 0 {
 		t.Fatalf("after the install the host did not power off: exit %d, %v%s", code, err, formatTail(vm.Tail(TailLines)))
 	}
+	return target
+}
+
+// TestApplianceInstallUnattended: the stick, a blank disk and an answer
+// file through fw_cfg; the install runs and powers off; the disk alone
+// then boots (BIOS, then UEFI) with the answer's password, host name and
+// static address, and a VM made on it keeps its disk on the DATASTORE
+// across a reboot.
+func TestApplianceInstallUnattended(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	target := installUnattended(t, ctx, "plinth-installed")
 
 	// The stick removed: the disk alone, on BIOS.
 	o2 := mediaOptions(t, FirmwareBIOS)

@@ -212,11 +212,15 @@ func buildPXE(t *testing.T, dir string) string {
 // plinth-pxe serve (another namespace, proxy DHCP + TFTP + HTTP) tells the
 // guest's iPXE where its script is; the script, rendered from the answer
 // file matched by the guest's MAC, boots the kernel and initramfs over HTTP
-// with the answer's host name and NIC. The appliance must come up ready
-// with that host name and an address from the site's DHCP server (so its
-// own DHCP also crossed the bridge). TFTP, which QEMU's iPXE ROMs skip, is
-// checked across the bridge by fetching undionly.kpxe as a legacy PXE
-// client would.
+// with the answer's host name and NIC and the answer file's URL
+// (plinth.config=). Having no disk, the appliance boots stateless: it
+// fetches the answer file from the PXE server and applies it. It must come
+// up ready with mode=stateless, that host name and an address from the
+// site's DHCP server (so its own DHCP also crossed the bridge), and (on
+// one firmware, to keep the time) its API must take the answer file's root
+// password across the bridge, with no DCUI step. TFTP, which QEMU's iPXE
+// ROMs skip, is checked across the bridge by fetching undionly.kpxe as a
+// legacy PXE client would.
 func TestAppliancePXEBoot(t *testing.T) {
 	o := e2eOptions(t)
 	kernel, initrd := o.Kernel, o.Initrd
@@ -230,7 +234,7 @@ func TestAppliancePXEBoot(t *testing.T) {
 		t.Fatalf("plinth-pxe bundle: %v: %s", err, out)
 	}
 	const mac, host = "52:54:00:50:58:45", "pxe-host-1"
-	hash, err := bcrypt.GenerateFromPassword([]byte("pxe-e2e-password"), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(pxePassword), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +273,9 @@ func TestAppliancePXEBoot(t *testing.T) {
 			if !strings.Contains(string(b), "plinth.hostname="+host) {
 				t.Fatalf("host script does not carry the answer file's host name:\n%s", b)
 			}
+			if !strings.Contains(string(b), " plinth.config="+base+"/answers/52-54-00-50-58-45.txt") {
+				t.Fatalf("host script does not name the host's answer file (plinth.config=):\n%s", b)
+			}
 			t.Logf("host script:\n%s", b)
 			break
 		}
@@ -296,9 +303,12 @@ func TestAppliancePXEBoot(t *testing.T) {
 	o.Kernel, o.Initrd = "", ""
 	o.MemoryMiB = 1024
 	for _, v := range []string{"bios", "uefi", "uefi-native"} {
-		t.Run(v, func(t *testing.T) { pxeBootGuest(t, o, v, n, dir, mac, host) })
+		t.Run(v, func(t *testing.T) { pxeBootGuest(t, o, v, n, dir, mac, host, v == "bios") })
 	}
 }
+
+// pxePassword is the root password of the PXE e2e host's answer file.
+const pxePassword = "pxe-e2e-password"
 
 // pxeBootGuest boots a guest with no kernel, disk or CD from the tap NIC
 // (bootindex 0) and checks its ready line. variant is
@@ -308,7 +318,10 @@ func TestAppliancePXEBoot(t *testing.T) {
 //   - uefi-native: OVMF with no option ROMs (romfile=), so OVMF's own
 //     virtio-net driver and PXE client boot: they get ipxe.efi (the
 //     bundle's, from Debian) by TFTP, and that iPXE asks for the script.
-func pxeBootGuest(t *testing.T, o Options, variant string, n *pxeNet, dir, mac, host string) {
+//
+// login: also log in to the API, across the bridge, with the answer
+// file's password.
+func pxeBootGuest(t *testing.T, o Options, variant string, n *pxeNet, dir, mac, host string, login bool) {
 	fw := FirmwareBIOS
 	if strings.HasPrefix(variant, "uefi") {
 		fw = FirmwareUEFI
@@ -360,6 +373,19 @@ func pxeBootGuest(t *testing.T, o Options, variant string, n *pxeNet, dir, mac, 
 	}
 	if !strings.HasPrefix(ready["addr"], n.Prefix) {
 		t.Errorf("ready addr=%q, want one leased by the site's DHCP server (%s100+)", ready["addr"], n.Prefix)
+	}
+	if ready["mode"] != "stateless" {
+		t.Errorf("ready mode=%q, want stateless (no disk, plinth.config= from the PXE server)%s", ready["mode"], formatTail(vm.Tail(TailLines)))
+	}
+	if console := strings.Join(vm.Console(), "\n"); !strings.Contains(console, "stateless: configuration from http://"+n.PXEIP+":8080/answers/52-54-00-50-58-45.txt") {
+		t.Errorf("the console does not say where the configuration came from%s", formatTail(vm.Tail(TailLines)))
+	}
+	if login {
+		// The root password came with the answer file: no DCUI step.
+		addr, _, _ := strings.Cut(ready["addr"], "/")
+		t0 := time.Now()
+		newPinnedClient().login(t, "https://"+addr, pxePassword)
+		t.Logf("API login at https://%s with the answer file's password: %.1fs", addr, time.Since(t0).Seconds())
 	}
 	vm.Close()
 }
