@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,18 +27,40 @@ func (c *Client) UploadFile(ctx context.Context, datastore, rel string, r io.Rea
 	if size < 0 {
 		return api.DatastoreEntry{}, fmt.Errorf("client: upload %s: negative size %d", rel, size)
 	}
+	var e api.DatastoreEntry
+	if err := c.sendStream(ctx, http.MethodPut, path, r, size, &e); err != nil {
+		return api.DatastoreEntry{}, streamErr("upload "+rel, err)
+	}
+	return e, nil
+}
+
+// streamErr wraps a sendStream error with what was sent, leaving the
+// server's answer (an *Error) as it is.
+func streamErr(what string, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return fmt.Errorf("client: %s: %w", what, err)
+}
+
+// sendStream sends size bytes of r as a request body with its
+// Content-Length and "Expect: 100-continue" (a refusal comes before the
+// body is sent) and decodes a 2xx JSON answer into out. It is not bounded
+// by the client's WithTimeout; ctx alone ends it. A non-2xx answer is an
+// *Error.
+func (c *Client) sendStream(ctx context.Context, method, path string, r io.Reader, size int64, out any) error {
 	var body io.Reader = io.LimitReader(r, size)
 	if size == 0 {
 		body = http.NoBody // else the transport cannot tell an empty body from an unknown one
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return api.DatastoreEntry{}, fmt.Errorf("client: upload %s: %w", rel, err)
+		return err
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Accept", "application/json")
-	// A refusal (exists, no space) then comes before the body is sent.
 	req.Header.Set("Expect", "100-continue")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -45,17 +68,16 @@ func (c *Client) UploadFile(ctx context.Context, datastore, rel string, r io.Rea
 	hc := &http.Client{Transport: c.http.Transport} // no overall timeout: the body may be large
 	resp, err := hc.Do(req)
 	if err != nil {
-		return api.DatastoreEntry{}, fmt.Errorf("client: upload %s: %w", rel, err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return api.DatastoreEntry{}, answerError(resp)
+		return answerError(resp)
 	}
-	var e api.DatastoreEntry
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e); err != nil {
-		return api.DatastoreEntry{}, fmt.Errorf("client: upload %s: decoding answer: %w", rel, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+		return fmt.Errorf("decoding answer: %w", err)
 	}
-	return e, nil
+	return nil
 }
 
 // DownloadFile opens the file rel of a datastore for reading and returns

@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -28,28 +26,9 @@ func (c *Client) Upgrade(ctx context.Context, r io.Reader, size int64, sha256 st
 	if reboot {
 		q.Set("reboot", "true")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+c.prefix+"/host/upgrade?"+q.Encode(), io.LimitReader(r, size))
-	if err != nil {
-		return api.Task{}, fmt.Errorf("client: upgrade: %w", err)
-	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	hc := &http.Client{Transport: c.http.Transport} // no overall timeout: the body may be large
-	resp, err := hc.Do(req)
-	if err != nil {
-		return api.Task{}, fmt.Errorf("client: upgrade: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return api.Task{}, answerError(resp)
-	}
 	var t api.Task
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&t); err != nil {
-		return api.Task{}, fmt.Errorf("client: upgrade: decoding answer: %w", err)
+	if err := c.sendStream(ctx, http.MethodPost, c.prefix+"/host/upgrade?"+q.Encode(), r, size, &t); err != nil {
+		return api.Task{}, streamErr("upgrade", err)
 	}
 	return t, nil
 }

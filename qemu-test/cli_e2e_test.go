@@ -28,10 +28,7 @@ func TestApplianceCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli := filepath.Join(dir, "plinth")
-	if out, err := exec.Command("go", "build", "-o", cli, filepath.Join(root, "mgmtd", "cmd", "plinth")).CombinedOutput(); err != nil {
-		t.Fatalf("building the CLI: %v\n%s", err, out)
-	}
+	cli := buildCLI(t, root, dir)
 	iso := smallISO(t, dir)
 
 	// The datastore holds the inner guest's kernel and initramfs.
@@ -58,22 +55,7 @@ func TestApplianceCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	server := strings.TrimPrefix(vm.APIURL(), "https://")
-	env := append(os.Environ(), "PLINTH_CONFIG_DIR="+filepath.Join(dir, "config"), "PLINTH_SERVER="+server)
-	run := func(stdin string, args ...string) string {
-		t.Helper()
-		cctx, ccancel := context.WithTimeout(ctx, 3*time.Minute)
-		defer ccancel()
-		cmd := exec.CommandContext(cctx, cli, args...)
-		cmd.Env = env
-		cmd.Stdin = strings.NewReader(stdin)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("plinth %s: %v\nstdout:\n%s\nstderr:\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String(), formatTail(vm.Tail(TailLines)))
-		}
-		return stdout.String()
-	}
+	env, _, run := cliRunner(t, ctx, cli, dir, vm)
 
 	run(e2ePassword+"\n", "login", "--yes", "--password-stdin")
 	if who := run("", "whoami", "--json"); !strings.Contains(who, `"user": "root"`) && !strings.Contains(who, `"user":"root"`) {
@@ -135,6 +117,45 @@ func TestApplianceCLI(t *testing.T) {
 			t.Errorf("the audit log lacks %q", want)
 		}
 	}
+}
+
+// buildCLI builds the plinth CLI into dir.
+func buildCLI(t *testing.T, root, dir string) string {
+	t.Helper()
+	cli := filepath.Join(dir, "plinth")
+	if out, err := exec.Command("go", "build", "-o", cli, filepath.Join(root, "mgmtd", "cmd", "plinth")).CombinedOutput(); err != nil {
+		t.Fatalf("building the CLI: %v\n%s", err, out)
+	}
+	return cli
+}
+
+// cliRunner runs the plinth CLI against vm's API with its configuration in
+// dir: plinth returns its output and error, run fails the test on an error
+// (showing the console's last lines) and returns stdout. Each run has a
+// 5 minute deadline.
+func cliRunner(t *testing.T, ctx context.Context, cli, dir string, vm *VM) (env []string, plinth func(stdin string, args ...string) (string, string, error), run func(stdin string, args ...string) string) {
+	server := strings.TrimPrefix(vm.APIURL(), "https://")
+	env = append(os.Environ(), "PLINTH_CONFIG_DIR="+filepath.Join(dir, "config"), "PLINTH_SERVER="+server)
+	plinth = func(stdin string, args ...string) (string, string, error) {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer ccancel()
+		cmd := exec.CommandContext(cctx, cli, args...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	run = func(stdin string, args ...string) string {
+		t.Helper()
+		out, errOut, err := plinth(stdin, args...)
+		if err != nil {
+			t.Fatalf("plinth %s: %v\nstdout:\n%s\nstderr:\n%s%s", strings.Join(args, " "), err, out, errOut, formatTail(vm.Tail(TailLines)))
+		}
+		return out
+	}
+	return env, plinth, run
 }
 
 // smallISO makes a small ISO 9660 image with xorriso, as a user would.

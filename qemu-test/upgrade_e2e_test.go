@@ -98,10 +98,7 @@ func TestApplianceUpgrade(t *testing.T) {
 	}
 	next, v2 := nextBundle(t, root)
 	dir := t.TempDir()
-	cli := filepath.Join(dir, "plinth")
-	if out, err := exec.Command("go", "build", "-o", cli, filepath.Join(root, "mgmtd", "cmd", "plinth")).CombinedOutput(); err != nil {
-		t.Fatalf("building the CLI: %v\n%s", err, out)
-	}
+	cli := buildCLI(t, root, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 28*time.Minute)
 	defer cancel()
 	target := installUnattended(t, ctx, "plinth-upgrade")
@@ -116,27 +113,7 @@ func TestApplianceUpgrade(t *testing.T) {
 		t.Fatalf("the running version %s is the upgrade's", v1)
 	}
 
-	server := strings.TrimPrefix(vm.APIURL(), "https://")
-	env := append(os.Environ(), "PLINTH_CONFIG_DIR="+filepath.Join(dir, "config"), "PLINTH_SERVER="+server)
-	plinth := func(stdin string, args ...string) (string, string, error) {
-		cctx, ccancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer ccancel()
-		cmd := exec.CommandContext(cctx, cli, args...)
-		cmd.Env = env
-		cmd.Stdin = strings.NewReader(stdin)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		return stdout.String(), stderr.String(), err
-	}
-	run := func(stdin string, args ...string) string {
-		t.Helper()
-		out, errOut, err := plinth(stdin, args...)
-		if err != nil {
-			t.Fatalf("plinth %s: %v\nstdout:\n%s\nstderr:\n%s%s", strings.Join(args, " "), err, out, errOut, formatTail(vm.Tail(TailLines)))
-		}
-		return out
-	}
+	_, plinth, run := cliRunner(t, ctx, cli, dir, vm)
 	status := func() api.UpgradeStatus {
 		t.Helper()
 		var s api.UpgradeStatus
