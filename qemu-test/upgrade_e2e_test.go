@@ -93,6 +93,7 @@ func brokenBundle(t *testing.T, root, dir, version string) string {
 // back to the good bank by itself and reports the rollback and why; on
 // BIOS the disk then boots the kept bank as well.
 func TestApplianceUpgrade(t *testing.T) {
+	e2eOptions(t) // skips without PLINTH_E2E=1
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
