@@ -152,6 +152,11 @@ func Run(cfg Config) error {
 	power := make(chan string, 4)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR, syscall.SIGUSR1)
+	// The init outlives its consoles: a serial DCUI that ends leaves the
+	// console's foreground to a dead process group (the init's writes are
+	// then a background group's: SIGTTOU) and can hang the terminal up
+	// (SIGHUP, which a Go program dies of unless it says otherwise).
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE, syscall.SIGTTOU, syscall.SIGTTIN)
 	go func() { s := <-sigs; power <- "signal " + s.String() }()
 
 	_ = p.step("filesystems", p.filesystems)

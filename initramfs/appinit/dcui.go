@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/plinth/plinth/initramfs/supervisor"
 )
 
@@ -143,6 +145,11 @@ func (p *initProc) releaseSerial() {
 				cancel()
 			}
 		}
+	}
+	// The serial DCUI took the console's foreground; take it back.
+	if fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY, 0); err == nil {
+		_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
+		unix.Close(fd)
 	}
 	p.log.setMuted(false)
 	p.log.Write([]byte("\r\n"))
