@@ -92,7 +92,9 @@ func (a *app) hostUpgrade(ctx context.Context, args []string) error {
 	// No timeout: ctx alone bounds the upload.
 	return a.call(ctx, 0, func(c *client.Client) error {
 		p := a.newProgress("upload "+fi.Name(), fi.Size())
-		task, err := c.Upgrade(ctx, &countingReader{r: f, p: p}, fi.Size(), hex.EncodeToString(sum.Sum(nil)), *reboot)
+		// The reboot is asked for once the task is seen to succeed, so the
+		// host never goes down while its outcome is still being read.
+		task, err := c.Upgrade(ctx, &countingReader{r: f, p: p}, fi.Size(), hex.EncodeToString(sum.Sum(nil)), false)
 		p.finish(err == nil)
 		if err != nil {
 			return err
@@ -100,6 +102,15 @@ func (a *app) hostUpgrade(ctx context.Context, args []string) error {
 		t, err := a.follow(ctx, c, task.ID, 500*time.Millisecond, "write "+task.Target)
 		if err != nil {
 			return err
+		}
+		if *reboot {
+			h, err := c.Host(ctx)
+			if err != nil {
+				return err
+			}
+			if err := c.HostPower(ctx, api.PowerReboot, "upgrade: "+task.Target, h.Hostname); err != nil {
+				return fmt.Errorf("%s written, but the reboot was refused: %w", task.Target, err)
+			}
 		}
 		if a.json {
 			return writeJSON(a.out, t)
