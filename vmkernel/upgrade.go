@@ -124,6 +124,10 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		os.RemoveAll(dir)
+		// The client is still sending: read the rest (bounded) so it gets
+		// this answer rather than a broken pipe (through mgmtd's proxy, a
+		// 502 instead of the 422 that says why).
+		io.Copy(io.Discard, io.LimitReader(body, maxRefusedDrain))
 		s.tasks.Finish(t, err)
 		s.cfg.Log.Warn("vmkernel: system upgrade refused", "task", t.ID(), "err", err)
 		s.problem(w, upgradeRefused(err))
@@ -152,6 +156,10 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", api.VMKernelPrefix+"/tasks/"+t.ID())
 	writeJSON(w, http.StatusAccepted, task)
 }
+
+// maxRefusedDrain bounds what is read of a refused image before answering:
+// a whole image (two files at their limit) and a margin.
+const maxRefusedDrain = 2*upgrade.MaxFileSize + 1<<20
 
 // progressWriter counts bytes into a task.
 type progressWriter struct{ t interface{ Add(int64) } }
