@@ -209,11 +209,17 @@ type FieldProblem struct {
 // ValidationError lists every problem found in a request.
 type ValidationError struct {
 	Problems []FieldProblem `json:"problems"`
+	// Subject is what was invalid ("VM spec" when empty).
+	Subject string `json:"-"`
 }
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	b.WriteString("invalid VM spec: ")
+	subject := e.Subject
+	if subject == "" {
+		subject = "VM spec"
+	}
+	b.WriteString("invalid " + subject + ": ")
 	for i, p := range e.Problems {
 		if i > 0 {
 			b.WriteString("; ")

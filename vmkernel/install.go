@@ -59,7 +59,7 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Disk == "" {
-		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "disk", Message: "is empty: name the target disk, e.g. sdb"}}})
+		s.problem(w, &api.ValidationError{Subject: "install request", Problems: []api.FieldProblem{{Field: "disk", Message: "is empty: name the target disk, e.g. sdb"}}})
 		return
 	}
 	cands, err := s.installCandidates()
@@ -73,12 +73,12 @@ func (s *Server) install(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, installer.ErrNeedsForce) {
 			field = "overwrite"
 		}
-		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: field, Message: err.Error()}}})
+		s.problem(w, &api.ValidationError{Subject: "install request", Problems: []api.FieldProblem{{Field: field, Message: err.Error()}}})
 		return
 	}
 	plan, err := installer.NewPlan(*s.cfg.Installer, target, installer.Config{})
 	if err != nil {
-		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "disk", Message: err.Error()}}})
+		s.problem(w, &api.ValidationError{Subject: "install request", Problems: []api.FieldProblem{{Field: "disk", Message: err.Error()}}})
 		return
 	}
 	t := s.tasks.Start("install", "disk "+target.Disk.Name, "", 0)

@@ -50,7 +50,7 @@ func (s *Server) upgradeStatus(w http.ResponseWriter, r *http.Request) {
 // upgradeRefused maps a refused image to 422 naming why.
 func upgradeRefused(err error) error {
 	if errors.Is(err, upgrade.ErrSignature) || errors.Is(err, upgrade.ErrChecksum) || errors.Is(err, upgrade.ErrFormat) || errors.Is(err, upgrade.ErrNoKey) {
-		return &api.ValidationError{Problems: []api.FieldProblem{{Field: "body", Message: err.Error() + "; nothing was written"}}}
+		return &api.ValidationError{Subject: "upgrade image", Problems: []api.FieldProblem{{Field: "body", Message: err.Error() + "; nothing was written"}}}
 	}
 	return err
 }
@@ -70,13 +70,13 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	want := strings.ToLower(q.Get("sha256"))
 	if want != "" {
 		if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
-			s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "sha256", Message: "is not a hex sha256"}}})
+			s.problem(w, &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: "sha256", Message: "is not a hex sha256"}}})
 			return
 		}
 	}
 	reboot := q.Get("reboot") == "true"
 	if v := q.Get("reboot"); v != "" && v != "true" && v != "false" {
-		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "reboot", Message: "is true or false"}}})
+		s.problem(w, &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: "reboot", Message: "is true or false"}}})
 		return
 	}
 	if reboot && s.cfg.Power == nil {
@@ -90,7 +90,7 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	}
 	h, release, err := s.cfg.Upgrades.Open()
 	if err != nil {
-		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "host", Message: "cannot be upgraded: " + err.Error()}}})
+		s.problem(w, &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: "host", Message: "cannot be upgraded: " + err.Error()}}})
 		return
 	}
 	release = sync.OnceFunc(release)
@@ -186,7 +186,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 	}
 	h, release, err := s.cfg.Upgrades.Open()
 	if err != nil {
-		s.problem(w, &api.ValidationError{Problems: []api.FieldProblem{{Field: "host", Message: "has no banks to roll back: " + err.Error()}}})
+		s.problem(w, &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: "host", Message: "has no banks to roll back: " + err.Error()}}})
 		return
 	}
 	res, err := h.Rollback()
