@@ -31,6 +31,7 @@ const (
 
 // Upgrade results (UpgradeResult.Result).
 const (
+	UpgradePending    = "pending"     // written; its trial boot is next
 	UpgradeSucceeded  = "succeeded"   // the new version came up and was kept
 	UpgradeRolledBack = "rolled-back" // its trial failed; the old bank runs again
 	UpgradeManual     = "manual-rollback"

@@ -37,7 +37,7 @@ func TestRefusedUpgradeThroughProxy(t *testing.T) {
 	vmk := vmkerneltest.Start(t, vmkerneltest.Options{Upgrades: &vmkernel.Upgrades{
 		PublicKey: upgrade.EncodePublicKey(priv.Public().(ed25519.PublicKey)),
 		StageDir:  t.TempDir(),
-		Open: func() (upgrade.Host, func(), error) {
+		Open: func(bool) (upgrade.Host, func(), error) {
 			return upgrade.Host{ESP: upgrade.ESP{Dir: esp}, StateDir: t.TempDir(), Running: "A", Version: "1.0"}, func() {}, nil
 		},
 	}})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -136,7 +137,7 @@ func (h Host) Apply(st *Staged, progress func(step string)) (api.UpgradeResult, 
 	if err := h.ESP.AddTrial(target, h.Running, h.tries()); err != nil {
 		return api.UpgradeResult{}, err
 	}
-	p := api.UpgradeResult{Result: "pending", FromVersion: h.Version, ToVersion: st.Manifest.Version, Bank: target, Time: h.now()}
+	p := api.UpgradeResult{Result: api.UpgradePending, FromVersion: h.Version, ToVersion: st.Manifest.Version, Bank: target, Time: h.now()}
 	rec.Pending = &p
 	if err := rec.write(h.StateDir); err != nil {
 		return api.UpgradeResult{}, err
@@ -295,10 +296,17 @@ func (h Host) Status() api.UpgradeStatus {
 	return s
 }
 
+// lockWait bounds the wait for the ESP's lock.
+const lockWait = 30 * time.Second
+
 // Mount mounts the boot disk's ESP (env locates it) on a new directory
-// under runDir, holding an exclusive lock so that vmkernel and the init
-// never change it at once; release unmounts it and drops the lock.
-func Mount(env installer.Env, runDir string) (esp ESP, release func(), err error) {
+// under runDir; release unmounts it. Writers (write: upgrades, rollback,
+// the init's keep and reconcile) hold the lock alone and get a
+// read-write mount, flushed at release; readers (the status the API and
+// the DCUI ask for every few seconds) share the lock and mount read-only,
+// so they never flush the host's disks. The lock is waited for at most
+// lockWait (then ErrBusy).
+func Mount(env installer.Env, runDir string, write bool) (esp ESP, release func(), err error) {
 	dev, err := env.BootESP()
 	if err != nil {
 		return ESP{}, nil, err
@@ -310,26 +318,42 @@ func Mount(env installer.Env, runDir string) (esp ESP, release func(), err error
 	if err != nil {
 		return ESP{}, nil, err
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		lock.Close()
-		return ESP{}, nil, fmt.Errorf("lock the ESP: %w", err)
+	how, flags := unix.LOCK_SH, uintptr(unix.MS_RDONLY)
+	if write {
+		how, flags = unix.LOCK_EX, 0
+	}
+	for deadline := time.Now().Add(lockWait); ; {
+		err := unix.Flock(int(lock.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != unix.EWOULDBLOCK || time.Now().After(deadline) {
+			lock.Close()
+			if err == unix.EWOULDBLOCK {
+				return ESP{}, nil, fmt.Errorf("%w: the boot disk's ESP is being changed (an upgrade is being written); try again", ErrBusy)
+			}
+			return ESP{}, nil, fmt.Errorf("lock the ESP: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	dir, err := os.MkdirTemp(runDir, "esp-")
 	if err != nil {
 		lock.Close()
 		return ESP{}, nil, err
 	}
-	if err := unix.Mount(dev, dir, "vfat", unix.MS_NOEXEC|unix.MS_NODEV|unix.MS_NOSUID, "flush"); err != nil {
+	if err := unix.Mount(dev, dir, "vfat", flags|unix.MS_NOEXEC|unix.MS_NODEV|unix.MS_NOSUID, "flush"); err != nil {
 		os.Remove(dir)
 		lock.Close()
 		return ESP{}, nil, fmt.Errorf("mount %s (the boot disk's ESP): %w", dev, err)
 	}
-	release = func() {
-		unix.Sync()
+	release = sync.OnceFunc(func() {
+		if write {
+			unix.Sync()
+		}
 		unix.Unmount(dir, 0)
 		os.Remove(dir)
 		lock.Close()
-	}
+	})
 	esp = ESP{Dir: dir}
 	if err := esp.Check(); err != nil {
 		release()

@@ -21,10 +21,11 @@ var errNoUpgrades = errors.New("system upgrades are not offered by this vmkernel
 
 // Upgrades is how vmkernel reaches the system banks (Config.Upgrades).
 type Upgrades struct {
-	// Open mounts the boot disk's ESP and describes the running system;
-	// release unmounts it. An error means the host has no bank to upgrade
-	// (booted live, from an ISO or the network).
-	Open func() (h upgrade.Host, release func(), err error)
+	// Open mounts the boot disk's ESP (read-write when write, to change
+	// it) and describes the running system; release unmounts it. An error
+	// means the host has no bank to upgrade (booted live, from an ISO or
+	// the network) or the ESP is busy (upgrade.ErrBusy).
+	Open func(write bool) (h upgrade.Host, release func(), err error)
 	// PublicKey checks the images' signatures.
 	PublicKey string
 	// StageDir is a scratch directory for an image being checked (tmpfs:
@@ -38,7 +39,7 @@ func (s *Server) upgradeStatus(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, errNoUpgrades)
 		return
 	}
-	h, release, err := s.cfg.Upgrades.Open()
+	h, release, err := s.cfg.Upgrades.Open(false)
 	if err != nil {
 		writeJSON(w, http.StatusOK, api.UpgradeStatus{Supported: false, Reason: err.Error(), Version: api.Version})
 		return
@@ -88,18 +89,26 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, upgradeRefused(err))
 		return
 	}
-	h, release, err := s.cfg.Upgrades.Open()
+	// Whether the host can take an upgrade at all is known before a byte
+	// of the image is read; the ESP is locked for writing only once the
+	// image has been checked, so the status stays readable meanwhile.
+	openWrite := func() (upgrade.Host, func(), error) {
+		h, release, err := s.cfg.Upgrades.Open(true)
+		if errors.Is(err, upgrade.ErrBusy) {
+			return h, nil, err
+		}
+		if err != nil {
+			return h, nil, &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: "host", Message: "cannot be upgraded: " + err.Error()}}}
+		}
+		return h, sync.OnceFunc(release), nil
+	}
+	h, release, err := s.cfg.Upgrades.Open(false)
 	if err != nil {
 		s.problem(w, &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: "host", Message: "cannot be upgraded: " + err.Error()}}})
 		return
 	}
-	release = sync.OnceFunc(release)
-	released := false
-	defer func() {
-		if !released {
-			release()
-		}
-	}()
+	release()
+	target := upgrade.Other(h.Running)
 	if err := os.MkdirAll(s.cfg.Upgrades.StageDir, 0o700); err != nil {
 		s.problem(w, err)
 		return
@@ -109,7 +118,7 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, err)
 		return
 	}
-	t := s.tasks.Start("upgrade", "bank "+upgrade.Other(h.Running), "", r.ContentLength)
+	t := s.tasks.Start("upgrade", "bank "+target, "", max(r.ContentLength, 0))
 	s.cfg.Log.Warn("vmkernel: receiving a system upgrade", "task", t.ID(), "bytes", r.ContentLength)
 	rc := http.NewResponseController(w)
 	body := &uploadBody{r: r.Body, extend: func() { rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout)) }}
@@ -133,7 +142,17 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, upgradeRefused(err))
 		return
 	}
-	released = true
+	h, release, err = openWrite()
+	if err != nil {
+		os.RemoveAll(dir)
+		s.tasks.Finish(t, err)
+		if errors.Is(err, upgrade.ErrBusy) {
+			WriteProblem(w, api.Problem{Status: http.StatusConflict, Detail: err.Error()})
+			return
+		}
+		s.problem(w, err)
+		return
+	}
 	go func() {
 		defer release()
 		defer os.RemoveAll(dir)
@@ -143,7 +162,7 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 			s.cfg.Log.Error("vmkernel: system upgrade failed", "task", t.ID(), "err", err)
 			return
 		}
-		s.cfg.Log.Warn("vmkernel: system upgrade written", "version", st.Manifest.Version, "bank", upgrade.Other(h.Running), "reboot", reboot)
+		s.cfg.Log.Warn("vmkernel: system upgrade written", "version", st.Manifest.Version, "bank", target, "reboot", reboot)
 		if reboot {
 			release() // unmounted (and synced) before the reboot
 			if err := s.cfg.Power(api.PowerReboot, "upgrade to "+st.Manifest.Version); err != nil {
@@ -152,7 +171,7 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	task, _ := s.tasks.Get(t.ID())
-	task.Target = fmt.Sprintf("bank %s: %s", upgrade.Other(h.Running), st.Manifest.Version)
+	task.Target = fmt.Sprintf("bank %s: %s", target, st.Manifest.Version)
 	w.Header().Set("Location", api.VMKernelPrefix+"/tasks/"+t.ID())
 	writeJSON(w, http.StatusAccepted, task)
 }
@@ -184,7 +203,11 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, fmt.Errorf("%w: reboot=true, but host power is not managed here", errNotManaged))
 		return
 	}
-	h, release, err := s.cfg.Upgrades.Open()
+	h, release, err := s.cfg.Upgrades.Open(true)
+	if errors.Is(err, upgrade.ErrBusy) {
+		WriteProblem(w, api.Problem{Status: http.StatusConflict, Detail: err.Error()})
+		return
+	}
 	if err != nil {
 		s.problem(w, &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: "host", Message: "has no banks to roll back: " + err.Error()}}})
 		return

@@ -72,7 +72,7 @@ func TestUpgradeRoutes(t *testing.T) {
 		Upgrades: &vmkernel.Upgrades{
 			PublicKey: upgrade.EncodePublicKey(priv.Public().(ed25519.PublicKey)),
 			StageDir:  t.TempDir(),
-			Open: func() (upgrade.Host, func(), error) {
+			Open: func(bool) (upgrade.Host, func(), error) {
 				return upgrade.Host{ESP: upgrade.ESP{Dir: esp}, StateDir: state, Running: "A", Version: "1.0", Firmware: "uefi"}, func() {}, nil
 			},
 		},

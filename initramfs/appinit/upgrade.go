@@ -32,7 +32,7 @@ func (p *initProc) openBanks() (h upgrade.Host, release func(), ok bool) {
 	}
 	env := installer.DefaultEnv()
 	env.StateDir = p.cfg.StateDir
-	esp, release, err := upgrade.Mount(env, filepath.Join(p.cfg.RunDir, "upgrade"))
+	esp, release, err := upgrade.Mount(env, filepath.Join(p.cfg.RunDir, "upgrade"), true)
 	if err != nil {
 		p.logf("upgrade: the boot disk's ESP: %v", err)
 		return upgrade.Host{}, nil, false

@@ -293,12 +293,12 @@ func openCgroups() (*cgroup.Manager, error) {
 
 // openBanks mounts the boot disk's ESP for the upgrade routes: the running
 // bank from the kernel command line, STATE where the appliance keeps it.
-func openBanks() (upgrade.Host, func(), error) {
+func openBanks(write bool) (upgrade.Host, func(), error) {
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return upgrade.Host{}, nil, err
 	}
-	esp, release, err := upgrade.Mount(installer.DefaultEnv(), "/run/plinth/upgrade")
+	esp, release, err := upgrade.Mount(installer.DefaultEnv(), "/run/plinth/upgrade", write)
 	if err != nil {
 		return upgrade.Host{}, nil, err
 	}
