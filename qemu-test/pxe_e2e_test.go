@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,11 +17,11 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
-	"github.com/vishvananda/netns"
 	"golang.org/x/crypto/bcrypt"
 	"pack.ag/tftp"
 
 	"github.com/plinth/plinth/installer/pxe"
+	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
 )
 
 // pxeNet is a lab segment for network boots: a Linux bridge in the host's
@@ -132,7 +131,7 @@ func startSiteDHCP(t *testing.T, n *pxeNet) {
 		t.Logf("site DHCP: %s %s -> %s", mt, req.ClientHWAddr, ip)
 	}
 	var srv *server4.Server
-	err := inNetNS(n.DHCPNS, func() (err error) {
+	err := vswitchtest.Do(n.DHCPNS, func() (err error) {
 		srv, err = server4.NewServer(n.NSIface, &net.UDPAddr{Port: dhcpv4.ServerPort}, handler)
 		return err
 	})
@@ -141,27 +140,6 @@ func startSiteDHCP(t *testing.T, n *pxeNet) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	go srv.Serve()
-}
-
-// inNetNS runs f on an OS thread switched into the named namespace.
-func inNetNS(name string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer netns.Set(orig)
-	return f()
 }
 
 // logWriter passes a process's output to t.Logf line by line.

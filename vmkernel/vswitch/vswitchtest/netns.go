@@ -3,6 +3,7 @@
 package vswitchtest
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"testing"
@@ -66,4 +67,27 @@ func Enter(t testing.TB, ns netns.NsHandle) {
 		}
 		runtime.UnlockOSThread()
 	})
+}
+
+// Do runs f on an OS thread switched into the named namespace (one `ip
+// netns add` made), then switches the thread back. Sockets f opens stay in
+// that namespace; goroutines f starts do not run in it.
+func Do(name string, f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return fmt.Errorf("network namespace %s: %w", name, err)
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		return fmt.Errorf("enter network namespace %s: %w", name, err)
+	}
+	defer netns.Set(orig)
+	return f()
 }
