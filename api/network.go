@@ -55,6 +55,24 @@ type NetworkLive struct {
 	DNS      []string `json:"dns,omitempty"`
 	Search   []string `json:"search,omitempty"`
 	Hostname string   `json:"hostname"`
+	// DHCP is the lease when the address came from DHCP.
+	DHCP *DHCPLease `json:"dhcp,omitempty"`
+	// Problem says what is wrong with the network now: DHCP got no answer
+	// (the host goes on asking), a lease ran out with no server answering.
+	Problem string `json:"problem,omitempty"`
+}
+
+// DHCPLease is the management address's DHCP lease: the host renews it
+// with Server at Renew, with any server from Rebind, and keeps the address
+// past Expires (saying so in Problem) until some server answers. Times are
+// zero for an infinite lease.
+type DHCPLease struct {
+	Address  string    `json:"address"`
+	Server   string    `json:"server,omitempty"`
+	Obtained time.Time `json:"obtained"`
+	Renew    time.Time `json:"renew,omitzero"`
+	Rebind   time.Time `json:"rebind,omitzero"`
+	Expires  time.Time `json:"expires,omitzero"`
 }
 
 // NetworkChange is a management-network change applied on the console and

@@ -53,3 +53,24 @@ func TestHomeUpgradeRolledBack(t *testing.T) {
 		}
 	}
 }
+
+// The home screen says what is wrong with the management network, as the
+// run directory's record of the last Apply has it (the init's keeper keeps
+// asking DHCP meanwhile).
+func TestHomeNetworkProblem(t *testing.T) {
+	h := newHarness(t)
+	const problem = "DHCP on eth0: no DHCP server answered: no matching response packet received; asking again"
+	h.m.d.NetProblem = func() string { return problem }
+	h.run(h.m.refresh())
+	scr := h.golden("home-network-problem")
+	for _, w := range []string{"NETWORK PROBLEM: DHCP on eth0: no DHCP server answered", "asking again"} {
+		if !strings.Contains(scr, w) {
+			t.Errorf("home screen lacks %q:\n%s", w, scr)
+		}
+	}
+	h.m.d.NetProblem = func() string { return "" }
+	h.run(h.m.refresh())
+	if scr := h.m.View(); strings.Contains(scr, "NETWORK PROBLEM") {
+		t.Errorf("the problem stays on the home screen once solved:\n%s", scr)
+	}
+}

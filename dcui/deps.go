@@ -46,6 +46,9 @@ type Deps struct {
 	Fingerprint func() string
 	// Addresses are the host's management addresses (IPs) now.
 	Addresses func() []string
+	// NetProblem says what is wrong with the management network now (no
+	// DHCP answer, a lease run out), "" when nothing is.
+	NetProblem func() string
 
 	// Network: the saved configuration, apply (netlink), save (STATE), test.
 	LoadNet  func() (netconf.Config, error)

@@ -72,6 +72,7 @@ type facts struct {
 	runningIDs  []string
 	fingerprint string
 	addrs       []string
+	netProblem  string
 	passwordSet bool
 	authErr     error
 	at          time.Time
@@ -222,6 +223,9 @@ func (m Model) refresh() tea.Cmd {
 		}
 		if d.Addresses != nil {
 			f.addrs = d.Addresses()
+		}
+		if d.NetProblem != nil {
+			f.netProblem = d.NetProblem()
 		}
 		f.passwordSet, f.authErr = auth.PasswordSet(d.AuthDir)
 		return factsMsg(f)
@@ -802,7 +806,8 @@ func (m Model) onApplied(msg netAppliedMsg) (tea.Model, tea.Cmd) {
 	m.netAPI = false
 	cmds := []tea.Cmd{m.refresh()}
 	if mark := m.d.MarkPending; mark != nil {
-		ch := netconf.Change{Config: m.netNew, Interface: msg.res.Interface, Deadline: m.deadline}
+		prev := m.netPrev
+		ch := netconf.Change{Config: m.netNew, Interface: msg.res.Interface, Deadline: m.deadline, Previous: &prev}
 		ch.Address, _ = netip.ParsePrefix(msg.res.Address)
 		cmds = append(cmds, func() tea.Msg { return netPendingMsg{mark(ch)} })
 	}

@@ -50,6 +50,7 @@ func System(c SystemConfig) (Deps, error) {
 		return Deps{}, err
 	}
 	ap := netconf.System(nil)
+	ap.RunDir = c.RunDir
 	if c.ResolvConf != "" {
 		ap.ResolvConf = c.ResolvConf
 	}
@@ -91,6 +92,10 @@ func System(c SystemConfig) (Deps, error) {
 			return strings.TrimSpace(string(b))
 		},
 		Addresses: netconf.Addresses,
+		NetProblem: func() string {
+			ap, _, _ := netconf.ReadApplied(c.RunDir)
+			return ap.Problem
+		},
 		LoadNet: func() (netconf.Config, error) {
 			cfg, _, err := netconf.Load(c.StateDir)
 			return cfg, err

@@ -352,6 +352,9 @@ func (m Model) homeView() (string, []string, string) {
 		b = append(b, "  Manage this host at:")
 		b = append(b, indent("    ", urls)...)
 	}
+	if f.netProblem != "" {
+		b = append(b, indent("    ", wrap("NETWORK PROBLEM: "+f.netProblem, cw-6))...)
+	}
 	b = append(b, "  TLS certificate SHA-256 fingerprint:")
 	b = append(b, indent("    ", fingerprintLines(f.fingerprint))...)
 	if !f.passwordSet {

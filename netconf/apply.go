@@ -2,7 +2,6 @@ package netconf
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -28,23 +26,42 @@ type Applier struct {
 	ResolvConf string
 	// SetHostname sets the host name; nil leaves it alone.
 	SetHostname func(string) error
-	// LinkWait is how long to wait for a carrier when the NIC is not named (10s).
+	// LinkWait is how long to wait for a carrier (10s).
 	LinkWait time.Duration
-	Logf     func(format string, args ...any)
+	// DHCPWait is how long each DHCP message waits for its answer (3s).
+	DHCPWait time.Duration
+	// RunDir (/run/plinth) holds the record of what was applied
+	// (AppliedFile) and the lock every change takes; "" keeps neither.
+	RunDir string
+	Logf   func(format string, args ...any)
+}
+
+func (a *Applier) dhcpWait() time.Duration {
+	if a.DHCPWait == 0 {
+		return 3 * time.Second
+	}
+	return a.DHCPWait
+}
+
+func (a *Applier) linkWait() time.Duration {
+	if a.LinkWait == 0 {
+		return 10 * time.Second
+	}
+	return a.LinkWait
 }
 
 // System returns the Applier for this host's own network.
 func System(logf func(string, ...any)) *Applier {
-	return &Applier{SysRoot: "/sys", ProcRoot: "/proc", ResolvConf: "/etc/resolv.conf",
+	return &Applier{SysRoot: "/sys", ProcRoot: "/proc", ResolvConf: "/etc/resolv.conf", RunDir: "/run/plinth",
 		SetHostname: func(h string) error { return unix.Sethostname([]byte(h)) }, Logf: logf}
 }
 
 // Result is what the management network came up with.
 type Result struct {
-	NIC       string // the uplink
-	Interface string // where the address is: the NIC or its VLAN interface (eth0.20)
-	Address   string // CIDR, "" when DHCP got nothing
-	Method    string // ModeDHCP or ModeStatic
+	NIC       string `json:"nic"`       // the uplink
+	Interface string `json:"interface"` // where the address is: the NIC or its VLAN interface (eth0.20)
+	Address   string `json:"address"`   // CIDR, "" when DHCP got nothing
+	Method    string `json:"method"`    // ModeDHCP or ModeStatic
 }
 
 func (a *Applier) logf(format string, args ...any) {
@@ -104,11 +121,45 @@ func (a *Applier) FirstLinked(ctx context.Context, wait time.Duration) (string, 
 
 // Apply configures the loopback and the management interface as cfg says,
 // replacing what an earlier Apply set (addresses, default route, VLAN
-// interface), so applying the previous Config rolls a change back.
+// interface), so applying the previous Config rolls a change back. With a
+// RunDir it records what it put in place (AppliedFile: the Keeper renews
+// a DHCP lease from it, and asks again when DHCP got no answer).
 func (a *Applier) Apply(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
+	return a.applyLocked(ctx, cfg)
+}
+
+// applyLocked is Apply with the lock held.
+func (a *Applier) applyLocked(ctx context.Context, cfg Config) (Result, error) {
+	r, ack, err := a.apply(ctx, cfg)
+	if a.RunDir == "" || r.Interface == "" && cfg.Mode != ModeDHCP {
+		return r, err // nothing was put in place, nothing to look after
+	}
+	prev, _, _ := ReadApplied(a.RunDir)
+	ap := Applied{Config: cfg, Result: r, Generation: prev.Generation + 1}
+	if ack != nil {
+		ap.ACK, ap.Obtained = ack.ToBytes(), time.Now()
+	}
+	if err != nil {
+		ap.Problem = err.Error()
+		if cfg.Mode == ModeDHCP && ack == nil {
+			ap.Problem += "; asking again"
+		}
+	}
+	if werr := writeApplied(a.RunDir, ap); werr != nil {
+		a.logf("network: record what was applied: %v", werr)
+	}
+	return r, err
+}
+
+func (a *Applier) apply(ctx context.Context, cfg Config) (Result, *dhcpv4.DHCPv4, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		_ = netlink.LinkSetUp(lo)
 	}
@@ -120,20 +171,20 @@ func (a *Applier) Apply(ctx context.Context, cfg Config) (Result, error) {
 		}
 		n, err := a.FirstLinked(ctx, wait)
 		if err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 		nic = n
 	}
 	link, err := netlink.LinkByName(nic)
 	if err != nil {
-		return Result{}, fmt.Errorf("management NIC %q: %w", nic, err)
+		return Result{}, nil, fmt.Errorf("management NIC %q: %w", nic, err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
-		return Result{}, fmt.Errorf("bring %s up: %w", nic, err)
+		return Result{}, nil, fmt.Errorf("bring %s up: %w", nic, err)
 	}
 	mgmt, err := a.vlan(link, cfg.VLAN)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	// Addresses of an earlier configuration go; the new ones come.
 	if addrs, err := netlink.AddrList(mgmt, netlink.FAMILY_V4); err == nil {
@@ -157,29 +208,29 @@ func (a *Applier) Apply(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if cfg.Hostname != "" && a.SetHostname != nil {
 		if err := a.SetHostname(cfg.Hostname); err != nil {
-			return Result{}, fmt.Errorf("set host name %q: %w", cfg.Hostname, err)
+			return Result{}, nil, fmt.Errorf("set host name %q: %w", cfg.Hostname, err)
 		}
 	}
-	var r Result
-	if cfg.Mode == ModeStatic {
-		r, err = a.static(mgmt, cfg)
-	} else {
-		r, err = a.dhcp(ctx, mgmt)
+	if cfg.Mode == ModeDHCP {
+		r, ack, err := a.dhcp(ctx, mgmt, cfg)
+		r.NIC = nic
+		return r, ack, err
 	}
+	r, err := a.static(mgmt, cfg)
 	r.NIC = nic
 	if err != nil {
-		return r, err
+		return r, nil, err
 	}
-	if len(cfg.DNS) > 0 || len(cfg.Search) > 0 {
-		var ns []net.IP
-		for _, d := range cfg.DNS {
-			ns = append(ns, d.AsSlice())
-		}
+	var ns []net.IP
+	for _, d := range cfg.DNS {
+		ns = append(ns, d.AsSlice())
+	}
+	if a.ResolvConf != "" {
 		if err := writeResolvConf(a.ResolvConf, ns, cfg.Search); err != nil {
-			return r, err
+			return r, nil, err
 		}
 	}
-	return r, nil
+	return r, nil, nil
 }
 
 // vlan returns the interface the management address goes on: link itself,
@@ -254,32 +305,20 @@ func (a *Applier) static(link netlink.Link, cfg Config) (Result, error) {
 	return Result{Interface: name, Address: cfg.Address.String(), Method: ModeStatic}, nil
 }
 
-func (a *Applier) dhcp(ctx context.Context, link netlink.Link) (Result, error) {
-	name := link.Attrs().Name
+func (a *Applier) dhcp(ctx context.Context, link netlink.Link, cfg Config) (Result, *dhcpv4.DHCPv4, error) {
+	r := Result{Interface: link.Attrs().Name, Method: ModeDHCP}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	results := dhclient.SendRequests(ctx, []netlink.Link{link}, true, false,
-		dhclient.Config{Timeout: 3 * time.Second, Retries: 5, LogLevel: dhclient.LogInfo,
-			Modifiers4: []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClassIdentifier("Plinth"))}}, 10*time.Second)
-	var lastErr error
-	for r := range results {
-		if r.Err != nil {
-			lastErr = r.Err
-			continue
-		}
-		if err := r.Lease.Configure(); err != nil {
-			return Result{}, fmt.Errorf("apply DHCP lease on %s: %w", name, err)
-		}
-		addr := ""
-		if p, ok := r.Lease.(*dhclient.Packet4); ok && p.Lease() != nil {
-			addr = p.Lease().String()
-		}
-		return Result{Interface: name, Address: addr, Method: ModeDHCP}, nil
+	ack, err := a.acquire(ctx, link, 5)
+	if err != nil {
+		return r, nil, err
 	}
-	if lastErr == nil {
-		lastErr = errors.New("no answer")
+	p, err := a.configureLease(link, ack, cfg)
+	if err != nil {
+		return r, nil, err
 	}
-	return Result{Interface: name, Method: ModeDHCP}, fmt.Errorf("DHCP on %s: %w", name, lastErr)
+	r.Address = p.String()
+	return r, ack, nil
 }
 
 func writeResolvConf(path string, ns []net.IP, search []string) error {

@@ -34,6 +34,10 @@ type Change struct {
 	Address   netip.Prefix `json:"address,omitzero"`
 	Interface string       `json:"interface,omitempty"`
 	Deadline  time.Time    `json:"deadline"`
+	// Previous is what a rollback applies: the configuration before the
+	// change. The console that made the change rolls it back; should that
+	// console be gone, the Keeper does.
+	Previous *Config `json:"previous,omitempty"`
 }
 
 // Errors of Confirm.

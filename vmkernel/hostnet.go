@@ -42,6 +42,11 @@ func (s *Server) hostNetwork(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Saved, out.Config = saved, cfg.API()
 	out.Live = netconf.Live(cfg, s.net.SysRoot, s.net.ResolvConf)
+	if ap, ok, err := netconf.ReadApplied(s.net.RunDir); err != nil {
+		s.cfg.Log.Warn("vmkernel: management network record", "err", err)
+	} else if ok {
+		out.Live.DHCP, out.Live.Problem = ap.API(), ap.Problem
+	}
 	ch, confirmed, ok, err := netconf.ReadPending(s.net.RunDir, time.Now())
 	if err != nil {
 		s.cfg.Log.Warn("vmkernel: pending network change", "err", err)

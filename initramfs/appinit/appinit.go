@@ -200,6 +200,7 @@ func Run(cfg Config) error {
 			defer cancel()
 			a := netconf.System(p.logf)
 			a.SetHostname = nil // the hostname step decides
+			a.RunDir = p.cfg.RunDir
 			r, err := a.Apply(ctx, cfg)
 			if err != nil {
 				return err
@@ -226,6 +227,7 @@ func Run(cfg Config) error {
 	trial := p.reconcileUpgrade()
 	<-networked
 	p.bootMode() // a stateless host's configuration, before it is used
+	go p.keepNetwork()
 	_ = p.step("hostname", p.setHostname)
 	if done, reboot := p.installUnattended(); done {
 		return p.shutdown("unattended install finished", reboot)

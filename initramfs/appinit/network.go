@@ -1,6 +1,7 @@
 package appinit
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -87,3 +88,13 @@ func defaultHostname(sysRoot string) string {
 
 // validHostname reports whether h is an RFC 1123 host name label sequence.
 func validHostname(h string) bool { return netconf.ValidHostname(h) }
+
+// keepNetwork looks after the management network for as long as the host
+// runs: DHCP lease renewal, asking again when DHCP got nothing, and the
+// rollback of a console change whose console went away (netconf.Keeper).
+func (p *initProc) keepNetwork() {
+	a := netconf.System(p.logf)
+	a.RunDir = p.cfg.RunDir
+	k := &netconf.Keeper{Applier: a}
+	k.Run(context.Background())
+}
