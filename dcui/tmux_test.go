@@ -2,9 +2,11 @@ package dcui
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/netconf"
+	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
 )
 
 // The tests here run the real dcui binary in tmux (at 80x24) against a
@@ -143,28 +146,59 @@ func childRSS(t *testing.T, shellPID int, name string) int {
 }
 
 type services struct {
-	state, run, auth, vmkSock, url string
+	state, run, auth, vmkSock, resolv, url string
+	hc                                     *http.Client // reaches mgmtd at url
 }
 
 // startServices starts vmkernel and mgmtd from their binaries in temp dirs.
-func startServices(t *testing.T, bin string) services {
+func startServices(t *testing.T, bin string) services { return startServicesIn(t, bin, "") }
+
+// startServicesIn is startServices in the named network namespace when ns
+// is not "": mgmtd then serves on all of the namespace's addresses (port
+// 8443) and hc dials into the namespace.
+func startServicesIn(t *testing.T, bin, ns string) services {
 	t.Helper()
 	base := t.TempDir()
-	s := services{state: filepath.Join(base, "state"), run: filepath.Join(base, "run")}
+	s := services{state: filepath.Join(base, "state"), run: filepath.Join(base, "run"), resolv: filepath.Join(base, "resolv.conf")}
 	s.auth = filepath.Join(s.state, "mgmtd")
 	s.vmkSock = filepath.Join(s.run, "vmkernel.sock")
 	for _, d := range []string{s.auth, s.run} {
 		os.MkdirAll(d, 0o700)
 	}
-	vmk := exec.Command(filepath.Join(bin, "vmkernel"), "-socket", s.vmkSock, "-state", filepath.Join(s.state, "vmkernel"),
-		"-run", filepath.Join(s.run, "vms"), "-accel", "tcg", "-socket-gid", strconv.Itoa(os.Getgid()))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	var addr string
+	if ns == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = l.Addr().String()
+		l.Close()
+	} else {
+		addr = "127.0.0.1:8443"
+		tr.DialContext = func(ctx context.Context, network, a string) (c net.Conn, err error) {
+			err = vswitchtest.Do(ns, func() (err error) {
+				var d net.Dialer
+				c, err = d.DialContext(ctx, network, a)
+				return err
+			})
+			return c, err
+		}
 	}
-	addr := l.Addr().String()
-	l.Close()
-	mg := exec.Command(filepath.Join(bin, "mgmtd"), "-listen", addr, "-state", s.auth, "-vmkernel", s.vmkSock)
+	listen := addr
+	if ns != "" {
+		listen = ":8443"
+	}
+	cmd := func(name string, args ...string) *exec.Cmd {
+		if ns == "" {
+			return exec.Command(filepath.Join(bin, name), args...)
+		}
+		return exec.Command("ip", append([]string{"netns", "exec", ns, filepath.Join(bin, name)}, args...)...)
+	}
+	vmk := cmd("vmkernel", "-socket", s.vmkSock, "-state", filepath.Join(s.state, "vmkernel"),
+		"-run", filepath.Join(s.run, "vms"), "-accel", "tcg", "-socket-gid", strconv.Itoa(os.Getgid()),
+		"-network-state", s.state, "-network-run", s.run, "-resolv-conf", s.resolv)
+	mg := cmd("mgmtd", "-listen", listen, "-state", s.auth, "-vmkernel", s.vmkSock)
 	for _, c := range []*exec.Cmd{vmk, mg} {
 		var out bytes.Buffer
 		c.Stdout, c.Stderr = &out, &out
@@ -180,9 +214,9 @@ func startServices(t *testing.T, bin string) services {
 		})
 	}
 	s.url = "https://" + addr
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	s.hc = &http.Client{Timeout: 5 * time.Second, Transport: tr}
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		resp, err := hc.Get(s.url + "/healthz")
+		resp, err := s.hc.Get(s.url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -195,6 +229,38 @@ func startServices(t *testing.T, bin string) services {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return s
+}
+
+// call sends a JSON request with token to url and decodes the answer into
+// out (when not nil), failing the test unless the status is want.
+func call(t *testing.T, hc *http.Client, method, url, token string, in, out any, want int) {
+	t.Helper()
+	var body bytes.Buffer
+	if in != nil {
+		json.NewEncoder(&body).Encode(in)
+	}
+	req, err := http.NewRequest(method, url, &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %s, want %d: %s", method, url, resp.Status, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, url, err, b)
+		}
+	}
 }
 
 // TestBinaryStartsFastAndSmall measures the real binary: the home screen
@@ -249,10 +315,14 @@ func TestBinaryStartsFastAndSmall(t *testing.T) {
 	}
 }
 
-// TestBinarySetsPasswordAndStaticAddress drives the real binary in a network
-// namespace with a dummy NIC (the host's network is untouched): first-boot
-// password (then accepted by mgmtd's login), and a static address that is
-// applied, kept, saved in STATE and shown on the home screen.
+// TestBinarySetsPasswordAndStaticAddress drives the real binary with the
+// real vmkernel and mgmtd, all three in a network namespace whose NIC eth9
+// is a veth to the host (198.51.100.1/24 on the host's end; the host's own
+// network is untouched): the first-boot password is set (then accepted by
+// mgmtd's login), a static 198.51.100.10/24 is applied on the console,
+// confirmed through the API by a request from the host to the new address
+// (refused on any other), and the API reports it saved and live; STATE and
+// the home screen have it.
 func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	needTmux(t)
 	if os.Geteuid() != 0 {
@@ -265,9 +335,9 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	dcuiBin := buildBin(t, bin, "./dcui/cmd/dcui")
 	buildBin(t, bin, "./vmkernel/cmd/vmkernel")
 	buildBin(t, bin, "./mgmtd/cmd/mgmtd")
-	s := startServices(t, bin)
 
-	ns := fmt.Sprintf("plinth-dcui-%d", os.Getpid())
+	id := os.Getpid()%100000*10 + int(time.Now().UnixNano()%10)
+	ns, hostEnd := fmt.Sprintf("plinth-dcui-%d", id), fmt.Sprintf("pdcui%d", id)
 	run := func(args ...string) string {
 		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 		if err != nil {
@@ -277,12 +347,16 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	}
 	run("ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	run("ip", "-n", ns, "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p")
-	run("ip", "-n", ns, "link", "set", "eth9p", "up")
-	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	run("ip", "link", "add", hostEnd, "type", "veth", "peer", "name", "eth9", "netns", ns)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", hostEnd).Run() })
+	run("ip", "addr", "add", "198.51.100.1/24", "dev", hostEnd)
+	run("ip", "link", "set", hostEnd, "up")
+	run("ip", "-n", ns, "link", "set", "lo", "up")
+	s := startServicesIn(t, bin, ns)
+
 	// Its own UTS namespace too, so a host name change stays in the test.
 	tm := startTmux(t, []string{"TERM=xterm-256color"}, "ip", "netns", "exec", ns, "unshare", "--uts",
-		dcuiBin, "-state", s.state, "-run", s.run, "-resolv-conf", resolv, "-confirm", "30s")
+		dcuiBin, "-state", s.state, "-run", s.run, "-resolv-conf", s.resolv, "-confirm", "60s")
 	tm.wait("FIRST BOOT", 5*time.Second)
 
 	const pw = "Tmux-Console-7"
@@ -292,18 +366,10 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	tm.wait("System Customization", 10*time.Second)
 
 	// mgmtd takes the console's password.
-	body, _ := json.Marshal(api.LoginRequest{User: api.RootUser, Password: pw})
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	if resp, err := hc.Post(s.url+api.MgmtdSessionsPath, "application/json", bytes.NewReader(body)); err != nil {
-		t.Fatal(err)
-	} else {
-		resp.Body.Close()
-		if resp.StatusCode != 200 && resp.StatusCode != 201 {
-			t.Errorf("mgmtd login with the console's password: %s", resp.Status)
-		}
-	}
+	var sess api.Session
+	call(t, s.hc, http.MethodPost, s.url+api.MgmtdSessionsPath, "", api.LoginRequest{User: api.RootUser, Password: pw}, &sess, http.StatusCreated)
 
-	// Configure Management Network: eth9, static 192.0.2.10/24 via 192.0.2.1.
+	// Configure Management Network: eth9, static 198.51.100.10/24 via .1.
 	tm.keys("Down", "Down")
 	tm.wait("> Configure Management Network", 5*time.Second)
 	tm.keys("Enter")
@@ -311,23 +377,49 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	if !strings.Contains(scr, "eth9") {
 		t.Fatalf("the NIC list lacks eth9:\n%s", scr)
 	}
-	tm.keys("Right", "Down", "Down", "Right", "Down", "192.0.2.10", "Down", "255.255.255.0", "Down", "192.0.2.1",
-		"Down", "Down", "192.0.2.53", "Down", "Down", "esx-tmux")
+	tm.keys("Right", "Down", "Down", "Right", "Down", "198.51.100.10", "Down", "255.255.255.0", "Down", "198.51.100.1",
+		"Down", "Down", "198.51.100.53", "Down", "Down", "esx-tmux")
 	tm.wait("< eth9 >", 5*time.Second)
 	tm.keys("Enter")
 	tm.wait("Keep this configuration?", 10*time.Second)
-	if out := run("ip", "-n", ns, "addr", "show", "eth9"); !strings.Contains(out, "192.0.2.10/24") {
+	tm.wait("POST https://198.51.100.10"+api.MgmtdNetConfirmPath, 10*time.Second)
+	if out := run("ip", "-n", ns, "addr", "show", "eth9"); !strings.Contains(out, "198.51.100.10/24") {
 		t.Fatalf("eth9 lacks the address:\n%s", out)
 	}
-	tm.keys("y")
-	tm.wait("kept and saved", 5*time.Second)
+
+	// The API shows the change waiting; a confirmation that does not come
+	// by the new address is refused.
+	var n api.HostNetwork
+	call(t, s.hc, http.MethodGet, s.url+api.MgmtdHostNetworkPath, sess.Token, nil, &n, http.StatusOK)
+	if n.Saved || n.Pending == nil || n.Pending.Address != "198.51.100.10/24" || n.Pending.Confirmed {
+		t.Fatalf("GET %s while the change waits: %+v", api.MgmtdHostNetworkPath, n)
+	}
+	call(t, s.hc, http.MethodPost, s.url+api.MgmtdNetConfirmPath, sess.Token, nil, nil, http.StatusConflict)
+
+	// From the host, over the veth, to the new address: kept.
+	newURL := "https://198.51.100.10:8443"
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	var ch api.NetworkChange
+	call(t, hc, http.MethodPost, newURL+api.MgmtdNetConfirmPath, sess.Token, nil, &ch, http.StatusOK)
+	if !ch.Confirmed || ch.Address != "198.51.100.10/24" {
+		t.Errorf("confirm: %+v", ch)
+	}
+	tm.wait("Confirmed through the API from 198.51.100.10", 10*time.Second)
+
+	n = api.HostNetwork{}
+	call(t, hc, http.MethodGet, newURL+api.MgmtdHostNetworkPath, sess.Token, nil, &n, http.StatusOK)
+	if !n.Saved || n.Pending != nil || n.Config.Mode != api.NetModeStatic || n.Config.Address != "198.51.100.10/24" ||
+		n.Config.Gateway != "198.51.100.1" || n.Config.NIC != "eth9" || n.Config.Hostname != "esx-tmux" {
+		t.Errorf("GET %s after the confirmation, saved part: %+v (pending %+v)", api.MgmtdHostNetworkPath, n.Config, n.Pending)
+	}
+	if !slices.Contains(n.Live.Addresses, "198.51.100.10/24") || n.Live.NIC != "eth9" || n.Live.Gateway != "198.51.100.1" ||
+		!slices.Contains(n.Live.DNS, "198.51.100.53") || n.Live.DHCP != nil {
+		t.Errorf("GET %s after the confirmation, live part: %+v", api.MgmtdHostNetworkPath, n.Live)
+	}
 	cfg, ok, err := netconf.Load(s.state)
-	if err != nil || !ok || cfg.Address.String() != "192.0.2.10/24" || cfg.NIC != "eth9" || cfg.Hostname != "esx-tmux" {
+	if err != nil || !ok || cfg.Address.String() != "198.51.100.10/24" || cfg.NIC != "eth9" || cfg.Hostname != "esx-tmux" {
 		t.Fatalf("saved configuration %+v (%v, %v)", cfg, ok, err)
 	}
-	if b, _ := os.ReadFile(resolv); !strings.Contains(string(b), "nameserver 192.0.2.53") {
-		t.Errorf("resolv.conf: %s", b)
-	}
 	tm.keys("Enter", "Escape")
-	tm.wait("https://192.0.2.10/", 10*time.Second)
+	tm.wait("https://198.51.100.10/", 10*time.Second)
 }

@@ -51,6 +51,10 @@ func run(log *slog.Logger, args []string) error {
 	offerInstall := fs.Bool("installer", false, "offer installing Plinth to one of this host's disks through the API (the appliance sets it)")
 	offerUpgrades := fs.Bool("upgrades", false, "offer system upgrades and rollback of the boot disk's banks through the API (the appliance sets it)")
 	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
+	var netPaths vmkernel.NetworkPaths
+	fs.StringVar(&netPaths.StateDir, "network-state", api.StateDir, "where the management network configuration is saved (network.json, written by the DCUI)")
+	fs.StringVar(&netPaths.RunDir, "network-run", "/run/plinth", "where a management network change awaiting confirmation and the record of what was applied are")
+	fs.StringVar(&netPaths.ResolvConf, "resolv-conf", "/etc/resolv.conf", "the resolver's file, for the live DNS servers")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -157,7 +161,7 @@ func run(log *slog.Logger, args []string) error {
 		upg = &vmkernel.Upgrades{Open: openBanks, PublicKey: upgrade.PublicKey, StageDir: "/run/plinth/upgrade-stage"}
 	}
 	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores,
-		Switches: vs, Events: broker, Power: power, Installer: inst, Upgrades: upg})
+		Switches: vs, Events: broker, Power: power, Installer: inst, Upgrades: upg, Network: netPaths})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err
