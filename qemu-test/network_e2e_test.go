@@ -53,6 +53,10 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 	if n.Saved || n.Config.Mode != api.NetModeDHCP || !slices.Contains(n.Live.Addresses, "10.0.2.15/24") || n.Live.NIC != "eth0" {
 		t.Errorf("boot 1, before the change: %+v", n)
 	}
+	// QEMU's user-mode network leases for a day; the init renews it at T1.
+	if l := n.Live.DHCP; l == nil || l.Address != "10.0.2.15/24" || l.Server != "10.0.2.2" || !l.Renew.After(l.Obtained) || !l.Expires.After(l.Renew) {
+		t.Errorf("boot 1: the DHCP lease in the API: %+v", l)
+	}
 	newURL := "https://127.0.0.1:" + strconv.Itoa(hostfwdAdd(t, vm, static))
 
 	// Configure Management Network on the console: Tab moves down the
@@ -126,7 +130,7 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 	}
 	l := n.Live
 	if l.NIC != "eth0" || !l.Link || !slices.Contains(l.Addresses, static+"/24") || slices.Contains(l.Addresses, "10.0.2.15/24") ||
-		l.Gateway != "10.0.2.2" || !slices.Contains(l.DNS, "10.0.2.3") || l.Hostname != "esx-net" || n.Pending != nil {
+		l.Gateway != "10.0.2.2" || !slices.Contains(l.DNS, "10.0.2.3") || l.Hostname != "esx-net" || n.Pending != nil || l.DHCP != nil || l.Problem != "" {
 		t.Errorf("boot 2: live %+v (pending %+v), want eth0 with %s/24 only, via 10.0.2.2, DNS 10.0.2.3, host esx-net", l, n.Pending, static)
 	}
 }
