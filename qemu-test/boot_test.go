@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,11 @@ func (c *pinnedClient) getJSON(t *testing.T, url string, v any) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	// v starts from zero: a field this answer leaves out (omitempty) must
+	// not keep what an earlier answer put there.
+	if p := reflect.ValueOf(v); p.Kind() == reflect.Pointer && !p.IsNil() {
+		p.Elem().SetZero()
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: decoding: %v", url, err)

@@ -97,7 +97,7 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.getJSON(t, newURL+api.MgmtdHostNetworkPath, &n)
-	if !n.Saved || n.Config.Address != static+"/24" || n.Pending != nil || !slices.Contains(n.Live.Addresses, static+"/24") {
+	if !n.Saved || n.Config.Address != static+"/24" || n.Pending != nil || n.Live.DHCP != nil || !slices.Contains(n.Live.Addresses, static+"/24") {
 		t.Errorf("boot 1, after the change: %+v", n)
 	}
 	if err := vm.PowerDown(); err != nil {
