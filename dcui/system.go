@@ -110,7 +110,7 @@ func System(c SystemConfig) (Deps, error) {
 			if h == "" {
 				h, _ = os.Hostname()
 			}
-			return netconf.Test(ctx, cfg, netconf.DefaultGateway(), h)
+			return netconf.Test(ctx, cfg, netconf.Live(cfg, "/sys", ap.ResolvConf), h)
 		},
 		Power: func(reboot bool) error {
 			if c.InitPID <= 0 {

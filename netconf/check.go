@@ -6,10 +6,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+
+	"github.com/plinth/plinth/api"
 )
 
 // Check is one line of a network test: what was tried and how it went.
@@ -19,27 +23,41 @@ type Check struct {
 	Info string
 }
 
-// Test pings cfg's gateway (or gateway, when cfg is DHCP and the caller knows
-// it) and DNS servers, and resolves hostname through the first DNS server.
-func Test(ctx context.Context, cfg Config, gateway netip.Addr, hostname string) []Check {
+// Test checks the management network as it is now (live: Live's view of
+// it): it pings the gateway and each DNS server (cfg's, else the ones in
+// use, from DHCP), says whether IPv6 has the address cfg asks for (static)
+// or any global address (automatic), and resolves hostname through the
+// first DNS server; a line each.
+func Test(ctx context.Context, cfg Config, live api.NetworkLive, hostname string) []Check {
 	var out []Check
 	gw := cfg.Gateway
 	if !gw.IsValid() {
-		gw = gateway
+		gw, _ = netip.ParseAddr(live.Gateway)
 	}
 	if gw.IsValid() {
 		out = append(out, ping(ctx, "ping gateway "+gw.String(), gw))
 	} else {
 		out = append(out, Check{What: "ping gateway", Info: "no gateway configured"})
 	}
-	for _, d := range cfg.DNS {
+	dns := cfg.DNS
+	if len(dns) == 0 {
+		for _, d := range live.DNS {
+			if a, err := netip.ParseAddr(d); err == nil {
+				dns = append(dns, a)
+			}
+		}
+	}
+	for _, d := range dns {
 		out = append(out, ping(ctx, "ping DNS server "+d.String(), d))
+	}
+	if c, ok := checkIPv6(cfg, live); ok {
+		out = append(out, c)
 	}
 	if hostname != "" {
 		what := "resolve " + hostname
 		r := &net.Resolver{}
-		if len(cfg.DNS) > 0 {
-			server := netip.AddrPortFrom(cfg.DNS[0], 53).String()
+		if len(dns) > 0 {
+			server := netip.AddrPortFrom(dns[0], 53).String()
 			r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, network, server)
@@ -57,40 +75,40 @@ func Test(ctx context.Context, cfg Config, gateway netip.Addr, hostname string) 
 	return out
 }
 
-// DefaultGateway is the IPv4 default route's gateway, if any.
-func DefaultGateway() netip.Addr {
-	b, err := os.ReadFile("/proc/net/route")
-	if err != nil {
-		return netip.Addr{}
-	}
-	var iface, dst, gw string
-	lines := splitLines(string(b))
-	for _, l := range lines[1:] {
-		if n, _ := fmt.Sscanf(l, "%s %s %s", &iface, &dst, &gw); n == 3 && dst == "00000000" {
-			var v uint32
-			fmt.Sscanf(gw, "%X", &v)
-			return netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)})
+// checkIPv6 is the IPv6 line of Test (ok false: IPv6 is off).
+func checkIPv6(cfg Config, live api.NetworkLive) (Check, bool) {
+	var v6 []string
+	for _, a := range live.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() {
+			v6 = append(v6, a)
 		}
 	}
-	return netip.Addr{}
+	on := live.Interface
+	if on == "" {
+		on = "the management interface"
+	}
+	switch cfg.IPv6 {
+	case IPv6Off:
+		return Check{}, false
+	case IPv6Static:
+		want := cfg.IPv6Address.String()
+		if slices.Contains(v6, want) {
+			return Check{What: "IPv6 address " + want, OK: true, Info: "on " + on}, true
+		}
+		return Check{What: "IPv6 address " + want, Info: fmt.Sprintf("not on %s (it has %s)", on, orNoneList(v6))}, true
+	default:
+		if len(v6) > 0 {
+			return Check{What: "IPv6 (automatic)", OK: true, Info: strings.Join(v6, ", ")}, true
+		}
+		return Check{What: "IPv6 (automatic)", Info: "no global address on " + on + " (no IPv6 router advertises on this network?)"}, true
+	}
 }
 
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
+func orNoneList(l []string) string {
+	if len(l) == 0 {
+		return "no global IPv6 address"
 	}
-	if start < len(s) {
-		out = append(out, s[start:])
-	}
-	if len(out) == 0 {
-		out = []string{""}
-	}
-	return out
+	return strings.Join(l, ", ")
 }
 
 // ping sends up to three ICMP echo requests (raw socket as root, else an

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
 )
 
@@ -462,6 +463,69 @@ func TestLeaseTimes(t *testing.T) {
 		}
 		if got.Renew.Sub(at) != c.renew || got.Rebind.Sub(at) != c.rebind || got.Expire.Sub(at) != c.end {
 			t.Errorf("%s: renew %v rebind %v end %v, want %v %v %v", c.name, got.Renew.Sub(at), got.Rebind.Sub(at), got.Expire.Sub(at), c.renew, c.rebind, c.end)
+		}
+	}
+}
+
+// Test Management Network on a DHCP configuration checks what DHCP gave:
+// the lease's gateway answers (the server's namespace), its DNS server
+// does not exist, and IPv6 has no global address.
+func TestNetworkTestUsesTheLease(t *testing.T) {
+	t.Parallel()
+	n := newDHCPNet(t, time.Hour)
+	a := testApplier(t, &logBuf{t: t})
+	if _, err := n.apply(t, a, dhcpOnKC0, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var checks []Check
+	if err := vswitchtest.Do(n.client, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		checks = Test(ctx, dhcpOnKC0, Live(dhcpOnKC0, "/sys", a.ResolvConf), "")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		what string
+		ok   bool
+		info string
+	}{
+		{"ping gateway 192.0.2.1", true, "answered in"},
+		{"ping DNS server 192.0.2.53", false, "no answer"},
+		{"IPv6 (automatic)", false, "no global address on kc0"},
+	}
+	if len(checks) != len(want) {
+		t.Fatalf("checks %+v, want %d lines", checks, len(want))
+	}
+	for i, w := range want {
+		if c := checks[i]; c.What != w.what || c.OK != w.ok || !strings.Contains(c.Info, w.info) {
+			t.Errorf("line %d: %+v, want %+v", i+1, c, w)
+		}
+	}
+}
+
+func TestCheckIPv6(t *testing.T) {
+	live := api.NetworkLive{Interface: "eth0", Addresses: []string{"10.0.2.15/24", "2001:db8::10/64"}}
+	static := Config{Mode: ModeDHCP, IPv6: IPv6Static, IPv6Address: netip.MustParsePrefix("2001:db8::10/64")}
+	other := static
+	other.IPv6Address = netip.MustParsePrefix("2001:db8::99/64")
+	for _, c := range []struct {
+		name    string
+		cfg     Config
+		live    api.NetworkLive
+		ok, has bool
+		info    string
+	}{
+		{"static present", static, live, true, true, "on eth0"},
+		{"static missing", other, live, false, true, "not on eth0 (it has 2001:db8::10/64)"},
+		{"auto with an address", Config{Mode: ModeDHCP}, live, true, true, "2001:db8::10/64"},
+		{"auto without", Config{Mode: ModeDHCP, IPv6: IPv6Auto}, api.NetworkLive{Interface: "eth0", Addresses: []string{"10.0.2.15/24"}}, false, true, "no global address on eth0"},
+		{"off", Config{Mode: ModeDHCP, IPv6: IPv6Off}, live, false, false, ""},
+	} {
+		got, has := checkIPv6(c.cfg, c.live)
+		if has != c.has || got.OK != c.ok || !strings.Contains(got.Info, c.info) {
+			t.Errorf("%s: %+v (shown %v), want ok %v shown %v info %q", c.name, got, has, c.ok, c.has, c.info)
 		}
 	}
 }
