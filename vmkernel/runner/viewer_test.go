@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,26 +23,35 @@ func TestConsoleViewersFanOut(t *testing.T) {
 		t.Fatalf("tails %q %q", fast.Tail, slow.Tail)
 	}
 	var got bytes.Buffer
+	var read atomic.Int64 // bytes the fast viewer has taken
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for b := range fast.Output() {
 			got.Write(b)
+			read.Add(int64(len(b)))
 		}
 	}()
 	var want bytes.Buffer
-	start := time.Now()
+	var writing time.Duration
 	for i := range 10 * viewerQueue {
 		line := fmt.Appendf(nil, "line %d\n", i)
 		want.Write(line)
+		t0 := time.Now()
 		c.Write(line)
-		if i%viewerQueue == 0 {
-			time.Sleep(time.Millisecond) // let the fast viewer keep up
+		writing += time.Since(t0)
+		if i%(viewerQueue/2) == 0 {
+			// The fast viewer keeps up: it is let catch up every half
+			// queue, however busy the machine (the slow one never reads).
+			deadline := time.Now().Add(10 * time.Second)
+			for read.Load() < int64(want.Len()) && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Microsecond)
+			}
 		}
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("writes took %v: a viewer slowed the console", d)
+	if writing > 5*time.Second {
+		t.Errorf("writes took %v: a viewer slowed the console", writing)
 	}
 	if !slow.Dropped() {
 		t.Error("a viewer that never reads was not dropped")
