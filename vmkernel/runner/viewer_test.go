@@ -45,7 +45,10 @@ func TestConsoleViewersFanOut(t *testing.T) {
 			// The fast viewer keeps up: it is let catch up every half
 			// queue, however busy the machine (the slow one never reads).
 			deadline := time.Now().Add(10 * time.Second)
-			for read.Load() < int64(want.Len()) && time.Now().Before(deadline) {
+			for read.Load() < int64(want.Len()) {
+				if fast.Dropped() || time.Now().After(deadline) {
+					t.Fatalf("after %d writes the reading viewer has %d of %d bytes (dropped %v)", i+1, read.Load(), want.Len(), fast.Dropped())
+				}
 				time.Sleep(100 * time.Microsecond)
 			}
 		}
