@@ -198,9 +198,10 @@ type Script struct {
 	Comment []string
 }
 
-// BaseCmdline is the console setup every network boot gets: the serial port
-// last, so it is /dev/console (as on the boot media).
-const BaseCmdline = "console=tty0 console=ttyS0,115200"
+// BaseCmdline is what every network boot gets, as on the boot media
+// (installer/mkimage.sh): the consoles, the serial port last so that it is
+// /dev/console, and cgroup v2 only.
+const BaseCmdline = "console=tty0 console=ttyS0,115200 cgroup_no_v1=all"
 
 // Render returns the iPXE script. initrd= names the initramfs for the UEFI
 // kernel stub (without it an EFI boot finds no initramfs).
