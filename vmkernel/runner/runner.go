@@ -89,8 +89,13 @@ var (
 type Config struct {
 	// QEMU is the qemu-system-x86_64 binary.
 	QEMU string
-	// Accel is "kvm" or "tcg", decided once by accel.Detect.
+	// Accel is "kvm" or "tcg": how every VM runs, unless AccelNow is set.
 	Accel string
+	// AccelNow, when set, is asked at each VM start instead of Accel: the
+	// decision can change while vmkernel runs (the appliance starts it
+	// before the KVM module has loaded). It may wait, within ctx, for a
+	// decision still being made; its error fails the start.
+	AccelNow func(ctx context.Context) (string, error)
 	// Datastores maps a datastore name to its absolute root.
 	Datastores map[string]string
 	// RunRoot holds each running VM's sockets in RunRoot/ID (e.g. /run/plinth/vms).
@@ -396,6 +401,11 @@ func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err 
 	}
 	env := qemu.Env{
 		QEMU: m.cfg.QEMU, Accel: m.cfg.Accel, RunDir: runDir, Datastores: m.cfg.Datastores,
+	}
+	if m.cfg.AccelNow != nil {
+		if env.Accel, err = m.cfg.AccelNow(ctx); err != nil {
+			return nil, fail("acceleration: %v", err)
+		}
 	}
 	if spec.Firmware == api.FirmwareUEFI {
 		env.OVMFCode = m.cfg.OVMFCode

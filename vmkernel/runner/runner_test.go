@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -365,5 +366,32 @@ func TestSymlinkOutOfDatastoreRefused(t *testing.T) {
 	}
 	if st := r.m.Status(spec.ID); st.PID != 0 {
 		t.Errorf("QEMU %d started anyway", st.PID)
+	}
+}
+
+func TestAccelNowDecidesEachStart(t *testing.T) {
+	asked := 0
+	why := errors.New("kvm_amd is still loading")
+	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelKVM, RunRoot: t.TempDir(), StateRoot: t.TempDir(),
+		AccelNow: func(ctx context.Context) (string, error) {
+			asked++
+			if ctx == nil {
+				t.Error("AccelNow got no context")
+			}
+			return "", why
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := guestSpec("accel", api.OnCrashStayStopped)
+	err = m.Start(context.Background(), spec)
+	if !errors.Is(err, ErrStartFailed) || !strings.Contains(err.Error(), why.Error()) {
+		t.Fatalf("Start = %v; want ErrStartFailed naming %q", err, why)
+	}
+	if asked != 1 {
+		t.Fatalf("AccelNow asked %d times, want 1", asked)
+	}
+	if st := m.Status(spec.ID); st.State == api.VMRunning || st.State == api.VMStarting || st.PID != 0 {
+		t.Fatalf("status after a refused start: %+v", st)
 	}
 }
