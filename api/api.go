@@ -75,13 +75,9 @@ type Problem struct {
 // key=value pairs (see initramfs/appinit).
 const ReadyPrefix = "PLINTH-READY"
 
-// Fixed places in the appliance.
+// MgmtdUID and MgmtdGID are the unprivileged identity mgmtd runs as (where
+// things are on the host is package layout's).
 const (
-	// VMKernelSocket is vmkernel's local API.
-	VMKernelSocket = "/run/plinth/vmkernel.sock"
-	// StateDir is where the STATE file system (or, in live mode, a tmpfs) is mounted.
-	StateDir = "/var/lib/plinth"
-	// MgmtdUID and MgmtdGID are the unprivileged identity mgmtd runs as.
 	MgmtdUID = 101
 	MgmtdGID = 101
 )

@@ -1,8 +1,8 @@
 package api
 
 // Boot modes: where the host keeps its configuration. The appliance init
-// decides at boot, prints it on the ready line (mode=) and writes it to
-// BootModeFile for the DCUI.
+// decides at boot, prints it on the ready line (mode=) and writes it to the
+// run directory (layout.Host.BootModeFile) for vmkernel.
 const (
 	// BootInstalled: a STATE partition (installed disk or USB stick).
 	BootInstalled = "installed"
@@ -14,10 +14,6 @@ const (
 	// boot, like ESXi Auto Deploy.
 	BootStateless = "stateless"
 )
-
-// BootModeFile is where the appliance init writes the host's BootMode
-// (JSON) once it is known, before the services start.
-const BootModeFile = "/run/plinth/boot-mode.json"
 
 // BootMode says where the host's configuration comes from.
 type BootMode struct {

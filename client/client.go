@@ -153,7 +153,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 }
 
 // NewVMKernel makes a client of vmkernel's local API on the unix socket at
-// socketPath (normally api.VMKernelSocket).
+// socketPath (normally layout.Host.VMKernelSocket).
 func NewVMKernel(socketPath string, opts ...Option) (*Client, error) {
 	c, err := New("http://vmkernel", append(opts, WithUnixSocket(socketPath))...)
 	if err != nil {

@@ -32,7 +32,7 @@ type Deps struct {
 	// AuthDir holds the root password and lockdown switch (package auth).
 	AuthDir string
 	// BootMode is where the host's configuration comes from, as the init
-	// decided at boot (api.BootModeFile); the home screen says so when the
+	// decided at boot (layout.Host.BootModeFile); the home screen says so when the
 	// host is not installed.
 	BootMode api.BootMode
 

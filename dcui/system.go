@@ -25,15 +25,15 @@ import (
 	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/board"
 	"github.com/plinth/plinth/client"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
 )
 
 // SystemConfig says where the real host's pieces are.
 type SystemConfig struct {
-	StateDir    string // api.StateDir
-	RunDir      string // /run/plinth
-	VMKernel    string // vmkernel's socket (RunDir/vmkernel.sock)
-	AuthDir     string // StateDir/mgmtd
+	Layout      layout.Host
+	VMKernel    string // vmkernel's socket (Layout.VMKernelSocket)
+	AuthDir     string // Layout.AuthDir
 	InitPID     int    // the appliance init: SIGTERM powers off, SIGUSR1 restarts
 	ResolvConf  string // /etc/resolv.conf
 	TTY         string // the console's device, for the shell's inactivity check
@@ -50,7 +50,7 @@ func System(c SystemConfig) (Deps, error) {
 		return Deps{}, err
 	}
 	ap := netconf.System(nil)
-	ap.RunDir = c.RunDir
+	ap.RunDir = c.Layout.Run
 	if c.ResolvConf != "" {
 		ap.ResolvConf = c.ResolvConf
 	}
@@ -93,18 +93,18 @@ func System(c SystemConfig) (Deps, error) {
 		},
 		Addresses: netconf.Addresses,
 		NetProblem: func() string {
-			ap, _, _ := netconf.ReadApplied(c.RunDir)
+			ap, _, _ := netconf.ReadApplied(c.Layout.Run)
 			return ap.Problem
 		},
 		LoadNet: func() (netconf.Config, error) {
-			cfg, _, err := netconf.Load(c.StateDir)
+			cfg, _, err := netconf.Load(c.Layout.State)
 			return cfg, err
 		},
 		ApplyNet:         ap.Apply,
-		SaveNet:          func(cfg netconf.Config) error { return netconf.Save(c.StateDir, cfg) },
-		MarkPending:      func(ch netconf.Change) error { return netconf.MarkPending(c.RunDir, ch) },
-		SettlePending:    func() (bool, error) { return netconf.Settle(c.RunDir) },
-		PendingConfirmed: func() bool { return netconf.Confirmed(c.RunDir) },
+		SaveNet:          func(cfg netconf.Config) error { return netconf.Save(c.Layout.State, cfg) },
+		MarkPending:      func(ch netconf.Change) error { return netconf.MarkPending(c.Layout.Run, ch) },
+		SettlePending:    func() (bool, error) { return netconf.Settle(c.Layout.Run) },
+		PendingConfirmed: func() bool { return netconf.Confirmed(c.Layout.Run) },
 		TestNet: func(ctx context.Context, cfg netconf.Config) []netconf.Check {
 			h := cfg.Hostname
 			if h == "" {
@@ -126,8 +126,8 @@ func System(c SystemConfig) (Deps, error) {
 		ResetConfig: func() error {
 			var errs []error
 			for _, p := range []string{
-				filepath.Join(c.StateDir, netconf.FileName),
-				filepath.Join(c.StateDir, "config", "hostname"),
+				filepath.Join(c.Layout.State, netconf.FileName),
+				c.Layout.HostnameFile(),
 				filepath.Join(c.AuthDir, auth.PasswdFile),
 				filepath.Join(c.AuthDir, auth.SecurityFile),
 				filepath.Join(c.AuthDir, auth.TokensFile),
@@ -139,14 +139,14 @@ func System(c SystemConfig) (Deps, error) {
 			return errors.Join(errs...)
 		},
 		Logs: []LogFile{
-			{"Boot log", filepath.Join(c.RunDir, "boot.log")},
-			{"vmkernel", filepath.Join(c.StateDir, "log", "vmkernel.log")},
-			{"mgmtd", filepath.Join(c.StateDir, "log", "mgmtd.log")},
+			{"Boot log", c.Layout.BootLog()},
+			{"vmkernel", c.Layout.ServiceLog(layout.VMKernel)},
+			{"mgmtd", c.Layout.ServiceLog(layout.Mgmtd)},
 		},
 		Tick:      tea.Tick,
 		ShellIdle: c.ShellIdle,
 	}
-	d.BootMode = readBootMode(filepath.Join(c.RunDir, filepath.Base(api.BootModeFile)))
+	d.BootMode = readBootMode(c.Layout.BootModeFile())
 	if c.Shell != "" {
 		if _, err := os.Stat(c.Shell); err == nil {
 			d.Shell = func() tea.ExecCommand { return &idleShell{path: c.Shell, tty: c.TTY, idle: c.ShellIdle} }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/board"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
 )
 
@@ -241,7 +242,7 @@ func (p Plan) stageState(dir string) error {
 		return err
 	}
 	info := fmt.Sprintf("version=%s\ninstalled=%s\nfrom=%s\n", api.Version, time.Now().UTC().Format(time.RFC3339), p.SourcePath)
-	return os.WriteFile(filepath.Join(dir, "config", "installed"), []byte(info), 0o644)
+	return os.WriteFile(layout.Host{State: dir}.InstalledMarker(), []byte(info), 0o644)
 }
 
 // StageState writes c into the STATE tree dir: the root password (in the
@@ -250,11 +251,12 @@ func (p Plan) stageState(dir string) error {
 // from the STATE tree cur, which may be dir itself (a stateless host's
 // tmpfs STATE, configured in place at every boot).
 func StageState(dir, cur string, c Config) error {
-	mg := filepath.Join(dir, "mgmtd")
+	to, from := layout.Host{State: dir}, layout.Host{State: cur}
+	mg := to.AuthDir()
 	if err := os.MkdirAll(mg, 0o700); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "config"), 0o755); err != nil {
+	if err := os.MkdirAll(to.ConfigDir(), 0o755); err != nil {
 		return err
 	}
 	if c.PasswordHash != "" {
@@ -268,10 +270,10 @@ func StageState(dir, cur string, c Config) error {
 		if err := os.WriteFile(filepath.Join(mg, "passwd.json"), append(b, '\n'), 0o600); err != nil {
 			return err
 		}
-	} else if err := copyIfExists(filepath.Join(cur, "mgmtd", "passwd.json"), filepath.Join(mg, "passwd.json"), 0o600); err != nil {
+	} else if err := copyIfExists(filepath.Join(from.AuthDir(), "passwd.json"), filepath.Join(mg, "passwd.json"), 0o600); err != nil {
 		return err
 	}
-	if err := copyIfExists(filepath.Join(cur, "mgmtd", "security.json"), filepath.Join(mg, "security.json"), 0o600); err != nil {
+	if err := copyIfExists(filepath.Join(from.AuthDir(), "security.json"), filepath.Join(mg, "security.json"), 0o600); err != nil {
 		return err
 	}
 	for _, f := range []string{mg, filepath.Join(mg, "passwd.json"), filepath.Join(mg, "security.json")} {
@@ -291,19 +293,19 @@ func StageState(dir, cur string, c Config) error {
 		return err
 	}
 	if c.Hostname != "" {
-		if err := os.WriteFile(filepath.Join(dir, "config", "hostname"), []byte(c.Hostname+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(to.HostnameFile(), []byte(c.Hostname+"\n"), 0o644); err != nil {
 			return err
 		}
-	} else if err := copyIfExists(filepath.Join(cur, "config", "hostname"), filepath.Join(dir, "config", "hostname"), 0o644); err != nil {
+	} else if err := copyIfExists(from.HostnameFile(), to.HostnameFile(), 0o644); err != nil {
 		return err
 	}
 	if len(c.NTP) > 0 {
-		if err := os.WriteFile(filepath.Join(dir, "config", "ntp"), []byte(strings.Join(c.NTP, "\n")+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(to.NTPFile(), []byte(strings.Join(c.NTP, "\n")+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
 	if len(c.SSHKeys) > 0 {
-		if err := os.WriteFile(filepath.Join(dir, "config", "ssh_authorized_keys"), []byte(strings.Join(c.SSHKeys, "\n")+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(to.SSHKeysFile(), []byte(strings.Join(c.SSHKeys, "\n")+"\n"), 0o600); err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/board"
+	"github.com/plinth/plinth/layout"
 )
 
 // The layout of a Plinth disk (stick or installed). The ESP has the same
@@ -67,7 +68,7 @@ type Env struct {
 
 // DefaultEnv is the running appliance.
 func DefaultEnv() Env {
-	e := Env{Sys: "/sys", Proc: "/proc", Dev: "/dev", StateDir: api.StateDir}
+	e := Env{Sys: "/sys", Proc: "/proc", Dev: "/dev", StateDir: layout.StateDir}
 	for _, p := range []string{"/usr/sbin/mke2fs", "/sbin/mke2fs", "/usr/bin/mke2fs"} {
 		if _, err := os.Stat(p); err == nil {
 			e.Mke2fs = p

@@ -169,11 +169,6 @@ func mediaAnswer(e AnswerEnv) ([]byte, string, error) {
 	return b, "boot medium " + dev + ":/" + MediaAnswerFile, nil
 }
 
-// InstalledMarker is the file in STATE that says the host runs from an
-// installed disk; unattended installs never run there (the ESP copied from
-// the stick would carry its answer file along).
-const InstalledMarker = "config/installed"
-
 // UnattendedResult is what Unattended did.
 type UnattendedResult struct {
 	Source   string // where the answer file came from

@@ -14,6 +14,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/plinth/plinth/layout"
 )
 
 // Applier puts a Config in place on this host through netlink.
@@ -52,7 +54,7 @@ func (a *Applier) linkWait() time.Duration {
 
 // System returns the Applier for this host's own network.
 func System(logf func(string, ...any)) *Applier {
-	return &Applier{SysRoot: "/sys", ProcRoot: "/proc", ResolvConf: "/etc/resolv.conf", RunDir: "/run/plinth",
+	return &Applier{SysRoot: "/sys", ProcRoot: "/proc", ResolvConf: layout.ResolvConf, RunDir: layout.RunDir,
 		SetHostname: func(h string) error { return unix.Sethostname([]byte(h)) }, Logf: logf}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
 )
 
@@ -24,7 +25,7 @@ func (n NetworkPaths) withDefaults() NetworkPaths {
 	for _, f := range []struct {
 		p   *string
 		def string
-	}{{&n.StateDir, api.StateDir}, {&n.RunDir, "/run/plinth"}, {&n.SysRoot, "/sys"}, {&n.ResolvConf, "/etc/resolv.conf"}} {
+	}{{&n.StateDir, layout.StateDir}, {&n.RunDir, layout.RunDir}, {&n.SysRoot, "/sys"}, {&n.ResolvConf, layout.ResolvConf}} {
 		if *f.p == "" {
 			*f.p = f.def
 		}

@@ -37,20 +37,21 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/initramfs/supervisor"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
-	"golang.org/x/sys/unix"
 )
 
 // Config is what the init needs to know; Default gives the appliance's values.
 type Config struct {
 	Console    io.Writer
-	StateDir   string // api.StateDir
-	RunDir     string // /run/plinth
-	APIPort    int    // 443
-	BinDir     string // where the service binaries are (/bbin)
+	Layout     layout.Host // where STATE and the run directory are
+	APIPort    int         // 443
+	BinDir     string      // where the service binaries are (/bbin)
 	ReadyWait  time.Duration
 	PowerOff   func() error // the final step; unix.Reboot(POWER_OFF) on the appliance
 	Reboot     func() error // the final step of a restart (SIGUSR1)
@@ -65,8 +66,7 @@ func Default() Config {
 	_ = unix.Uname(&u)
 	return Config{
 		Console:    os.Stdout,
-		StateDir:   api.StateDir,
-		RunDir:     "/run/plinth",
+		Layout:     layout.Default(),
 		APIPort:    443,
 		BinDir:     "/bbin",
 		ReadyWait:  3 * time.Minute,
@@ -160,7 +160,7 @@ func Run(cfg Config) error {
 	go func() { s := <-sigs; power <- "signal " + s.String() }()
 
 	_ = p.step("filesystems", p.filesystems)
-	p.log.openFile(filepath.Join(p.cfg.RunDir, BootLogName))
+	p.log.openFile(p.cfg.Layout.BootLog())
 	// The steps overlap where they can: drivers load in the background; the
 	// network starts once the NIC drivers are in (not waiting for storage
 	// controllers or KVM); payload and STATE wait for every driver but KVM;
@@ -192,7 +192,7 @@ func Run(cfg Config) error {
 		quiet(func(path string) bool { return isStorageModule(path) || isKVMModule(path) })
 		<-stateMounted // the saved configuration is in STATE
 		_ = p.step("network", func() error {
-			cfg, src, err := networkConfig(p.cfg.StateDir, p.cfg.Cmdline, p.logf)
+			cfg, src, err := networkConfig(p.cfg.Layout.State, p.cfg.Cmdline, p.logf)
 			if err != nil {
 				return err
 			}
@@ -200,7 +200,7 @@ func Run(cfg Config) error {
 			defer cancel()
 			a := netconf.System(p.logf)
 			a.SetHostname = nil // the hostname step decides
-			a.RunDir = p.cfg.RunDir
+			a.RunDir = p.cfg.Layout.Run
 			r, err := a.Apply(ctx, cfg)
 			if err != nil {
 				return err
@@ -271,7 +271,7 @@ func (p *initProc) filesystems() error {
 	if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil && !errors.Is(err, unix.EBUSY) {
 		return fmt.Errorf("mount /run: %w", err)
 	}
-	if err := os.MkdirAll(p.cfg.RunDir, 0o755); err != nil {
+	if err := os.MkdirAll(p.cfg.Layout.Run, 0o755); err != nil {
 		return err
 	}
 	if err := cgroup2(); err != nil {
@@ -287,7 +287,7 @@ func (p *initProc) filesystems() error {
 }
 
 func (p *initProc) mountState() error {
-	if err := os.MkdirAll(p.cfg.StateDir, 0o755); err != nil {
+	if err := os.MkdirAll(p.cfg.Layout.State, 0o755); err != nil {
 		return err
 	}
 	p.labels = labels("/sys", "/dev")
@@ -300,17 +300,17 @@ func (p *initProc) mountState() error {
 		err = fmt.Errorf("no block device holds an ext4 file system labelled %s", StateLabel)
 	}
 	if err == nil {
-		if err = unix.Mount(dev, p.cfg.StateDir, "ext4", unix.MS_NOATIME, ""); err == nil {
-			p.logf("STATE: %s mounted on %s", dev, p.cfg.StateDir)
+		if err = unix.Mount(dev, p.cfg.Layout.State, "ext4", unix.MS_NOATIME, ""); err == nil {
+			p.logf("STATE: %s mounted on %s", dev, p.cfg.Layout.State)
 			if u := p.cfg.Cmdline[ConfigKey]; u != "" {
 				p.logf("%s=%s ignored: the host has STATE", ConfigKey, u)
 			}
 			return nil
 		}
-		err = fmt.Errorf("mount %s (label %s) on %s: %w", dev, StateLabel, p.cfg.StateDir, err)
+		err = fmt.Errorf("mount %s (label %s) on %s: %w", dev, StateLabel, p.cfg.Layout.State, err)
 	}
 	p.live = true
-	if mErr := unix.Mount("tmpfs", p.cfg.StateDir, "tmpfs", 0, "mode=0755"); mErr != nil {
+	if mErr := unix.Mount("tmpfs", p.cfg.Layout.State, "tmpfs", 0, "mode=0755"); mErr != nil {
 		return fmt.Errorf("%v; and tmpfs for live mode: %w", err, mErr)
 	}
 	p.noState(err) // stateless or live (stateless.go)
@@ -325,7 +325,7 @@ func (p *initProc) mountDatastores() error {
 		if name == "" {
 			continue
 		}
-		dir := filepath.Join(DatastoreRoot, name)
+		dir := filepath.Join(layout.Datastores, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			errs = append(errs, err)
 			continue
@@ -349,7 +349,7 @@ func (p *initProc) setHostname() error {
 	src := ""
 	if p.netcfg.Hostname != "" {
 		h, src = p.netcfg.Hostname, "network configuration"
-	} else if b, err := os.ReadFile(filepath.Join(p.cfg.StateDir, "config", "hostname")); err == nil {
+	} else if b, err := os.ReadFile(p.cfg.Layout.HostnameFile()); err == nil {
 		h, src = strings.TrimSpace(string(b)), "STATE"
 	}
 	if v := p.cfg.Cmdline["plinth.hostname"]; h == "" && v != "" {
@@ -371,12 +371,12 @@ func (p *initProc) setHostname() error {
 }
 
 func (p *initProc) startServices() error {
-	logDir := filepath.Join(p.cfg.StateDir, "log")
+	logDir := p.cfg.Layout.LogDir()
 	if err := os.MkdirAll(logDir, 0o750); err != nil {
 		return err
 	}
-	vmkState := filepath.Join(p.cfg.StateDir, "vmkernel")
-	mgmtState := filepath.Join(p.cfg.StateDir, "mgmtd")
+	vmkState := p.cfg.Layout.ServiceState(layout.VMKernel)
+	mgmtState := p.cfg.Layout.ServiceState(layout.Mgmtd)
 	for _, d := range []string{vmkState, mgmtState} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -388,10 +388,10 @@ func (p *initProc) startServices() error {
 	if err := chownTree(mgmtState, api.MgmtdUID, api.MgmtdGID); err != nil {
 		return fmt.Errorf("chown %s: %w", mgmtState, err)
 	}
-	sock := filepath.Join(p.cfg.RunDir, "vmkernel.sock")
+	sock := p.cfg.Layout.VMKernelSocket()
 	// Host power through the API reaches this process: vmkernel signals it
 	// (u-root's init, PID 1, would ignore the signals).
-	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", filepath.Join(p.cfg.RunDir, "vms"),
+	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", p.cfg.Layout.VMRunDir(),
 		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades"}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
@@ -399,7 +399,7 @@ func (p *initProc) startServices() error {
 	if err := p.sup.Start(supervisor.Spec{
 		Name: "vmkernel", Path: filepath.Join(p.cfg.BinDir, "vmkernel"),
 		Args:    vmkArgs,
-		LogFile: filepath.Join(logDir, "vmkernel.log"),
+		LogFile: p.cfg.Layout.ServiceLog(layout.VMKernel),
 	}); err != nil {
 		return err
 	}
@@ -419,7 +419,7 @@ func (p *initProc) startServices() error {
 		Args:       []string{"-listen-fd", "3", "-state", mgmtState, "-vmkernel", sock},
 		Credential: &syscall.Credential{Uid: api.MgmtdUID, Gid: api.MgmtdGID},
 		ExtraFiles: []*os.File{lf},
-		LogFile:    filepath.Join(logDir, "mgmtd.log"),
+		LogFile:    p.cfg.Layout.ServiceLog(layout.Mgmtd),
 	}); err != nil {
 		return err
 	}
@@ -575,7 +575,7 @@ func (p *initProc) shutdownVMs() {
 			p.logf("plinth.vm_shutdown_timeout=%q is not a number of seconds; using %s", v, timeout)
 		}
 	}
-	c, err := client.NewVMKernel(filepath.Join(p.cfg.RunDir, "vmkernel.sock"), client.WithTimeout(timeout+15*time.Second))
+	c, err := client.NewVMKernel(p.cfg.Layout.VMKernelSocket(), client.WithTimeout(timeout+15*time.Second))
 	if err != nil {
 		p.logf("shutting down VMs: %v", err)
 		return
@@ -623,9 +623,9 @@ func (p *initProc) shutdown(why string, reboot bool) error {
 		}
 	}
 	if !p.live {
-		if err := unix.Unmount(p.cfg.StateDir, 0); err != nil {
+		if err := unix.Unmount(p.cfg.Layout.State, 0); err != nil {
 			p.logf("unmount STATE: %v (remounting read-only)", err)
-			_ = unix.Mount("", p.cfg.StateDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+			_ = unix.Mount("", p.cfg.Layout.State, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 		}
 	}
 	if reboot && p.cfg.Reboot != nil {

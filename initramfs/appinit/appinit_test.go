@@ -157,7 +157,7 @@ func TestBootLogMutes(t *testing.T) {
 	var console strings.Builder
 	b := newBootLog(&console)
 	fmt.Fprintln(b, "early")
-	path := filepath.Join(t.TempDir(), BootLogName)
+	path := filepath.Join(t.TempDir(), "boot.log")
 	b.openFile(path)
 	b.setMuted(true)
 	fmt.Fprintln(b, "quiet")

@@ -16,10 +16,6 @@ import (
 	"github.com/plinth/plinth/initramfs/supervisor"
 )
 
-// BootLogName is the boot log's file in the run directory: every line the
-// init and its services printed, which the DCUI's View System Logs shows.
-const BootLogName = "boot.log"
-
 // bootLog is the init's console writer. Every byte goes to the boot log
 // (kept in memory until /run exists); to the serial console only until the
 // DCUI owns it (mute), and again from the shutdown on (unmute).
@@ -76,7 +72,7 @@ func (b *bootLog) setMuted(m bool) {
 func (p *initProc) startDCUI(tty, term string) error {
 	return p.sup.Start(supervisor.Spec{
 		Name: "dcui-" + tty, Path: filepath.Join(p.cfg.BinDir, "dcui"),
-		Args: []string{"-tty", "/dev/" + tty, "-state", p.cfg.StateDir, "-run", p.cfg.RunDir,
+		Args: []string{"-tty", "/dev/" + tty, "-state", p.cfg.Layout.State, "-run", p.cfg.Layout.Run,
 			"-init-pid", strconv.Itoa(os.Getpid())},
 		Env:        []string{"TERM=" + term, "HOME=/root"},
 		MinBackoff: time.Second, MaxRestarts: 20,
@@ -122,7 +118,7 @@ func (p *initProc) startSerialDCUIs() {
 	if len(ttys) == 0 {
 		return
 	}
-	p.logf("the serial console is the DCUI's from now on; these lines go on in %s", filepath.Join(p.cfg.RunDir, BootLogName))
+	p.logf("the serial console is the DCUI's from now on; these lines go on in %s", p.cfg.Layout.BootLog())
 	// plinth.dcui=nomute keeps the log lines on the console too (debugging).
 	p.log.setMuted(p.cfg.Cmdline["plinth.dcui"] != "nomute")
 	// Only errors and worse from the kernel on the console from now on.

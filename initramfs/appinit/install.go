@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,11 +31,13 @@ const (
 //
 //	if done, reboot := p.installUnattended(); done { return p.shutdown("unattended install finished", reboot) }
 func (p *initProc) installUnattended() (done, reboot bool) {
-	if _, err := os.Stat(filepath.Join(p.cfg.StateDir, installer.InstalledMarker)); err == nil {
+	// Unattended installs never run from an installed disk (the ESP copied
+	// from the stick would carry its answer file along).
+	if _, err := os.Stat(p.cfg.Layout.InstalledMarker()); err == nil {
 		return false, false // an installed host never installs itself again
 	}
 	env := installer.DefaultEnv()
-	env.StateDir = p.cfg.StateDir
+	env.StateDir = p.cfg.Layout.State
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	found, err := installer.FindAnswer(ctx, installer.AnswerEnv{
@@ -50,7 +51,7 @@ func (p *initProc) installUnattended() (done, reboot bool) {
 			return nil
 		},
 		Env:      env,
-		MountDir: filepath.Join(p.cfg.RunDir, "bootmedia"),
+		MountDir: p.cfg.Layout.BootMediaMount(),
 	})
 	if errors.Is(err, installer.ErrNoAnswer) {
 		return false, false

@@ -94,7 +94,7 @@ func validHostname(h string) bool { return netconf.ValidHostname(h) }
 // rollback of a console change whose console went away (netconf.Keeper).
 func (p *initProc) keepNetwork() {
 	a := netconf.System(p.logf)
-	a.RunDir = p.cfg.RunDir
+	a.RunDir = p.cfg.Layout.Run
 	k := &netconf.Keeper{Applier: a}
 	k.Run(context.Background())
 }

@@ -32,13 +32,10 @@ func ext4Label(r io.ReaderAt) (label string, ok bool) {
 }
 
 // DatastorePrefix starts the label of every datastore file system
-// (PLINTH-DS1, PLINTH-DS2, ...); each is mounted on DatastoreRoot/<name>, the
+// (PLINTH-DS1, PLINTH-DS2, ...); each is mounted on layout.Datastores/<name>, the
 // name being the rest of the label in lower case with "ds" before it
 // (PLINTH-DS1 -> ds1), and handed to vmkernel as a datastore.
-const (
-	DatastorePrefix = "PLINTH-DS"
-	DatastoreRoot   = "/datastores"
-)
+const DatastorePrefix = "PLINTH-DS"
 
 // datastoreName maps a datastore label to its name, "" for other labels.
 func datastoreName(label string) string {

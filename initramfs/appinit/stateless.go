@@ -23,7 +23,6 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -174,7 +173,7 @@ func (p *initProc) bootMode() {
 	} else if p.mode.Mode == "" {
 		p.mode.Mode = api.BootInstalled
 	}
-	if err := writeBootMode(filepath.Join(p.cfg.RunDir, filepath.Base(api.BootModeFile)), p.mode); err != nil {
+	if err := writeBootMode(p.cfg.Layout.BootModeFile(), p.mode); err != nil {
 		p.logf("boot mode: %v", err)
 	}
 }
@@ -198,7 +197,7 @@ func (p *initProc) stateless() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", url, err)
 	}
-	if err := StageAnswer(p.cfg.StateDir, a); err != nil {
+	if err := StageAnswer(p.cfg.Layout.State, a); err != nil {
 		return fmt.Errorf("writing it to STATE: %w", err)
 	}
 	p.logf("stateless: configuration from %s: host name %s, network %s, root password set", url, orDash(a.Hostname), a.Network.Mode)

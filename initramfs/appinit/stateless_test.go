@@ -19,6 +19,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/auth"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
 )
 
@@ -44,14 +45,14 @@ func statelessHost(t *testing.T, url string, netcfg netconf.Config, cmdline Cmdl
 	for k, v := range cmdline {
 		c[k] = v
 	}
-	p := &initProc{cfg: Config{Console: &console, StateDir: t.TempDir(), RunDir: t.TempDir(), Cmdline: c}, live: true, netcfg: netcfg}
+	p := &initProc{cfg: Config{Console: &console, Layout: testLayout(t), Cmdline: c}, live: true, netcfg: netcfg}
 	p.noState(errors.New("no block device holds an ext4 file system labelled PLINTH-STATE"))
 	return p, &console
 }
 
 func readMode(t *testing.T, p *initProc) api.BootMode {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.cfg.RunDir, filepath.Base(api.BootModeFile)))
+	b, err := os.ReadFile(p.cfg.Layout.BootModeFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestStatelessAppliesAnswer(t *testing.T) {
 	if p.netcfg.Hostname != "esx-pxe-7" || p.netcfg.NIC != "eth1" {
 		t.Errorf("network configuration %+v, want the answer's (host name esx-pxe-7 on eth1)", p.netcfg)
 	}
-	dir := p.cfg.StateDir
+	dir := p.cfg.Layout.State
 	if err := auth.Verify(filepath.Join(dir, "mgmtd"), api.RootUser, statelessPassword); err != nil {
 		t.Errorf("the answer's root password does not log in: %v", err)
 	}
@@ -195,7 +196,7 @@ func TestStatelessFallsBackToLive(t *testing.T) {
 			if m := readMode(t, p); m.Mode != api.BootLive || m.Reason != p.mode.Reason {
 				t.Errorf("boot mode file %+v, want %+v", m, p.mode)
 			}
-			if _, err := os.Stat(filepath.Join(p.cfg.StateDir, "mgmtd", "passwd.json")); err == nil {
+			if _, err := os.Stat(filepath.Join(p.cfg.Layout.AuthDir(), "passwd.json")); err == nil {
 				t.Error("a root password was written from an answer file that was refused")
 			}
 		})
@@ -220,15 +221,28 @@ func TestStatelessRetriesAndLive(t *testing.T) {
 	}
 
 	var console bytes.Buffer
-	p := &initProc{cfg: Config{Console: &console, StateDir: t.TempDir(), RunDir: t.TempDir(), Cmdline: Cmdline{}}, live: true}
+	p := &initProc{cfg: Config{Console: &console, Layout: testLayout(t), Cmdline: Cmdline{}}, live: true}
 	p.noState(errors.New("no STATE here"))
 	p.bootMode()
 	if p.mode.Mode != api.BootLive || p.mode.Reason != "no STATE here" || !strings.Contains(console.String(), "LIVE MODE: no STATE here.") {
 		t.Errorf("mode %+v; console:\n%s", p.mode, console.String())
 	}
-	q := &initProc{cfg: Config{Console: &console, RunDir: t.TempDir()}}
+	q := &initProc{cfg: Config{Console: &console, Layout: testLayout(t)}}
 	q.bootMode()
 	if q.mode.Mode != api.BootInstalled {
 		t.Errorf("with STATE: mode %+v, want installed", q.mode)
 	}
+}
+
+// testLayout is a host layout in a temporary directory, its STATE and run
+// directories made (the init makes them on the appliance).
+func testLayout(t *testing.T) layout.Host {
+	t.Helper()
+	l := layout.Under(t.TempDir())
+	for _, d := range []string{l.State, l.Run} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
 }

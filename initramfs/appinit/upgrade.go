@@ -3,7 +3,6 @@ package appinit
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,13 +30,13 @@ func (p *initProc) openBanks() (h upgrade.Host, release func(), ok bool) {
 		return upgrade.Host{}, nil, false
 	}
 	env := installer.DefaultEnv()
-	env.StateDir = p.cfg.StateDir
-	esp, release, err := upgrade.Mount(env, filepath.Join(p.cfg.RunDir, "upgrade"), true)
+	env.StateDir = p.cfg.Layout.State
+	esp, release, err := upgrade.Mount(env, p.cfg.Layout.UpgradeMount(), true)
 	if err != nil {
 		p.logf("upgrade: the boot disk's ESP: %v", err)
 		return upgrade.Host{}, nil, false
 	}
-	return upgrade.Host{ESP: esp, StateDir: p.cfg.StateDir, Running: bank, Version: api.Version,
+	return upgrade.Host{ESP: esp, StateDir: p.cfg.Layout.State, Running: bank, Version: api.Version,
 		Firmware: upgrade.Firmware("/sys")}, release, true
 }
 
@@ -67,7 +66,7 @@ func (p *initProc) reconcileUpgrade() (trial bool) {
 // is out) and vmkernel lists its VMs. It returns an error when it cannot,
 // and the caller then fails the trial.
 func (p *initProc) keepTrial() error {
-	c, err := client.NewVMKernel(filepath.Join(p.cfg.RunDir, "vmkernel.sock"))
+	c, err := client.NewVMKernel(p.cfg.Layout.VMKernelSocket())
 	if err != nil {
 		return err
 	}

@@ -9,15 +9,14 @@ import (
 	"log"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"golang.org/x/sys/unix"
 
-	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/dcui"
+	"github.com/plinth/plinth/layout"
 )
 
 func main() {
@@ -31,12 +30,12 @@ func main() {
 func run(args []string) error {
 	fl := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	tty := fl.String("tty", "", "terminal device to run on (default: standard input and output)")
-	state := fl.String("state", api.StateDir, "the STATE directory")
-	runDir := fl.String("run", "/run/plinth", "the run directory (boot.log, vmkernel.sock)")
+	state := fl.String("state", layout.StateDir, "the STATE directory")
+	runDir := fl.String("run", layout.RunDir, "the run directory (boot.log, vmkernel.sock)")
 	vmk := fl.String("vmkernel", "", "vmkernel's socket (default RUN/vmkernel.sock)")
 	authDir := fl.String("auth", "", "the account directory (default STATE/mgmtd)")
 	initPID := fl.Int("init-pid", 0, "the appliance init's pid (SIGTERM: power off, SIGUSR1: restart)")
-	resolv := fl.String("resolv-conf", "/etc/resolv.conf", "where DNS servers are written")
+	resolv := fl.String("resolv-conf", layout.ResolvConf, "where DNS servers are written")
 	shell := fl.String("shell", "/bbin/gosh", "the Troubleshooting shell")
 	shellIdle := fl.Duration("shell-idle", 5*time.Minute, "end the Troubleshooting shell after this long without input")
 	idle := fl.Duration("idle", 10*time.Minute, "log the console out after this long without a key")
@@ -45,11 +44,12 @@ func run(args []string) error {
 	if err := fl.Parse(args[1:]); err != nil {
 		return err
 	}
+	where := layout.Host{State: *state, Run: *runDir}
 	if *vmk == "" {
-		*vmk = filepath.Join(*runDir, "vmkernel.sock")
+		*vmk = where.VMKernelSocket()
 	}
 	if *authDir == "" {
-		*authDir = filepath.Join(*state, "mgmtd")
+		*authDir = where.AuthDir()
 	}
 	in, out := os.Stdin, os.Stdout
 	ttyPath := *tty
@@ -85,7 +85,7 @@ func run(args []string) error {
 		_ = unix.IoctlSetWinsize(int(out.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
 	}
 	d, err := dcui.System(dcui.SystemConfig{
-		StateDir: *state, RunDir: *runDir, VMKernel: *vmk, AuthDir: *authDir, InitPID: *initPID,
+		Layout: where, VMKernel: *vmk, AuthDir: *authDir, InitPID: *initPID,
 		ResolvConf: *resolv, TTY: ttyPath, Shell: *shell, ShellIdle: *shellIdle, SetHostname: *setHost,
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/mgmtd"
 )
 
@@ -29,8 +30,8 @@ func run(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("mgmtd", flag.ContinueOnError)
 	listen := fs.String("listen", ":443", "address to serve HTTPS on (ignored with -listen-fd)")
 	listenFD := fs.Int("listen-fd", -1, "serve on the inherited listening socket at this file descriptor")
-	state := fs.String("state", api.StateDir+"/mgmtd", "state directory (TLS certificate and key)")
-	vmk := fs.String("vmkernel", api.VMKernelSocket, "vmkernel's unix socket")
+	state := fs.String("state", layout.Default().ServiceState(layout.Mgmtd), "state directory (TLS certificate and key)")
+	vmk := fs.String("vmkernel", layout.Default().VMKernelSocket(), "vmkernel's unix socket")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/installer"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/upgrade"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/accel"
@@ -42,19 +43,20 @@ func main() {
 
 func run(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("vmkernel", flag.ContinueOnError)
-	socket := fs.String("socket", api.VMKernelSocket, "unix socket of the local API")
-	state := fs.String("state", api.StateDir+"/vmkernel", "state directory")
+	where := layout.Default()
+	socket := fs.String("socket", where.VMKernelSocket(), "unix socket of the local API")
+	state := fs.String("state", where.ServiceState(layout.VMKernel), "state directory")
 	qemuBin := fs.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
-	runRoot := fs.String("run", "/run/plinth/vms", "directory of the running VMs' sockets (one subdirectory per VM)")
+	runRoot := fs.String("run", where.VMRunDir(), "directory of the running VMs' sockets (one subdirectory per VM)")
 	accelMode := fs.String("accel", "auto", "acceleration: auto (detect), kvm (refused unless detected) or tcg (force emulation)")
 	offerInstall := fs.Bool("installer", false, "offer installing Plinth to one of this host's disks through the API (the appliance sets it)")
 	offerUpgrades := fs.Bool("upgrades", false, "offer system upgrades and rollback of the boot disk's banks through the API (the appliance sets it)")
 	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
 	var netPaths vmkernel.NetworkPaths
-	fs.StringVar(&netPaths.StateDir, "network-state", api.StateDir, "where the management network configuration is saved (network.json, written by the DCUI)")
-	fs.StringVar(&netPaths.RunDir, "network-run", "/run/plinth", "where a management network change awaiting confirmation and the record of what was applied are")
-	fs.StringVar(&netPaths.ResolvConf, "resolv-conf", "/etc/resolv.conf", "the resolver's file, for the live DNS servers")
+	fs.StringVar(&netPaths.StateDir, "network-state", where.State, "where the management network configuration is saved (network.json, written by the DCUI)")
+	fs.StringVar(&netPaths.RunDir, "network-run", where.Run, "where a management network change awaiting confirmation and the record of what was applied are")
+	fs.StringVar(&netPaths.ResolvConf, "resolv-conf", layout.ResolvConf, "the resolver's file, for the live DNS servers")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -158,7 +160,7 @@ func run(log *slog.Logger, args []string) error {
 	}
 	var upg *vmkernel.Upgrades
 	if *offerUpgrades {
-		upg = &vmkernel.Upgrades{Open: openBanks, PublicKey: upgrade.PublicKey, StageDir: "/run/plinth/upgrade-stage"}
+		upg = &vmkernel.Upgrades{Open: openBanks, PublicKey: upgrade.PublicKey, StageDir: where.UpgradeStage()}
 	}
 	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores,
 		Switches: vs, Events: broker, Power: power, Installer: inst, Upgrades: upg, Network: netPaths})
@@ -302,10 +304,10 @@ func openBanks(write bool) (upgrade.Host, func(), error) {
 	if err != nil {
 		return upgrade.Host{}, nil, err
 	}
-	esp, release, err := upgrade.Mount(installer.DefaultEnv(), "/run/plinth/upgrade", write)
+	esp, release, err := upgrade.Mount(installer.DefaultEnv(), layout.Default().UpgradeMount(), write)
 	if err != nil {
 		return upgrade.Host{}, nil, err
 	}
-	return upgrade.Host{ESP: esp, StateDir: api.StateDir, Running: upgrade.RunningBank(string(cmdline)),
+	return upgrade.Host{ESP: esp, StateDir: layout.StateDir, Running: upgrade.RunningBank(string(cmdline)),
 		Version: api.Version, Firmware: upgrade.Firmware("/sys")}, release, nil
 }
