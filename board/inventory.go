@@ -96,45 +96,10 @@ func (r *reader) cpu() api.HostCPU {
 	return c
 }
 
-// parseCPUInfo fills the model, topology and flags from /proc/cpuinfo (x86:
-// "physical id" and "core id" give sockets and cores; other architectures
-// lack them and count one socket of single-thread cores).
+// parseCPUInfo fills the model, topology and flags from /proc/cpuinfo.
 func (r *reader) parseCPUInfo(text string, c *api.HostCPU) {
-	sockets := map[string]bool{}
-	cores := map[string]bool{}
-	var phys, flags string
-	for _, block := range strings.Split(text, "\n\n") {
-		if strings.TrimSpace(block) == "" {
-			continue
-		}
-		c.Threads++
-		phys = ""
-		core := ""
-		for _, line := range strings.Split(block, "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-			switch k {
-			case "model name":
-				if c.Model == "" {
-					c.Model = v
-				}
-			case "physical id":
-				phys = v
-			case "core id":
-				core = v
-			case "flags":
-				flags = v
-			}
-		}
-		sockets[phys] = true
-		if core == "" {
-			core = strconv.Itoa(c.Threads)
-		}
-		cores[phys+"/"+core] = true
-	}
+	ci := ParseCPUInfo(text)
+	c.Model, c.Threads, c.Sockets, c.Cores = ci.Model, ci.Threads, ci.Sockets, ci.Cores
 	if c.Threads == 0 {
 		r.gap("cpu", "/proc/cpuinfo", "no processors listed")
 		return
@@ -142,11 +107,9 @@ func (r *reader) parseCPUInfo(text string, c *api.HostCPU) {
 	if c.Model == "" {
 		r.gap("cpu", "/proc/cpuinfo", `no "model name" line`)
 	}
-	c.Sockets, c.Cores = len(sockets), len(cores)
-	for _, f := range strings.Fields(flags) {
+	c.Virtualization = ci.Virtualization()
+	for _, f := range ci.Flags {
 		switch f {
-		case "vmx", "svm":
-			c.Virtualization = f
 		case "ept":
 			c.SecondLevelPaging = "ept"
 		case "npt":

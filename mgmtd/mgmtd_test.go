@@ -18,9 +18,9 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/auth"
+	"github.com/plinth/plinth/board/accel"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/mgmtd"
-	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
-	"github.com/plinth/plinth/vmkernel/hostinfo"
+	"github.com/plinth/plinth/board"
 )
 
 // FloorMarker is the line the floor guest's init prints (see floorinit).
@@ -167,14 +167,9 @@ func InstallGuest(kernel, dir string, build func(dir string) (string, error)) er
 
 // HostCPU is this machine's CPU model, for benchmark reports.
 func HostCPU() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
+	ci, err := board.ReadCPUInfo("/proc")
+	if err != nil || ci.Model == "" {
 		return "unknown CPU"
 	}
-	defer f.Close()
-	m, err := hostinfo.ParseCPUModel(f)
-	if err != nil {
-		return "unknown CPU"
-	}
-	return m
+	return ci.Model
 }

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/vmkernel/accel"
+	"github.com/plinth/plinth/board/accel"
 )
 
 // Errors callers can test with errors.Is.

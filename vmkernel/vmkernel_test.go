@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board/accel"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/vmkernel"
-	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 )
 

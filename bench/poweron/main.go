@@ -30,8 +30,8 @@ import (
 	"syscall"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board/accel"
 	qemutest "github.com/plinth/plinth/qemu-test"
-	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/runner/powerbench"
 )
 

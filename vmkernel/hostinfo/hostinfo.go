@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board"
 )
 
 // Source says where to read host facts from. The zero value reads the live
@@ -50,8 +51,12 @@ func (s Source) Gather() (api.Host, error) {
 	if h.Kernel, err = KernelRelease(); err != nil {
 		return h, err
 	}
-	if h.CPUModel, err = readWith(filepath.Join(proc, "cpuinfo"), ParseCPUModel); err != nil {
-		return h, err
+	ci, err := board.ReadCPUInfo(proc)
+	if err != nil {
+		return h, fmt.Errorf("host facts: %w", err)
+	}
+	if h.CPUModel = ci.Model; h.CPUModel == "" {
+		h.CPUModel = "unknown"
 	}
 	if h.CPUCount, err = readWith(filepath.Join(sys, "devices", "system", "cpu", "online"), ParseCPUList); err != nil {
 		return h, err
@@ -87,23 +92,6 @@ func KernelRelease() (string, error) {
 		return "", fmt.Errorf("uname: %w", err)
 	}
 	return unix.ByteSliceToString(u.Release[:]), nil
-}
-
-// ParseCPUModel returns the first "model name" in /proc/cpuinfo text. CPUs
-// without one (some virtual and non-x86 CPUs) give "unknown", not an error.
-func ParseCPUModel(r io.Reader) (string, error) {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for s.Scan() {
-		k, v, ok := strings.Cut(s.Text(), ":")
-		if ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	if err := s.Err(); err != nil {
-		return "", err
-	}
-	return "unknown", nil
 }
 
 // ParseCPUList counts the CPUs in a kernel CPU list such as

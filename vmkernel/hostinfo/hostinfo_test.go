@@ -49,16 +49,6 @@ func TestParseUptime(t *testing.T) {
 	}
 }
 
-func TestParseCPUModel(t *testing.T) {
-	got, err := ParseCPUModel(strings.NewReader("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t: fpu\n"))
-	if err != nil || got != "AMD EPYC 9B14" {
-		t.Errorf("ParseCPUModel = %q, %v", got, err)
-	}
-	if got, _ := ParseCPUModel(strings.NewReader("processor: 0\n")); got != "unknown" {
-		t.Errorf("ParseCPUModel without model name = %q", got)
-	}
-}
-
 func fixture(t *testing.T) Source {
 	t.Helper()
 	root := t.TempDir()

@@ -13,8 +13,8 @@ import (
 	"strconv"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board/accel"
 	qemutest "github.com/plinth/plinth/qemu-test"
-	"github.com/plinth/plinth/vmkernel/accel"
 )
 
 func main() {

@@ -1,5 +1,6 @@
 // Command vmkernel is Plinth's root VM service: it decides the host's
-// acceleration (KVM or TCG) once, loads the VM inventory, re-attaches to the
+// acceleration (KVM or TCG) once (when the KVM module has loaded, if the
+// init is still loading it: -kvm-loading), loads the VM inventory, re-attaches to the
 // QEMU processes a previous vmkernel left running, then serves the local API
 // on a unix socket until SIGTERM or SIGINT (which leaves the VMs running),
 // starting meanwhile the stopped VMs flagged for autostart, in their order.
@@ -20,11 +21,11 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board/accel"
 	"github.com/plinth/plinth/installer"
 	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/upgrade"
 	"github.com/plinth/plinth/vmkernel"
-	"github.com/plinth/plinth/vmkernel/accel"
 	"github.com/plinth/plinth/vmkernel/cgroup"
 	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
@@ -50,6 +51,7 @@ func run(log *slog.Logger, args []string) error {
 	gid := fs.Int("socket-gid", api.MgmtdGID, "group that may connect to the socket (applied when running as root)")
 	runRoot := fs.String("run", where.VMRunDir(), "directory of the running VMs' sockets (one subdirectory per VM)")
 	accelMode := fs.String("accel", "auto", "acceleration: auto (detect), kvm (refused unless detected) or tcg (force emulation)")
+	kvmLoading := fs.String("kvm-loading", "", "a file that exists while the init is still loading the KVM module: the acceleration is decided once it is gone, and VM starts wait for that (the appliance sets it); empty: decide at start")
 	offerInstall := fs.Bool("installer", false, "offer installing Plinth to one of this host's disks through the API (the appliance sets it)")
 	offerUpgrades := fs.Bool("upgrades", false, "offer system upgrades and rollback of the boot disk's banks through the API (the appliance sets it)")
 	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
@@ -69,14 +71,43 @@ func run(log *slog.Logger, args []string) error {
 		return fmt.Errorf("state directory: %w", err)
 	}
 
-	acc, err := chooseAccel(accel.Detect(), *accelMode)
-	if err != nil {
-		return err
+	if _, err := chooseAccel(api.Acceleration{Mode: api.AccelKVM}, *accelMode); err != nil {
+		return err // a bad -accel value
 	}
-	if acc.Mode == api.AccelTCG {
-		log.Warn("vmkernel: WARNING: virtual machines will run under TCG emulation (slow)", "reason", acc.Reason)
-	} else {
-		log.Info("vmkernel: acceleration", "mode", acc.Mode, "reason", acc.Reason)
+	decider := accel.NewDecider(accel.DeciderConfig{
+		Loading: *kvmLoading,
+		Detect: func() api.Acceleration {
+			a, err := chooseAccel(accel.Detect(), *accelMode)
+			if err != nil { // -accel kvm on a host without it: no VM starts
+				a.Mode, a.Reason = "", err.Error()
+			}
+			return a
+		},
+		OnDecided: func(acc api.Acceleration, waited time.Duration) {
+			switch acc.Mode {
+			case api.AccelTCG:
+				log.Warn("vmkernel: WARNING: virtual machines will run under TCG emulation (slow)", "reason", acc.Reason, "decided_after", waited.Round(time.Millisecond))
+			case api.AccelKVM:
+				log.Info("vmkernel: acceleration", "mode", acc.Mode, "reason", acc.Reason, "decided_after", waited.Round(time.Millisecond))
+			default:
+				log.Error("vmkernel: virtual machines cannot start", "reason", acc.Reason)
+			}
+		},
+	})
+	accelNow := func(ctx context.Context) (string, error) {
+		a, err := decider.Wait(ctx)
+		if err == nil && a.Mode == "" {
+			err = errors.New(a.Reason)
+		}
+		return a.Mode, err
+	}
+	if *accelMode == api.AccelKVM { // insisting on KVM: fail now, not at the first VM start
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := accelNow(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 
 	// Asking QEMU its version proves it loads; in the appliance that first run
@@ -94,9 +125,10 @@ func run(log *slog.Logger, args []string) error {
 		qemu.Store(v)
 		log.Info("vmkernel: QEMU", "version", v)
 	}()
-	src := hostinfo.Source{Accel: acc}
+	src := hostinfo.Source{}
 	host := func() (api.Host, error) {
 		h, err := src.Gather()
+		h.Acceleration = decider.Current()
 		h.QEMU = qemu.Load().(string)
 		return h, err
 	}
@@ -134,7 +166,7 @@ func run(log *slog.Logger, args []string) error {
 	}
 	broker := events.New(0)
 	mgr, err := runner.New(runner.Config{
-		QEMU: *qemuBin, Accel: acc.Mode, Datastores: datastores,
+		QEMU: *qemuBin, AccelNow: accelNow, Datastores: datastores,
 		RunRoot: *runRoot, StateRoot: filepath.Join(*state, "vm-state"), Log: log,
 		Switches: switches, OnState: broker.StateHook, Cgroups: cgroups,
 	})

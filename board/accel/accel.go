@@ -9,6 +9,10 @@
 // its inputs from injectable roots so tests can use fixture trees, and Detect
 // does both on the live host. The qemu-test harness uses this package too, to
 // choose how to run QEMU on the build machine.
+//
+// On the appliance the KVM module may still be loading when vmkernel starts
+// (the init does not hold the API back for it); a Decider keeps the decision
+// pending until the load has ended, then makes it once.
 package accel
 
 import (
@@ -24,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board"
 )
 
 // KVM ioctls and capabilities (linux/kvm.h); x/sys/unix does not define them.
@@ -38,8 +43,8 @@ const (
 
 // Module names that matter to the decision.
 const (
-	ModIntel = "kvm_intel"
-	ModAMD   = "kvm_amd"
+	ModIntel = board.KVMIntel
+	ModAMD   = board.KVMAMD
 	ModPVM   = "kvm_pvm"
 )
 
@@ -168,9 +173,8 @@ func ReadInputs(procRoot, sysRoot, devKVM string) Inputs {
 			}
 		}
 	}
-	if f, err := os.Open(filepath.Join(procRoot, "cpuinfo")); err == nil {
-		in.CPUFlags, _ = ParseCPUFlags(f)
-		f.Close()
+	if ci, err := board.ReadCPUInfo(procRoot); err == nil {
+		in.CPUFlags = ci.Flags
 	}
 	for _, m := range []string{ModIntel, ModAMD} {
 		b, err := os.ReadFile(filepath.Join(sysRoot, "module", m, "parameters", "nested"))
@@ -215,21 +219,4 @@ func ParseModules(r io.Reader) ([]string, error) {
 		return mods, fmt.Errorf("reading modules: %w", err)
 	}
 	return mods, nil
-}
-
-// ParseCPUFlags returns the "flags" of the first processor in /proc/cpuinfo
-// text.
-func ParseCPUFlags(r io.Reader) ([]string, error) {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for s.Scan() {
-		k, v, ok := strings.Cut(s.Text(), ":")
-		if ok && strings.TrimSpace(k) == "flags" {
-			return strings.Fields(v), nil
-		}
-	}
-	if err := s.Err(); err != nil {
-		return nil, fmt.Errorf("reading cpuinfo: %w", err)
-	}
-	return nil, nil
 }

@@ -154,10 +154,3 @@ func TestDetectLive(t *testing.T) {
 		t.Errorf("Detect() = kvm without kvm_intel or kvm_amd loaded: %+v", a)
 	}
 }
-
-func TestParseCPUFlagsNone(t *testing.T) {
-	flags, err := ParseCPUFlags(strings.NewReader("processor: 0\n"))
-	if err != nil || flags != nil {
-		t.Errorf("ParseCPUFlags = %q, %v", flags, err)
-	}
-}
