@@ -5,9 +5,10 @@ export GOFLAGS := -mod=mod
 
 IMAGE := build/vmlinuz build/initramfs.cpio.zst
 GO_SOURCES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
-IMAGE_INPUTS := $(GO_SOURCES) $(wildcard initramfs/*.sh initramfs/*.txt initramfs/*.lock)
+WEB_INPUTS := web/package.json web/package-lock.json $(wildcard web/src/*) $(wildcard web/bundle/*.go)
+IMAGE_INPUTS := $(GO_SOURCES) $(WEB_INPUTS) $(wildcard initramfs/*.sh initramfs/*.txt initramfs/*.lock)
 
-.PHONY: all deps image usb iso pxe next run test vet unit fuzz e2e bench clean
+.PHONY: all deps web image usb iso pxe next run test vet unit fuzz e2e bench clean
 
 all: image
 
@@ -18,6 +19,14 @@ build/.deps: scripts/deps.sh initramfs/packages.lock
 	@mkdir -p build && scripts/deps.sh && touch $@
 
 image: build/.deps $(IMAGE) usb
+
+# The web client (web/src, npm packages pinned by web/package-lock.json),
+# bundled by esbuild into web/dist, which mgmtd embeds; the image build
+# runs the same step.
+web: build/.deps web/dist/index.html.gz
+
+web/dist/index.html.gz: $(WEB_INPUTS)
+	go run ./web/cmd/plinth-webbuild
 
 # Boot media (installer/mkimage.sh): build/plinth-VERSION.img, the USB stick /
 # disk image (UEFI and BIOS), and build/plinth-VERSION.iso (hybrid: CD or
@@ -47,14 +56,14 @@ build/next/version: $(IMAGE)
 run: build/.deps $(IMAGE)
 	go run ./qemu-test/cmd/plinth-run
 
-vet: build/.deps
+vet: build/.deps web
 	go vet ./...
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # The unit tests include real-QEMU integration tests that boot the image's
 # kernel; they run after the image is built and may not skip for want of it.
-unit: build/.deps $(IMAGE)
+unit: build/.deps web $(IMAGE)
 	PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 15m ./...
 
 # Every request decoder has a fuzz target; `make test` runs each briefly,

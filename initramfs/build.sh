@@ -179,6 +179,11 @@ if [ ! -f "$KEY" ]; then
 fi
 PUBKEY="$(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle pubkey -key "$KEY" -create)" || die "plinth-bundle pubkey failed"
 
+step web
+# The web client mgmtd serves, built from web/src and the npm packages pinned
+# in web/package-lock.json into web/dist, which mgmtd embeds.
+(cd "$ROOT" && go run ./web/cmd/plinth-webbuild) || die "the web client did not build"
+
 step userland
 if [ "$NEXT" = 1 ]; then
 	VERSION="$(cat "$BUILD/version")-next"

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,7 @@ import (
 	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/tasks"
+	"github.com/plinth/plinth/web"
 )
 
 // Config is what a Server needs.
@@ -146,7 +148,14 @@ func (s *Server) Handler() http.Handler {
 	for _, rt := range s.routes {
 		r.Handle(rt.Path, s.wrap(rt)).Methods(rt.Method)
 	}
+	client := web.Handler()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// Everything outside the API is the web client's (its pages and
+		// files); the API's unknown paths stay problems.
+		if (req.Method == http.MethodGet || req.Method == http.MethodHead) && !strings.HasPrefix(req.URL.Path, "/api/") {
+			client.ServeHTTP(w, req)
+			return
+		}
 		writeProblem(w, api.Problem{Status: http.StatusNotFound, Detail: "no route " + req.URL.Path})
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

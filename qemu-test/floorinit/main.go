@@ -6,10 +6,14 @@
 // combine with commas: with plinthfloor=disks (e.g. plinthfloor=disks,hang)
 // it first loads the kernel modules the initramfs holds in /modules (in name
 // order), mounts sysfs and prints one "PLINTH-DISK <name> <bytes>" line per
-// block device.
+// block device. With plinthfloor=console it answers its console after the
+// marker: each line typed is echoed back as "floor: LINE", and the line
+// "poweroff" powers the machine off (the web client's test types it into
+// the serial terminal).
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,6 +38,9 @@ func main() {
 		printDisks()
 	}
 	fmt.Printf("%s uptime_ms=%d\n", marker, ts.Nano()/1e6)
+	if slices.Contains(modes, "console") {
+		answerConsole()
+	}
 	if slices.Contains(modes, "hang") {
 		for { // not select{}: Go would call that a deadlock and exit
 			time.Sleep(time.Hour)
@@ -43,6 +50,19 @@ func main() {
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		// PID 1 exiting panics the kernel; panic=-1 and -no-reboot end QEMU.
 		fmt.Println("floorinit: power off:", err)
+	}
+}
+
+// answerConsole reads lines from the console until "poweroff" (or the end).
+func answerConsole() {
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "poweroff" {
+			fmt.Println("floor: powering off")
+			return
+		}
+		fmt.Printf("floor: %s\n", line)
 	}
 }
 

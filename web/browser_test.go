@@ -1,0 +1,77 @@
+package web_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/auth"
+	"github.com/plinth/plinth/mgmtd"
+	qemutest "github.com/plinth/plinth/qemu-test"
+	"github.com/plinth/plinth/vmkernel/vmkerneltest"
+	"github.com/plinth/plinth/web"
+	"github.com/plinth/plinth/web/webtest"
+)
+
+const password = "Plinth-web-1"
+
+// serve runs a real vmkernel (QEMU under TCG, datastore ds1) and a real
+// mgmtd with the root password set, and answers mgmtd's address.
+func serve(t *testing.T) string {
+	t.Helper()
+	if !web.Built() {
+		t.Fatal("the web client is not built: run `make web` first")
+	}
+	rig := vmkerneltest.Start(t, vmkerneltest.Options{Datastores: []string{"ds1"}})
+	state := t.TempDir()
+	if err := auth.SetPassword(state, api.RootUser, password); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: rig.Socket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return "https://" + l.Addr().String()
+}
+
+// shots is where a test's screenshots go: build/screenshots/NAME.
+func shots(t *testing.T) string {
+	root, err := qemutest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "build", "screenshots", t.Name())
+	os.RemoveAll(dir)
+	return dir
+}
+
+// TestBrowserTour drives the client in Chromium against a local mgmtd and
+// vmkernel: the issue's whole path (webtest.Tour) with a real guest booted
+// from an uploaded ISO under TCG.
+func TestBrowserTour(t *testing.T) {
+	kernel, err := qemutest.FindKernel()
+	if err != nil {
+		qemutest.NoKernel(t, "%v", err)
+	}
+	iso, err := qemutest.BuildFloorISO(kernel, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t)
+	b := webtest.Start(t, shots(t), 1280, 900)
+	webtest.Tour(t, b, webtest.Site{URL: url, Password: password, Datastore: "ds1", ISO: iso, Marker: qemutest.FloorMarker})
+}

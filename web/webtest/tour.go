@@ -1,0 +1,173 @@
+package webtest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// Site is the host the tour visits.
+type Site struct {
+	URL       string // https://HOST:PORT
+	Password  string // root's
+	Datastore string // where the ISO goes
+	ISO       string // a small bootable ISO on this machine (BuildFloorISO)
+	// Marker is text the guest prints on its serial console once up; the
+	// guest powers off when "poweroff" is typed there.
+	Marker string
+	// Slow stretches every wait (the appliance under TCG).
+	Slow time.Duration
+}
+
+func (s Site) wait(d time.Duration) time.Duration { return d + s.Slow }
+
+// js quotes a Go string as a JavaScript string.
+func js(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", `\n`).Replace(s) + "'"
+}
+
+// Login logs in as root through the form, by the keyboard alone.
+func Login(t testing.TB, b *Browser, s Site) {
+	t.Helper()
+	b.Do("open the login page", s.wait(30*time.Second), chromedp.Navigate(s.URL+"/"))
+	b.WaitFor("the login form", `document.querySelector('input[name=password]')`, s.wait(20*time.Second))
+	b.Shot("login")
+	// The password field has the focus; Enter submits.
+	b.Do("type the password", 10*time.Second, chromedp.KeyEvent(s.Password+"\r"))
+	b.WaitFor("the host page after login", `document.querySelector('#logout') && document.querySelector('#host-facts')`, s.wait(30*time.Second))
+}
+
+// Tour is the issue's end-to-end path: log in; a wrong password's problem
+// shown beside its field; upload an ISO with its progress shown; create a
+// VM from the form (its problems beside the fields first); start it and see
+// the guest's text in the serial terminal; see its screen drawn over VNC;
+// type poweroff and see the state turn to stopped without a reload; log out
+// and see the old session refused by the API. Screenshots of each step go
+// to b.Shots. It answers the VM's name.
+func Tour(t testing.TB, b *Browser, s Site) string {
+	t.Helper()
+	b.Do("open the login page", s.wait(30*time.Second), chromedp.Navigate(s.URL+"/"))
+	b.WaitFor("the login form", `document.querySelector('input[name=password]')`, s.wait(20*time.Second))
+	b.Do("a wrong password", 10*time.Second, chromedp.SendKeys(chromedp.CSS("input[name=password]"), "not-the-password\r"))
+	b.WaitFor("the wrong password's problem", `document.querySelector('[role=alert]') && document.querySelector('[role=alert]').textContent.length > 0`, s.wait(20*time.Second))
+	b.Shot("login-refused")
+	typeInto(t, b, "input[name=password]", s.Password+"\r")
+	b.WaitFor("the host page", `document.querySelector('#logout') && document.querySelector('#host-facts')`, s.wait(30*time.Second))
+	b.Shot("host")
+
+	// Upload the ISO with the upload throttled, so its progress is seen.
+	b.Do("open the datastore", 20*time.Second, chromedp.Click(chromedp.CSS(`a[href="/storage"]`)))
+	b.Do("open "+s.Datastore, s.wait(20*time.Second), chromedp.Click(chromedp.CSS(`a[href="/storage/`+s.Datastore+`"]`)))
+	b.WaitFor("the file browser", `document.querySelector('#upload-input')`, s.wait(20*time.Second))
+	throttle(t, b, 4<<20)
+	Eval[bool](b, `(window.__progress = [], new MutationObserver(() => document.querySelectorAll('.uploads [role=progressbar]').forEach(e => window.__progress.push(+e.getAttribute('aria-valuenow')))).observe(document.body, {subtree: true, childList: true, attributes: true}), true)`)
+	b.Do("choose the ISO", 20*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#upload-input"), []string{s.ISO}))
+	b.WaitFor("the upload's progress part way", `window.__progress.some(v => v > 0 && v < 100)`, s.wait(60*time.Second))
+	b.Shot("upload-progress")
+	b.WaitFor("the upload done", `[...document.querySelectorAll('.uploads .up-state')].some(e => e.textContent === 'done')`, s.wait(180*time.Second))
+	throttle(t, b, -1)
+	b.WaitFor("the ISO listed", `[...document.querySelectorAll('table.list td')].some(td => td.textContent === 'floor.iso')`, s.wait(20*time.Second))
+	b.Shot("uploaded")
+
+	// Create a VM: first with no name, whose problem must sit beside the
+	// name field; then properly.
+	b.Do("open the VM list", 20*time.Second, chromedp.Click(chromedp.CSS(`a[href="/vms"]`)))
+	b.Do("open the form", 20*time.Second, chromedp.Click(chromedp.CSS(`a[href="/vms/new"]`)))
+	b.WaitFor("the ISO offered", `[...document.querySelectorAll('select option')].some(o => o.value.endsWith('floor.iso'))`, s.wait(30*time.Second))
+	b.Do("submit without a name", 20*time.Second, chromedp.Click(chromedp.CSS(`.vm-form button[type=submit]`)))
+	b.WaitFor("the name's problem beside it", `document.querySelector('.error[data-field=name]')`, s.wait(30*time.Second))
+	nameErr := Eval[string](b, `document.querySelector('.error[data-field=name]').textContent`)
+	if nameErr == "" {
+		t.Fatal("the name's problem is empty")
+	}
+	b.Shot("form-problem")
+	name := "web1"
+	setField(t, b, "name", name)
+	setField(t, b, "memory_mib", "256")
+	Eval[bool](b, `(() => { const s = [...document.querySelectorAll('.vm-form select')].find(s => [...s.options].some(o => o.value.endsWith('floor.iso'))); s.value = [...s.options].find(o => o.value.endsWith('floor.iso')).value; s.dispatchEvent(new Event('change', {bubbles: true})); return true })()`)
+	setField(t, b, "disks[0].size_gib", "1")
+	b.Do("create the VM", 20*time.Second, chromedp.Click(chromedp.CSS(`.vm-form button[type=submit]`)))
+	b.WaitFor("the VM's page", `document.querySelector('#vm-state') && document.querySelector('#vm-h').textContent === `+js(name), s.wait(60*time.Second))
+	b.Shot("vm-created")
+
+	// Start it; the serial terminal shows the guest's text.
+	b.Do("start", 20*time.Second, chromedp.Click(chromedp.CSS(`button[data-action=start]`)))
+	b.WaitFor("running", `document.querySelector('#vm-state').textContent === 'running'`, s.wait(60*time.Second))
+	b.WaitFor("the guest's marker in the serial terminal", `(() => { const t = document.querySelector('#serial-term'); if (!t || !t.terminal) return false; const b = t.terminal.buffer.active; let s = ''; for (let i = 0; i < b.length; i++) s += b.getLine(i).translateToString(true) + '\n'; return s.includes(`+js(s.Marker)+`) })()`, s.wait(240*time.Second))
+	b.Shot("serial-console")
+
+	// The screen: noVNC's canvas must hold more than one colour.
+	b.Do("the screen tab", 20*time.Second, chromedp.Click(chromedp.CSS(`#tab-vnc`)))
+	b.WaitFor("a drawn screen", `(() => { const c = document.querySelector('#vnc-screen canvas'); if (!c || !c.width || !c.height) return false; const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 7) { seen.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]); if (seen.size > 1) return true; } return false })()`, s.wait(60*time.Second))
+	b.Shot("vnc-screen")
+
+	// Back to the serial console: type poweroff; the guest powers off and
+	// the state turns to stopped by the event stream, with no reload.
+	Eval[bool](b, `(window.__noReload = true)`)
+	b.Do("the serial tab", 20*time.Second, chromedp.Click(chromedp.CSS(`#tab-serial`)))
+	b.WaitFor("the serial console connected", `document.querySelector('.console .conn') && document.querySelector('.console .conn').textContent === 'connected'`, s.wait(30*time.Second))
+	// Text typed into xterm.js arrives as an input event (as from an input
+	// method); chromedp's key events reach it twice (keydown and keypress).
+	b.Do("type poweroff", 20*time.Second, chromedp.Focus(chromedp.CSS(`#serial-term textarea`)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, input.InsertText, input.InsertTextParams{Text: "poweroff"})
+			return err
+		}), chromedp.KeyEvent("\r"))
+	b.WaitFor("stopped without a reload", `window.__noReload === true && document.querySelector('#vm-state').textContent === 'stopped'`, s.wait(120*time.Second))
+	b.Shot("vm-stopped")
+
+	// Log out: the page forgets the token and the API refuses the old one.
+	tok := Eval[string](b, `window.plinthToken()`)
+	if tok == "" {
+		t.Fatal("no session token in the page before logging out")
+	}
+	b.Do("log out", 20*time.Second, chromedp.Click(chromedp.CSS(`#logout`)))
+	b.WaitFor("the login page", `document.querySelector('input[name=password]')`, s.wait(20*time.Second))
+	status := Eval[float64](b, `fetch('/api/v1/vms', {headers: {Authorization: 'Bearer ' + `+js(tok)+`}}).then(r => r.status)`)
+	if status != 401 {
+		t.Fatalf("after logging out the old session still gets %v from the API", status)
+	}
+	if left := Eval[string](b, `window.plinthToken()`); left != "" {
+		t.Fatal("the page still holds a token after logging out")
+	}
+	b.Shot("logged-out")
+	return name
+}
+
+// setField types into the form's input for the field name.
+func setField(t testing.TB, b *Browser, name, value string) {
+	t.Helper()
+	typeInto(t, b, fmt.Sprintf(`.vm-form [name=%q]`, name), value)
+}
+
+// typeInto focuses the element, selects what it holds and types over it,
+// as a user would.
+func typeInto(t testing.TB, b *Browser, css, text string) {
+	t.Helper()
+	if !Eval[bool](b, `(e => { if (!e) return false; e.focus(); e.select && e.select(); return true })(document.querySelector(`+js(css)+`))`) {
+		b.Shot("failed-no-" + slug(css))
+		t.Fatalf("no %s on the page:\n%s", css, b.PageText())
+	}
+	b.Do("type into "+css, 20*time.Second, chromedp.KeyEvent(text))
+}
+
+// throttle limits the page's uploads to bytesPerSecond (-1: no limit).
+func throttle(t testing.TB, b *Browser, bytesPerSecond float64) {
+	t.Helper()
+	b.Do("throttle uploads", 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+			MatchedNetworkConditions: []*network.Conditions{{DownloadThroughput: -1, UploadThroughput: bytesPerSecond}},
+		})
+		return err
+	}))
+}
