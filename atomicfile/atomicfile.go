@@ -55,8 +55,23 @@ func WriteFrom(path string, r io.Reader, perm os.FileMode) error {
 	return Write(path, data, perm)
 }
 
+// WriteOwned is Write for a file another user reads or owns: the temp
+// file is given to uid:gid through its descriptor before the rename, so the
+// file appears under path already owned by them. Changing the owner by name
+// after the rename would follow a symbolic link that user had put at path
+// meanwhile (in a directory they own), handing them any file of the host.
+func WriteOwned(path string, data []byte, perm os.FileMode, uid, gid int) error {
+	return write(path, data, perm, &owner{uid, gid}, nil)
+}
+
+type owner struct{ uid, gid int }
+
 // WriteHooked is Write with a Hook called after every step.
 func WriteHooked(path string, data []byte, perm os.FileMode, hook Hook) error {
+	return write(path, data, perm, nil, hook)
+}
+
+func write(path string, data []byte, perm os.FileMode, own *owner, hook Hook) error {
 	if hook == nil {
 		hook = func(string) error { return nil }
 	}
@@ -75,6 +90,11 @@ func WriteHooked(path string, data []byte, perm os.FileMode, hook Hook) error {
 	}
 	if err := f.Chmod(perm); err != nil {
 		return fail(err)
+	}
+	if own != nil {
+		if err := f.Chown(own.uid, own.gid); err != nil {
+			return fail(err)
+		}
 	}
 	half := len(data) / 2
 	if _, err := f.Write(data[:half]); err != nil {

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func TestWrite(t *testing.T) {
@@ -59,5 +62,59 @@ func TestCrashAtEveryStep(t *testing.T) {
 				t.Errorf("crash after %s left %q", at, e.Name())
 			}
 		}
+	}
+}
+
+// TestWriteOwned: the file is the other user's before it appears under its
+// name, so nothing changes an owner by name afterwards: a symbolic link put
+// at the path meanwhile (the other user owns the directory) is replaced, and
+// the file it points to keeps its owner.
+func TestWriteOwned(t *testing.T) {
+	testenv.Root(t, "chown to another user")
+	const uid, gid = 4242, 4243
+	dir := t.TempDir()
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(victim, []byte("root's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "passwd.json")
+	var atRename *syscall.Stat_t
+	err := write(p, []byte("new"), 0o600, &owner{uid, gid}, func(step string) error {
+		if step != StepRename {
+			return nil
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		atRename = &st
+		// The other user swaps in a link now, as they could between a
+		// rename and a chown by name.
+		os.Remove(p)
+		return os.Symlink(victim, p)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atRename == nil || atRename.Uid != uid || atRename.Gid != gid {
+		t.Fatalf("the file appeared owned by %+v, want %d:%d", atRename, uid, gid)
+	}
+	var vs syscall.Stat_t
+	if err := syscall.Stat(victim, &vs); err != nil || vs.Uid != 0 {
+		t.Fatalf("the link's target changed owner: uid %d, %v", vs.Uid, err)
+	}
+	// Without hooks: in place, with its owner and mode.
+	if err := WriteOwned(p, []byte("again"), 0o640, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil || st.Uid != uid || st.Gid != gid || st.Mode&0o777 != 0o640 || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		t.Fatalf("WriteOwned: %+v, %v", st, err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "again" {
+		t.Fatalf("content %q", b)
 	}
 }
