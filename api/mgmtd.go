@@ -13,6 +13,9 @@ const (
 	// MgmtdTokensPath: GET lists API tokens, POST a TokenRequest makes one;
 	// MgmtdTokensPath + "/{id}" DELETE revokes one.
 	MgmtdTokensPath = "/api/v1/tokens"
+	// MgmtdTicketsPath: POST a TicketRequest for a Ticket, the one way into
+	// a websocket (a browser cannot send a header on one).
+	MgmtdTicketsPath = "/api/v1/tickets"
 	// MgmtdAuditPath: GET the audit log, newest last (?limit=N, default 100).
 	MgmtdAuditPath = "/api/v1/audit"
 	// MgmtdHostPowerPath: POST a PowerRequest.
@@ -44,13 +47,34 @@ const (
 	MgmtdMetricsPath = "/metrics"
 	// MgmtdConsoleWS: GET MgmtdVMsPath + "/{id}/" + MgmtdConsoleWS upgrades to
 	// a websocket carrying the VM's serial console as binary messages both
-	// ways (the last 64 KiB of output first).
+	// ways (the last 64 KiB of output first). Websockets take a ticket
+	// (TicketQuery) or an Authorization header, never a token in the URL.
 	MgmtdConsoleWS = "console/ws"
 	// MgmtdVNCWS: GET MgmtdVMsPath + "/{id}/" + MgmtdVNCWS upgrades to a
 	// websocket carrying the VM's VNC (RFB) stream, as noVNC expects
 	// (subprotocol "binary").
 	MgmtdVNCWS = "vnc/ws"
 )
+
+// TicketQuery is the query parameter that carries a websocket's ticket:
+// GET /api/v1/vms/ID/console/ws?ticket=plinth_k_...
+const TicketQuery = "ticket"
+
+// TicketRequest is the body of POST /api/v1/tickets.
+type TicketRequest struct {
+	// Path is the websocket the ticket opens, as it will be requested,
+	// e.g. /api/v1/vms/web1/console/ws.
+	Path string `json:"path"`
+}
+
+// Ticket opens one websocket, once, within seconds of being made: send it
+// as ?ticket= on Path. It is bound to the session or token that asked for
+// it and ends with it.
+type Ticket struct {
+	Ticket    string    `json:"ticket"`
+	Path      string    `json:"path"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
 
 // RootUser is the one account of a Plinth host, as on ESXi.
 const RootUser = "root"
@@ -112,6 +136,12 @@ type AuditEntry struct {
 	Status int    `json:"status"`
 	// Detail is the problem's detail for a failed change.
 	Detail string `json:"detail,omitempty"`
+	// Count, when more than 1, says the entry stands for that many alike
+	// (failed or throttled logins from one client, or from many once they
+	// come too fast), from First to Time; what strangers send is counted,
+	// not written line by line.
+	Count int        `json:"count,omitempty"`
+	First *time.Time `json:"first,omitempty"`
 }
 
 // Host power actions.

@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -52,6 +54,10 @@ type passwdFile struct {
 type userHash struct {
 	Hash      string    `json:"hash"`
 	ChangedAt time.Time `json:"changed_at"`
+	// Epoch counts the password's changes. Every session and API token is
+	// bound to the epoch of the password that made it, so a change ends
+	// them all, whoever makes it (see Tokens.Check).
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 type securityFile struct {
@@ -131,7 +137,7 @@ func SetPassword(dir, user, password string) error {
 		pf.Users = map[string]userHash{}
 	}
 	pf.Version = 1
-	pf.Users[user] = userHash{Hash: string(hash), ChangedAt: time.Now().UTC()}
+	pf.Users[user] = userHash{Hash: string(hash), ChangedAt: time.Now().UTC(), Epoch: pf.Users[user].Epoch + 1}
 	if err := writeJSON(dir, PasswdFile, pf); err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
@@ -154,24 +160,45 @@ func PasswordSet(dir string) (bool, error) {
 // Verify checks user's password: nil, ErrNoPassword, ErrBadCredentials or
 // an error reading the file.
 func Verify(dir, user, password string) error {
+	_, err := Login(dir, user, password)
+	return err
+}
+
+// Login checks user's password as Verify does and returns the password's
+// epoch, to which a session or token made from this login is bound.
+func Login(dir, user, password string) (uint64, error) {
 	pf, err := readPasswd(dir)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	u, ok := pf.Users[user]
 	if !ok {
 		if user == api.RootUser {
-			return ErrNoPassword
+			return 0, ErrNoPassword
 		}
 		// Spend the same time as a real check, so timing does not tell
 		// which user names exist.
 		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
-		return ErrBadCredentials
+		return 0, ErrBadCredentials
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.Hash), []byte(password)) != nil {
-		return ErrBadCredentials
+		return 0, ErrBadCredentials
 	}
-	return nil
+	return u.Epoch, nil
+}
+
+// PasswordEpoch is the epoch of user's password (ErrNoPassword when none
+// is set).
+func PasswordEpoch(dir, user string) (uint64, error) {
+	pf, err := readPasswd(dir)
+	if err != nil {
+		return 0, err
+	}
+	u, ok := pf.Users[user]
+	if !ok {
+		return 0, ErrNoPassword
+	}
+	return u.Epoch, nil
 }
 
 // dummyHash is made at the first failed look-up, not when the package is
@@ -195,7 +222,7 @@ func SetLockdown(dir string, on bool) error {
 
 // Lockdown reports whether lockdown mode is on (off when never set).
 func Lockdown(dir string) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, SecurityFile))
+	b, err := readFile(filepath.Join(dir, SecurityFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -209,9 +236,23 @@ func Lockdown(dir string) (bool, error) {
 	return sf.Lockdown, nil
 }
 
+// readFile reads an account file, never through a symbolic link: the
+// directory belongs to mgmtd's user, and root (the DCUI) reads it too.
+func readFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link, not an account file", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 1<<20))
+}
+
 func readPasswd(dir string) (passwdFile, error) {
 	path := filepath.Join(dir, PasswdFile)
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return passwdFile{}, ErrNoPassword
 	}
@@ -229,8 +270,9 @@ func readPasswd(dir string) (passwdFile, error) {
 }
 
 // writeJSON writes v to dir/name atomically, readable only by its owner;
-// when running as root (the DCUI) it gives the file to mgmtd's user, who
-// reads it.
+// when running as root (the DCUI) it gives the file to the directory's
+// owner, mgmtd's user, who reads it, before it appears under its name
+// (atomicfile.WriteOwned says why).
 func writeJSON(dir, name string, v any) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -240,24 +282,22 @@ func writeJSON(dir, name string, v any) error {
 		return err
 	}
 	path := filepath.Join(dir, name)
-	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
 	if os.Geteuid() == 0 {
-		uid, gid := ownerOf(dir)
-		if err := os.Chown(path, uid, gid); err != nil {
+		uid, gid, err := ownerOf(dir)
+		if err != nil {
 			return err
 		}
+		return atomicfile.WriteOwned(path, append(b, '\n'), 0o600, uid, gid)
 	}
-	return nil
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // ownerOf is the owner of dir, which the appliance init gives to mgmtd.
-func ownerOf(dir string) (int, int) {
+func ownerOf(dir string) (int, int, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return 0, 0
+		return 0, 0, err
 	}
 	uid, gid := statOwner(fi)
-	return uid, gid
+	return uid, gid, nil
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func TestCheckStrength(t *testing.T) {
@@ -94,13 +96,34 @@ func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
 func newClock() *clock               { return &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)} }
 
-func TestSessionExpiryAndLogout(t *testing.T) {
-	clk := newClock()
-	tok, err := OpenTokens(t.TempDir(), time.Hour, clk.now)
+// withPassword is an account directory with root's password set.
+func withPassword(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := SetPassword(dir, api.RootUser, "Plinth-test-1"); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// login logs root in as mgmtd does: the password's epoch with it.
+func login(t *testing.T, dir string, tok *Tokens) api.Session {
+	t.Helper()
+	epoch, err := Login(dir, api.RootUser, "Plinth-test-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := tok.NewSession(api.RootUser)
+	return tok.NewSession(api.RootUser, epoch)
+}
+
+func TestSessionExpiryAndLogout(t *testing.T) {
+	clk := newClock()
+	dir := withPassword(t)
+	tok, err := OpenTokens(dir, time.Hour, clk.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := login(t, dir, tok)
 	if p, err := tok.Check(s.Token); err != nil || p.User != api.RootUser || p.Kind != "session" {
 		t.Fatalf("Check fresh session = %+v, %v", p, err)
 	}
@@ -112,7 +135,7 @@ func TestSessionExpiryAndLogout(t *testing.T) {
 	if _, err := tok.Check(s.Token); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("expired session accepted: %v", err)
 	}
-	s2 := tok.NewSession(api.RootUser)
+	s2 := login(t, dir, tok)
 	tok.EndSession(s2.Token)
 	if _, err := tok.Check(s2.Token); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("logged-out session accepted: %v", err)
@@ -125,17 +148,21 @@ func TestSessionExpiryAndLogout(t *testing.T) {
 }
 
 func TestAPITokensPersistExpireAndRevoke(t *testing.T) {
-	dir := t.TempDir()
+	dir := withPassword(t)
 	clk := newClock()
 	tok, _ := OpenTokens(dir, 0, clk.now)
-	if _, err := tok.Create(api.RootUser, api.TokenRequest{Name: ""}); err == nil {
-		t.Fatal("a token without a name was made")
-	}
-	forever, err := tok.Create(api.RootUser, api.TokenRequest{Name: "ci"})
+	p, err := tok.Check(login(t, dir, tok).Token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, err := tok.Create(api.RootUser, api.TokenRequest{Name: "one hour", ExpiresInSeconds: 3600})
+	if _, err := tok.Create(p, api.TokenRequest{Name: ""}); err == nil {
+		t.Fatal("a token without a name was made")
+	}
+	forever, err := tok.Create(p, api.TokenRequest{Name: "ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := tok.Create(p, api.TokenRequest{Name: "one hour", ExpiresInSeconds: 3600})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,42 +206,305 @@ func TestAPITokensPersistExpireAndRevoke(t *testing.T) {
 	}
 }
 
+// TestPasswordChangeEndsEverything: sessions, API tokens and tickets made
+// before a password change stop working, whoever changes it (here package
+// auth itself, as the DCUI does), in this process and in a reopened one;
+// what is made after it works.
+func TestPasswordChangeEndsEverything(t *testing.T) {
+	dir := withPassword(t)
+	clk := newClock()
+	tok, _ := OpenTokens(dir, 0, clk.now)
+	sess := login(t, dir, tok)
+	p, err := tok.Check(sess.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api1, err := tok.Create(p, api.TokenRequest{Name: "ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := tok.NewTicket(p, "/api/v1/vms/a/console/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetPassword(dir, api.RootUser, "Changed-pass-2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{sess.Token, api1.Secret} {
+		if _, err := tok.Check(s); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("Check(%.12s...) after a password change = %v", s, err)
+		}
+	}
+	if _, err := tok.UseTicket(tk.Ticket, tk.Path); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("a ticket made before the change = %v", err)
+	}
+	if _, err := tok.Create(p, api.TokenRequest{Name: "late"}); err == nil {
+		t.Error("the old session's principal made a token after the change")
+	}
+	if l := tok.List(); len(l) != 0 {
+		t.Errorf("List still shows ended tokens: %+v", l)
+	}
+	reopened, _ := OpenTokens(dir, 0, clk.now)
+	if _, err := reopened.Check(api1.Secret); err == nil {
+		t.Error("an ended token works after a reopen")
+	}
+	epoch, err := Login(dir, api.RootUser, "Changed-pass-2")
+	if err != nil || epoch != 2 {
+		t.Fatalf("Login with the new password = %d, %v; want epoch 2", epoch, err)
+	}
+	s2 := tok.NewSession(api.RootUser, epoch)
+	if _, err := tok.Check(s2.Token); err != nil {
+		t.Errorf("a session after the change: %v", err)
+	}
+	// A session whose login raced the change (checked at the old epoch,
+	// made after it) does not hold either.
+	late := tok.NewSession(api.RootUser, 1)
+	if _, err := tok.Check(late.Token); err == nil {
+		t.Error("a session made with the old epoch holds")
+	}
+	// No password file at all (a reset): nothing holds.
+	os.Remove(filepath.Join(dir, PasswdFile))
+	if _, err := tok.Check(s2.Token); err == nil {
+		t.Error("a session holds without a password file")
+	}
+}
+
+func TestTickets(t *testing.T) {
+	dir := withPassword(t)
+	clk := newClock()
+	tok, _ := OpenTokens(dir, 0, clk.now)
+	p, err := tok.Check(login(t, dir, tok).Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const path = "/api/v1/vms/web1/console/ws"
+	tk, err := tok.NewTicket(p, path)
+	if err != nil || !strings.HasPrefix(tk.Ticket, "plinth_k_") || tk.Path != path {
+		t.Fatalf("NewTicket = %+v, %v", tk, err)
+	}
+	if _, err := tok.Check(tk.Ticket); err == nil {
+		t.Error("a ticket works as a bearer token")
+	}
+	if _, err := tok.UseTicket(tk.Ticket, "/api/v1/vms/other/console/ws"); err == nil {
+		t.Error("a ticket opened another path")
+	}
+	// That try spent it.
+	if _, err := tok.UseTicket(tk.Ticket, path); err == nil {
+		t.Error("a ticket tried on another path still works")
+	}
+	tk, _ = tok.NewTicket(p, path)
+	got, err := tok.UseTicket(tk.Ticket, path)
+	if err != nil || got.User != api.RootUser || got.Kind != "ticket" {
+		t.Fatalf("UseTicket = %+v, %v", got, err)
+	}
+	if _, err := tok.UseTicket(tk.Ticket, path); err == nil {
+		t.Error("a ticket worked twice")
+	}
+	tk, _ = tok.NewTicket(p, path)
+	clk.add(TicketTTL)
+	if _, err := tok.UseTicket(tk.Ticket, path); err == nil {
+		t.Error("an expired ticket worked")
+	}
+	for i := 0; i < MaxTickets; i++ {
+		if _, err := tok.NewTicket(p, path); err != nil {
+			t.Fatalf("ticket %d: %v", i, err)
+		}
+	}
+	if _, err := tok.NewTicket(p, path); !errors.Is(err, ErrTooManyTickets) {
+		t.Errorf("ticket %d = %v, want ErrTooManyTickets", MaxTickets+1, err)
+	}
+	clk.add(TicketTTL)
+	if _, err := tok.NewTicket(p, path); err != nil {
+		t.Errorf("after the others expired: %v", err)
+	}
+}
+
 func TestThrottle(t *testing.T) {
 	clk := newClock()
 	th := NewThrottle(clk.now)
-	keys := []string{"client:10.0.0.9", "user:root"}
-	for i := 0; i < FreeFailures-1; i++ {
-		if w := th.Wait(keys...); w != 0 {
-			t.Fatalf("throttled after %d failures: %v", i, w)
+	fail := func(client, user string) {
+		t.Helper()
+		if _, w := th.Begin(client, user); w != 0 {
+			t.Fatalf("attempt by %s as %s throttled: %v", client, user, w)
 		}
-		th.Fail(keys...)
 	}
-	th.Fail(keys...)
-	if w := th.Wait(keys...); w != time.Second {
+	wait := func(client, user string) time.Duration {
+		t.Helper()
+		a, w := th.Begin(client, user)
+		if a != nil {
+			a.Undo()
+		}
+		return w
+	}
+	for i := 0; i < FreeFailures; i++ {
+		fail("10.0.0.9", "root")
+	}
+	if w := wait("10.0.0.9", "root"); w != time.Second {
 		t.Fatalf("wait after %d failures = %v, want 1s", FreeFailures, w)
 	}
-	// Another client guessing the same account is throttled too.
-	if w := th.Wait("client:10.0.0.10", "user:root"); w == 0 {
+	// Another stranger guessing the same account is throttled too.
+	if w := wait("10.0.0.10", "root"); w == 0 {
 		t.Fatal("the account is not throttled for another client")
 	}
 	clk.add(time.Second)
-	th.Fail(keys...)
-	if w := th.Wait(keys...); w != 2*time.Second {
+	fail("10.0.0.9", "root")
+	if w := wait("10.0.0.9", "root"); w != 2*time.Second {
 		t.Fatalf("wait after %d failures = %v, want 2s", FreeFailures+1, w)
 	}
 	for i := 0; i < 30; i++ {
-		th.Fail(keys...)
+		clk.add(MaxDelay)
+		fail("10.0.0.9", "root")
 	}
-	if w := th.Wait(keys...); w != MaxDelay {
+	if w := wait("10.0.0.9", "root"); w != MaxDelay {
 		t.Fatalf("wait is %v, want the cap %v", w, MaxDelay)
 	}
-	th.Succeed(keys...)
-	if w := th.Wait(keys...); w != 0 {
+	clk.add(MaxDelay)
+	a, _ := th.Begin("10.0.0.9", "root")
+	a.Succeeded()
+	if w := wait("10.0.0.9", "root"); w != 0 {
 		t.Fatalf("still throttled after success: %v", w)
 	}
-	th.Fail("client:x")
+	fail("192.0.2.1", "x")
 	clk.add(Window + time.Second)
-	if w := th.Wait("client:x"); w != 0 {
+	if w := wait("192.0.2.1", "x"); w != 0 {
 		t.Fatalf("old failure still counts: %v", w)
+	}
+}
+
+// TestThrottleCountsBeforeTheCheck: attempts that all begin before any has
+// been checked are counted as they begin, so only FreeFailures get
+// through; an attempt that could not be checked is given back.
+func TestThrottleCountsBeforeTheCheck(t *testing.T) {
+	th := NewThrottle(newClock().now)
+	var through []*Attempt
+	for i := 0; i < 20; i++ {
+		if a, w := th.Begin("10.0.0.9", "root"); a != nil {
+			through = append(through, a)
+		} else if w == 0 {
+			t.Fatal("refused without a wait")
+		}
+	}
+	if len(through) != FreeFailures {
+		t.Fatalf("%d of 20 attempts begun at once got through, want %d", len(through), FreeFailures)
+	}
+	for _, a := range through {
+		a.Undo()
+	}
+	if a, w := th.Begin("10.0.0.9", "root"); a == nil {
+		t.Fatalf("throttled after every attempt was undone: %v", w)
+	}
+}
+
+// TestThrottleKnownClients: a stranger's failures throttle root for other
+// strangers but not for a client that has logged in before; the stranger
+// stays throttled on its own record.
+func TestThrottleKnownClients(t *testing.T) {
+	clk := newClock()
+	th := NewThrottle(clk.now)
+	a, _ := th.Begin("10.0.0.5", "root")
+	a.Succeeded()                   // the admin's workstation logged in once
+	for failed := 0; failed < 20; { // the stranger waits out each delay
+		if a, w := th.Begin("203.0.113.66", "root"); a == nil {
+			clk.add(w)
+		} else {
+			failed++
+		}
+	}
+	if _, w := th.Begin("203.0.113.66", "root"); w == 0 {
+		t.Fatal("the stranger is not throttled")
+	}
+	if _, w := th.Begin("198.51.100.7", "root"); w == 0 {
+		t.Fatal("another stranger is not throttled on root")
+	}
+	a, w := th.Begin("10.0.0.5", "root")
+	if a == nil {
+		t.Fatalf("the known client is throttled by a stranger's failures: %v", w)
+	}
+	a.Succeeded()
+	// Known for KnownFor, then a stranger again.
+	clk.add(KnownFor + time.Minute)
+	for i := 0; i < FreeFailures; i++ {
+		th.Begin("203.0.113.66", "root")
+		clk.add(time.Millisecond)
+	}
+	if _, w := th.Begin("10.0.0.5", "root"); w == 0 {
+		t.Error("a client last seen more than KnownFor ago is still known")
+	}
+}
+
+// TestThrottleBounded: user names other than root share one record, an
+// IPv6 /64 is one client, and a flood of addresses cannot grow the records
+// past their bound or push out root's.
+func TestThrottleBounded(t *testing.T) {
+	clk := newClock()
+	th := NewThrottle(clk.now)
+	for i := 0; i < FreeFailures; i++ {
+		th.Begin(fmt.Sprintf("2001:db8:1:2::%x", i+1), fmt.Sprintf("user%d", i))
+	}
+	if _, w := th.Begin("2001:db8:1:2::ffff", "someone"); w == 0 {
+		t.Error("a /64 changing addresses and user names is not throttled")
+	}
+	for i := 0; i < FreeFailures; i++ {
+		th.Begin("192.0.2.1", "root")
+	}
+	for i := 0; i < 3*maxKeys; i++ {
+		th.Begin(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "nobody")
+	}
+	if n := len(th.keys); n > maxKeys {
+		t.Errorf("%d records, more than %d", n, maxKeys)
+	}
+	if _, w := th.Begin("198.51.100.1", "root"); w == 0 {
+		t.Error("the flood pushed out root's record")
+	}
+	if got := ClientKey("::ffff:192.0.2.1"); got != "192.0.2.1" {
+		t.Errorf("ClientKey of a mapped IPv4 address = %q", got)
+	}
+}
+
+// TestPasswordFileGivenBeforeRename: the DCUI (root) writes the account
+// files for mgmtd's user, the owner of their directory; each appears
+// already theirs, and a symbolic link that user put at the name is never
+// followed (the file it names keeps owner and content): replaced where the
+// file is only written, refused where it is read first.
+func TestPasswordFileGivenBeforeRename(t *testing.T) {
+	testenv.Root(t, "the DCUI writes the account files as root for another user")
+	const uid, gid = 4242, 4243
+	dir := t.TempDir()
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "shadow")
+	os.WriteFile(victim, []byte("root:x:0:0\n"), 0o600)
+	for _, name := range []string{PasswdFile, SecurityFile} {
+		if err := os.Symlink(victim, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := SetPassword(dir, api.RootUser, "Plinth-test-1"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("SetPassword over a link = %v, want a refusal naming the link", err)
+	}
+	if _, err := Lockdown(dir); err == nil {
+		t.Error("Lockdown read through a link")
+	}
+	os.Remove(filepath.Join(dir, PasswdFile))
+	if err := SetPassword(dir, api.RootUser, "Plinth-test-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetLockdown(dir, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{PasswdFile, SecurityFile} {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s: %v, %v", name, fi, err)
+		}
+		if u, g := statOwner(fi); u != uid || g != gid {
+			t.Errorf("%s is owned by %d:%d, want %d:%d", name, u, g, uid, gid)
+		}
+	}
+	fi, _ := os.Stat(victim)
+	b, _ := os.ReadFile(victim)
+	if u, _ := statOwner(fi); u != 0 || string(b) != "root:x:0:0\n" {
+		t.Errorf("the link's target was changed: owner %d, %q", u, b)
 	}
 }

@@ -11,3 +11,10 @@ func statOwner(fi fs.FileInfo) (int, int) {
 	}
 	return 0, 0
 }
+
+func inodeOf(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Ino)
+	}
+	return 0
+}

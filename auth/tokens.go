@@ -29,6 +29,7 @@ const TokensFile = "tokens.json"
 const (
 	sessionPrefix = "plinth_s_"
 	apiPrefix     = "plinth_t_"
+	ticketPrefix  = "plinth_k_"
 )
 
 // DefaultSessionTTL is how long a login session lasts.
@@ -50,15 +51,18 @@ var (
 // Principal is who a request comes from.
 type Principal struct {
 	User string
-	// Kind is "session" or "token".
+	// Kind is "session", "token" or "ticket".
 	Kind      string
 	TokenID   string
 	ExpiresAt time.Time // zero: never
+	// Epoch is the password epoch the credential was made under.
+	Epoch uint64
 }
 
 type session struct {
 	user    string
 	expires time.Time
+	epoch   uint64
 }
 
 type storedToken struct {
@@ -69,6 +73,9 @@ type storedToken struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	// Epoch is the password epoch of the session that made the token;
+	// a password change ends it.
+	Epoch uint64 `json:"password_epoch,omitempty"`
 }
 
 type tokensFile struct {
@@ -77,8 +84,11 @@ type tokensFile struct {
 }
 
 // Tokens issues and checks bearer tokens: login sessions (in memory; a
-// restart of mgmtd logs everyone out) and API tokens (hashed in dir, kept
-// across restarts).
+// restart of mgmtd logs everyone out), API tokens (hashed in dir, kept
+// across restarts) and websocket tickets (in memory, single use). Each is
+// bound to the epoch of the password it was made under, read from the
+// account files in the same dir: a password change, by whoever makes it
+// (the DCUI, an API), ends every session, token and ticket made before it.
 type Tokens struct {
 	dir string
 	ttl time.Duration
@@ -86,8 +96,20 @@ type Tokens struct {
 
 	mu        sync.Mutex
 	sessions  map[string]session // by SHA-256 of the token
+	tickets   map[string]ticket  // by SHA-256 of the ticket
 	tokens    []storedToken
 	lastFlush time.Time
+	epochs    epochCache
+}
+
+// epochCache keeps the password file's epochs, read again when the file
+// changes (an atomic write replaces it: a new inode).
+type epochCache struct {
+	ino, size int64
+	mtime     time.Time
+	loaded    bool
+	err       error
+	epochs    map[string]uint64
 }
 
 // OpenTokens loads the API tokens kept in dir. ttl is the session lifetime
@@ -99,7 +121,7 @@ func OpenTokens(dir string, ttl time.Duration, now func() time.Time) (*Tokens, e
 	if now == nil {
 		now = time.Now
 	}
-	t := &Tokens{dir: dir, ttl: ttl, now: now, sessions: map[string]session{}}
+	t := &Tokens{dir: dir, ttl: ttl, now: now, sessions: map[string]session{}, tickets: map[string]ticket{}}
 	b, err := os.ReadFile(filepath.Join(dir, TokensFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -129,8 +151,43 @@ func hashOf(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// NewSession starts a login session for user and returns its token.
-func (t *Tokens) NewSession(user string) api.Session {
+// epochLocked is user's current password epoch; false when it cannot be
+// known (no password, an unreadable file): then no credential holds.
+func (t *Tokens) epochLocked(user string) (uint64, bool) {
+	c := &t.epochs
+	fi, err := os.Stat(filepath.Join(t.dir, PasswdFile))
+	if err != nil {
+		c.loaded = false
+		return 0, false
+	}
+	ino := inodeOf(fi)
+	if !c.loaded || c.ino != ino || c.size != fi.Size() || !c.mtime.Equal(fi.ModTime()) {
+		c.ino, c.size, c.mtime, c.loaded = ino, fi.Size(), fi.ModTime(), true
+		c.epochs, c.err = map[string]uint64{}, nil
+		pf, err := readPasswd(t.dir)
+		if err != nil {
+			c.err = err
+		}
+		for u, h := range pf.Users {
+			c.epochs[u] = h.Epoch
+		}
+	}
+	if c.err != nil {
+		return 0, false
+	}
+	e, ok := c.epochs[user]
+	return e, ok
+}
+
+// live reports whether a credential of user made under epoch still holds.
+func (t *Tokens) liveLocked(user string, epoch uint64) bool {
+	cur, ok := t.epochLocked(user)
+	return ok && cur == epoch
+}
+
+// NewSession starts a login session for user, whose password of epoch
+// (what Login returned) was just checked, and returns its token.
+func (t *Tokens) NewSession(user string, epoch uint64) api.Session {
 	token := sessionPrefix + random(32)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -141,7 +198,7 @@ func (t *Tokens) NewSession(user string) api.Session {
 		}
 	}
 	exp := now.Add(t.ttl)
-	t.sessions[hashOf(token)] = session{user: user, expires: exp}
+	t.sessions[hashOf(token)] = session{user: user, expires: exp, epoch: epoch}
 	return api.Session{Token: token, User: user, ExpiresAt: exp.UTC()}
 }
 
@@ -164,11 +221,11 @@ func (t *Tokens) Check(token string) (Principal, error) {
 		if !ok {
 			return Principal{}, ErrUnauthenticated
 		}
-		if !now.Before(s.expires) {
+		if !now.Before(s.expires) || !t.liveLocked(s.user, s.epoch) {
 			delete(t.sessions, h)
 			return Principal{}, ErrUnauthenticated
 		}
-		return Principal{User: s.user, Kind: "session", ExpiresAt: s.expires}, nil
+		return Principal{User: s.user, Kind: "session", ExpiresAt: s.expires, Epoch: s.epoch}, nil
 	case strings.HasPrefix(token, apiPrefix):
 		id, secret, ok := strings.Cut(strings.TrimPrefix(token, apiPrefix), "_")
 		if !ok || secret == "" {
@@ -186,12 +243,12 @@ func (t *Tokens) Check(token string) (Principal, error) {
 		if subtle.ConstantTimeCompare(want, got[:]) != 1 {
 			return Principal{}, ErrUnauthenticated
 		}
-		if st.ExpiresAt != nil && !now.Before(*st.ExpiresAt) {
+		if st.ExpiresAt != nil && !now.Before(*st.ExpiresAt) || !t.liveLocked(st.User, st.Epoch) {
 			return Principal{}, ErrUnauthenticated
 		}
 		used := now.UTC()
 		st.LastUsedAt = &used
-		p := Principal{User: st.User, Kind: "token", TokenID: st.ID}
+		p := Principal{User: st.User, Kind: "token", TokenID: st.ID, Epoch: st.Epoch}
 		if st.ExpiresAt != nil {
 			p.ExpiresAt = *st.ExpiresAt
 		}
@@ -231,14 +288,19 @@ func ValidateTokenRequest(req api.TokenRequest) []api.FieldProblem {
 	return probs
 }
 
-// Create makes an API token for user; the answer holds its secret, which
-// is not kept.
-func (t *Tokens) Create(user string, req api.TokenRequest) (api.APIToken, error) {
+// Create makes an API token for p (who made the request); the answer holds
+// its secret, which is not kept. The token is bound to p's password epoch.
+func (t *Tokens) Create(p Principal, req api.TokenRequest) (api.APIToken, error) {
 	if probs := ValidateTokenRequest(req); len(probs) > 0 {
 		return api.APIToken{}, fmt.Errorf("create token: %s %s", probs[0].Field, probs[0].Message)
 	}
+	user := p.User
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.liveLocked(user, p.Epoch) {
+		return api.APIToken{}, ErrUnauthenticated
+	}
+	t.pruneLocked()
 	if len(t.tokens) >= MaxTokens {
 		return api.APIToken{}, ErrTooManyTokens
 	}
@@ -246,7 +308,7 @@ func (t *Tokens) Create(user string, req api.TokenRequest) (api.APIToken, error)
 	id = strings.NewReplacer("-", "x", "_", "y").Replace(id)
 	secret := apiPrefix + id + "_" + random(32)
 	now := t.now().UTC()
-	st := storedToken{ID: id, Name: strings.TrimSpace(req.Name), User: user, Hash: hashOf(secret), CreatedAt: now}
+	st := storedToken{ID: id, Name: strings.TrimSpace(req.Name), User: user, Hash: hashOf(secret), CreatedAt: now, Epoch: p.Epoch}
 	if req.ExpiresInSeconds > 0 {
 		exp := now.Add(time.Duration(req.ExpiresInSeconds) * time.Second)
 		st.ExpiresAt = &exp
@@ -261,10 +323,22 @@ func (t *Tokens) Create(user string, req api.TokenRequest) (api.APIToken, error)
 	return out, nil
 }
 
-// List lists the API tokens, without secrets.
+// pruneLocked forgets the API tokens a password change has ended (in
+// memory; the file follows at the next save). An epoch that cannot be
+// read (no password file for the moment) prunes nothing: Check refuses
+// them meanwhile.
+func (t *Tokens) pruneLocked() {
+	t.tokens = slices.DeleteFunc(t.tokens, func(st storedToken) bool {
+		cur, ok := t.epochLocked(st.User)
+		return ok && cur != st.Epoch
+	})
+}
+
+// List lists the API tokens that still hold, without secrets.
 func (t *Tokens) List() []api.APIToken {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pruneLocked()
 	out := make([]api.APIToken, 0, len(t.tokens))
 	for _, st := range t.tokens {
 		out = append(out, public(st))

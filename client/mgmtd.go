@@ -141,10 +141,21 @@ func (c *Client) WaitTask(ctx context.Context, id string, interval time.Duration
 	}
 }
 
+// Ticket asks mgmtd for a single-use ticket that opens the websocket at
+// path (e.g. /api/v1/vms/web1/console/ws) within 30 s, as ?ticket= (see
+// api.Ticket): what a browser does, since it cannot send headers there.
+func (c *Client) Ticket(ctx context.Context, path string) (api.Ticket, error) {
+	var t api.Ticket
+	err := c.do(ctx, http.MethodPost, api.MgmtdTicketsPath, api.TicketRequest{Path: path}, &t)
+	return t, err
+}
+
 // ConsoleWebsocket opens the VM's serial console through mgmtd's websocket
 // (the last 64 KiB of output first, then live): reads are what the guest
 // prints, writes are what it receives, as raw bytes. It uses the client's
-// TLS configuration (and so its pinned fingerprint) and token. The
+// TLS configuration (and so its pinned fingerprint) and, as a browser
+// does, a single-use ticket got with its token (never the token itself in
+// the URL). The
 // connection lives until Close or until ctx ends; the client's WithTimeout
 // bounds only the handshake. A refused handshake gives an *Error carrying
 // the server's problem details (mgmtd).
@@ -160,7 +171,15 @@ func (c *Client) VNCWebsocket(ctx context.Context, id string) (io.ReadWriteClose
 }
 
 func (c *Client) websocket(ctx context.Context, id, sub string, subprotocols []string) (io.ReadWriteCloser, error) {
-	u := c.base + c.vmPath(id) + "/" + sub
+	p := c.vmPath(id) + "/" + sub
+	u := c.base + p
+	if c.token != "" {
+		t, err := c.Ticket(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		u += "?" + url.Values{api.TicketQuery: {t.Ticket}}.Encode()
+	}
 	switch {
 	case strings.HasPrefix(u, "https://"):
 		u = "wss://" + strings.TrimPrefix(u, "https://")
@@ -177,16 +196,15 @@ func (c *Client) websocket(ctx context.Context, id, sub string, subprotocols []s
 	if tr.TLSClientConfig != nil {
 		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
-	hdr := http.Header{}
-	if c.token != "" {
-		hdr.Set("Authorization", "Bearer "+c.token)
-	}
 	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
 		HTTPClient:   &http.Client{Transport: tr, Timeout: c.http.Timeout},
-		HTTPHeader:   hdr,
 		Subprotocols: subprotocols,
 	})
 	if err != nil {
+		// The URL holds the ticket: keep it out of the message.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			ue.URL, _, _ = strings.Cut(ue.URL, "?")
+		}
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, errorFromAnswer(resp, err)
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,7 +75,29 @@ func fakeMgmtd(t *testing.T) (*httptest.Server, *atomic.Int32) {
 		}
 		json.NewEncoder(w).Encode(t)
 	}))
-	mux.HandleFunc("GET "+api.MgmtdVMsPath+"/{id}/"+api.MgmtdConsoleWS, authed(func(w http.ResponseWriter, r *http.Request) {
+	var ticketMu sync.Mutex
+	tickets := map[string]string{} // ticket → path
+	mux.HandleFunc("POST "+api.MgmtdTicketsPath, authed(func(w http.ResponseWriter, r *http.Request) {
+		var req api.TicketRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		ticketMu.Lock()
+		tk := fmt.Sprintf("plinth_k_%d", len(tickets))
+		tickets[tk] = req.Path
+		ticketMu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(api.Ticket{Ticket: tk, Path: req.Path})
+	}))
+	// The websocket takes its ticket, once, and refuses a header.
+	mux.HandleFunc("GET "+api.MgmtdVMsPath+"/{id}/"+api.MgmtdConsoleWS, func(w http.ResponseWriter, r *http.Request) {
+		ticketMu.Lock()
+		tk := r.URL.Query().Get(api.TicketQuery)
+		path, ok := tickets[tk]
+		delete(tickets, tk)
+		ticketMu.Unlock()
+		if !ok || path != r.URL.EscapedPath() || r.Header.Get("Authorization") != "" {
+			problem(w, http.StatusUnauthorized, "no ticket")
+			return
+		}
 		if r.PathValue("id") != "web1" {
 			problem(w, http.StatusNotFound, `VM "`+r.PathValue("id")+`": not found`)
 			return
@@ -91,7 +115,7 @@ func fakeMgmtd(t *testing.T) (*httptest.Server, *atomic.Int32) {
 			}
 			c.Write(r.Context(), typ, []byte(strings.ToUpper(string(b))))
 		}
-	}))
+	})
 	srv := httptest.NewTLSServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, &polls
@@ -131,7 +155,8 @@ func TestMgmtdCalls(t *testing.T) {
 		t.Errorf("WaitTask of a failing task = %+v, %v", task, err)
 	}
 
-	// The console: raw bytes both ways over the pinned TLS with the token.
+	// The console: raw bytes both ways over the pinned TLS, opened with a
+	// ticket got with the token.
 	conn, err := c.ConsoleWebsocket(ctx, "web1")
 	if err != nil {
 		t.Fatal(err)

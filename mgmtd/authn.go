@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -31,21 +32,25 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// bearer is the request's bearer token. Websocket routes also take it as
-// the access_token query parameter, since browsers cannot set headers on
-// a websocket.
-func bearer(r *http.Request, rt Route) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, tok, ok := strings.Cut(h, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
-		}
-		return ""
-	}
-	if rt.Stream && rt.Method == http.MethodGet && strings.HasSuffix(rt.Path, "/ws") {
-		return r.URL.Query().Get("access_token")
+// bearer is the request's bearer token, from its Authorization header
+// only: a token is never taken from a URL, where logs, browser histories
+// and proxies keep it (websockets take a ticket instead).
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(tok)
 	}
 	return ""
+}
+
+// authenticate says who the request comes from: its bearer token or, on a
+// route that takes tickets, its single-use ticket.
+func (s *Server) authenticate(r *http.Request, rt Route) (auth.Principal, error) {
+	if tok := bearer(r); tok != "" || !rt.Ticket {
+		return s.tokens.Check(tok)
+	}
+	return s.tokens.UseTicket(r.URL.Query().Get(api.TicketQuery), r.URL.Path)
 }
 
 // wrap gives a route its access check, body limit, timeouts and audit.
@@ -61,28 +66,46 @@ func (s *Server) wrap(rt Route) http.Handler {
 	return h
 }
 
+// refuseStranger answers an unauthenticated request and ends its
+// connection at once: the server's deadlines still hold, and a body it
+// announced and never sends is not waited for.
+func refuseStranger(w http.ResponseWriter, p api.Problem) {
+	w.Header().Set("Connection", "close")
+	http.NewResponseController(w).SetReadDeadline(time.Now())
+	writeProblem(w, p)
+}
+
+// liftDeadlines frees a streaming route (uploads, downloads, event
+// streams, consoles) from the server's read and write timeouts, which
+// are for the rest. Only ever after authentication and the lockdown
+// check: a stranger's connection keeps its deadlines.
+func liftDeadlines(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
+}
+
 func (s *Server) guard(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt.Stream {
-			// Uploads, downloads, event streams and consoles last as long
-			// as they last; the server-wide timeouts are for the rest.
-			rc := http.NewResponseController(w)
-			rc.SetReadDeadline(time.Time{})
-			rc.SetWriteDeadline(time.Time{})
-		}
 		if rt.Access == Public {
 			rt.Handler(w, r)
 			return
 		}
-		p, err := s.tokens.Check(bearer(r, rt))
+		p, err := s.authenticate(r, rt)
 		if err != nil {
+			how := "log in first (POST " + api.MgmtdSessionsPath + ") and send the token as \"Authorization: Bearer TOKEN\""
+			if rt.Ticket {
+				how += ", or a ticket (POST " + api.MgmtdTicketsPath + ") as ?" + api.TicketQuery + "="
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="plinth"`)
-			writeProblem(w, api.Problem{Status: http.StatusUnauthorized,
-				Detail: "log in first (POST " + api.MgmtdSessionsPath + ") and send the token as \"Authorization: Bearer TOKEN\": " + err.Error()})
+			refuseStranger(w, api.Problem{Status: http.StatusUnauthorized, Detail: how + ": " + err.Error()})
 			return
 		}
 		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 		if rt.Access != Change {
+			if rt.Stream {
+				liftDeadlines(w)
+			}
 			rt.Handler(w, r)
 			return
 		}
@@ -90,15 +113,44 @@ func (s *Server) guard(rt Route) http.Handler {
 		if on, err := auth.Lockdown(s.cfg.StateDir); on || err != nil {
 			detail := "the host is in lockdown mode: only its console (DCUI) can change it"
 			if err != nil {
-				detail = "cannot tell whether the host is in lockdown mode, so no change is allowed: " + err.Error()
+				s.log.Error("mgmtd: reading lockdown", "err", err)
+				detail = "cannot tell whether the host is in lockdown mode, so no change is allowed (the host's log says why)"
 			}
 			writeProblem(sw, api.Problem{Status: http.StatusForbidden, Detail: detail})
 		} else {
+			if rt.Stream {
+				liftDeadlines(w)
+			}
 			rt.Handler(sw, r)
 		}
 		s.audit.record(api.AuditEntry{Time: s.now().UTC(), User: p.User, Remote: remoteIP(r),
-			Action: rt.Method + " " + rt.Path, Target: r.URL.RequestURI(), Status: sw.status, Detail: sw.problemDetail()})
+			Action: rt.Method + " " + rt.Path, Target: redactedURI(r.URL), Status: sw.status, Detail: sw.problemDetail()})
 	})
+}
+
+// secretQuery are query parameters whose values are secrets: never
+// written to a log.
+var secretQuery = []string{api.TicketQuery, "access_token", "token", "password", "secret"}
+
+// redactedURI is u's path and query as requested, with the values of
+// secret parameters replaced by REDACTED, for logs.
+func redactedURI(u *url.URL) string {
+	out := u.EscapedPath()
+	if u.RawQuery == "" {
+		return out
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return out + "?(a query that does not parse)"
+	}
+	for k := range q {
+		for _, secret := range secretQuery {
+			if strings.EqualFold(k, secret) {
+				q[k] = []string{"REDACTED"}
+			}
+		}
+	}
+	return out + "?" + q.Encode()
 }
 
 // maxLoginBytes bounds a login request.
@@ -123,38 +175,41 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := remoteIP(r)
-	keys := []string{"client:" + ip, "user:" + req.User}
 	entry := api.AuditEntry{Time: s.now().UTC(), User: req.User, Remote: ip,
-		Action: http.MethodPost + " " + api.MgmtdSessionsPath, Target: r.URL.RequestURI()}
-	if wait := s.throttle.Wait(keys...); wait > 0 {
+		Action: http.MethodPost + " " + api.MgmtdSessionsPath, Target: api.MgmtdSessionsPath}
+	// The attempt is counted as failed before the password is checked, in
+	// the step that checks the wait: attempts sent at once cannot all get
+	// past the wait before the first failure is counted.
+	attempt, wait := s.throttle.Begin(ip, req.User)
+	if attempt == nil {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		entry.Status, entry.Detail = http.StatusTooManyRequests, "throttled after failed logins"
-		s.audit.record(entry)
+		s.audit.stranger(entry)
 		writeProblem(w, api.Problem{Status: http.StatusTooManyRequests,
 			Detail: fmt.Sprintf("too many failed logins from this client or for this user: try again in %s", retryAfter(wait)+"s")})
 		return
 	}
-	err := auth.Verify(s.cfg.StateDir, req.User, req.Password)
+	epoch, err := auth.Login(s.cfg.StateDir, req.User, req.Password)
 	switch {
 	case err == nil:
-		s.throttle.Succeed(keys...)
-		sess := s.tokens.NewSession(req.User)
+		attempt.Succeeded()
+		sess := s.tokens.NewSession(req.User, epoch)
 		entry.Status = http.StatusCreated
 		s.audit.record(entry)
 		writeJSON(w, http.StatusCreated, sess)
 	case errors.Is(err, auth.ErrNoPassword):
+		attempt.Undo()
 		entry.Status, entry.Detail = http.StatusConflict, err.Error()
-		s.audit.record(entry)
+		s.audit.stranger(entry)
 		writeProblem(w, api.Problem{Status: http.StatusConflict, Detail: err.Error()})
 	case errors.Is(err, auth.ErrBadCredentials):
-		s.throttle.Fail(keys...)
 		entry.Status, entry.Detail = http.StatusUnauthorized, err.Error()
-		s.audit.record(entry)
-		s.log.Warn("mgmtd: failed login", "user", req.User, "remote", ip)
+		s.audit.stranger(entry)
 		writeProblem(w, api.Problem{Status: http.StatusUnauthorized, Detail: err.Error()})
 	default:
-		s.log.Error("mgmtd: login", "err", err)
-		writeProblem(w, api.Problem{Status: http.StatusInternalServerError, Detail: "cannot check the password: " + err.Error()})
+		attempt.Undo()
+		s.log.Error("mgmtd: login: cannot check the password", "err", err)
+		writeProblem(w, api.Problem{Status: http.StatusInternalServerError, Detail: "cannot check the password (the host's log says why)"})
 	}
 }
 
@@ -165,7 +220,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			Detail: "this is an API token, not a login session: revoke it with DELETE " + api.MgmtdTokensPath + "/" + p.TokenID})
 		return
 	}
-	s.tokens.EndSession(bearer(r, Route{}))
+	s.tokens.EndSession(bearer(r))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -194,8 +249,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		fieldProblem(w, probs...)
 		return
 	}
-	tok, err := s.tokens.Create(principalOf(r).User, req)
+	tok, err := s.tokens.Create(principalOf(r), req)
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		writeProblem(w, api.Problem{Status: http.StatusUnauthorized, Detail: err.Error()})
 	case errors.Is(err, auth.ErrTooManyTokens):
 		writeProblem(w, api.Problem{Status: http.StatusConflict, Detail: err.Error()})
 	case err != nil:

@@ -2,12 +2,20 @@ package mgmtd
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gorilla/mux"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/auth"
 )
 
 // dialTimeout bounds reaching a VM's console or VNC through vmkernel;
@@ -81,4 +89,37 @@ func (s *Server) bridge(w http.ResponseWriter, r *http.Request,
 	}()
 	<-done
 	s.log.Info("mgmtd: console detached", "vm", id, "path", r.URL.Path)
+}
+
+// createTicket makes a single-use ticket for one websocket path of the
+// route table, for the caller.
+func (s *Server) createTicket(w http.ResponseWriter, r *http.Request) {
+	var req api.TicketRequest
+	if !decodeStrict(w, r, 0, &req) {
+		return
+	}
+	u, err := url.Parse(req.Path)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.RawQuery != "" || u.Fragment != "" || !s.ticketPath(u) {
+		fieldProblem(w, api.FieldProblem{Field: "path", Message: fmt.Sprintf("%.200q is not the path of a websocket (e.g. %s/ID/%s)", req.Path, api.MgmtdVMsPath, api.MgmtdConsoleWS)})
+		return
+	}
+	t, err := s.tokens.NewTicket(principalOf(r), u.Path)
+	switch {
+	case errors.Is(err, auth.ErrTooManyTickets):
+		w.Header().Set("Retry-After", strconv.Itoa(int(auth.TicketTTL/time.Second)))
+		writeProblem(w, api.Problem{Status: http.StatusTooManyRequests, Detail: err.Error()})
+	case errors.Is(err, auth.ErrUnauthenticated):
+		writeProblem(w, api.Problem{Status: http.StatusUnauthorized, Detail: err.Error()})
+	case err != nil:
+		writeProblem(w, api.Problem{Status: http.StatusInternalServerError, Detail: err.Error()})
+	default:
+		writeJSON(w, http.StatusCreated, t)
+	}
+}
+
+// ticketPath reports whether u is the path of a route that takes tickets.
+func (s *Server) ticketPath(u *url.URL) bool {
+	req := &http.Request{Method: http.MethodGet, URL: u}
+	var m mux.RouteMatch
+	return s.ticketRoutes.Match(req, &m)
 }

@@ -50,6 +50,9 @@ type Config struct {
 	SessionTTL time.Duration
 	// Now is the clock (time.Now when nil); tests move it.
 	Now func() time.Time
+	// MaxConns and MaxConnsPerClient bound the connections open at once
+	// (DefaultMaxConns, DefaultMaxConnsPerClient when 0).
+	MaxConns, MaxConnsPerClient int
 }
 
 // Server is the HTTPS API.
@@ -67,6 +70,8 @@ type Server struct {
 	cert     atomic.Pointer[tls.Certificate]
 	http     *http.Server
 	routes   []Route
+	// ticketRoutes matches the paths of the routes that take tickets.
+	ticketRoutes *mux.Router
 }
 
 // New loads or creates the TLS certificate, the API tokens and the audit
@@ -118,6 +123,12 @@ func New(cfg Config) (*Server, error) {
 		log.Info("mgmtd: created a self-signed TLS certificate", "dir", filepath.Join(cfg.StateDir, "tls"))
 	}
 	s.routes = s.routeTable()
+	s.ticketRoutes = mux.NewRouter()
+	for _, rt := range s.routes {
+		if rt.Ticket {
+			s.ticketRoutes.Handle(rt.Path, http.NotFoundHandler()).Methods(rt.Method)
+		}
+	}
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         s.tls,
@@ -168,7 +179,22 @@ func (s *Server) Handler() http.Handler {
 // Serve answers HTTPS on l (a plain TCP listener) until Shutdown; it
 // returns nil after a Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	if err := s.http.Serve(tls.NewListener(l, s.tls)); !errors.Is(err, http.ErrServerClosed) {
+	total, per := s.cfg.MaxConns, s.cfg.MaxConnsPerClient
+	if total <= 0 {
+		total = DefaultMaxConns
+	}
+	if per <= 0 {
+		per = DefaultMaxConnsPerClient
+	}
+	var lastWarn atomic.Int64
+	ll := newLimitListener(l, total, per, func(client string) {
+		// At most a line a minute: a flood of connections must not flood the log.
+		if now := time.Now().Unix(); now-lastWarn.Load() >= 60 {
+			lastWarn.Store(now)
+			s.log.Warn("mgmtd: connections refused: over the limit", "client", client, "total", total, "per_client", per)
+		}
+	})
+	if err := s.http.Serve(tls.NewListener(ll, s.tls)); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("mgmtd: serve: %w", err)
 	}
 	return nil
@@ -209,6 +235,9 @@ func Listen(addr string, fd int) (net.Listener, error) {
 // vmkernelTimeout bounds the health probe of vmkernel.
 const vmkernelTimeout = 3 * time.Second
 
+// health says ok or degraded to anyone; what is wrong, and with which
+// service, only to a caller with a valid bearer token: internal error text
+// (socket paths, errno) is not for strangers.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), vmkernelTimeout)
 	defer cancel()
@@ -225,6 +254,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.Services["vmkernel"] != api.HealthOK {
 		h.Status, status = api.HealthDegraded, http.StatusServiceUnavailable
+	}
+	if _, err := s.tokens.Check(bearer(r)); err != nil {
+		h.Services = nil
 	}
 	writeJSON(w, status, h)
 }

@@ -47,6 +47,10 @@ type Route struct {
 	// MaxBody overrides MaxBodyBytes for the request body (-1: the body
 	// is bounded by the handler, e.g. by the datastore's free space).
 	MaxBody int64
+	// Ticket: the route also takes a single-use ticket (POST
+	// /api/v1/tickets) as ?ticket= instead of the Authorization header,
+	// for browsers, which cannot send headers on a websocket.
+	Ticket bool
 }
 
 // Paths below the API prefix that name one thing.
@@ -59,6 +63,7 @@ const (
 )
 
 var (
+	ticketQuery = map[string]string{api.TicketQuery: "a ticket from POST " + api.MgmtdTicketsPath + " for this path (single use, 30 s), instead of the Authorization header"}
 	pathQuery   = map[string]string{"path": "the file's path inside the datastore, e.g. iso/debian.iso"}
 	uploadQuery = map[string]string{"path": "the file's path inside the datastore, e.g. iso/debian.iso",
 		"overwrite": "true replaces an existing file (not one a running VM uses)"}
@@ -84,6 +89,9 @@ func (s *Server) routeTable() []Route {
 			Request: api.TokenRequest{}, Response: api.APIToken{}},
 		{Method: del, Path: tokenPath, Handler: s.revokeToken, Access: Change, Status: http.StatusNoContent,
 			Summary: "Revoke an API token"},
+		{Method: post, Path: api.MgmtdTicketsPath, Handler: s.createTicket, Access: Read, Status: http.StatusCreated,
+			Summary: "A single-use ticket that opens one websocket (console, VNC) within 30 s, sent as ?ticket=; never put a token in a URL",
+			Request: api.TicketRequest{}, Response: api.Ticket{}},
 		{Method: get, Path: api.MgmtdAuditPath, Handler: s.listAudit, Access: Read,
 			Summary: "The audit log, newest last", Response: []api.AuditEntry{},
 			Query: map[string]string{"limit": "how many entries, newest (default 100, at most 10000)"}},
@@ -131,9 +139,11 @@ func (s *Server) routeTable() []Route {
 			Query: map[string]string{"disks": "true also deletes the VM's disk files that no other VM uses"}},
 		{Method: get, Path: vmPath + "/" + api.VMKernelConsole, Handler: fwd, Access: Read, ContentType: "text/plain",
 			Summary: "The last 64 KiB the VM printed on its serial console"},
-		{Method: get, Path: vmPath + "/" + api.MgmtdConsoleWS, Handler: s.consoleWS, Access: Change, Stream: true,
+		{Method: get, Path: vmPath + "/" + api.MgmtdConsoleWS, Handler: s.consoleWS, Access: Change, Stream: true, Ticket: true,
+			Query:   ticketQuery,
 			Summary: "Websocket: the VM's serial console, binary messages both ways"},
-		{Method: get, Path: vmPath + "/" + api.MgmtdVNCWS, Handler: s.vncWS, Access: Change, Stream: true,
+		{Method: get, Path: vmPath + "/" + api.MgmtdVNCWS, Handler: s.vncWS, Access: Change, Stream: true, Ticket: true,
+			Query:   ticketQuery,
 			Summary: "Websocket: the VM's VNC (RFB) stream, for noVNC"},
 
 		{Method: get, Path: api.MgmtdDatastoresPath, Handler: fwd, Access: Read,
