@@ -151,12 +151,14 @@ export async function download(path, name) {
   setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
-// wsURL is the address of a VM's console websocket. The token rides along
-// as the access_token parameter until websocket tickets exist.
+// wsURL is the address of a VM's console websocket, with a single-use
+// ticket for it (POST /api/v1/tickets): a browser cannot send the token as
+// a header there, and a token in a URL would end up in logs.
 export async function wsURL(vm, kind) {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const p = `/api/v1/vms/${encodeURIComponent(vm)}/${kind}/ws`;
-  return `${proto}//${location.host}${p}?access_token=${encodeURIComponent(token)}`;
+  const t = await post('/api/v1/tickets', { path: p });
+  return `${proto}//${location.host}${p}?ticket=${encodeURIComponent(t.ticket)}`;
 }
 
 export const enc = encodeURIComponent;
