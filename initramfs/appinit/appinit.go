@@ -40,6 +40,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board/drivers"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/initramfs/supervisor"
 	"github.com/plinth/plinth/layout"
@@ -85,7 +86,7 @@ type initProc struct {
 	live  bool
 	// mode is where the configuration comes from (stateless.go).
 	mode api.BootMode
-	mods *modLoader
+	mods *drivers.Loader
 	// labels maps ext file system labels to devices, found by the state step.
 	labels map[string]string
 	// datastores are vmkernel's -datastore arguments (NAME=DIR).
@@ -166,7 +167,7 @@ func Run(cfg Config) error {
 	// controllers or KVM); payload and STATE wait for every driver but KVM;
 	// the services wait for everything, since vmkernel decides KVM or TCG
 	// once, at its start.
-	l, err := newModLoader(p.cfg.ModulesDir, p.logf)
+	l, err := drivers.NewLoader(p.cfg.ModulesDir, "/sys", p.logf)
 	if err != nil {
 		p.logf("modules: %v; booting without loading drivers", err)
 	}
@@ -181,7 +182,7 @@ func Run(cfg Config) error {
 	quiet := func(skip func(string) bool) {
 		if l != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			l.waitQuiet(ctx, skip)
+			l.WaitQuiet(ctx, skip)
 			cancel()
 		}
 	}
@@ -189,7 +190,7 @@ func Run(cfg Config) error {
 	stateMounted := make(chan struct{})
 	go func() {
 		defer close(networked)
-		quiet(func(path string) bool { return isStorageModule(path) || isKVMModule(path) })
+		quiet(func(path string) bool { return drivers.IsStorage(path) || drivers.IsKVM(path) })
 		<-stateMounted // the saved configuration is in STATE
 		_ = p.step("network", func() error {
 			cfg, src, err := networkConfig(p.cfg.Layout.State, p.cfg.Cmdline, p.logf)
@@ -211,7 +212,7 @@ func Run(cfg Config) error {
 			return nil
 		})
 	}()
-	quiet(isKVMModule)
+	quiet(drivers.IsKVM)
 	go watchPowerButton(p.logf, power)
 	_ = p.step("state", p.mountState)
 	close(stateMounted)
@@ -292,7 +293,7 @@ func (p *initProc) mountState() error {
 	}
 	p.labels = labels("/sys", "/dev")
 	if len(p.labels) > 0 && p.mods != nil {
-		p.mods.load([]string{"ext4"})
+		p.mods.Load("ext4")
 	}
 	dev, ok := p.labels[StateLabel]
 	var err error

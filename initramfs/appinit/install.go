@@ -47,8 +47,8 @@ func (p *initProc) installUnattended() (done, reboot bool) {
 			if p.mods == nil {
 				return errors.New("no module loader")
 			}
-			p.mods.load([]string{name})
-			return nil
+			_, err := p.mods.Load(name)
+			return err
 		},
 		Env:      env,
 		MountDir: p.cfg.Layout.BootMediaMount(),

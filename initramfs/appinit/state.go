@@ -1,35 +1,17 @@
 package appinit
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/plinth/plinth/board"
 )
 
 // StateLabel is the file system label of the STATE partition.
 const StateLabel = "PLINTH-STATE"
-
-// ext4Label returns the volume label of an ext2/3/4 superblock read from r,
-// or ok=false when r holds no ext file system.
-func ext4Label(r io.ReaderAt) (label string, ok bool) {
-	sb := make([]byte, 136)
-	if _, err := r.ReadAt(sb, 1024); err != nil {
-		return "", false
-	}
-	if binary.LittleEndian.Uint16(sb[56:58]) != 0xEF53 {
-		return "", false
-	}
-	l := sb[120:136]
-	if i := bytes.IndexByte(l, 0); i >= 0 {
-		l = l[:i]
-	}
-	return string(l), true
-}
 
 // DatastorePrefix starts the label of every datastore file system
 // (PLINTH-DS1, PLINTH-DS2, ...); each is mounted on layout.Datastores/<name>, the
@@ -58,8 +40,9 @@ func labels(sysRoot, devRoot string) map[string]string {
 		if err != nil {
 			continue
 		}
-		l, ok := ext4Label(f)
+		fsType, l := board.Probe(f)
 		f.Close()
+		ok := strings.HasPrefix(fsType, "ext")
 		if _, dup := out[l]; ok && l != "" && !dup {
 			out[l] = dev
 		}

@@ -3,7 +3,7 @@
 // is not loaded, e.g. "modprobe -q -- rtnl-link-bridge" when vmkernel makes
 // its first virtual switch, or "fs-iso9660" on the first mount of an ISO.
 // It also serves a shell user: modprobe NAME... loads modules by name or
-// alias, with their dependencies.
+// alias, with their dependencies. The work is board/drivers' Loader's.
 package main
 
 import (
@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/plinth/plinth/board/drivers"
-	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
+
+	"github.com/plinth/plinth/board/drivers"
 )
 
 func main() {
@@ -39,40 +39,19 @@ func run(args []string) error {
 	if err := unix.Uname(&u); err != nil {
 		return err
 	}
-	dir := filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:]))
-	f, err := os.Open(filepath.Join(dir, "modules.alias"))
-	if err != nil {
-		return err
-	}
-	aliases, err := drivers.ParseAliases(f)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	dep, err := os.Open(filepath.Join(dir, "modules.dep"))
-	if err != nil {
-		return err
-	}
-	modules, err := drivers.ModulePaths(dep)
-	dep.Close()
-	if err != nil {
-		return err
-	}
-	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	l, err := drivers.NewLoader(filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:])), "/sys", nil)
 	if err != nil {
 		return err
 	}
 	var failed []string
 	for _, n := range names {
-		mods := drivers.Resolve(aliases, modules, n)
+		mods := l.Resolve(n)
 		if len(mods) == 0 {
 			failed = append(failed, n+": no such module or alias in the image")
 			continue
 		}
-		for _, m := range mods {
-			if err := prober.Probe(m, ""); err != nil {
-				failed = append(failed, fmt.Sprintf("%s (%s): %v", n, m, err))
-			}
+		if _, err := l.Load(mods...); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", n, err))
 		}
 	}
 	if len(failed) > 0 {
