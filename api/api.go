@@ -7,6 +7,14 @@ package api
 // -ldflags "-X github.com/plinth/plinth/api.Version=...".
 var Version = "0.0.0-dev"
 
+// Release is the build's monotonic release number, in decimal: every build
+// of a later commit has a higher one (the image build sets the commit count,
+// `git rev-list --count HEAD`, with -ldflags "-X
+// github.com/plinth/plinth/api.Release=..."; `make next` adds one). Upgrade
+// images carry it in their signed manifest, and an older release is refused
+// unless a downgrade is asked for. "0": a development build, older than any.
+var Release = "0"
+
 // Acceleration modes.
 const (
 	AccelKVM = "kvm"

@@ -16,15 +16,33 @@ func (c *Client) UpgradeStatus(ctx context.Context) (api.UpgradeStatus, error) {
 	return out, err
 }
 
-// Upgrade streams a signed upgrade image of size bytes with its sha256
-// (hex; checked by the host) and returns the task writing it to the bank
-// not running. With reboot the host restarts into it, on trial, once it
-// is written. A refused image (signature, checksum) is an *Error with
-// status 422, and nothing was written.
-func (c *Client) Upgrade(ctx context.Context, r io.Reader, size int64, sha256 string, reboot bool) (api.Task, error) {
-	q := url.Values{"sha256": {sha256}}
-	if reboot {
+// UpgradeOptions say how an upgrade image is to be taken.
+type UpgradeOptions struct {
+	// SHA256 is the image's checksum (hex), checked by the host; "" none.
+	SHA256 string
+	// Reboot restarts the host into the upgrade, on trial, once written.
+	Reboot bool
+	// AllowDowngrade lets an image of an older release than the running
+	// one be installed; Confirm must then be the host's name.
+	AllowDowngrade bool
+	Confirm        string
+}
+
+// Upgrade streams a signed upgrade image of size bytes and returns the
+// task writing it to the bank not running. A refused image (signature,
+// checksum, an older release not allowed) is an *Error with status 422
+// naming why, and nothing was written.
+func (c *Client) Upgrade(ctx context.Context, r io.Reader, size int64, o UpgradeOptions) (api.Task, error) {
+	q := url.Values{}
+	if o.SHA256 != "" {
+		q.Set("sha256", o.SHA256)
+	}
+	if o.Reboot {
 		q.Set("reboot", "true")
+	}
+	if o.AllowDowngrade {
+		q.Set("allow_downgrade", "true")
+		q.Set("confirm", o.Confirm)
 	}
 	var t api.Task
 	if err := c.sendStream(ctx, http.MethodPost, c.prefix+"/host/upgrade?"+q.Encode(), r, size, &t); err != nil {

@@ -39,7 +39,7 @@ mkdir -p "$CACHE"
 MODS="$BUILD/modules"
 OUT="$BUILD"
 if [ "$NEXT" = 1 ]; then
-	for f in "$BUILD/version" "$BUILD/vmlinuz" "$BUILD/payload.cpio" "$MODS/lib/modules"; do
+	for f in "$BUILD/version" "$BUILD/release" "$BUILD/vmlinuz" "$BUILD/payload.cpio" "$MODS/lib/modules"; do
 		[ -e "$f" ] || die "--next builds on a finished build: $f is missing (run initramfs/build.sh first)"
 	done
 	OUT="$BUILD/next"
@@ -185,12 +185,18 @@ step web
 (cd "$ROOT" && go run ./web/cmd/plinth-webbuild) || die "the web client did not build"
 
 step userland
+# RELEASE is the monotonic release number upgrade images carry (api.Release):
+# the commit count, so every later commit's build is a later release; --next
+# is one more, as the release after this build.
 if [ "$NEXT" = 1 ]; then
 	VERSION="$(cat "$BUILD/version")-next"
+	RELEASE="$(( $(cat "$BUILD/release") + 1 ))"
 else
 	VERSION="$(cd "$ROOT" && git describe --always --dirty --tags 2>/dev/null || echo dev)"
+	RELEASE="$(cd "$ROOT" && git rev-list --count HEAD 2>/dev/null || echo 1)"
 fi
 [ "$NEXT" = 1 ] || echo "$VERSION" > "$OUT/version"
+echo "$RELEASE" > "$OUT/release"
 UROOT=github.com/u-root/u-root/cmds/core
 cmds=()
 for c in init ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
@@ -217,7 +223,7 @@ GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0,containermaxprocs=0,updatem
 CPIO="$OUT/initramfs.cpio"
 (cd "$ROOT" && GOFLAGS=-mod=mod go run github.com/u-root/mkuimage/cmd/mkuimage \
 	-initcmd=init -uinitcmd=plinth-init -defaultsh=gosh \
-	-go-extra-args="-ldflags=-s -w -buildid= $GODEBUG_LD -X github.com/plinth/plinth/api.Version=$VERSION -X github.com/plinth/plinth/upgrade.PublicKey=$PUBKEY" \
+	-go-extra-args="-ldflags=-s -w -buildid= $GODEBUG_LD -X github.com/plinth/plinth/api.Version=$VERSION -X github.com/plinth/plinth/api.Release=$RELEASE -X github.com/plinth/plinth/upgrade.PublicKey=$PUBKEY" \
 	-files "$MODS/lib/modules:lib/modules" \
 	-o "$CPIO" "${cmds[@]}") > "$BUILD/mkuimage.log" 2>&1 || { tail -30 "$BUILD/mkuimage.log" >&2; die "mkuimage failed (full log: build/mkuimage.log)"; }
 
@@ -227,7 +233,7 @@ cat "$BUILD/payload.cpio" >> "$CPIO"
 zstd -q -f -T0 -19 "$CPIO" -o "$OUT/initramfs.cpio.zst" || die "zstd failed"
 if [ "$NEXT" = 1 ]; then
 	rm -f "$CPIO"
-	(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle make -key "$KEY" -version "$VERSION" \
+	(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle make -key "$KEY" -version "$VERSION" -release "$RELEASE" \
 		-kernel "$BUILD/vmlinuz" -initrd "$OUT/initramfs.cpio.zst" -o "$OUT/plinth-$VERSION.upgrade") ||
 		die "plinth-bundle make failed"
 	echo "$VERSION" > "$OUT/version"

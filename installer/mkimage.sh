@@ -48,7 +48,7 @@ if [ "$ISO" = 1 ]; then
 fi
 SDBOOT=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
 GPTMBR=/usr/lib/syslinux/mbr/gptmbr.bin
-for f in "$SDBOOT" "$GPTMBR" "$BUILD/vmlinuz" "$BUILD/initramfs.cpio.zst" "$BUILD/version"; do
+for f in "$SDBOOT" "$GPTMBR" "$BUILD/vmlinuz" "$BUILD/initramfs.cpio.zst" "$BUILD/version" "$BUILD/release"; do
 	[ -f "$f" ] || die "missing $f (run 'make deps' and 'initramfs/build.sh')"
 done
 VERSION="$(cat "$BUILD/version")"
@@ -161,7 +161,7 @@ step upgrade-bundle
 # (plinth host upgrade FILE), signed with the key whose public half the
 # build put into the binaries (initramfs/build.sh, step signing-key).
 KEY="${PLINTH_SIGNING_KEY:-$BUILD/keys/upgrade-signing.key}"
-(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle make -key "$KEY" -version "$VERSION" \
+(cd "$ROOT" && go run ./upgrade/cmd/plinth-bundle make -key "$KEY" -version "$VERSION" -release "$(cat "$BUILD/release")" \
 	-kernel "$BUILD/vmlinuz" -initrd "$BUILD/initramfs.cpio.zst" -created "$SOURCE_DATE_EPOCH" \
 	-o "$BUILD/plinth-$VERSION.upgrade") || die "plinth-bundle make failed"
 

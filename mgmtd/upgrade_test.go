@@ -50,11 +50,11 @@ func TestRefusedUpgradeThroughProxy(t *testing.T) {
 	os.WriteFile(k, []byte("kernel"), 0o644)
 	os.WriteFile(i, big, 0o644)
 	var b bytes.Buffer
-	if err := upgrade.Write(&b, other, "9.9", k, i, time.Now()); err != nil {
+	if err := upgrade.Write(&b, other, "9.9", 99, k, i, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for n := 0; n < 5; n++ {
-		_, err := c.Upgrade(deadline(t), bytes.NewReader(b.Bytes()), int64(b.Len()), "", false)
+		_, err := c.Upgrade(deadline(t), bytes.NewReader(b.Bytes()), int64(b.Len()), client.UpgradeOptions{})
 		var e *client.Error
 		if !errors.As(err, &e) || e.Status != 422 || !strings.Contains(e.Error(), "signature is not valid") {
 			t.Fatalf("try %d: %v, want 422 saying the signature is not valid", n+1, err)

@@ -1,13 +1,16 @@
 // Package upgrade replaces the running Plinth with a newer one, safely.
 //
 // An upgrade image (a "bundle", build/plinth-VERSION.upgrade) is a tar
-// stream: manifest.json first (the version and each file's size and
-// sha256), then manifest.sig (the ed25519 signature of manifest.json's
+// stream: manifest.json first (the version, the monotonic release number
+// and each file's size and sha256), then manifest.sig (the ed25519 signature of manifest.json's
 // bytes, made at build time with the release key), then the kernel and the
 // initramfs. Open reads it as it streams in: the signature is checked
 // against the public key built into this binary before a byte of the
 // payload is read, each file is hashed as it is staged in a scratch
 // directory, and nothing reaches the boot disk unless everything matched.
+// An image of an older release than the running system's is a downgrade
+// (an old, validly signed image may carry fixed holes): refused unless the
+// request asks for it by name (CheckRelease).
 //
 // The boot disk's ESP holds two banks, A and B (see ESP). An upgrade is
 // written to the bank not running and booted on trial: on UEFI through
@@ -36,6 +39,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -68,11 +72,41 @@ const (
 
 // Manifest describes a bundle.
 type Manifest struct {
-	Format  int       `json:"format"`
-	Product string    `json:"product"` // "plinth"
-	Version string    `json:"version"`
+	Format  int    `json:"format"`
+	Product string `json:"product"` // "plinth"
+	Version string `json:"version"`
+	// Release is the build's monotonic release number (api.Release): an
+	// image of a lower one than the running system's is a downgrade,
+	// refused unless asked for (CheckRelease). Images made before it
+	// existed have none: 0, older than every release.
+	Release uint64    `json:"release,omitempty"`
 	Created time.Time `json:"created"`
 	Files   []File    `json:"files"`
+}
+
+// ErrDowngrade: the image is an older release than the running system's.
+var ErrDowngrade = errors.New("the upgrade image is an older release than the running system")
+
+// CheckRelease refuses an image of release image on a system running
+// release running when it is older, unless allowDowngrade.
+func CheckRelease(running, image uint64, allowDowngrade bool) error {
+	if image < running && !allowDowngrade {
+		return fmt.Errorf("%w: release %d is older than the running release %d", ErrDowngrade, image, running)
+	}
+	return nil
+}
+
+// ParseRelease reads a release number as the build sets it (api.Release):
+// a decimal number, 0 when empty.
+func ParseRelease(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("release %q is not a number", s)
+	}
+	return n, nil
 }
 
 // File is one member of the payload.
@@ -130,10 +164,17 @@ type Staged struct {
 // success). progress, when not nil, is told the payload bytes read so far
 // of the total.
 func Open(r io.Reader, pub ed25519.PublicKey, dir string, progress func(done, total int64)) (*Staged, error) {
+	return OpenChecked(r, pub, dir, progress, nil)
+}
+
+// OpenChecked is Open with accept, when not nil, asked about the signed
+// manifest before a byte of the payload is read: its error (e.g.
+// CheckRelease's) refuses the image at once.
+func OpenChecked(r io.Reader, pub ed25519.PublicKey, dir string, progress func(done, total int64), accept func(Manifest) error) (*Staged, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, ErrNoKey
 	}
-	st, err := open(r, pub, dir, progress)
+	st, err := open(r, pub, dir, progress, accept)
 	if err != nil {
 		for _, n := range []string{KernelName, InitrdName} {
 			os.Remove(filepath.Join(dir, n))
@@ -143,7 +184,7 @@ func Open(r io.Reader, pub ed25519.PublicKey, dir string, progress func(done, to
 	return st, nil
 }
 
-func open(r io.Reader, pub ed25519.PublicKey, dir string, progress func(done, total int64)) (*Staged, error) {
+func open(r io.Reader, pub ed25519.PublicKey, dir string, progress func(done, total int64), accept func(Manifest) error) (*Staged, error) {
 	tr := tar.NewReader(r)
 	next := func(want string, limit int64) (*tar.Header, error) {
 		h, err := tr.Next()
@@ -181,6 +222,11 @@ func open(r io.Reader, pub ed25519.PublicKey, dir string, progress func(done, to
 	}
 	if err := m.check(); err != nil {
 		return nil, err
+	}
+	if accept != nil {
+		if err := accept(m); err != nil {
+			return nil, err
+		}
 	}
 	var total, done int64
 	for _, f := range m.Files {
@@ -228,10 +274,14 @@ func (p progressWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Write makes a bundle of version from the kernel and initramfs files,
-// signed with key, onto w. Build time: upgrade/cmd/plinth-bundle.
-func Write(w io.Writer, key ed25519.PrivateKey, version, kernel, initrd string, created time.Time) error {
-	m := Manifest{Format: FormatVersion, Product: "plinth", Version: version, Created: created.UTC()}
+// Write makes a bundle of version and release (more than 0) from the
+// kernel and initramfs files, signed with key, onto w. Build time:
+// upgrade/cmd/plinth-bundle.
+func Write(w io.Writer, key ed25519.PrivateKey, version string, release uint64, kernel, initrd string, created time.Time) error {
+	if release == 0 {
+		return errors.New("an upgrade image needs a release number (more than 0)")
+	}
+	m := Manifest{Format: FormatVersion, Product: "plinth", Version: version, Release: release, Created: created.UTC()}
 	paths := []string{kernel, initrd}
 	for i, p := range paths {
 		f, err := os.Open(p)

@@ -69,6 +69,9 @@ type Host struct {
 	// command line).
 	Running string
 	Version string // the running version (api.Version)
+	// Release is the running release number (api.Release): images of
+	// older ones are downgrades.
+	Release uint64
 	// Firmware is "uefi" or "bios".
 	Firmware string
 	// Tries is the number of trial boots on UEFI (DefaultTries when 0).

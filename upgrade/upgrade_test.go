@@ -18,7 +18,7 @@ import (
 var testTime = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 // bundleFiles writes a kernel and an initrd of the given contents.
-func bundleFiles(t *testing.T, kernel, initrd string) (string, string) {
+func bundleFiles(t testing.TB, kernel, initrd string) (string, string) {
 	t.Helper()
 	d := t.TempDir()
 	k, i := filepath.Join(d, "vmlinuz"), filepath.Join(d, "initrd")
@@ -32,15 +32,20 @@ func bundleFiles(t *testing.T, kernel, initrd string) (string, string) {
 
 func makeBundle(t *testing.T, priv ed25519.PrivateKey, version string) []byte {
 	t.Helper()
+	return makeRelease(t, priv, version, 7)
+}
+
+func makeRelease(t testing.TB, priv ed25519.PrivateKey, version string, release uint64) []byte {
+	t.Helper()
 	k, i := bundleFiles(t, "kernel of "+version, strings.Repeat("initrd of "+version+"\n", 5000))
 	var b bytes.Buffer
-	if err := Write(&b, priv, version, k, i, testTime); err != nil {
+	if err := Write(&b, priv, version, release, k, i, testTime); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
 }
 
-func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
+func newKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
 	t.Helper()
 	priv, err := GenerateKey(filepath.Join(t.TempDir(), "k.pem"))
 	if err != nil {

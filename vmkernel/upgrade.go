@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -50,6 +51,10 @@ func (s *Server) upgradeStatus(w http.ResponseWriter, r *http.Request) {
 
 // upgradeRefused maps a refused image to 422 naming why.
 func upgradeRefused(err error) error {
+	if errors.Is(err, upgrade.ErrDowngrade) {
+		return &api.ValidationError{Subject: "upgrade image", Problems: []api.FieldProblem{{Field: "allow_downgrade",
+			Message: err.Error() + "; nothing was written: to install it anyway, send allow_downgrade=true and confirm=HOSTNAME"}}}
+	}
 	if errors.Is(err, upgrade.ErrSignature) || errors.Is(err, upgrade.ErrChecksum) || errors.Is(err, upgrade.ErrFormat) || errors.Is(err, upgrade.ErrNoKey) {
 		return &api.ValidationError{Subject: "upgrade image", Problems: []api.FieldProblem{{Field: "body", Message: err.Error() + "; nothing was written"}}}
 	}
@@ -61,7 +66,10 @@ func upgradeRefused(err error) error {
 // RAM; only when its signature, its files' checksums and the whole body's
 // sha256 (when given) match is it written to the bank not running, as a
 // task, and the host rebooted into it on trial when reboot=true. A refused
-// image is a 422 naming why, with nothing written.
+// image is a 422 naming why, with nothing written. An image of an older
+// release than the running one (its signed manifest says) is refused
+// before its payload is read unless the request says allow_downgrade=true
+// and names this host in confirm=, as a power request does.
 func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Upgrades == nil {
 		s.problem(w, errNoUpgrades)
@@ -82,6 +90,11 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	}
 	if reboot && s.cfg.Power == nil {
 		s.problem(w, fmt.Errorf("%w: reboot=true, but host power is not managed here", errNotManaged))
+		return
+	}
+	allowDowngrade, err := s.downgradeAsked(q)
+	if err != nil {
+		s.problem(w, err)
 		return
 	}
 	pub, err := upgrade.ParsePublicKey(s.cfg.Upgrades.PublicKey)
@@ -124,7 +137,9 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	body := &uploadBody{r: r.Body, extend: func() { rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout)) }}
 	sum := sha256.New()
 	counted := io.TeeReader(body, io.MultiWriter(sum, progressWriter{t}))
-	st, err := upgrade.Open(counted, pub, dir, nil)
+	st, err := upgrade.OpenChecked(counted, pub, dir, nil, func(m upgrade.Manifest) error {
+		return upgrade.CheckRelease(h.Release, m.Release, allowDowngrade)
+	})
 	if err == nil {
 		io.Copy(sum, body) // tar's end-of-archive blocks count in the body's checksum
 		if got := hex.EncodeToString(sum.Sum(nil)); want != "" && got != want {
@@ -174,6 +189,31 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	task.Target = fmt.Sprintf("bank %s: %s", target, st.Manifest.Version)
 	w.Header().Set("Location", api.VMKernelPrefix+"/tasks/"+t.ID())
 	writeJSON(w, http.StatusAccepted, task)
+}
+
+// downgradeAsked reads allow_downgrade= and confirm= of an upgrade
+// request: a downgrade is allowed only when asked for with this host's
+// name, so a script aimed at the wrong host, or replaying an old image,
+// does nothing.
+func (s *Server) downgradeAsked(q url.Values) (bool, error) {
+	bad := func(field, msg string) error {
+		return &api.ValidationError{Subject: "upgrade request", Problems: []api.FieldProblem{{Field: field, Message: msg}}}
+	}
+	switch q.Get("allow_downgrade") {
+	case "", "false":
+		return false, nil
+	case "true":
+	default:
+		return false, bad("allow_downgrade", "is true or false")
+	}
+	host, err := s.cfg.Host()
+	if err != nil {
+		return false, err
+	}
+	if q.Get("confirm") != host.Hostname || host.Hostname == "" {
+		return false, bad("confirm", fmt.Sprintf("must be this host's name, %q, to allow a downgrade", host.Hostname))
+	}
+	return true, nil
 }
 
 // maxRefusedDrain bounds what is read of a refused image before answering:

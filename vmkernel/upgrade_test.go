@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/upgrade"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/vmkerneltest"
@@ -73,7 +74,7 @@ func TestUpgradeRoutes(t *testing.T) {
 			PublicKey: upgrade.EncodePublicKey(priv.Public().(ed25519.PublicKey)),
 			StageDir:  t.TempDir(),
 			Open: func(bool) (upgrade.Host, func(), error) {
-				return upgrade.Host{ESP: upgrade.ESP{Dir: esp}, StateDir: state, Running: "A", Version: "1.0", Firmware: "uefi"}, func() {}, nil
+				return upgrade.Host{ESP: upgrade.ESP{Dir: esp}, StateDir: state, Running: "A", Version: "1.0", Release: 100, Firmware: "uefi"}, func() {}, nil
 			},
 		},
 	})
@@ -85,14 +86,16 @@ func TestUpgradeRoutes(t *testing.T) {
 	k, i := filepath.Join(t.TempDir(), "vmlinuz"), filepath.Join(t.TempDir(), "initrd")
 	os.WriteFile(k, []byte("new kernel"), 0o644)
 	os.WriteFile(i, bytes.Repeat([]byte("new initrd "), 10000), 0o644)
-	bundle := func(key ed25519.PrivateKey) []byte {
+	release := func(key ed25519.PrivateKey, version string, release uint64) []byte {
 		var b bytes.Buffer
-		if err := upgrade.Write(&b, key, "2.0", k, i, time.Now()); err != nil {
+		if err := upgrade.Write(&b, key, version, release, k, i, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		return b.Bytes()
 	}
+	bundle := func(key ed25519.PrivateKey) []byte { return release(key, "2.0", 101) }
 	good := bundle(priv)
+	older := release(priv, "0.9", 99)
 	flipped := bytes.Clone(good)
 	flipped[len(flipped)-2000] ^= 1
 	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
@@ -107,9 +110,29 @@ func TestUpgradeRoutes(t *testing.T) {
 		"not an image":  {[]byte("hello"), "", "not a Plinth upgrade image"},
 		"malformed sum": {good, "xyz", "not a hex sha256"},
 	} {
-		_, err := r.Client.Upgrade(ctx, bytes.NewReader(c.body), int64(len(c.body)), c.sum, true)
+		_, err := r.Client.Upgrade(ctx, bytes.NewReader(c.body), int64(len(c.body)), client.UpgradeOptions{SHA256: c.sum, Reboot: true})
 		if e := apiErr(t, err, 422); !strings.Contains(e.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, e, c.want)
+		}
+	}
+	// An older release is refused unless a downgrade is asked for with
+	// this host's name; asked for with another name, nothing is read.
+	host, err := r.Client.Host(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		o     client.UpgradeOptions
+		field string
+		want  string
+	}{
+		"older release":        {client.UpgradeOptions{}, "allow_downgrade", "release 99 is older than the running release 100"},
+		"downgrade, no name":   {client.UpgradeOptions{AllowDowngrade: true}, "confirm", host.Hostname},
+		"downgrade, elsewhere": {client.UpgradeOptions{AllowDowngrade: true, Confirm: "other-host"}, "confirm", host.Hostname},
+	} {
+		_, err := r.Client.Upgrade(ctx, bytes.NewReader(older), int64(len(older)), c.o)
+		if e := apiErr(t, err, 422); e != nil && (e.Problem.Field != c.field || !strings.Contains(e.Error(), c.want)) {
+			t.Errorf("%s: %v (field %q), want field %q saying %q", name, e, e.Problem.Field, c.field, c.want)
 		}
 	}
 	if fs, _ := os.ReadDir(filepath.Join(esp, "B")); len(fs) != 0 {
@@ -119,7 +142,7 @@ func TestUpgradeRoutes(t *testing.T) {
 		t.Fatalf("after refusals: pending %+v, reboots %v", s.Pending, reboots)
 	}
 
-	task, err := r.Client.Upgrade(ctx, bytes.NewReader(good), int64(len(good)), sum(good), true)
+	task, err := r.Client.Upgrade(ctx, bytes.NewReader(good), int64(len(good)), client.UpgradeOptions{SHA256: sum(good), Reboot: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +173,20 @@ func TestUpgradeRoutes(t *testing.T) {
 	res, err := r.Client.Rollback(ctx, false)
 	if err != nil || res.Result != api.UpgradeManual {
 		t.Fatalf("rollback: %+v %v", res, err)
+	}
+	// The older release, asked for by name, is written.
+	task, err = r.Client.Upgrade(ctx, bytes.NewReader(older), int64(len(older)), client.UpgradeOptions{AllowDowngrade: true, Confirm: host.Hostname})
+	if err != nil {
+		t.Fatalf("an allowed downgrade: %v", err)
+	}
+	if task, err = r.Client.WaitTask(ctx, task.ID, 20*time.Millisecond, nil); err != nil || task.State != api.TaskSucceeded {
+		t.Fatalf("downgrade task %+v %v", task, err)
+	}
+	if s, _ := r.Client.UpgradeStatus(ctx); s.Pending == nil || s.Pending.ToVersion != "0.9" {
+		t.Fatalf("after the allowed downgrade: pending %+v", s.Pending)
+	}
+	if res, err = r.Client.Rollback(ctx, false); err != nil {
+		t.Fatalf("rollback of the downgrade: %v", err)
 	}
 	if _, err := r.Client.Rollback(ctx, false); err != nil {
 		apiErr(t, err, 409) // B is not standby: nothing to roll back to

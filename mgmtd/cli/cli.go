@@ -118,7 +118,7 @@ func init() {
 			flags: []string{"--overwrite", "--yes"}},
 		{path: "host version", help: "the running version and both system banks, the last upgrade's result", run: (*app).hostVersion},
 		{path: "host upgrade", args: "FILE", help: "upgrade the host with a signed image (plinth-VERSION.upgrade), kept only if it comes up",
-			run: (*app).hostUpgrade, flags: []string{"--reboot"}},
+			run: (*app).hostUpgrade, flags: []string{"--reboot", "--allow-downgrade"}},
 		{path: "host rollback", help: "boot the standby bank from now on (or cancel an upgrade not yet booted)",
 			run: (*app).hostRollback, flags: []string{"--reboot"}},
 		{path: "vm list", help: "list VMs", run: (*app).vmList, flags: []string{"--state"}},

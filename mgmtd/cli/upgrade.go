@@ -66,6 +66,7 @@ func (a *app) hostVersion(ctx context.Context, args []string) error {
 func (a *app) hostUpgrade(ctx context.Context, args []string) error {
 	fs := a.flags("host upgrade")
 	reboot := fs.Bool("reboot", false, "restart the host into the upgrade (on trial) once it is written")
+	downgrade := fs.String("allow-downgrade", "", "install the image even when it is an older release than the running one; the value must be the host's name, to confirm")
 	pos, err := parse(fs, args, "FILE", 1, 1)
 	if err != nil {
 		return err
@@ -94,7 +95,8 @@ func (a *app) hostUpgrade(ctx context.Context, args []string) error {
 		p := a.newProgress("upload "+fi.Name(), fi.Size())
 		// The reboot is asked for once the task is seen to succeed, so the
 		// host never goes down while its outcome is still being read.
-		task, err := c.Upgrade(ctx, &countingReader{r: f, p: p}, fi.Size(), hex.EncodeToString(sum.Sum(nil)), false)
+		task, err := c.Upgrade(ctx, &countingReader{r: f, p: p}, fi.Size(), client.UpgradeOptions{
+			SHA256: hex.EncodeToString(sum.Sum(nil)), AllowDowngrade: *downgrade != "", Confirm: *downgrade})
 		p.finish(err == nil)
 		if err != nil {
 			return err

@@ -2,7 +2,7 @@
 // (package upgrade). The image build runs it:
 //
 //	plinth-bundle pubkey -key FILE [-create]   print the base64 public key
-//	plinth-bundle make -key FILE -version V -kernel F -initrd F [-created UNIX] -o OUT
+//	plinth-bundle make -key FILE -version V -release N -kernel F -initrd F [-created UNIX] -o OUT
 //	plinth-bundle verify -pubkey BASE64 FILE   check a bundle as a host would
 package main
 
@@ -35,6 +35,7 @@ func run(args []string, stdout io.Writer) error {
 	key := fs.String("key", "", "ed25519 private key (PKCS #8 PEM)")
 	create := fs.Bool("create", false, "pubkey: make the key first when it does not exist")
 	version := fs.String("version", "", "make: the version the image holds")
+	release := fs.Uint64("release", 0, "make: the image's monotonic release number (api.Release of the build)")
 	kernel := fs.String("kernel", "", "make: the kernel")
 	initrd := fs.String("initrd", "", "make: the initramfs")
 	created := fs.String("created", "", "make: creation time, Unix seconds (SOURCE_DATE_EPOCH); now when empty")
@@ -55,8 +56,8 @@ func run(args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, upgrade.EncodePublicKey(priv.Public().(ed25519.PublicKey)))
 		return nil
 	case "make":
-		if *version == "" || *kernel == "" || *initrd == "" || *out == "" {
-			return errors.New("make needs -key, -version, -kernel, -initrd and -o")
+		if *version == "" || *release == 0 || *kernel == "" || *initrd == "" || *out == "" {
+			return errors.New("make needs -key, -version, -release, -kernel, -initrd and -o")
 		}
 		priv, err := upgrade.LoadKey(*key)
 		if err != nil {
@@ -75,7 +76,7 @@ func run(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := upgrade.Write(f, priv, *version, *kernel, *initrd, when); err != nil {
+		if err := upgrade.Write(f, priv, *version, *release, *kernel, *initrd, when); err != nil {
 			f.Close()
 			os.Remove(tmp)
 			return err
@@ -106,7 +107,7 @@ func run(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: Plinth %s, signature and checksums good\n", filepath.Base(fs.Arg(0)), st.Manifest.Version)
+		fmt.Fprintf(stdout, "%s: Plinth %s (release %d), signature and checksums good\n", filepath.Base(fs.Arg(0)), st.Manifest.Version, st.Manifest.Release)
 		return nil
 	}
 	return fmt.Errorf("unknown command %q (pubkey, make, verify)", args[0])

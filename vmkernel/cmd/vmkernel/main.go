@@ -336,10 +336,14 @@ func openBanks(write bool) (upgrade.Host, func(), error) {
 	if err != nil {
 		return upgrade.Host{}, nil, err
 	}
+	rel, err := upgrade.ParseRelease(api.Release)
+	if err != nil {
+		return upgrade.Host{}, nil, fmt.Errorf("this build's %w", err)
+	}
 	esp, release, err := upgrade.Mount(installer.DefaultEnv(), layout.Default().UpgradeMount(), write)
 	if err != nil {
 		return upgrade.Host{}, nil, err
 	}
 	return upgrade.Host{ESP: esp, StateDir: layout.StateDir, Running: upgrade.RunningBank(string(cmdline)),
-		Version: api.Version, Firmware: upgrade.Firmware("/sys")}, release, nil
+		Version: api.Version, Release: rel, Firmware: upgrade.Firmware("/sys")}, release, nil
 }
