@@ -88,4 +88,17 @@ const ReadyPrefix = "PLINTH-READY"
 const (
 	MgmtdUID = 101
 	MgmtdGID = 101
+	// ImageUID and ImageGID are the unprivileged identity qemu-img runs as.
+	// The datastore files Plinth uses belong to group ImageGID (mode 0660,
+	// in directories only root enters), and qemu-img is handed each one as
+	// an open descriptor: it reaches no file it was not given.
+	ImageUID = 199998
+	ImageGID = 199998
+	// KVMGID is the group of /dev/kvm; each VM's QEMU has it when the host
+	// runs VMs on KVM.
+	KVMGID = 199999
+	// VMUIDBase is the first of the unprivileged users VMs' QEMUs run as
+	// (one each, VMUIDCount at most; the user's group has the same number).
+	VMUIDBase  = 200000
+	VMUIDCount = 65536
 )

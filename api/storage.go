@@ -37,8 +37,11 @@ type DatastoreEntry struct {
 	Path      string `json:"path"`
 	Kind      string `json:"kind"`
 	SizeBytes int64  `json:"size_bytes"`
-	// Format is guessed from the extension: "qcow2", "raw" (.raw, .img) or
-	// "iso"; empty for anything else.
+	// Format is the file's format as established from its content when it
+	// entered the datastore (upload, create, convert) or at its first use
+	// as an image: "raw", "iso", "qcow2", "vmdk", "vhdx", "vpc", "vdi", ...;
+	// empty for a file never used as an image. Plinth always opens the file
+	// as this format, whatever its first bytes say later.
 	Format string `json:"format,omitempty"`
 }
 
@@ -56,7 +59,9 @@ type ResizeDiskRequest struct {
 	SizeBytes int64  `json:"size_bytes"`
 }
 
-// DiskInfo is what qemu-img says of a disk image.
+// DiskInfo is what qemu-img says of a disk image (opened as its
+// established format). BackingFile is the datastore path of its backing
+// image, which only an image Plinth made has.
 type DiskInfo struct {
 	Path             string `json:"path"`
 	Format           string `json:"format"`

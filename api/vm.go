@@ -453,8 +453,8 @@ func (s VMSpec) Validate() error {
 		if len(k.Cmdline) > MaxCmdlineLen {
 			v.add("kernel.cmdline", fmt.Sprintf("longer than %d bytes", MaxCmdlineLen))
 		}
-		if strings.ContainsRune(k.Cmdline, 0) {
-			v.add("kernel.cmdline", "contains a NUL byte")
+		if strings.ContainsFunc(k.Cmdline, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			v.add("kernel.cmdline", "contains a control character (the command line is one line)")
 		}
 	} else if micro {
 		v.add("kernel", "microvm needs direct kernel boot")
@@ -526,15 +526,16 @@ func CheckName(s string) string {
 }
 
 // CheckRelPath returns what is wrong with a path inside a datastore, or ""
-// if nothing: relative, clean, without "..", NUL or a trailing slash.
+// if nothing: relative, clean, without "..", control characters (NUL
+// included) or a trailing slash.
 func CheckRelPath(p string) string {
 	switch {
 	case p == "":
 		return "required"
 	case len(p) > MaxPathLen:
 		return fmt.Sprintf("longer than %d bytes", MaxPathLen)
-	case strings.ContainsRune(p, 0):
-		return "contains a NUL byte"
+	case strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return "contains a control character"
 	case strings.HasPrefix(p, "/"):
 		return "must be relative to the datastore, not absolute"
 	case p == "." || path.Clean(p) != p:

@@ -101,6 +101,7 @@ func TestUploadDownload(t *testing.T) {
 	ctx := ctx(t)
 	data := make([]byte, 3<<20+17)
 	rand.Read(data)
+	copy(data[0x8001:], "CD001") // an ISO 9660 volume descriptor: the format comes from the content
 
 	e, err := r.c.UploadFile(ctx, "ds", "iso/new/a.iso", bytes.NewReader(data), int64(len(data)), false)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 )
 
 // FuzzRoutes sends arbitrary bodies to every vmkernel route that decodes
@@ -22,9 +23,9 @@ import (
 // panic, and every error is a problem document. QEMU is never started:
 // the fuzzed VM is defined but stopped.
 func FuzzRoutes(f *testing.F) {
-	base := f.TempDir()
+	base := runnertest.Dir(f, "fz")
 	ds := filepath.Join(base, "ds")
-	os.MkdirAll(ds, 0o755)
+	os.MkdirAll(ds, 0o700)
 	inv, err := inventory.Open(filepath.Join(base, "vms"))
 	if err != nil {
 		f.Fatal(err)

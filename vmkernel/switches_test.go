@@ -84,8 +84,10 @@ func TestSwitchRoutes(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Name != "mgmt" {
 		t.Fatalf("ListSwitches = %+v, %v", list, err)
 	}
-	if err := vs.AddTap("mgmt", "pttest0"); err != nil {
+	if f, err := vs.AddTap("mgmt", "pttest0"); err != nil {
 		t.Fatal(err)
+	} else {
+		f.Close()
 	}
 	if err := c.DeleteSwitch(ctx(t), "mgmt"); status(err) != http.StatusConflict {
 		t.Fatalf("delete with a tap: %v, want 409", err)

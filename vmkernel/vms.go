@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/plinth/plinth/api"
@@ -109,6 +110,11 @@ func (s *Server) validate(spec api.VMSpec, extra []api.FieldProblem) error {
 	if err := s.checkDatastores(spec); errors.As(err, &verr) {
 		probs = append(probs, verr.Problems...)
 	}
+	if len(probs) == 0 { // only a spec otherwise sound has its images opened
+		if err := s.checkImages(spec); errors.As(err, &verr) {
+			probs = append(probs, verr.Problems...)
+		}
+	}
 	if len(probs) > 0 {
 		return &api.ValidationError{Problems: probs}
 	}
@@ -186,6 +192,52 @@ func (s *Server) checkDatastores(spec api.VMSpec) error {
 		return &api.ValidationError{Problems: probs}
 	}
 	return nil
+}
+
+// checkImages opens and checks the images of spec's disks and CD-ROM that
+// exist already (one may be defined before its disk is made; a start checks
+// again), refusing what a start would refuse: an image naming another file,
+// one whose established format is not the spec's.
+func (s *Server) checkImages(spec api.VMSpec) error {
+	if s.cfg.Datastores == nil {
+		return nil
+	}
+	var probs []api.FieldProblem
+	for i, d := range spec.Disks {
+		one := spec
+		one.Disks, one.CDROM = []api.Disk{d}, nil
+		probs = append(probs, s.imageProblems(one, fmt.Sprintf("disks[%d]", i), "disks[0]")...)
+	}
+	if spec.CDROM != nil {
+		one := spec
+		one.Disks = nil
+		probs = append(probs, s.imageProblems(one, "cdrom", "cdrom")...)
+	}
+	if probs != nil {
+		return &api.ValidationError{Problems: probs}
+	}
+	return nil
+}
+
+// imageProblems checks the one image of spec (see checkImages), naming its
+// field as field instead of as.
+func (s *Server) imageProblems(spec api.VMSpec, field, as string) []api.FieldProblem {
+	disks, cdrom, err := runner.OpenImages(s.cfg.Datastores, spec, false)
+	for _, im := range disks {
+		im.Close()
+	}
+	if cdrom != nil {
+		cdrom.Close()
+	}
+	var verr *api.ValidationError
+	if err == nil || errors.Is(err, datastore.ErrNotFound) || !errors.As(err, &verr) {
+		return nil // absent (checked at start) or not the image's fault
+	}
+	probs := verr.Problems
+	for i := range probs {
+		probs[i].Field = field + strings.TrimPrefix(probs[i].Field, as)
+	}
+	return probs
 }
 
 func (s *Server) getVM(w http.ResponseWriter, r *http.Request) {
@@ -389,9 +441,8 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 	case errors.Is(err, inventory.ErrExists), errors.Is(err, runner.ErrState),
 		errors.Is(err, runner.ErrNoConsole), errors.Is(err, runner.ErrNoVNC):
 		p.Status = http.StatusConflict
-	// qemu.ErrPathEscapes is datastore.ErrEscapes (400, below).
-	case errors.Is(err, qemu.ErrUnknownDatastore),
-		errors.Is(err, qemu.ErrNoTap), errors.Is(err, qemu.ErrNoFirmware):
+	case errors.Is(err, qemu.ErrNoTap), errors.Is(err, qemu.ErrNoFirmware), errors.Is(err, qemu.ErrNoImage),
+		errors.Is(err, qemu.ErrControlChar), errors.Is(err, datastore.ErrRefused):
 		p.Status = http.StatusUnprocessableEntity
 	case errors.Is(err, runner.ErrClosed):
 		p.Status = http.StatusServiceUnavailable

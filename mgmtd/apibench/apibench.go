@@ -79,6 +79,9 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 		return nil, err
 	}
 	defer os.RemoveAll(base)
+	if err := os.Chmod(base, 0o711); err != nil { // the VMs' users pass through to their run directories
+		return nil, err
+	}
 	bins := o.BinDir
 	if bins == "" {
 		bins = filepath.Join(base, "bin")

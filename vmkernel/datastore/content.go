@@ -11,13 +11,16 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
+	"github.com/plinth/plinth/vmkernel/diskimage"
 )
 
 // ErrShortBody: an upload ended before its announced size.
 var ErrShortBody = errors.New("upload ended early")
 
 // WriteFile stores exactly size bytes of r as the file rel, creating
-// missing parent directories. The bytes go to a temp file (named with
+// missing parent directories, and records its format as established from
+// its content (see OpenImage): an image whose header names another file
+// is refused with a *RefusedError. The bytes go to a temp file (named with
 // atomicfile.TempPrefix) in the same directory, which is fsynced and
 // renamed into place, then the directory fsynced; an upload that fails or
 // ends early leaves nothing behind (not even the directories it made). An
@@ -32,25 +35,15 @@ func (d Datastore) WriteFile(rel string, r io.Reader, size int64, overwrite bool
 		return api.DatastoreEntry{}, err
 	}
 	dir := filepath.Dir(full)
-	var made string // the topmost directory made here: removed on failure
-	for p := dir; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		made = p
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return api.DatastoreEntry{}, fmt.Errorf("datastore %s: directory of %q: %w", d.Name, rel, err)
+	made, err := d.mkdirs(rel, full)
+	if err != nil {
+		return api.DatastoreEntry{}, err
 	}
 	defer func() {
 		if err != nil && made != "" {
 			os.RemoveAll(made)
 		}
 	}()
-	// The directories just made could have been swapped for symlinks.
-	if _, err := d.Resolve(rel); err != nil {
-		return api.DatastoreEntry{}, err
-	}
 	f, err := os.CreateTemp(dir, atomicfile.TempPrefix+filepath.Base(full)+"-*")
 	if err != nil {
 		return api.DatastoreEntry{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
@@ -69,7 +62,16 @@ func (d Datastore) WriteFile(rel string, r io.Reader, size int64, overwrite bool
 	if n < size {
 		return api.DatastoreEntry{}, fmt.Errorf("datastore %s: %q: %d of %d bytes: %w", d.Name, rel, n, size, ErrShortBody)
 	}
-	if err := f.Chmod(0o644); err != nil {
+	// The file's format, from its content, is established now; an image
+	// naming another file is refused at the door.
+	h, err := diskimage.Inspect(f, size)
+	if err != nil {
+		return api.DatastoreEntry{}, d.refused(rel, "%v", err)
+	}
+	for _, ref := range h.Refs {
+		return api.DatastoreEntry{}, d.refused(rel, "its header names the %s; an uploaded image must be self-contained", ref)
+	}
+	if err := Record(f, h.Format); err != nil {
 		return api.DatastoreEntry{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -101,7 +103,7 @@ func (d Datastore) WriteFile(rel string, r io.Reader, size int64, overwrite bool
 		return api.DatastoreEntry{}, fmt.Errorf("datastore %s: %q: sync directory: %w", d.Name, rel, err)
 	}
 	return api.DatastoreEntry{Name: filepath.Base(full), Path: path.Clean(rel), Kind: api.EntryFile,
-		SizeBytes: size, Format: formatOf(full)}, nil
+		SizeBytes: size, Format: h.Format}, nil
 }
 
 // checkTarget refuses writing the file at full unless it is absent, or a
@@ -127,31 +129,8 @@ func (d Datastore) checkTarget(rel, full string, overwrite bool, inUse func(stri
 }
 
 // Open opens the file rel for reading; a directory (or anything but a
-// regular file) gives ErrInvalid, a missing one ErrNotFound.
+// regular file) gives ErrInvalid, a missing one ErrNotFound, a path that
+// leads out of the datastore ErrEscapes.
 func (d Datastore) Open(rel string) (*os.File, fs.FileInfo, error) {
-	full, err := d.Resolve(rel)
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := os.Open(full)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrNotFound)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		kind := "not a file"
-		if fi.IsDir() {
-			kind = "a directory"
-		}
-		return nil, nil, fmt.Errorf("datastore %s: %q is %s: %w", d.Name, rel, kind, ErrInvalid)
-	}
-	return f, fi, nil
+	return d.openFile(rel, false)
 }

@@ -8,20 +8,21 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
 )
 
-// ConvertDisk copies the disk image src into a new image dst of format
-// (qcow2 or raw) with `qemu-img convert`, reporting progress (0 to 100) as
-// qemu-img prints it. The copy is written under a temporary name and
-// renamed into place once complete, so dst never exists half-written; an
-// existing dst is refused.
+// ConvertDisk copies the disk image src (opened and checked as OpenImage
+// does, in any format qemu-img may read: ConvertibleFormats) into a new
+// image dst of format (qcow2 or raw) with `qemu-img convert`, reporting
+// progress (0 to 100) as qemu-img prints it, and records dst's format. The
+// copy is written under a temporary name and linked into place once
+// complete, so dst never exists half-written; an existing dst is refused.
 func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, progress func(percent float64)) (err error) {
 	if format == "" {
 		format = api.FormatQcow2
@@ -29,12 +30,12 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 	if format != api.FormatQcow2 && format != api.FormatRaw {
 		return fmt.Errorf("datastore %s: disk format %q: want qcow2 or raw: %w", d.Name, format, ErrInvalid)
 	}
-	info, err := d.DiskInfo(ctx, src)
+	im, err := d.OpenImage(src, false)
 	if err != nil {
 		return err
 	}
-	srcFull, err := d.Resolve(src)
-	if err != nil {
+	defer im.Close()
+	if err := im.CheckFormat("conversion", ConvertibleFormats...); err != nil {
 		return err
 	}
 	full, err := d.Resolve(dst)
@@ -46,17 +47,9 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
 	}
-	// The topmost directory that does not exist yet: removed on failure,
-	// as CreateDisk does.
-	var made string
-	for p := filepath.Dir(full); ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		made = p
-	}
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return fmt.Errorf("datastore %s: directory of %q: %w", d.Name, dst, err)
+	made, err := d.mkdirs(dst, full)
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil && made != "" {
@@ -64,27 +57,38 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 		}
 	}()
 	tmp := filepath.Join(filepath.Dir(full), atomicfile.TempPrefix+filepath.Base(full))
+	out, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
+	}
+	defer out.Close()
 	defer func() {
 		if err != nil {
 			os.Remove(tmp)
 		}
 	}()
-	bin := d.QEMUImg
-	if bin == "" {
-		bin = "qemu-img"
+	if err := share(out); err != nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
 	}
-	// -U: the source may be the disk of a running VM (a crash-consistent copy).
-	cmd := exec.CommandContext(ctx, bin, "convert", "-p", "-U", "-f", info.Format, "-O", format, srcFull, tmp)
+	r := &imgRun{}
+	spec, err := r.spec(im)
+	if err != nil {
+		return err
+	}
+	// -U: the source may be the disk of a running VM (a crash-consistent
+	// copy). The target is the descriptor of the temporary file, which
+	// qemu-img formats in place.
+	cmd := d.command(ctx, r, "convert", "-p", "-U", "-O", format, spec, r.fd(out))
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	cmd.Stderr = &limitedBuffer{b: &stderr, n: 8 << 10}
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("datastore %s: qemu-img convert: %w", d.Name, err)
 	}
-	sc := bufio.NewScanner(out)
+	sc := bufio.NewScanner(stdout)
 	sc.Split(splitCR)
 	for sc.Scan() {
 		if p, ok := parseProgress(sc.Text()); ok && progress != nil {
@@ -97,13 +101,10 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 	if err := ctx.Err(); err != nil { // cancelled, even if qemu-img got to its end
 		return fmt.Errorf("datastore %s: converting %q to %q: %w", d.Name, src, dst, err)
 	}
-	f, err := os.Open(tmp)
-	if err != nil {
-		return err
+	if err := Record(out, format); err != nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
 	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
+	if err := out.Sync(); err != nil {
 		return fmt.Errorf("datastore %s: syncing %q: %w", d.Name, dst, err)
 	}
 	// Link, not rename: a dst that appeared meanwhile is not replaced.

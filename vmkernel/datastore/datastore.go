@@ -5,14 +5,12 @@
 package datastore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -20,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
+	"github.com/plinth/plinth/vmkernel/diskimage"
 )
 
 // Errors callers test with errors.Is; the API maps them to statuses.
@@ -151,29 +151,28 @@ func (d Datastore) Browse(rel string) ([]api.DatastoreEntry, error) {
 		case fi.IsDir():
 			e.Kind = api.EntryDir
 		case fi.Mode().IsRegular():
-			e.Kind, e.SizeBytes, e.Format = api.EntryFile, fi.Size(), formatOf(de.Name())
+			e.Kind, e.SizeBytes, e.Format = api.EntryFile, fi.Size(), recordedFormat(filepath.Join(dir, de.Name()))
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-// formatOf guesses a file's format from its extension.
-func formatOf(name string) string {
-	switch strings.ToLower(filepath.Ext(name)) {
-	case ".qcow2":
-		return api.FormatQcow2
-	case ".raw", ".img":
-		return api.FormatRaw
-	case ".iso":
-		return api.FileFormatISO
+// recordedFormat is the format recorded for the file at full (see
+// OpenImage), "" when none is yet.
+func recordedFormat(full string) string {
+	buf := make([]byte, 64)
+	n, err := unix.Lgetxattr(full, xattrFormat, buf)
+	if err != nil {
+		return ""
 	}
-	return ""
+	return string(buf[:n])
 }
 
 // CreateDisk makes a new disk image of size bytes with qemu-img, creating
-// missing parent directories. It refuses an existing file and, when it
-// fails, removes the file and directories it made.
+// missing parent directories, and records its format. It refuses an
+// existing file and, when it fails, removes the file and directories it
+// made.
 func (d Datastore) CreateDisk(ctx context.Context, rel, format string, size int64) (err error) {
 	if format == "" {
 		format = api.FormatQcow2
@@ -184,20 +183,61 @@ func (d Datastore) CreateDisk(ctx context.Context, rel, format string, size int6
 	if size <= 0 {
 		return fmt.Errorf("datastore %s: disk size %d: must be positive: %w", d.Name, size, ErrInvalid)
 	}
+	return d.create(ctx, rel, func(f *os.File) error {
+		r := &imgRun{}
+		if _, err := d.run(ctx, r, "create", "-q", "-f", format, r.fd(f), fmt.Sprint(size)); err != nil {
+			return fmt.Errorf("datastore %s: creating disk %q: %w", d.Name, rel, err)
+		}
+		return Record(f, format)
+	})
+}
+
+// CreateOverlay makes a new qcow2 image rel whose backing image is the
+// existing image backing (raw or qcow2, itself checked as OpenImage
+// checks), of the same size, and records both: the overlay's format and
+// the backing image Plinth wrote into its header, which is what lets
+// OpenImage follow it. The backing name in the header is relative to the
+// overlay's directory, so the chain stays inside the datastore.
+func (d Datastore) CreateOverlay(ctx context.Context, rel, backing string) error {
+	b, err := d.OpenImage(backing, false)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.CheckFormat("a backing image", diskimage.Qcow2, diskimage.Raw); err != nil {
+		return err
+	}
+	name, err := filepath.Rel(path.Dir(rel), backing)
+	if err != nil {
+		return fmt.Errorf("datastore %s: overlay %q on %q: %w", d.Name, rel, backing, err)
+	}
+	name = filepath.ToSlash(name)
+	return d.create(ctx, rel, func(f *os.File) error {
+		r := &imgRun{}
+		// -u: qemu-img does not open the backing image (it is given its
+		// size instead); Plinth checked it above.
+		if _, err := d.run(ctx, r, "create", "-q", "-f", "qcow2", "-u", "-b", name, "-F", b.Format,
+			r.fd(f), fmt.Sprint(b.Header.VirtualSize)); err != nil {
+			return fmt.Errorf("datastore %s: creating overlay %q: %w", d.Name, rel, err)
+		}
+		if err := Record(f, diskimage.Qcow2); err != nil {
+			return err
+		}
+		return recordBacking(f, name, backing)
+	})
+}
+
+// create makes the new file rel (refusing an existing one), with missing
+// parent directories, and has fill write it; on failure the file and the
+// directories made are removed.
+func (d Datastore) create(ctx context.Context, rel string, fill func(*os.File) error) (err error) {
 	full, err := d.Resolve(rel)
 	if err != nil {
 		return err
 	}
-	// The topmost directory that does not exist yet: removed on failure.
-	var made string
-	for p := filepath.Dir(full); ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		made = p
-	}
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return fmt.Errorf("datastore %s: directory of %q: %w", d.Name, rel, err)
+	made, err := d.mkdirs(rel, full)
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil && made != "" {
@@ -205,46 +245,79 @@ func (d Datastore) CreateDisk(ctx context.Context, rel, format string, size int6
 		}
 	}()
 	// O_EXCL claims the name, so an existing file is never overwritten.
-	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(full, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrExists)
 	}
 	if err != nil {
 		return fmt.Errorf("datastore %s: creating %q: %w", d.Name, rel, err)
 	}
-	f.Close()
+	defer f.Close()
 	defer func() {
 		if err != nil {
 			os.Remove(full)
 		}
 	}()
-	if _, err := d.qemuImg(ctx, "create", "-q", "-f", format, full, fmt.Sprint(size)); err != nil {
-		return fmt.Errorf("datastore %s: creating disk %q: %w", d.Name, rel, err)
+	if err := share(f); err != nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
 	}
-	return nil
+	if err := fill(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("datastore %s: %q: sync: %w", d.Name, rel, err)
+	}
+	return atomicfile.SyncDir(filepath.Dir(full))
 }
 
-// ResizeDisk grows a disk image to size bytes; a smaller size is refused
-// with ErrShrink, the same size is a no-op.
+// mkdirs makes the missing parent directories of full (root's only, mode
+// 0700: nothing but vmkernel walks a datastore's directories) and returns
+// the topmost one it made ("" if none), for the caller to remove on
+// failure.
+func (d Datastore) mkdirs(rel, full string) (string, error) {
+	var made string
+	for p := filepath.Dir(full); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		made = p
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o700); err != nil {
+		return "", fmt.Errorf("datastore %s: directory of %q: %w", d.Name, rel, err)
+	}
+	// The directories just made could have been swapped for symlinks.
+	if _, err := d.Resolve(rel); err != nil {
+		if made != "" {
+			os.RemoveAll(made)
+		}
+		return "", err
+	}
+	return made, nil
+}
+
+// ResizeDisk grows a raw or qcow2 disk image to size bytes; a smaller size
+// is refused with ErrShrink, the same size is a no-op.
 func (d Datastore) ResizeDisk(ctx context.Context, rel string, size int64) error {
-	info, err := d.DiskInfo(ctx, rel)
+	im, err := d.OpenImage(rel, true)
 	if err != nil {
 		return err
 	}
-	if size < info.VirtualSizeBytes {
-		return fmt.Errorf("datastore %s: disk %q is %d bytes, cannot make it %d: %w", d.Name, rel, info.VirtualSizeBytes, size, ErrShrink)
+	defer im.Close()
+	if err := im.CheckFormat("resizing", diskimage.Raw, diskimage.Qcow2); err != nil {
+		return err
 	}
-	if size == info.VirtualSizeBytes {
+	if size < im.Header.VirtualSize {
+		return fmt.Errorf("datastore %s: disk %q is %d bytes, cannot make it %d: %w", d.Name, rel, im.Header.VirtualSize, size, ErrShrink)
+	}
+	if size == im.Header.VirtualSize {
 		return nil
 	}
-	full, err := d.Resolve(rel)
+	r := &imgRun{}
+	spec, err := r.spec(im)
 	if err != nil {
 		return err
 	}
-	if info.Format != api.FormatQcow2 && info.Format != api.FormatRaw {
-		return fmt.Errorf("datastore %s: disk %q is %s, not qcow2 or raw: %w", d.Name, rel, info.Format, ErrInvalid)
-	}
-	if _, err := d.qemuImg(ctx, "resize", "-q", "-f", info.Format, full, fmt.Sprint(size)); err != nil {
+	if _, err := d.run(ctx, r, "resize", "-q", spec, fmt.Sprint(size)); err != nil {
 		return fmt.Errorf("datastore %s: resizing disk %q: %w", d.Name, rel, err)
 	}
 	return nil
@@ -278,53 +351,37 @@ func (d Datastore) DeleteFile(rel string, inUse func(rel string) error) error {
 	return nil
 }
 
-// DiskInfo asks qemu-img about a disk image (it also works on the disk of
-// a running VM: the image lock is shared).
+// DiskInfo opens a disk image as OpenImage does (refusing one that names
+// a file Plinth did not make) and asks qemu-img about it; it also works on
+// the disk of a running VM (the image lock is shared).
 func (d Datastore) DiskInfo(ctx context.Context, rel string) (api.DiskInfo, error) {
-	full, err := d.Resolve(rel)
+	im, err := d.OpenImage(rel, false)
 	if err != nil {
 		return api.DiskInfo{}, err
 	}
-	fi, err := os.Stat(full)
-	if errors.Is(err, fs.ErrNotExist) {
-		return api.DiskInfo{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrNotFound)
+	defer im.Close()
+	if err := im.CheckFormat("qemu-img", ConvertibleFormats...); err != nil {
+		return api.DiskInfo{}, err
 	}
+	r := &imgRun{}
+	spec, err := r.spec(im)
 	if err != nil {
-		return api.DiskInfo{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+		return api.DiskInfo{}, err
 	}
-	if !fi.Mode().IsRegular() {
-		return api.DiskInfo{}, fmt.Errorf("datastore %s: %q is not a file: %w", d.Name, rel, ErrInvalid)
-	}
-	out, err := d.qemuImg(ctx, "info", "-U", "--output=json", full)
+	out, err := d.run(ctx, r, "info", "-U", "--output=json", spec)
 	if err != nil {
 		return api.DiskInfo{}, fmt.Errorf("datastore %s: disk %q: %w", d.Name, rel, err)
 	}
 	var qi struct {
-		Format      string `json:"format"`
-		VirtualSize int64  `json:"virtual-size"`
-		ActualSize  int64  `json:"actual-size"`
-		Backing     string `json:"backing-filename"`
+		VirtualSize int64 `json:"virtual-size"`
+		ActualSize  int64 `json:"actual-size"`
 	}
 	if err := json.Unmarshal(out, &qi); err != nil {
 		return api.DiskInfo{}, fmt.Errorf("datastore %s: disk %q: qemu-img info answer: %w", d.Name, rel, err)
 	}
-	return api.DiskInfo{Path: rel, Format: qi.Format, VirtualSizeBytes: qi.VirtualSize,
-		ActualSizeBytes: qi.ActualSize, BackingFile: qi.Backing}, nil
-}
-
-// qemuImg runs qemu-img and returns its standard output; a failure carries
-// its standard error.
-func (d Datastore) qemuImg(ctx context.Context, args ...string) ([]byte, error) {
-	bin := d.QEMUImg
-	if bin == "" {
-		bin = "qemu-img"
+	info := api.DiskInfo{Path: rel, Format: im.Format, VirtualSizeBytes: qi.VirtualSize, ActualSizeBytes: qi.ActualSize}
+	if im.Backing != nil {
+		info.BackingFile = im.Backing.Path
 	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("qemu-img %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
+	return info, nil
 }

@@ -100,7 +100,7 @@ const (
 // header. Content that no format claims is raw (or ISO, with an ISO 9660
 // volume descriptor).
 func Inspect(r io.ReaderAt, size int64) (Header, error) {
-	return inspect(r, size, detect(r, size))
+	return inspect(r, size, Detect(r, size))
 }
 
 // InspectAs reads the header of an image that must be of format (as
@@ -111,7 +111,7 @@ func InspectAs(r io.ReaderAt, size int64, format string) (Header, error) {
 	if format == Raw || format == ISO {
 		return Header{Format: format, VirtualSize: size}, nil
 	}
-	if got := detect(r, size); got != format {
+	if got := Detect(r, size); got != format {
 		return Header{}, fmt.Errorf("%w: recorded as %s, content is %s", ErrNotFormat, format, got)
 	}
 	return inspect(r, size, format)
@@ -142,8 +142,9 @@ func inspect(r io.ReaderAt, size int64, format string) (Header, error) {
 	return h, nil
 }
 
-// detect names the format the content starts as.
-func detect(r io.ReaderAt, size int64) string {
+// Detect names the format the content starts as, reading no further than
+// its magic numbers (Inspect also reads the header).
+func Detect(r io.ReaderAt, size int64) string {
 	head := make([]byte, 512)
 	n, _ := r.ReadAt(head, 0)
 	head = head[:n]

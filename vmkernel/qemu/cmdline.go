@@ -1,9 +1,17 @@
 // Package qemu turns a VM spec into a QEMU command line. Cmdline is a pure
 // function: it reads no files and starts nothing; supervising the process is
 // someone else's job.
+//
+// QEMU opens no file by a name that came from a user: every disk, CD-ROM
+// and UEFI variables file is a block graph (Node) over a descriptor vmkernel
+// opened and checked, handed over in an fd set (-add-fd, /dev/fdset/N);
+// taps come as descriptors too. Every option value goes through one
+// function (opt) that escapes commas, and control characters are refused.
+// QEMU runs with its seccomp sandbox on.
 package qemu
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -11,7 +19,6 @@ import (
 	"strings"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/vmkernel/datastore"
 )
 
 // Socket names inside a VM's run directory.
@@ -21,16 +28,22 @@ const (
 	VNCSocket    = "vnc.sock"
 )
 
+// Sandbox is QEMU's seccomp filter as libvirt sets it: no obsolete system
+// calls, no gaining privileges, no new processes, no changing its own
+// resource limits or CPU affinity.
+const Sandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
 // Sentinel errors, for errors.Is; Cmdline wraps them with the field at fault.
 var (
-	ErrUnknownDatastore = errors.New("datastore not known on this host")
-	ErrPathEscapes      = datastore.ErrEscapes
-	ErrNoTap            = errors.New("no tap device for this NIC")
-	ErrNoFirmware       = errors.New("UEFI firmware files not configured")
-	ErrEnv              = errors.New("invalid QEMU environment")
+	ErrNoTap       = errors.New("no tap device for this NIC")
+	ErrNoFirmware  = errors.New("UEFI firmware not given")
+	ErrNoImage     = errors.New("no image given for this device")
+	ErrEnv         = errors.New("invalid QEMU environment")
+	ErrControlChar = errors.New("control character in a QEMU option")
 )
 
-// Env is what the host supplies around a spec.
+// Env is what the host supplies around a spec: everything QEMU will open,
+// already opened.
 type Env struct {
 	// QEMU is the qemu-system-x86_64 binary; it is args[0].
 	QEMU string
@@ -38,15 +51,39 @@ type Env struct {
 	Accel string
 	// RunDir is the VM's runtime directory, holding its sockets.
 	RunDir string
-	// Datastores maps a datastore name to its absolute root directory.
-	Datastores map[string]string
-	// OVMFCode is the read-only UEFI code image; OVMFVars is the VM's own
-	// copy of the NVRAM variables (in its state directory). UEFI only.
-	OVMFCode, OVMFVars string
-	// Taps holds the tap interface name of each NIC that is on a switch, by
-	// NIC index ("" or absent for NAT NICs).
-	Taps []string
+	// Disks is the block graph of each disk, by index in the spec.
+	Disks []Node
+	// CDROM is the CD-ROM's image (the spec's CD-ROM needs one).
+	CDROM *Node
+	// OVMFCode and OVMFVars are the UEFI firmware and the VM's own copy of
+	// its variables (UEFI only).
+	OVMFCode, OVMFVars *Node
+	// Kernel and Initrd are the files QEMU reads for a direct kernel boot
+	// (copies in RunDir, the only files QEMU opens by name).
+	Kernel, Initrd string
+	// Taps holds the descriptors of each NIC that is on a switch, by NIC
+	// index (zero for NAT NICs).
+	Taps []Tap
+	// FDSets are the descriptors QEMU inherits into fd sets, which the
+	// nodes' /dev/fdset/N names refer to.
+	FDSets []FDSet
 }
+
+// Tap is a NIC's tap, opened by vmkernel: its descriptor and, for
+// vhost-net, the descriptor of /dev/vhost-net (0 for none).
+type Tap struct {
+	FD, VhostFD int
+}
+
+// FDSet puts an inherited descriptor in a QEMU fd set.
+type FDSet struct {
+	Set, FD int
+	// Opaque is a note QEMU keeps with it (query-fdsets).
+	Opaque string
+}
+
+// FDSetName is how a node names the fd set.
+func FDSetName(set int) string { return "/dev/fdset/" + strconv.Itoa(set) }
 
 // maxSocketPath is the room in sockaddr_un.sun_path, minus the NUL.
 const maxSocketPath = 107
@@ -75,38 +112,49 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 	kvm := env.Accel == api.AccelKVM
 
 	b.add(env.QEMU)
-	b.add("-name", "guest="+spec.Name)
+	b.add("-name", b.opt("", "guest", spec.Name))
 	b.add("-uuid", spec.ID)
 	b.add("-no-user-config", "-nodefaults")
-	b.add("-machine", spec.Machine+",accel="+env.Accel)
+	b.add("-sandbox", Sandbox)
+	for _, fd := range env.FDSets {
+		b.add("-add-fd", b.opt("", "fd", strconv.Itoa(fd.FD), "set", strconv.Itoa(fd.Set), "opaque", fd.Opaque))
+	}
+	machine := []string{"accel", env.Accel}
+	if spec.Firmware == api.FirmwareUEFI {
+		if env.OVMFCode == nil || env.OVMFVars == nil {
+			return nil, fmt.Errorf("firmware: %w", ErrNoFirmware)
+		}
+		code, err := b.blockdev(*env.OVMFCode, NodeOptions{Name: "pflash0", ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("firmware: %w", err)
+		}
+		vars, err := b.blockdev(*env.OVMFVars, NodeOptions{Name: "pflash1"})
+		if err != nil {
+			return nil, fmt.Errorf("firmware: %w", err)
+		}
+		machine = append(machine, "pflash0", code, "pflash1", vars)
+	}
+	b.add("-machine", b.opt(spec.Machine, machine...))
 	if kvm {
 		b.add("-cpu", "host")
 	} else {
 		b.add("-cpu", "max")
 	}
-	b.add("-smp", fmt.Sprintf("sockets=%d,cores=%d,threads=%d", spec.CPU.Sockets, spec.CPU.Cores, spec.CPU.Threads))
+	b.add("-smp", b.opt("", "sockets", strconv.Itoa(spec.CPU.Sockets), "cores", strconv.Itoa(spec.CPU.Cores), "threads", strconv.Itoa(spec.CPU.Threads)))
 	b.add("-m", strconv.Itoa(spec.MemoryMiB)+"M")
-
-	if spec.Firmware == api.FirmwareUEFI {
-		if !filepath.IsAbs(env.OVMFCode) || !filepath.IsAbs(env.OVMFVars) {
-			return nil, fmt.Errorf("firmware: %w (code %q, vars %q)", ErrNoFirmware, env.OVMFCode, env.OVMFVars)
-		}
-		b.add("-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+esc(env.OVMFCode))
-		b.add("-drive", "if=pflash,format=raw,unit=1,file="+esc(env.OVMFVars))
-	}
 
 	qmp, err := b.socket(QMPSocket)
 	if err != nil {
 		return nil, err
 	}
-	b.add("-qmp", "unix:"+esc(qmp)+",server=on,wait=off")
+	b.add("-qmp", b.opt("unix:"+qmp, "server", "on", "wait", "off"))
 	if spec.Serial {
 		sock, err := b.socket(SerialSocket)
 		if err != nil {
 			return nil, err
 		}
 		id := b.ids.next("serial")
-		b.add("-chardev", "socket,id="+id+",path="+esc(sock)+",server=on,wait=off")
+		b.add("-chardev", b.opt("socket", "id", id, "path", sock, "server", "on", "wait", "off"))
 		b.add("-serial", "chardev:"+id)
 	}
 	b.add("-display", "none")
@@ -115,24 +163,29 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.add("-device", "VGA,id="+b.ids.next("video"))
-		b.add("-vnc", "unix:"+esc(sock))
+		b.add("-device", b.opt("VGA", "id", b.ids.next("video")))
+		b.add("-vnc", b.opt("unix:"+sock))
 	}
 
 	if k := spec.Kernel; k != nil {
-		p, err := b.resolve("kernel.kernel", k.Datastore, k.Kernel)
-		if err != nil {
-			return nil, err
-		}
-		b.add("-kernel", p)
-		if k.Initrd != "" {
-			p, err := b.resolve("kernel.initrd", k.Datastore, k.Initrd)
-			if err != nil {
-				return nil, err
+		// QEMU reads -initrd as a comma-separated module list for a
+		// multiboot kernel: these names are Plinth's, and never hold one.
+		for _, p := range []struct{ field, path string }{{"kernel.kernel", env.Kernel}, {"kernel.initrd", env.Initrd}} {
+			if p.path == "" && p.field == "kernel.initrd" && k.Initrd == "" {
+				continue
 			}
-			b.add("-initrd", p)
+			if !filepath.IsAbs(p.path) || strings.ContainsAny(p.path, ",") || hasControl(p.path) {
+				return nil, fmt.Errorf("%s: file %q for QEMU: %w", p.field, p.path, ErrEnv)
+			}
+		}
+		b.add("-kernel", env.Kernel)
+		if k.Initrd != "" {
+			b.add("-initrd", env.Initrd)
 		}
 		if k.Cmdline != "" {
+			if hasControl(k.Cmdline) {
+				return nil, fmt.Errorf("kernel.cmdline: %w", ErrControlChar)
+			}
 			b.add("-append", k.Cmdline)
 		}
 	}
@@ -142,11 +195,11 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 	for i, kind := range spec.BootOrder {
 		boot[kind] = (i + 1) * 100
 	}
-	bootIndex := func(kind string, n int) string {
+	bootIndex := func(kind string, n int) []string {
 		if base, ok := boot[kind]; ok {
-			return ",bootindex=" + strconv.Itoa(base+n)
+			return []string{"bootindex", strconv.Itoa(base + n)}
 		}
-		return ""
+		return nil
 	}
 
 	// Storage controllers, then disks.
@@ -162,71 +215,87 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 				ahci = "ide" // q35's built-in AHCI controller
 			} else {
 				ahci = b.ids.next("sata")
-				b.add("-device", "ich9-ahci,id="+ahci)
+				b.add("-device", b.opt("ich9-ahci", "id", ahci))
 			}
 		}
 		bus := fmt.Sprintf("%s.%d", ahci, sataPort)
 		sataPort++
 		return bus
 	}
+	if len(env.Disks) != len(spec.Disks) {
+		return nil, fmt.Errorf("disks: %d images for %d disks: %w", len(env.Disks), len(spec.Disks), ErrNoImage)
+	}
 	for i, d := range spec.Disks {
 		field := fmt.Sprintf("disks[%d]", i)
-		p, err := b.resolve(field+".path", d.Datastore, d.Path)
-		if err != nil {
-			return nil, err
+		if env.Disks[i].Format != d.Format {
+			return nil, fmt.Errorf("%s: image is %s, the spec says %s: %w", field, env.Disks[i].Format, d.Format, ErrEnv)
 		}
-		node := b.blockdev(d.Format, p, d.Cache, d.ReadOnly)
-		id := b.ids.next("disk")
-		wc := ",write-cache=" + onOff(writeCache(d.Cache))
+		node, err := b.blockdev(env.Disks[i], NodeOptions{Name: b.ids.next("disk") + "-fmt", ReadOnly: d.ReadOnly,
+			Direct: d.Cache == api.CacheNone || d.Cache == api.CacheDirectsync, NoFlush: d.Cache == api.CacheUnsafe})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		id := strings.TrimSuffix(node, "-fmt")
+		dev := []string{"id", id, "drive", node, "write-cache", onOff(writeCache(d.Cache))}
 		switch d.Bus {
 		case api.BusVirtioBlk:
-			b.add("-device", "virtio-blk"+virtioSuffix+",id="+id+",drive="+node+wc+bootIndex(api.BootDisk, i))
+			b.add("-device", b.opt("virtio-blk"+virtioSuffix, append(dev, bootIndex(api.BootDisk, i)...)...))
 		case api.BusVirtioSCSI:
 			if scsi == "" {
 				scsi = b.ids.next("scsi")
-				b.add("-device", "virtio-scsi-pci,id="+scsi)
+				b.add("-device", b.opt("virtio-scsi-pci", "id", scsi))
 			}
-			b.add("-device", fmt.Sprintf("scsi-hd,id=%s,drive=%s,bus=%s.0,channel=0,scsi-id=%d,lun=0%s%s",
-				id, node, scsi, i, wc, bootIndex(api.BootDisk, i)))
+			dev = append(dev, "bus", scsi+".0", "channel", "0", "scsi-id", strconv.Itoa(i), "lun", "0")
+			b.add("-device", b.opt("scsi-hd", append(dev, bootIndex(api.BootDisk, i)...)...))
 		case api.BusSATA:
-			b.add("-device", "ide-hd,id="+id+",drive="+node+",bus="+sataBus()+wc+bootIndex(api.BootDisk, i))
+			dev = append(dev, "bus", sataBus())
+			b.add("-device", b.opt("ide-hd", append(dev, bootIndex(api.BootDisk, i)...)...))
 		}
 	}
-	if cd := spec.CDROM; cd != nil {
-		p, err := b.resolve("cdrom.path", cd.Datastore, cd.Path)
-		if err != nil {
-			return nil, err
+	if spec.CDROM != nil {
+		if env.CDROM == nil {
+			return nil, fmt.Errorf("cdrom: %w", ErrNoImage)
 		}
-		node := b.blockdev(api.FormatRaw, p, api.CacheWriteback, true)
-		b.add("-device", "ide-cd,id="+b.ids.next("cdrom")+",drive="+node+",bus="+sataBus()+bootIndex(api.BootCDROM, 0))
+		if env.CDROM.Format != api.FormatRaw {
+			return nil, fmt.Errorf("cdrom: image is %s: %w", env.CDROM.Format, ErrEnv)
+		}
+		id := b.ids.next("cdrom")
+		node, err := b.blockdev(*env.CDROM, NodeOptions{Name: id + "-fmt", ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("cdrom: %w", err)
+		}
+		b.add("-device", b.opt("ide-cd", append([]string{"id", id, "drive", node, "bus", sataBus()}, bootIndex(api.BootCDROM, 0)...)...))
 	}
 
 	for i, n := range spec.NICs {
 		netdev := b.ids.next("net")
 		if n.NAT {
-			b.add("-netdev", "user,id="+netdev)
+			b.add("-netdev", b.opt("user", "id", netdev))
 		} else {
-			tap := ""
+			var tap Tap
 			if i < len(env.Taps) {
 				tap = env.Taps[i]
 			}
-			if tap == "" || strings.ContainsAny(tap, ",=/\x00") || len(tap) > 15 {
-				return nil, fmt.Errorf("nics[%d]: switch %q: tap %q: %w", i, n.Switch, tap, ErrNoTap)
+			if tap.FD < 3 {
+				return nil, fmt.Errorf("nics[%d]: switch %q: %w", i, n.Switch, ErrNoTap)
 			}
-			opts := "tap,id=" + netdev + ",ifname=" + tap + ",script=no,downscript=no"
-			if kvm && n.Model == api.NICVirtio {
-				opts += ",vhost=on"
+			opts := []string{"id", netdev, "fd", strconv.Itoa(tap.FD)}
+			if tap.VhostFD >= 3 && kvm && n.Model == api.NICVirtio {
+				opts = append(opts, "vhost", "on", "vhostfd", strconv.Itoa(tap.VhostFD))
 			}
-			b.add("-netdev", opts)
+			b.add("-netdev", b.opt("tap", opts...))
 		}
 		model := "e1000e"
 		if n.Model == api.NICVirtio {
 			model = "virtio-net" + virtioSuffix
 		}
-		b.add("-device", model+",id="+b.ids.next("nic")+",netdev="+netdev+",mac="+n.MAC+bootIndex(api.BootNetwork, i))
+		b.add("-device", b.opt(model, append([]string{"id", b.ids.next("nic"), "netdev", netdev, "mac", n.MAC}, bootIndex(api.BootNetwork, i)...)...))
 	}
 
-	b.add("-device", "virtio-rng"+virtioSuffix+",id="+b.ids.next("rng"))
+	b.add("-device", b.opt("virtio-rng"+virtioSuffix, "id", b.ids.next("rng")))
+	if b.err != nil {
+		return nil, b.err
+	}
 	return b.args, nil
 }
 
@@ -234,9 +303,59 @@ type builder struct {
 	env  Env
 	ids  *ids
 	args []string
+	err  error // the first value refused by opt
 }
 
 func (b *builder) add(args ...string) { b.args = append(b.args, args...) }
+
+// opt is the one way an option value is built: head (a driver or device
+// name, or a value such as "unix:PATH"; none when empty), then key=value
+// pairs. Every value has its commas doubled (QEMU's escape); a value with
+// a control character is refused. Keys are Plinth's constants.
+func (b *builder) opt(head string, kv ...string) string {
+	var parts []string
+	if head != "" {
+		parts = append(parts, b.esc(head))
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		parts = append(parts, kv[i]+"="+b.esc(kv[i+1]))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (b *builder) esc(v string) string {
+	if err := checkValue(v); err != nil && b.err == nil {
+		b.err = err
+	}
+	return strings.ReplaceAll(v, ",", ",,")
+}
+
+// checkValue refuses a value with a control character (C0, DEL).
+func checkValue(v string) error {
+	if hasControl(v) {
+		return fmt.Errorf("%w: %q", ErrControlChar, v)
+	}
+	return nil
+}
+
+func hasControl(v string) bool {
+	return strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// blockdev adds the node's graph as one JSON -blockdev and returns the
+// format node's name.
+func (b *builder) blockdev(n Node, o NodeOptions) (string, error) {
+	m, err := n.Blockdev(o)
+	if err != nil {
+		return "", err
+	}
+	j, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	b.add("-blockdev", string(j))
+	return o.Name, nil
+}
 
 func (b *builder) socket(name string) (string, error) {
 	p := filepath.Join(b.env.RunDir, name)
@@ -244,39 +363,6 @@ func (b *builder) socket(name string) (string, error) {
 		return "", fmt.Errorf("socket path %s is %d bytes, more than %d: %w", p, len(p), maxSocketPath, ErrEnv)
 	}
 	return p, nil
-}
-
-// resolve maps a datastore-relative path to an absolute one, refusing
-// unknown datastores and paths that would leave the datastore.
-func (b *builder) resolve(field, dsName, rel string) (string, error) {
-	root, ok := b.env.Datastores[dsName]
-	if !ok {
-		return "", fmt.Errorf("%s: %q: %w", field, dsName, ErrUnknownDatastore)
-	}
-	if !filepath.IsAbs(root) {
-		return "", fmt.Errorf("%s: datastore %q root %q is not absolute: %w", field, dsName, root, ErrEnv)
-	}
-	full, err := datastore.Join(root, rel)
-	if err == nil && full == filepath.Clean(root) {
-		err = fmt.Errorf("path %q is the datastore itself: %w", rel, ErrPathEscapes)
-	}
-	if err != nil {
-		return "", fmt.Errorf("%s: %w (datastore %q)", field, err, dsName)
-	}
-	return full, nil
-}
-
-// blockdev adds a file protocol node and a format node on top, returning
-// the format node's name.
-func (b *builder) blockdev(format, path, cache string, readOnly bool) string {
-	file := b.ids.next("file")
-	node := b.ids.next("fmt")
-	c := ",cache.direct=" + onOff(cache == api.CacheNone || cache == api.CacheDirectsync) +
-		",cache.no-flush=" + onOff(cache == api.CacheUnsafe) +
-		",read-only=" + onOff(readOnly)
-	b.add("-blockdev", "driver=file,node-name="+file+",filename="+esc(path)+c)
-	b.add("-blockdev", "driver="+format+",node-name="+node+",file="+file+c)
-	return node
 }
 
 // writeCache is the guest-visible write cache of a cache mode.
@@ -290,9 +376,6 @@ func onOff(b bool) string {
 	}
 	return "off"
 }
-
-// esc escapes a value for QEMU's key=value option syntax (commas doubled).
-func esc(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // ids hands out device and node IDs that never collide: each prefix has its
 // own counter, and a name is never given twice.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,16 +16,65 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const testID = "5c1e7a2b-9d4f-4e63-8b0a-1f2e3d4c5b6a"
 
-func env(accel string) Env {
-	return Env{
-		QEMU:       "qemu-system-x86_64",
-		Accel:      accel,
-		RunDir:     "/run/plinth/vms/" + testID,
-		Datastores: map[string]string{"ds1": "/vmfs/ds1", "iso": "/vmfs/iso"},
-		OVMFCode:   "/usr/share/OVMF/OVMF_CODE_4M.fd",
-		OVMFVars:   "/var/lib/plinth/vms/" + testID + "/OVMF_VARS.fd",
-		Taps:       []string{"vnic0", "", "vnic2"},
+// env is the Env a runner would make for spec: each disk, the CD-ROM and
+// the UEFI files as fd sets (a chain for a disk whose path names one,
+// "base+"), taps and boot files.
+func env(accel string, spec api.VMSpec) Env {
+	e := Env{QEMU: "qemu-system-x86_64", Accel: accel, RunDir: "/run/plinth/vms/" + testID}
+	fd := 3
+	set := func(opaque string, n int) string {
+		s := len(e.FDSets) + 1
+		if len(e.FDSets) > 0 {
+			s = e.FDSets[len(e.FDSets)-1].Set + 1
+		}
+		for range n {
+			e.FDSets = append(e.FDSets, FDSet{Set: s, FD: fd, Opaque: opaque})
+			fd++
+		}
+		return FDSetName(s)
 	}
+	if spec.Firmware == api.FirmwareUEFI {
+		e.OVMFCode = &Node{Format: "raw", Filename: set("firmware", 1)}
+		e.OVMFVars = &Node{Format: "raw", Filename: set("uefi-vars", 2)}
+	}
+	for i, d := range spec.Disks {
+		n := Node{Format: d.Format, Filename: set(d.Path, 2-btoi(d.ReadOnly))}
+		if strings.HasPrefix(path.Base(d.Path), "base+") {
+			n.Backing = &Node{Format: "qcow2", Filename: set(d.Path+" backing", 1)}
+			n.Backing.Backing = &Node{Format: "raw", Filename: set(d.Path+" base", 1)}
+		}
+		_ = i
+		e.Disks = append(e.Disks, n)
+	}
+	if spec.CDROM != nil {
+		e.CDROM = &Node{Format: "raw", Filename: set(spec.CDROM.Path, 1)}
+	}
+	if spec.Kernel != nil {
+		e.Kernel = e.RunDir + "/kernel"
+		if spec.Kernel.Initrd != "" {
+			e.Initrd = e.RunDir + "/initrd"
+		}
+	}
+	for _, n := range spec.NICs {
+		t := Tap{}
+		if n.Switch != "" {
+			t.FD = fd
+			fd++
+			if accel == "kvm" && n.Model == api.NICVirtio {
+				t.VhostFD = fd
+				fd++
+			}
+		}
+		e.Taps = append(e.Taps, t)
+	}
+	return e
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // cases are the golden specs; each has testdata/<name>.args.
@@ -41,7 +91,7 @@ var cases = []struct {
 			{Datastore: "ds1", Path: "full/root.qcow2", Cache: "none"},
 			{Bus: "virtio-scsi", Datastore: "ds1", Path: "full/data.raw", Format: "raw", Cache: "writethrough"},
 			{Bus: "virtio-scsi", Datastore: "ds1", Path: "full/logs.qcow2", ReadOnly: true, Cache: "directsync"},
-			{Bus: "sata", Datastore: "ds1", Path: "full/legacy, with comma.qcow2", Cache: "unsafe"},
+			{Bus: "sata", Datastore: "ds1", Path: "full/base+legacy, with comma.qcow2", Cache: "unsafe"},
 		},
 		CDROM:  &api.CDROM{Datastore: "iso", Path: "debian-12.iso"},
 		NICs:   []api.NIC{{Switch: "vSwitch0", MAC: "02:00:00:00:00:01"}, {Model: "e1000e", NAT: true}, {Switch: "lab"}},
@@ -75,7 +125,8 @@ func prepared(s api.VMSpec) api.VMSpec {
 func TestGolden(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			args, err := Cmdline(prepared(c.spec), env(c.accel))
+			spec := prepared(c.spec)
+			args, err := Cmdline(spec, env(c.accel, spec))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,12 +187,14 @@ func TestCmdlineErrors(t *testing.T) {
 		want   error
 		field  string
 	}{
-		{"unknown datastore", func(s *api.VMSpec, e *Env) { s.Disks[2].Datastore = "ds9" }, ErrUnknownDatastore, "disks[2].path"},
-		{"unknown cdrom datastore", func(s *api.VMSpec, e *Env) { delete(e.Datastores, "iso") }, ErrUnknownDatastore, "cdrom.path"},
-		{"relative datastore root", func(s *api.VMSpec, e *Env) { e.Datastores["ds1"] = "vmfs/ds1" }, ErrEnv, "disks[0].path"},
+		{"no disk image", func(s *api.VMSpec, e *Env) { e.Disks = e.Disks[:2] }, ErrNoImage, "disks"},
+		{"format differs", func(s *api.VMSpec, e *Env) { e.Disks[1].Format = "qcow2" }, ErrEnv, "disks[1]"},
+		{"no cdrom image", func(s *api.VMSpec, e *Env) { e.CDROM = nil }, ErrNoImage, "cdrom"},
 		{"no tap", func(s *api.VMSpec, e *Env) { e.Taps = e.Taps[:1] }, ErrNoTap, "nics[2]"},
-		{"bad tap", func(s *api.VMSpec, e *Env) { e.Taps[0] = "tap,vhost=off" }, ErrNoTap, "nics[0]"},
-		{"no OVMF", func(s *api.VMSpec, e *Env) { e.OVMFVars = "" }, ErrNoFirmware, "firmware"},
+		{"tap on stdout", func(s *api.VMSpec, e *Env) { e.Taps[0].FD = 1 }, ErrNoTap, "nics[0]"},
+		{"no OVMF", func(s *api.VMSpec, e *Env) { e.OVMFVars = nil }, ErrNoFirmware, "firmware"},
+		{"control character", func(s *api.VMSpec, e *Env) { e.Disks[0].Filename = "/dev/fdset/1\n" }, ErrControlChar, "disks[0]"},
+		{"control character in an opaque", func(s *api.VMSpec, e *Env) { e.FDSets[0].Opaque = "a\x1bb" }, ErrControlChar, "control"},
 		{"socket path too long", func(s *api.VMSpec, e *Env) { e.RunDir = "/" + strings.Repeat("r", 100) }, ErrEnv, "socket"},
 		{"relative run dir", func(s *api.VMSpec, e *Env) { e.RunDir = "run" }, ErrEnv, "run dir"},
 		{"bad accel", func(s *api.VMSpec, e *Env) { e.Accel = "hvf" }, ErrEnv, "accel"},
@@ -150,9 +203,7 @@ func TestCmdlineErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := prepared(base)
-			e := env("tcg")
-			e.Datastores = map[string]string{"ds1": "/vmfs/ds1", "iso": "/vmfs/iso"}
-			e.Taps = append([]string(nil), e.Taps...)
+			e := env("tcg", s)
 			tc.mutate(&s, &e)
 			_, err := Cmdline(s, e)
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.field) {
@@ -164,21 +215,38 @@ func TestCmdlineErrors(t *testing.T) {
 	s := prepared(base)
 	s.Disks[0].Path = "../../etc/shadow"
 	var ve *api.ValidationError
-	if _, err := Cmdline(s, env("tcg")); !errors.As(err, &ve) || ve.Problems[0].Field != "disks[0].path" {
+	if _, err := Cmdline(s, env("tcg", s)); !errors.As(err, &ve) || ve.Problems[0].Field != "disks[0].path" {
 		t.Errorf("invalid spec: %v", err)
 	}
 }
 
-// resolve must hold even for paths that skipped validation.
-func TestResolveEscapes(t *testing.T) {
-	b := &builder{env: Env{Datastores: map[string]string{"ds": "/vmfs/ds/"}}}
-	for _, p := range []string{"../x", "a/../../x", "..", ".", "", "a/.."} {
-		if got, err := b.resolve("f", "ds", p); !errors.Is(err, ErrPathEscapes) {
-			t.Errorf("resolve(%q) = %q, %v; want ErrPathEscapes", p, got, err)
+// TestDirectBootNames: the kernel and initrd QEMU reads by name are the
+// runner's copies; a name with a comma (a multiboot module list) is
+// refused, never passed.
+func TestDirectBootNames(t *testing.T) {
+	s := prepared(cases[3].spec)
+	for _, bad := range []string{"/run/x/m.bin,/etc/shadow", "initrd", "/run/x/i\nnitrd"} {
+		e := env("tcg", s)
+		e.Initrd = bad
+		if _, err := Cmdline(s, e); !errors.Is(err, ErrEnv) || !strings.Contains(err.Error(), "kernel.initrd") {
+			t.Errorf("initrd %q: %v, want ErrEnv naming kernel.initrd", bad, err)
 		}
 	}
-	if got, err := b.resolve("f", "ds", "vm/a.qcow2"); err != nil || got != "/vmfs/ds/vm/a.qcow2" {
-		t.Errorf("resolve = %q, %v", got, err)
+}
+
+// TestOpt: the one option builder doubles commas in every value and keeps
+// keys as they are.
+func TestOpt(t *testing.T) {
+	b := &builder{}
+	if got := b.opt("unix:/a,b", "path", "/x,y", "server", "on"); got != "unix:/a,,b,path=/x,,y,server=on" {
+		t.Errorf("opt = %q", got)
+	}
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	b.opt("socket", "path", "/x\x00y")
+	if !errors.Is(b.err, ErrControlChar) {
+		t.Errorf("err = %v, want ErrControlChar", b.err)
 	}
 }
 

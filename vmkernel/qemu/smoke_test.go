@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -32,32 +33,51 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			spec := prepared(c.spec)
 			dir := t.TempDir()
-			ds := filepath.Join(dir, "ds1")
-			iso := filepath.Join(dir, "iso")
-			e := Env{
-				QEMU: bin, Accel: api.AccelTCG, RunDir: filepath.Join(dir, "run"),
-				Datastores: map[string]string{"ds1": ds, "iso": iso},
-			}
-			for _, d := range []string{ds, iso, e.RunDir} {
-				mkdir(t, d)
-			}
-			// No taps without privileges: switch NICs become NAT here.
+			// No taps without a switch: switch NICs become NAT here (the
+			// runner's tests start VMs on switches).
 			for i := range spec.NICs {
 				spec.NICs[i].Switch, spec.NICs[i].NAT = "", true
 			}
-			for _, d := range spec.Disks {
-				qemuImg(t, d.Format, filepath.Join(ds, d.Path))
-			}
-			if spec.CDROM != nil {
-				qemuImg(t, "raw", filepath.Join(iso, spec.CDROM.Path))
-			}
-			if spec.Firmware == api.FirmwareUEFI {
-				e.OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-				e.OVMFVars = filepath.Join(dir, "OVMF_VARS.fd")
-				if _, err := os.Stat(e.OVMFCode); err != nil {
-					t.Skip("OVMF not installed")
+			// The runner's Env, with each fd set and file made real.
+			e := env(api.AccelTCG, spec)
+			e.QEMU, e.RunDir = bin, filepath.Join(dir, "run")
+			mkdir(t, e.RunDir)
+			files := map[int]*os.File{}
+			open := func(p string, flags int) *os.File {
+				f, err := os.OpenFile(p, flags, 0)
+				if err != nil {
+					t.Fatal(err)
 				}
-				copyFile(t, "/usr/share/OVMF/OVMF_VARS_4M.fd", e.OVMFVars)
+				t.Cleanup(func() { f.Close() })
+				return f
+			}
+			for _, fs := range e.FDSets {
+				p := filepath.Join(dir, "f"+strconv.Itoa(fs.Set))
+				if _, err := os.Stat(p); err != nil {
+					format := "raw"
+					for _, d := range append(e.Disks, nodes(e.CDROM, e.OVMFCode, e.OVMFVars)...) {
+						for n := &d; n != nil; n = n.Backing {
+							if n.Filename == FDSetName(fs.Set) {
+								format = n.Format
+							}
+						}
+					}
+					switch {
+					case e.OVMFCode != nil && e.OVMFCode.Filename == FDSetName(fs.Set):
+						copyFile(t, "/usr/share/OVMF/OVMF_CODE_4M.fd", p)
+					case e.OVMFVars != nil && e.OVMFVars.Filename == FDSetName(fs.Set):
+						copyFile(t, "/usr/share/OVMF/OVMF_VARS_4M.fd", p)
+					default:
+						qemuImg(t, format, p)
+					}
+				}
+				// A writable image's set has two descriptors, read-write
+				// then read-only; a read-only image's one.
+				flags := os.O_RDONLY
+				if fs.FD == firstFD(e.FDSets, fs.Set) && setSize(e.FDSets, fs.Set) == 2 {
+					flags = os.O_RDWR
+				}
+				files[fs.FD] = open(p, flags)
 			}
 			if k := spec.Kernel; k != nil {
 				// QEMU loads the kernel at start: it must be a real bzImage.
@@ -68,8 +88,8 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 				if _, err := os.Stat(kernel); err != nil {
 					qemutest.NoKernel(t, "no kernel for direct boot (%v); set PLINTH_TEST_KERNEL", err)
 				}
-				copyFile(t, kernel, filepath.Join(ds, k.Kernel))
-				if err := os.WriteFile(filepath.Join(ds, k.Initrd), []byte("not really an initrd"), 0o644); err != nil {
+				copyFile(t, kernel, e.Kernel)
+				if err := os.WriteFile(e.Initrd, []byte("not really an initrd"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -77,16 +97,42 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			runStopped(t, append(args, "-S"), filepath.Join(e.RunDir, QMPSocket), len(spec.Disks)+btoi(spec.CDROM != nil))
+			var extra []*os.File
+			for fd := 3; fd < 3+len(files); fd++ {
+				extra = append(extra, files[fd])
+			}
+			runStopped(t, append(args, "-S"), extra, filepath.Join(e.RunDir, QMPSocket), len(spec.Disks)+btoi(spec.CDROM != nil)+2*btoi(spec.Firmware == api.FirmwareUEFI))
 		})
 	}
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
+func nodes(ns ...*Node) []Node {
+	var out []Node
+	for _, n := range ns {
+		if n != nil {
+			out = append(out, *n)
+		}
 	}
-	return 0
+	return out
+}
+
+func setSize(sets []FDSet, set int) int {
+	n := 0
+	for _, s := range sets {
+		if s.Set == set {
+			n++
+		}
+	}
+	return n
+}
+
+func firstFD(sets []FDSet, set int) int {
+	for _, s := range sets {
+		if s.Set == set {
+			return s.FD
+		}
+	}
+	return -1
 }
 
 func mkdir(t *testing.T, d string) {
@@ -126,9 +172,10 @@ func copyFile(t *testing.T, from, to string) {
 
 // runStopped starts QEMU, waits for its QMP socket, checks it is stopped
 // with the expected number of block devices, and quits it.
-func runStopped(t *testing.T, args []string, sock string, blockDevs int) {
+func runStopped(t *testing.T, args []string, files []*os.File, sock string, blockDevs int) {
 	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
+	cmd.ExtraFiles = files
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -179,7 +226,7 @@ func runStopped(t *testing.T, args []string, sock string, blockDevs int) {
 	}
 	got := 0
 	for _, b := range blocks {
-		if b.QDev != "" && b.Device == "" { // -device backed by -blockdev (pflash drives have names)
+		if b.QDev != "" && b.Device == "" { // -device or pflash backed by -blockdev
 			got++
 		}
 	}

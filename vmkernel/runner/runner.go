@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,8 +23,6 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/vmkernel/cgroup"
-	"github.com/plinth/plinth/vmkernel/datastore"
-	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/qmp"
 )
 
@@ -135,8 +132,10 @@ func limits(s api.VMSpec) cgroup.Limits {
 
 // Switches attaches VM NICs to virtual switches.
 type Switches interface {
-	// AddTap makes the tap tapName and puts it on the switch switchName.
-	AddTap(switchName, tapName string) error
+	// AddTap makes the tap tapName, puts it on the switch switchName and
+	// returns a descriptor attached to it (IFF_TAP, IFF_NO_PI, IFF_VNET_HDR),
+	// which QEMU is given.
+	AddTap(switchName, tapName string) (*os.File, error)
 	// RemoveTap deletes the tap tapName (no error when it is not there).
 	RemoveTap(tapName string) error
 }
@@ -153,30 +152,6 @@ func TapName(vmID string, index int) string {
 		hex = hex[:8]
 	}
 	return fmt.Sprintf("pt%s%d", hex, index)
-}
-
-// addTaps makes the taps of spec's NICs that are on switches, by NIC index
-// ("" for NAT NICs); on failure it removes those it made.
-func (m *Manager) addTaps(spec api.VMSpec) ([]string, error) {
-	var taps []string
-	for i, n := range spec.NICs {
-		if n.Switch == "" {
-			continue
-		}
-		if m.cfg.Switches == nil {
-			return nil, fmt.Errorf("nics[%d]: switch %q: %w on this host", i, n.Switch, ErrNoSwitches)
-		}
-		if taps == nil {
-			taps = make([]string, len(spec.NICs))
-		}
-		taps[i] = TapName(spec.ID, i)
-		if err := m.cfg.Switches.AddTap(n.Switch, taps[i]); err != nil {
-			taps[i] = ""
-			m.removeTaps(spec.ID, taps)
-			return nil, fmt.Errorf("nics[%d]: %w", i, err)
-		}
-	}
-	return taps, nil
 }
 
 // removeTaps deletes the taps (by NIC index; "" skipped).
@@ -213,6 +188,8 @@ type Manager struct {
 	vms    map[string]*vm
 	closed bool
 	wg     sync.WaitGroup // watchers
+	// uidMu orders the allocation of VM users.
+	uidMu sync.Mutex
 }
 
 // vm is one VM known to the Manager (it has been started at least once).
@@ -269,6 +246,26 @@ func New(cfg Config) (*Manager, error) {
 	for _, d := range []string{cfg.RunRoot, cfg.StateRoot} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("runner: %w", err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		// Each VM's QEMU, as its own user, makes its sockets in its
+		// directory below the run root: it must be able to pass through
+		// (not list) the run root and every directory above it.
+		if err := os.Chmod(cfg.RunRoot, 0o711); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+		for d := filepath.Dir(filepath.Clean(cfg.RunRoot)); ; d = filepath.Dir(d) {
+			fi, err := os.Stat(d)
+			if err != nil {
+				return nil, fmt.Errorf("runner: %w", err)
+			}
+			if fi.Mode().Perm()&0o001 == 0 {
+				return nil, fmt.Errorf("runner: run root %s: %s (mode %04o) does not let the VMs' users through (QEMU runs unprivileged)", cfg.RunRoot, d, fi.Mode().Perm())
+			}
+			if d == "/" {
+				break
+			}
 		}
 	}
 	return &Manager{cfg: cfg, vms: map[string]*vm{}}, nil
@@ -382,137 +379,6 @@ func (m *Manager) launch(ctx context.Context, v *vm) error {
 	}
 	m.cfg.Log.Info("runner: VM started", "vm", v.spec.Name, "id", v.id, "pid", inst.pid)
 	return nil
-}
-
-// spawn starts one QEMU process for spec and returns it running the guest.
-func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (_ *instance, err error) {
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("VM %s: %w: %s", spec.ID, ErrStartFailed, fmt.Sprintf(format, a...))
-	}
-	runDir := filepath.Join(m.cfg.RunRoot, spec.ID)
-	stateDir := filepath.Join(m.cfg.StateRoot, spec.ID)
-	for _, d := range []string{runDir, stateDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fail("%v", err)
-		}
-	}
-	for _, s := range []string{qemu.QMPSocket, qemu.SerialSocket, qemu.VNCSocket} {
-		os.Remove(filepath.Join(runDir, s)) // stale from a QEMU that died
-	}
-	env := qemu.Env{
-		QEMU: m.cfg.QEMU, Accel: m.cfg.Accel, RunDir: runDir, Datastores: m.cfg.Datastores,
-	}
-	if m.cfg.AccelNow != nil {
-		if env.Accel, err = m.cfg.AccelNow(ctx); err != nil {
-			return nil, fail("acceleration: %v", err)
-		}
-	}
-	if spec.Firmware == api.FirmwareUEFI {
-		env.OVMFCode = m.cfg.OVMFCode
-		env.OVMFVars = filepath.Join(stateDir, VarsFile)
-		if err := copyIfMissing(m.cfg.OVMFVars, env.OVMFVars); err != nil {
-			return nil, fail("UEFI vars: %v", err)
-		}
-	}
-	if env.Taps, err = m.addTaps(spec); err != nil {
-		return nil, fmt.Errorf("VM %s: %w: %w", spec.ID, ErrStartFailed, err)
-	}
-	defer func() {
-		if err != nil {
-			m.removeTaps(spec.ID, env.Taps) // after QEMU is gone (deferred below)
-		}
-	}()
-	// QEMU's command line only joins paths; that a file also does not
-	// leave its datastore through a symlink is checked on disk here, since
-	// QEMU opens it as root.
-	for _, f := range spec.Files() {
-		if root, ok := m.cfg.Datastores[f.Datastore]; ok {
-			if _, err := (datastore.Datastore{Name: f.Datastore, Root: root}).Resolve(f.Path); err != nil {
-				return nil, err
-			}
-		}
-	}
-	args, err := qemu.Cmdline(spec, env)
-	if err != nil {
-		return nil, err
-	}
-	args = append(args, "-S")
-	stderrPath := filepath.Join(stateDir, StderrFile)
-	stderr, err := os.OpenFile(stderrPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fail("%v", err)
-	}
-	defer stderr.Close()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stderr = stderr
-	cmd.Dir = runDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fail("%v", err)
-	}
-	inst := &instance{pid: cmd.Process.Pid, startedAt: time.Now(), exited: make(chan struct{})}
-	go func() { // reap at once: the exit status is ours to record
-		werr := cmd.Wait()
-		inst.exit = exitFromWait(cmd.ProcessState, werr)
-		close(inst.exited)
-	}()
-	defer func() {
-		if err != nil {
-			killGroup(inst.pid)
-			select {
-			case <-inst.exited:
-			case <-time.After(quitGrace):
-			}
-			os.Remove(filepath.Join(stateDir, RuntimeFile))
-			if tail := tailFile(stderrPath, 2048); tail != "" {
-				err = fmt.Errorf("%w; QEMU said: %s", err, tail)
-			}
-		}
-	}()
-	if inst.startTime, err = procStartTime(inst.pid); err != nil {
-		return nil, fail("%v", err)
-	}
-	if m.cfg.Cgroups != nil {
-		// QEMU is still paused (-S): the guest never runs outside its limits.
-		if inst.cgroup, err = m.cfg.Cgroups.Place(spec.ID, inst.pid, limits(spec)); err != nil {
-			return nil, fail("%v", err)
-		}
-		defer func() {
-			if err != nil {
-				m.cfg.Cgroups.Remove(spec.ID) // after the kill above: deferred calls run last-first
-			}
-		}()
-	}
-	dctx, cancel := context.WithTimeout(ctx, qmpDialTimeout)
-	defer cancel()
-	inst.mon, err = dialQMP(dctx, filepath.Join(runDir, qemu.QMPSocket), inst.exited)
-	if err != nil {
-		return nil, fail("%v", err)
-	}
-	if err := writeRuntime(stateDir, runtimeRecord{
-		PID: inst.pid, StartTime: inst.startTime, QMPSocket: filepath.Join(runDir, qemu.QMPSocket), StartedAt: inst.startedAt,
-	}); err != nil {
-		inst.mon.Close()
-		return nil, fail("%v", err)
-	}
-	if spec.Serial {
-		// Connected before the guest runs, so its first line is logged; a
-		// reader without a connection yet keeps trying.
-		inst.serial = newSerialConn()
-		sctx, scancel := context.WithTimeout(dctx, serialDialTimeout/2)
-		inst.serialFirst, _ = dialSerial(sctx, filepath.Join(runDir, qemu.SerialSocket), inst.exited, nil)
-		scancel()
-	}
-	cctx, ccancel := context.WithTimeout(ctx, contTimeout)
-	defer ccancel()
-	if err := inst.mon.Run(cctx, "cont", nil, nil); err != nil {
-		inst.mon.Close()
-		if inst.serialFirst != nil {
-			inst.serialFirst.Close()
-		}
-		return nil, fail("cont: %v", err)
-	}
-	return inst, nil
 }
 
 // dialQMP dials the QMP socket until it answers, ctx ends or QEMU exits.

@@ -34,7 +34,7 @@ func TestParseStartTime(t *testing.T) {
 }
 
 func TestStateErrorIsErrState(t *testing.T) {
-	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, RunRoot: t.TempDir(), StateRoot: t.TempDir()})
+	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, RunRoot: runnertest.Dir(t, "run"), StateRoot: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestStateErrorIsErrState(t *testing.T) {
 
 func TestStaleRuntimeRecordRemoved(t *testing.T) {
 	state := t.TempDir()
-	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, RunRoot: t.TempDir(), StateRoot: state})
+	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, RunRoot: runnertest.Dir(t, "run"), StateRoot: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +93,7 @@ func newRig(t *testing.T) *rig {
 		t.Skip("qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../../build/vmlinuz")
-	base, err := os.MkdirTemp("", "rn") // short: socket paths are limited to 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	base := runnertest.Dir(t, "rn")
 	ds := filepath.Join(base, "ds")
 	os.MkdirAll(ds, 0o755)
 	runnertest.Install(t, kernel, ds)

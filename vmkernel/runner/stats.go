@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/qemu"
@@ -58,6 +59,9 @@ func (m *Manager) BlockStats(ctx context.Context, id string) ([]api.VMBlockStats
 	}
 	out := make([]api.VMBlockStats, 0, len(res))
 	for _, r := range res {
+		if strings.HasPrefix(r.QDev, "/machine/system.flash") {
+			continue // UEFI's code and variables: not a disk
+		}
 		dev := r.Device
 		if dev == "" { // -blockdev drives have no legacy name
 			dev = r.QDev

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 	"github.com/plinth/plinth/vmkernel/vswitch"
 	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
 )
@@ -27,7 +29,7 @@ func TestTapName(t *testing.T) {
 }
 
 func TestSwitchNICWithoutSwitches(t *testing.T) {
-	m, err := New(Config{QEMU: "/nonexistent/qemu", Accel: api.AccelTCG, RunRoot: t.TempDir(), StateRoot: t.TempDir()})
+	m, err := New(Config{QEMU: "/nonexistent/qemu", Accel: api.AccelTCG, RunRoot: runnertest.Dir(t, "run"), StateRoot: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +50,11 @@ type fakeSwitches struct {
 	added, remove []string
 }
 
-func (f *fakeSwitches) AddTap(sw, tap string) error {
+func (f *fakeSwitches) AddTap(sw, tap string) (*os.File, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.added = append(f.added, sw+"/"+tap)
-	return nil
+	return os.Open(os.DevNull)
 }
 
 func (f *fakeSwitches) RemoveTap(tap string) error {
@@ -64,7 +66,7 @@ func (f *fakeSwitches) RemoveTap(tap string) error {
 
 func TestTapsRemovedOnFailedStart(t *testing.T) {
 	sw := &fakeSwitches{}
-	m, err := New(Config{QEMU: "/bin/false", Accel: api.AccelTCG, RunRoot: t.TempDir(), StateRoot: t.TempDir(), Switches: sw})
+	m, err := New(Config{QEMU: "/bin/false", Accel: api.AccelTCG, RunRoot: runnertest.Dir(t, "run"), StateRoot: t.TempDir(), Switches: sw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +83,8 @@ func TestTapsRemovedOnFailedStart(t *testing.T) {
 	}
 }
 
-// TestVMOnSwitch runs a VM whose NIC is on a virtual switch, all in a fresh
-// network namespace: QEMU inherits it from the test's locked thread.
+// TestVMOnSwitch runs a VM whose NIC is on a virtual switch in a fresh
+// network namespace.
 func TestVMOnSwitch(t *testing.T) {
 	ns := vswitchtest.NewNetNS(t)
 	r := newRig(t)
@@ -101,7 +103,8 @@ func TestVMOnSwitch(t *testing.T) {
 	t.Cleanup(h.Close)
 	r.cfg.Switches = vs
 	m := r.manager(t)
-	vswitchtest.Enter(t, ns) // QEMU must open its tap in the namespace
+	// QEMU stays in the host's namespace: vmkernel opens the tap in the
+	// switch's and hands QEMU the descriptor.
 
 	spec := guestSpec("switched", api.OnCrashStayStopped)
 	spec.NICs = []api.NIC{{Model: api.NICVirtio, Switch: "vsw"}}

@@ -20,6 +20,7 @@ import (
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 )
 
 // Options change the rig.
@@ -57,18 +58,14 @@ type Rig struct {
 // Start serves a vmkernel until the test ends.
 func Start(t testing.TB, o Options) *Rig {
 	t.Helper()
-	base, err := os.MkdirTemp("", "vk") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	base := runnertest.Dir(t, "vk") // short: unix socket paths are limited
 	if len(o.Datastores) == 0 {
 		o.Datastores = []string{"ds"}
 	}
 	ds := map[string]string{}
 	for _, name := range o.Datastores {
 		ds[name] = filepath.Join(base, name)
-		if err := os.MkdirAll(ds[name], 0o755); err != nil {
+		if err := os.MkdirAll(ds[name], 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}

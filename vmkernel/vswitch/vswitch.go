@@ -462,9 +462,48 @@ func (m *Manager) inNetNS(f func() error) error {
 }
 
 // AddTap makes a persistent tap (single queue, owned by root) named tapName,
-// puts it on the switch switchName and sets it up. A tap of that name left
-// over (e.g. by a vmkernel that died) is adopted.
-func (m *Manager) AddTap(switchName, tapName string) error {
+// puts it on the switch switchName, sets it up, and returns a descriptor
+// attached to it (IFF_TAP, IFF_NO_PI, IFF_VNET_HDR) for an unprivileged
+// QEMU, which could not attach to it itself. A tap of that name left over
+// (e.g. by a vmkernel that died) is adopted.
+func (m *Manager) AddTap(switchName, tapName string) (*os.File, error) {
+	if err := m.addTap(switchName, tapName); err != nil {
+		return nil, err
+	}
+	var f *os.File
+	err := m.inNetNS(func() error {
+		var err error
+		f, err = openTap(tapName)
+		return err
+	})
+	if err != nil {
+		m.RemoveTap(tapName)
+		return nil, fmt.Errorf("vswitch: opening tap %s: %w", tapName, err)
+	}
+	return f, nil
+}
+
+// openTap attaches a new descriptor of /dev/net/tun to the tap name (in
+// the calling thread's network namespace).
+func openTap(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+}
+
+func (m *Manager) addTap(switchName, tapName string) error {
 	if msg := checkIfName(tapName); msg != "" {
 		return fmt.Errorf("vswitch: tap %q: %w: %s", tapName, ErrInvalid, msg)
 	}

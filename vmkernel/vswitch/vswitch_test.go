@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
 )
@@ -106,15 +107,28 @@ func TestSwitchLifecycle(t *testing.T) {
 	if err := m.Create("much-too-long", ""); !errors.Is(err, ErrInvalid) {
 		t.Errorf("long name: %v, want ErrInvalid", err)
 	}
-	if err := m.AddTap("nosuch", "pttest0"); !errors.Is(err, ErrNotFound) {
+	if _, err := m.AddTap("nosuch", "pttest0"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("tap on unknown switch: %v, want ErrNotFound", err)
 	}
 
-	// Taps.
+	// Taps, each handed back as a descriptor attached to it.
 	for _, tap := range []string{"pt0123abcd0", "pt0123abcd1"} {
-		if err := m.AddTap("vSwitch0", tap); err != nil {
+		f, err := m.AddTap("vSwitch0", tap)
+		if err != nil {
 			t.Fatal(err)
 		}
+		ifr, err := unix.NewIfreq("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.IoctlIfreq(int(f.Fd()), unix.TUNGETIFF, ifr); err != nil {
+			t.Fatalf("TUNGETIFF on the descriptor of %s: %v", tap, err)
+		}
+		if ifr.Name() != tap || ifr.Uint16()&(unix.IFF_TAP|unix.IFF_VNET_HDR|unix.IFF_NO_PI) != unix.IFF_TAP|unix.IFF_VNET_HDR|unix.IFF_NO_PI {
+			t.Fatalf("descriptor of %s is attached to %s with flags %#x", tap, ifr.Name(), ifr.Uint16())
+		}
+		f.Close()
+
 		l := r.link(t, tap)
 		tt, ok := l.(*netlink.Tuntap)
 		if !ok || tt.Mode != netlink.TUNTAP_MODE_TAP {
@@ -124,10 +138,12 @@ func TestSwitchLifecycle(t *testing.T) {
 			t.Fatalf("%s: master %d flags %v", tap, l.Attrs().MasterIndex, l.Attrs().Flags)
 		}
 	}
-	if err := m.AddTap("vSwitch0", "pt0123abcd0"); err != nil { // adopted
+	if f, err := m.AddTap("vSwitch0", "pt0123abcd0"); err != nil { // adopted
 		t.Fatalf("adding an existing tap: %v", err)
+	} else {
+		f.Close()
 	}
-	if err := m.AddTap("vSwitch0", "up0peer"); !errors.Is(err, ErrInUse) {
+	if _, err := m.AddTap("vSwitch0", "up0peer"); !errors.Is(err, ErrInUse) {
 		t.Errorf("a veth as tap: %v, want ErrInUse", err)
 	}
 	list, err := m.List()
@@ -180,8 +196,10 @@ func TestPersistenceAndAdoption(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := m.AddTap("internal", "ptkeep0"); err != nil {
+	if f, err := m.AddTap("internal", "ptkeep0"); err != nil {
 		t.Fatal(err)
+	} else {
+		f.Close()
 	}
 	if _, err := os.Stat(filepath.Join(r.cfg.Dir, StateFile)); err != nil {
 		t.Fatal(err)

@@ -46,6 +46,9 @@ func newSurvivalRig(t *testing.T) *survivalRig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(base, 0o711); err != nil { // the VMs' users pass through to their run directories
+		t.Fatal(err)
+	}
 	r := &survivalRig{base: base, ds: filepath.Join(base, "ds"), socket: filepath.Join(base, "vmkernel.sock")}
 	t.Cleanup(func() {
 		r.mu.Lock()

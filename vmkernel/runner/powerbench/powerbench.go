@@ -112,7 +112,13 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 	}
 	floorSpec := vm.Spec
 	floorSpec.ID = api.NewUUID() // its own run directory
-	floorEnv := qemu.Env{QEMU: o.QEMU, Accel: o.Accel.Mode, RunDir: filepath.Join(base, "floor"), Datastores: datastores}
+	// The floor is bare QEMU as a user would run it: the guest's files by
+	// name, as root.
+	floorEnv := qemu.Env{QEMU: o.QEMU, Accel: o.Accel.Mode, RunDir: filepath.Join(base, "floor"),
+		Kernel: filepath.Join(ds, floorSpec.Kernel.Kernel)}
+	if floorSpec.Kernel.Initrd != "" {
+		floorEnv.Initrd = filepath.Join(ds, floorSpec.Kernel.Initrd)
+	}
 	if err := os.MkdirAll(floorEnv.RunDir, 0o700); err != nil {
 		return nil, err
 	}

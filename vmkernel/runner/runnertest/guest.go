@@ -122,3 +122,20 @@ func WaitConsoleCount(t testing.TB, tail func() ([]byte, error), s string, n int
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Dir makes a short directory (unix socket paths are limited to 107 bytes)
+// that unprivileged users may pass through but not list (mode 0711), as a
+// runner's run root needs: each VM's QEMU runs as its own user. It is
+// removed at the end of the test.
+func Dir(t testing.TB, prefix string) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
