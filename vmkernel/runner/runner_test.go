@@ -368,7 +368,7 @@ func TestSymlinkOutOfDatastoreRefused(t *testing.T) {
 func TestAccelNowDecidesEachStart(t *testing.T) {
 	asked := 0
 	why := errors.New("kvm_amd is still loading")
-	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelKVM, RunRoot: t.TempDir(), StateRoot: t.TempDir(),
+	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelKVM, RunRoot: runnertest.Dir(t, "run"), StateRoot: t.TempDir(),
 		AccelNow: func(ctx context.Context) (string, error) {
 			asked++
 			if ctx == nil {
