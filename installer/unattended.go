@@ -61,10 +61,23 @@ var ErrNoAnswer = errors.New("no answer file")
 
 // FindAnswer looks for an answer file, in order: the kernel command line's
 // plinth.answer=URL, QEMU's fw_cfg opt/plinth/answer, an SMBIOS OEM string
-// plinth.answer.b64:..., the boot medium's ESP (plinth/answer.cfg).
+// plinth.answer.b64:..., the boot medium's ESP (plinth/answer.cfg). One
+// from the network is used only as the command line pins it (AnswerPin):
+// otherwise the error says why, wrapping ErrUnverified, and nothing of it
+// is used.
 func FindAnswer(ctx context.Context, e AnswerEnv) (FoundAnswer, error) {
 	if u, ok := e.Cmdline[CmdlineKey]; ok && u != "" {
-		b, err := fetch(ctx, u)
+		pin, err := PinFromCmdline(e.Cmdline)
+		if err == nil {
+			err = pin.Permits(u)
+		}
+		var b []byte
+		if err == nil {
+			b, err = fetch(ctx, u, pin)
+		}
+		if err == nil {
+			err = pin.Check(b)
+		}
 		if err != nil {
 			return FoundAnswer{}, fmt.Errorf("%s=%s: %w", CmdlineKey, u, err)
 		}
@@ -92,20 +105,21 @@ func FindAnswer(ctx context.Context, e AnswerEnv) (FoundAnswer, error) {
 	return FoundAnswer{}, ErrNoAnswer
 }
 
-func fetch(ctx context.Context, u string) ([]byte, error) {
+func fetch(ctx context.Context, u string, pin AnswerPin) ([]byte, error) {
 	if p, ok := strings.CutPrefix(u, "file://"); ok {
 		return os.ReadFile(p)
 	}
 	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		return nil, errors.New("want an http://, https:// or file:// URL")
 	}
+	hc := pin.HTTPClient(10 * time.Second)
 	var last error
 	// The network may still be settling: a few tries, 60 s in all.
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		req, _ := http.NewRequestWithContext(cctx, http.MethodGet, u, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
@@ -116,6 +130,9 @@ func fetch(ctx context.Context, u string) ([]byte, error) {
 			return b, rerr
 		}
 		cancel()
+		if errors.Is(err, ErrPinned) {
+			return nil, err
+		}
 		last = err
 		select {
 		case <-ctx.Done():

@@ -1,12 +1,21 @@
 package installer
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestFindAnswerSources(t *testing.T) {
@@ -53,5 +62,66 @@ func TestFindAnswerSources(t *testing.T) {
 	env.Cmdline = map[string]string{CmdlineKey: "ftp://x/y"}
 	if _, err := FindAnswer(ctx, env); err == nil {
 		t.Fatal("ftp:// accepted")
+	}
+}
+
+// TestNetworkAnswerNeedsAPin: an answer file from the network is used only
+// as the kernel command line pins it: over http with its sha256, over
+// https with its sha256 or the server certificate's fingerprint; otherwise
+// (or when it does not match) it is refused, saying why, and an unpinned
+// http URL is not even fetched.
+func TestNetworkAnswerNeedsAPin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	body := []byte("hostname = pinned\nroot_password_hash = $2a$10$abcdefghijklmnopqrstuv\n")
+	sum := sha256.Sum256(body)
+	var hits atomic.Int32
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/elsewhere" {
+			http.Redirect(w, r, "http://127.0.0.1:1/answer.cfg", http.StatusFound)
+			return
+		}
+		w.Write(body)
+	}
+	plain := httptest.NewServer(http.HandlerFunc(serve))
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(serve))
+	defer tlsSrv.Close()
+	fp := sha256.Sum256(tlsSrv.Certificate().Raw)
+	other := sha256.Sum256([]byte("another file"))
+	hexOf := func(b [32]byte) string { return hex.EncodeToString(b[:]) }
+	var parts []string
+	for _, b := range fp {
+		parts = append(parts, fmt.Sprintf("%02X", b))
+	}
+	colons := strings.Join(parts, ":") // as the DCUI and clients show fingerprints
+	for _, c := range []struct {
+		name    string
+		cmdline map[string]string
+		want    string // "" accepted, else part of the error
+	}{
+		{"http, no pin", map[string]string{CmdlineKey: plain.URL + "/a.cfg"}, AnswerSHA256Key},
+		{"http, sha256", map[string]string{CmdlineKey: plain.URL + "/a.cfg", AnswerSHA256Key: hexOf(sum)}, ""},
+		{"http, other sha256", map[string]string{CmdlineKey: plain.URL + "/a.cfg", AnswerSHA256Key: hexOf(other)}, "sha256 is"},
+		{"http, fingerprint only", map[string]string{CmdlineKey: plain.URL + "/a.cfg", AnswerFingerprintKey: hexOf(fp)}, AnswerSHA256Key},
+		{"https, no pin", map[string]string{CmdlineKey: tlsSrv.URL + "/a.cfg"}, AnswerFingerprintKey},
+		{"https, fingerprint", map[string]string{CmdlineKey: tlsSrv.URL + "/a.cfg", AnswerFingerprintKey: colons}, ""},
+		{"https, other fingerprint", map[string]string{CmdlineKey: tlsSrv.URL + "/a.cfg", AnswerFingerprintKey: hexOf(other)}, "certificate has SHA-256"},
+		{"https, sha256", map[string]string{CmdlineKey: tlsSrv.URL + "/a.cfg", AnswerSHA256Key: hexOf(sum)}, ""},
+		{"https, fingerprint, redirected away", map[string]string{CmdlineKey: tlsSrv.URL + "/elsewhere", AnswerFingerprintKey: hexOf(fp)}, "redirect"},
+		{"malformed sha256", map[string]string{CmdlineKey: plain.URL + "/a.cfg", AnswerSHA256Key: "abc"}, "not a SHA-256"},
+	} {
+		before := hits.Load()
+		got, err := FindAnswer(ctx, AnswerEnv{Sys: t.TempDir(), Cmdline: c.cmdline})
+		switch {
+		case c.want == "" && (err != nil || !bytes.Equal(got.Data, body)):
+			t.Errorf("%s: %v, want the file", c.name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want a refusal naming %q", c.name, err, c.want)
+		}
+		if c.want == AnswerSHA256Key && hits.Load() != before {
+			t.Errorf("%s: the unpinned URL was fetched", c.name)
+		}
 	}
 }

@@ -4,7 +4,8 @@ package appinit
 // kernel command line names its configuration (plinth.config=URL, put there
 // by plinth-pxe serve: the host's own answer file on the PXE server). At
 // every boot the init fetches that answer file once the management network
-// is up (with the command line's settings, which plinth-pxe takes from the
+// is up (used only as the command line pins it: plinth.answer_sha256=,
+// which plinth-pxe puts there, or plinth.answer_fingerprint= for https) (with the command line's settings, which plinth-pxe takes from the
 // same file), parses it with the installer's parser and writes it into the
 // tmpfs STATE with the installer's own staging code, before the services
 // start: host name, management network (applied again if it differs from
@@ -58,16 +59,25 @@ func (e permanentError) Error() string { return e.err.Error() }
 // FetchConfig gets the answer file at url, trying again on network errors
 // and server errors (5xx) until deadline has passed; a client error (404:
 // the server has no file for this host) ends it at once. Each failed try is
-// reported through logf.
-func FetchConfig(ctx context.Context, url string, deadline time.Duration, logf func(string, ...any)) ([]byte, error) {
+// reported through logf. It is fetched and used only as pin (from the
+// kernel command line) says: an http:// URL needs the file's sha256, an
+// https:// one the sha256 or the server certificate's fingerprint.
+func FetchConfig(ctx context.Context, url string, pin installer.AnswerPin, deadline time.Duration, logf func(string, ...any)) ([]byte, error) {
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		return nil, errors.New("want an http:// or https:// URL")
 	}
+	if err := pin.Permits(url); err != nil {
+		return nil, err
+	}
+	hc := pin.HTTPClient(fetchTry)
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	for try := 1; ; try++ {
-		b, err := fetchOnce(ctx, url)
+		b, err := fetchOnce(ctx, hc, url)
 		if err == nil {
+			if err := pin.Check(b); err != nil {
+				return nil, err
+			}
 			return b, nil
 		}
 		if pe := (permanentError{}); errors.As(err, &pe) {
@@ -82,15 +92,18 @@ func FetchConfig(ctx context.Context, url string, deadline time.Duration, logf f
 	}
 }
 
-func fetchOnce(ctx context.Context, url string) ([]byte, error) {
+func fetchOnce(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTry)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, permanentError{err}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+		if errors.Is(ue.Err, installer.ErrPinned) {
+			return nil, permanentError{ue.Err}
+		}
 		return nil, ue.Err // without the URL: the caller names it
 	}
 	if err != nil {
@@ -189,7 +202,11 @@ func (p *initProc) stateless() error {
 			p.logf("%s=%q is not a number of seconds; using %s", ConfigTimeoutKey, v, deadline)
 		}
 	}
-	b, err := FetchConfig(context.Background(), url, deadline, p.logf)
+	pin, err := installer.PinFromCmdline(p.cfg.Cmdline)
+	if err != nil {
+		return err
+	}
+	b, err := FetchConfig(context.Background(), url, pin, deadline, p.logf)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}

@@ -3,6 +3,8 @@ package appinit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/auth"
+	"github.com/plinth/plinth/installer"
 	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
 )
@@ -63,13 +66,21 @@ func readMode(t *testing.T, p *initProc) api.BootMode {
 	return m
 }
 
+// pinned is the command line that pins an answer file's content, as
+// plinth-pxe writes it.
+func pinned(content string) Cmdline {
+	sum := sha256.Sum256([]byte(content))
+	return Cmdline{installer.AnswerSHA256Key: hex.EncodeToString(sum[:])}
+}
+
 func TestStatelessAppliesAnswer(t *testing.T) {
+	answer := statelessAnswer(t, "")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/answers/52-54-00-50-58-45.txt" {
 			http.NotFound(w, r)
 			return
 		}
-		w.Write([]byte(statelessAnswer(t, "")))
+		w.Write([]byte(answer))
 	}))
 	defer srv.Close()
 	url := srv.URL + "/answers/52-54-00-50-58-45.txt"
@@ -84,7 +95,7 @@ func TestStatelessAppliesAnswer(t *testing.T) {
 		applied = true
 		return netconf.Result{}, nil
 	}
-	p, console := statelessHost(t, url, up, nil)
+	p, console := statelessHost(t, url, up, pinned(answer))
 	if !strings.Contains(console.String(), "STATELESS MODE") {
 		t.Errorf("no stateless banner:\n%s", console)
 	}
@@ -121,8 +132,9 @@ func TestStatelessAppliesAnswer(t *testing.T) {
 // An answer whose network the command line could not carry (a VLAN) is
 // applied once more.
 func TestStatelessReappliesNetwork(t *testing.T) {
+	answer := statelessAnswer(t, "vlan = 42\n")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte(statelessAnswer(t, "vlan = 42\n")))
+		w.Write([]byte(answer))
 	}))
 	defer srv.Close()
 	up := netconf.Default()
@@ -135,21 +147,27 @@ func TestStatelessReappliesNetwork(t *testing.T) {
 		got = c
 		return netconf.Result{Interface: "eth1.42", Address: "192.0.2.7/24", Method: "dhcp"}, nil
 	}
-	p, console := statelessHost(t, srv.URL+"/a.txt", up, nil)
+	p, console := statelessHost(t, srv.URL+"/a.txt", up, pinned(answer))
 	p.bootMode()
 	if p.mode.Mode != api.BootStateless || got.VLAN != 42 || p.net.Address != "192.0.2.7/24" {
 		t.Errorf("mode %+v, applied %+v, result %+v; console:\n%s", p.mode, got, p.net, console)
 	}
 }
 
-// Without a usable answer file the host runs live and says why.
+// Without a usable answer file the host runs live and says why: one the
+// command line does not pin (or that is not what it pins) is not used.
 func TestStatelessFallsBackToLive(t *testing.T) {
+	bad, clear, good := statelessAnswer(t, "colour = blue\n"), "hostname = h\nroot_password = Secret-1\n", statelessAnswer(t, "")
+	var fetched atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
 		switch r.URL.Path {
 		case "/bad.txt":
-			w.Write([]byte(statelessAnswer(t, "colour = blue\n")))
+			w.Write([]byte(bad))
 		case "/clear.txt":
-			w.Write([]byte("hostname = h\nroot_password = Secret-1\n"))
+			w.Write([]byte(clear))
+		case "/good.txt":
+			w.Write([]byte(good))
 		default:
 			http.NotFound(w, r)
 		}
@@ -165,17 +183,25 @@ func TestStatelessFallsBackToLive(t *testing.T) {
 
 	for _, c := range []struct {
 		name, url string
+		pin       Cmdline
 		want      []string
 		maxTime   time.Duration
 	}{
-		{"missing", srv.URL + "/nobody.txt", []string{"GET " + srv.URL + "/nobody.txt: 404 Not Found"}, 5 * time.Second},
-		{"bad-key", srv.URL + "/bad.txt", []string{srv.URL + "/bad.txt: answer file line 7 (colour): unknown key"}, 5 * time.Second},
-		{"clear-password", srv.URL + "/clear.txt", []string{"line 2 (root_password)"}, 5 * time.Second},
-		{"no-server", closed, []string{"no answer in 1s", "connection refused"}, 10 * time.Second},
-		{"not-http", "tftp://192.0.2.2/a.txt", []string{"want an http:// or https:// URL"}, 5 * time.Second},
+		{"missing", srv.URL + "/nobody.txt", pinned(good), []string{"GET " + srv.URL + "/nobody.txt: 404 Not Found"}, 5 * time.Second},
+		{"bad-key", srv.URL + "/bad.txt", pinned(bad), []string{srv.URL + "/bad.txt: answer file line 7 (colour): unknown key"}, 5 * time.Second},
+		{"clear-password", srv.URL + "/clear.txt", pinned(clear), []string{"line 2 (root_password)"}, 5 * time.Second},
+		{"no-server", closed, pinned(good), []string{"no answer in 1s", "connection refused"}, 10 * time.Second},
+		{"not-http", "tftp://192.0.2.2/a.txt", nil, []string{"want an http:// or https:// URL"}, 5 * time.Second},
+		{"unpinned", srv.URL + "/good.txt", nil, []string{"plain http", installer.AnswerSHA256Key + "=HEX"}, 5 * time.Second},
+		{"not-the-pinned-file", srv.URL + "/good.txt", pinned(bad), []string{"the answer file's sha256 is", "plinth.answer_sha256 says"}, 5 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, console := statelessHost(t, c.url, netconf.Default(), Cmdline{ConfigTimeoutKey: "1"})
+			cmdline := Cmdline{ConfigTimeoutKey: "1"}
+			for k, v := range c.pin {
+				cmdline[k] = v
+			}
+			before := fetched.Load()
+			p, console := statelessHost(t, c.url, netconf.Default(), cmdline)
 			t0 := time.Now()
 			p.bootMode()
 			if took := time.Since(t0); took > c.maxTime {
@@ -199,6 +225,9 @@ func TestStatelessFallsBackToLive(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(p.cfg.Layout.AuthDir(), "passwd.json")); err == nil {
 				t.Error("a root password was written from an answer file that was refused")
 			}
+			if c.name == "unpinned" && fetched.Load() != before {
+				t.Error("an unpinned http URL was fetched")
+			}
 		})
 	}
 }
@@ -206,16 +235,18 @@ func TestStatelessFallsBackToLive(t *testing.T) {
 // A server error is tried again; a host without plinth.config runs live.
 func TestStatelessRetriesAndLive(t *testing.T) {
 	var hits atomic.Int32
+	answer := statelessAnswer(t, "")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hits.Add(1) == 1 {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
 		}
-		w.Write([]byte(statelessAnswer(t, "")))
+		w.Write([]byte(answer))
 	}))
 	defer srv.Close()
 	var log bytes.Buffer
-	b, err := FetchConfig(context.Background(), srv.URL, 20*time.Second, func(f string, a ...any) { log.WriteString(f + "\n") })
+	pin, _ := installer.PinFromCmdline(pinned(answer))
+	b, err := FetchConfig(context.Background(), srv.URL, pin, 20*time.Second, func(f string, a ...any) { log.WriteString(f + "\n") })
 	if err != nil || !bytes.Contains(b, []byte("esx-pxe-7")) || hits.Load() != 2 {
 		t.Errorf("fetch: %v after %d tries, %q; log:\n%s", err, hits.Load(), b, log.String())
 	}
@@ -245,4 +276,44 @@ func testLayout(t *testing.T) layout.Host {
 		}
 	}
 	return l
+}
+
+// An unattended install from an answer file over plain http that the
+// command line does not pin is refused before anything is fetched, with
+// the reason on the console; one whose sha256 does not match is refused
+// once fetched. (An install that goes ahead runs end to end in qemu-test.)
+func TestInstallRefusesUnpinnedAnswer(t *testing.T) {
+	answer := statelessAnswer(t, "")
+	var fetched atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched.Add(1)
+		w.Write([]byte(answer))
+	}))
+	defer srv.Close()
+	for _, c := range []struct {
+		name string
+		pin  Cmdline
+		want string
+	}{
+		{"unpinned", nil, installer.AnswerSHA256Key + "=HEX"},
+		{"another file", pinned("hostname = other\n"), "the answer file's sha256 is"},
+	} {
+		var console bytes.Buffer
+		cmdline := Cmdline{installer.CmdlineKey: srv.URL + "/a.cfg"}
+		for k, v := range c.pin {
+			cmdline[k] = v
+		}
+		before := fetched.Load()
+		p := &initProc{cfg: Config{Console: &console, Layout: testLayout(t), Cmdline: cmdline}}
+		if done, _ := p.installUnattended(); done {
+			t.Fatalf("%s: the install went ahead", c.name)
+		}
+		out := console.String()
+		if !strings.Contains(out, InstallFailedPrefix) || !strings.Contains(out, c.want) || !strings.Contains(out, "refused") {
+			t.Errorf("%s: console does not say %s with %q:\n%s", c.name, InstallFailedPrefix, c.want, out)
+		}
+		if c.pin == nil && fetched.Load() != before {
+			t.Errorf("%s: the unpinned answer file was fetched", c.name)
+		}
+	}
 }

@@ -34,6 +34,8 @@
 package pxe
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -120,6 +122,10 @@ type Found struct {
 	// By says what matched: "mac", "uuid" or "default".
 	By     string
 	Answer *installer.Answer
+	// SHA256 is the file's, hex: the host's kernel command line carries
+	// it (installer.AnswerSHA256Key), for the answer file comes over
+	// plain http.
+	SHA256 string
 }
 
 // LookupAnswer finds a host's answer file in dir: by MAC (dash- or
@@ -150,6 +156,8 @@ func LookupAnswer(dir, mac, uuid string) (*Found, error) {
 			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, c.Name), err)
 		}
 		c.Answer = a
+		sum := sha256.Sum256(b)
+		c.SHA256 = hex.EncodeToString(sum[:])
 		return &c, nil
 	}
 	return nil, fmt.Errorf("%w (mac %q, uuid %q, looked in %s)", ErrNoAnswer, mac, uuid, dir)

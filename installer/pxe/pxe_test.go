@@ -3,6 +3,8 @@ package pxe
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -20,6 +22,8 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/crypto/bcrypt"
 	"pack.ag/tftp"
+
+	"github.com/plinth/plinth/installer"
 )
 
 var (
@@ -151,7 +155,7 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
-func answerText(t *testing.T, extra string) string {
+func answerText(t testing.TB, extra string) string {
 	t.Helper()
 	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	if err != nil {
@@ -160,7 +164,7 @@ func answerText(t *testing.T, extra string) string {
 	return "root_password_hash = " + string(h) + "\n" + extra
 }
 
-func writeFile(t *testing.T, p, s string) {
+func writeFile(t testing.TB, p, s string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -236,7 +240,7 @@ func TestHostCmdline(t *testing.T) {
 }
 
 // bundleDir makes a small fake bundle.
-func bundleDir(t *testing.T) string {
+func bundleDir(t testing.TB) string {
 	dir := t.TempDir()
 	for _, f := range append([]string{KernelFile, InitrdFile}, IPXEFiles...) {
 		writeFile(t, filepath.Join(dir, f), "contents of "+f)
@@ -287,7 +291,11 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("chain script:\n%s", b)
 		}
 		host := get("/boot.ipxe?mac=52-54-00-12-34-56&uuid=00000000-0000-0000-0000-000000000000")
-		for _, w := range []string{"kernel http://192.0.2.2:8080/vmlinuz initrd=initramfs.cpio.zst", "plinth.hostname=web1", "panic=-1", "(matched by mac)"} {
+		answer, _ := os.ReadFile(filepath.Join(dir, AnswersDir, "52-54-00-12-34-56.txt"))
+		sum := sha256.Sum256(answer)
+		for _, w := range []string{"kernel http://192.0.2.2:8080/vmlinuz initrd=initramfs.cpio.zst", "plinth.hostname=web1", "panic=-1", "(matched by mac)",
+			// The answer file comes over plain http: its sha256 pins it.
+			" " + installer.AnswerSHA256Key + "=" + hex.EncodeToString(sum[:])} {
 			if !strings.Contains(host, w) {
 				t.Errorf("host script lacks %q:\n%s", w, host)
 			}

@@ -275,6 +275,9 @@ func (s *Server) HostScript(mac, uuid string) (string, error) {
 	} else {
 		cmd = append(cmd, installer.ConfigKey+"="+answerURL)
 	}
+	// The answer file comes over plain http: the host uses it only as its
+	// command line pins it.
+	cmd = append(cmd, installer.AnswerSHA256Key+"="+f.SHA256)
 	cmd = append(cmd, s.cfg.Cmdline...)
 	return Script{
 		BaseURL: s.baseURL,
