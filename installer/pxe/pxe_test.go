@@ -324,14 +324,34 @@ func TestHTTP(t *testing.T) {
 		if b := get("/answers/52-54-00-12-34-56.txt"); !strings.Contains(b, "hostname = web1") {
 			t.Errorf("answer file: %q", b)
 		}
-		resp, err := http.Get(ts.URL + "/answers/")
-		if err != nil {
-			t.Fatal(err)
+		// Nothing else: no listing of every host's answer file, however
+		// the path is spelt, no other file of the bundle's directory, no
+		// link out of the answers directory.
+		writeFile(t, filepath.Join(dir, "upgrade-signing.key"), "PRIVATE")
+		writeFile(t, filepath.Join(dir, AnswersDir, "notes.txt"), "operator's notes")
+		os.Symlink("/etc/passwd", filepath.Join(dir, AnswersDir, "52-54-00-00-00-01.txt"))
+		os.Mkdir(filepath.Join(dir, AnswersDir, "52-54-00-00-00-02.txt"), 0o755)
+		for _, p := range []string{"/", "/answers", "/answers/", "/answers%2F", "/answers%2f", "/answers/.", "/answers/..",
+			"/answers/%2e%2e/upgrade-signing.key", "/answers%2F..%2Fupgrade-signing.key", "/upgrade-signing.key", "/%2e/upgrade-signing.key",
+			"/answers/notes.txt", "/answers/52-54-00-00-00-01.txt", "/answers/52-54-00-00-00-02.txt", "//answers/", "/answers//",
+			"/" + AnswersDir + "/52-54-00-12-34-56.txt/", "/boot.ipxe/../answers/"} {
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/", nil)
+			req.URL.Opaque = p // sent as spelt
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 || bytes.Contains(b, []byte("52-54-00-12-34-56")) || bytes.Contains(b, []byte("PRIVATE")) ||
+				bytes.Contains(b, []byte("root:")) || bytes.Contains(b, []byte("operator's")) {
+				t.Errorf("GET %s: %s %q, want 404 and nothing", p, resp.Status, b)
+			}
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET /answers/ (a listing of every host's file): %s, want 404", resp.Status)
-		}
+		os.Remove(filepath.Join(dir, "upgrade-signing.key"))
+		os.Remove(filepath.Join(dir, AnswersDir, "notes.txt"))
+		os.Remove(filepath.Join(dir, AnswersDir, "52-54-00-00-00-01.txt"))
+		os.Remove(filepath.Join(dir, AnswersDir, "52-54-00-00-00-02.txt"))
 		ts.Close()
 	}
 }
@@ -388,7 +408,7 @@ func TestServeTFTPAndHTTP(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // the server may not listen yet
 	}
-	for _, bad := range []string{"answers/52-54-00-12-34-56.txt", "../../etc/passwd", "nope"} {
+	for _, bad := range []string{"answers/52-54-00-12-34-56.txt", "../../etc/passwd", "nope", KernelFile, ScriptFile, "answers", "."} {
 		if r, err := c.Get("tftp://127.0.0.1:" + itoa(tport) + "/" + bad); err == nil {
 			b, _ := io.ReadAll(r)
 			t.Errorf("TFTP served %q: %q", bad, b)

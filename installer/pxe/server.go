@@ -9,8 +9,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -185,11 +186,11 @@ func (s *Server) handleDHCP(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCP
 	s.cfg.Logf("pxe: %s to %s (port %d): boot file %s", resp.MessageType(), req.ClientHWAddr, conn.LocalAddr().(*net.UDPAddr).Port, resp.BootFileName)
 }
 
-// serveTFTP sends a file of the bundle (only the bundle's top level: the
-// answers are not for TFTP).
+// serveTFTP sends one of the iPXE binaries (the firmware's first stage):
+// TFTP serves nothing else.
 func (s *Server) serveTFTP(w tftp.ReadRequest) {
-	name := path.Clean("/" + strings.TrimPrefix(w.Name(), "/"))[1:]
-	if name == "" || strings.Contains(name, "/") {
+	name := strings.TrimPrefix(w.Name(), "/")
+	if !slices.Contains(IPXEFiles, name) {
 		w.WriteError(tftp.ErrCodeFileNotFound, "no such file")
 		return
 	}
@@ -213,28 +214,54 @@ func errSuffix(err error) string {
 	return ", " + err.Error()
 }
 
-// Handler is the HTTP side: /boot.ipxe (the chain script, or with ?mac=
-// and/or ?uuid= the host's own), /answers/NAME (the answer files), and the
-// bundle's files.
+// answerName is the name of a host's answer file as LookupAnswer looks
+// for it: a MAC (dashes or colons), an SMBIOS UUID, or default.txt.
+var answerName = regexp.MustCompile(`^(([0-9a-f]{2}-){5}[0-9a-f]{2}|([0-9a-f]{2}:){5}[0-9a-f]{2}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|default)\.txt$`)
+
+// Handler is the HTTP side, and it serves what it means to and nothing
+// else: /boot.ipxe (the chain script, or with ?mac= and/or ?uuid= the
+// host's own), the bundle's kernel, initramfs and iPXE binaries by name,
+// and /answers/NAME for a host's answer file (NAME as LookupAnswer names
+// it, a regular file inside the answers directory). No directory is ever
+// listed and no other file of the bundle's directory is served.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /"+ScriptFile, s.serveScript)
-	answers := http.StripPrefix("/"+AnswersDir+"/", http.FileServer(http.Dir(s.cfg.answers())))
-	mux.HandleFunc("GET /"+AnswersDir+"/", func(w http.ResponseWriter, r *http.Request) {
-		// One file to whoever names it; no listing of every host's.
-		if strings.HasSuffix(r.URL.Path, "/") {
+	for _, name := range append([]string{KernelFile, InitrdFile}, IPXEFiles...) {
+		mux.HandleFunc("GET /"+name, func(w http.ResponseWriter, r *http.Request) {
+			s.cfg.Logf("pxe: HTTP %s from %s", r.URL.Path, r.RemoteAddr)
+			s.serveFile(w, r, s.cfg.Dir, name)
+		})
+	}
+	mux.HandleFunc("GET /"+AnswersDir+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if !answerName.MatchString(name) {
 			http.NotFound(w, r)
 			return
 		}
 		s.cfg.Logf("pxe: HTTP %s from %s", r.URL.Path, r.RemoteAddr)
-		answers.ServeHTTP(w, r)
+		s.serveFile(w, r, s.cfg.answers(), name)
 	})
-	files := http.FileServer(http.Dir(s.cfg.Dir))
-	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
-		s.cfg.Logf("pxe: HTTP %s from %s", r.URL.Path, r.RemoteAddr)
-		files.ServeHTTP(w, r)
-	})
+	mux.HandleFunc("/", http.NotFound)
 	return mux
+}
+
+// serveFile sends the regular file name inside dir, never following a
+// link out of it (os.OpenInRoot).
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, dir, name string) {
+	f, err := os.OpenInRoot(dir, name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 
 func (s *Server) serveScript(w http.ResponseWriter, r *http.Request) {
