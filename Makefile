@@ -69,7 +69,7 @@ unit: build/.deps web $(IMAGE)
 # Every request decoder has a fuzz target; `make test` runs each briefly,
 # `make fuzz FUZZTIME=10m` runs them for longer.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./mgmtd:FuzzDecodeJSON ./mgmtd:FuzzRoutes ./vmkernel:FuzzRoutes
+FUZZ_TARGETS := ./mgmtd:FuzzDecodeJSON ./mgmtd:FuzzRoutes ./vmkernel:FuzzRoutes ./vmkernel/diskimage:FuzzInspect
 fuzz: build/.deps
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \

@@ -54,18 +54,14 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, err)
 		return
 	}
-	info, err := ds.Info()
+	res, err := s.space.reserve(ds, r.ContentLength, uploadMargin)
 	if err != nil {
 		s.problem(w, err)
 		return
 	}
-	if need := r.ContentLength + uploadMargin; info.FreeBytes < uint64(need) {
-		s.problem(w, fmt.Errorf("datastore %s: %d bytes free, the upload needs %d (with a %d byte margin): %w",
-			ds.Name, info.FreeBytes, need, uploadMargin, errNoSpace))
-		return
-	}
+	defer res.release()
 	rc := http.NewResponseController(w)
-	body := &uploadBody{r: r.Body, extend: func() { rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout)) }}
+	body := &uploadBody{r: r.Body, extend: func() { rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout)) }, wrote: res.wrote}
 	entry, err := ds.WriteFile(rel, body, r.ContentLength, overwrite, s.fileUsers(ds, true))
 	switch {
 	case err == nil:
@@ -93,12 +89,14 @@ func (s *Server) uploadFile(w http.ResponseWriter, r *http.Request) {
 type uploadBody struct {
 	r      io.Reader
 	extend func()
+	wrote  func(n int64) // bytes read, about to be written
 	err    error
 }
 
 func (b *uploadBody) Read(p []byte) (int, error) {
 	b.extend()
 	n, err := b.r.Read(p)
+	b.wrote(int64(n))
 	if err != nil && b.err == nil {
 		b.err = err
 	}
@@ -110,6 +108,15 @@ func (b *uploadBody) Read(p []byte) (int, error) {
 func pathProblem(err error) error {
 	if errors.Is(err, datastore.ErrInvalid) {
 		return &api.ValidationError{Problems: []api.FieldProblem{{Field: "path", Message: err.Error()}}}
+	}
+	return refusedProblem("path", err)
+}
+
+// refusedProblem makes a refused image (datastore.ErrRefused) a 422 naming
+// field, with the reason (which says which file the image names).
+func refusedProblem(field string, err error) error {
+	if errors.Is(err, datastore.ErrRefused) {
+		return &api.ValidationError{Subject: "image", Problems: []api.FieldProblem{{Field: field, Message: err.Error()}}}
 	}
 	return err
 }

@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // rawRequest writes req (a whole HTTP/1.1 request head plus whatever body
@@ -192,3 +195,53 @@ func TestUploadDownload(t *testing.T) {
 }
 
 func errOf3[T, U any](_ T, _ U, err error) error { return err }
+
+// TestConcurrentUploadsReserveSpace: uploads under way hold the space they
+// announced, so a second one that would fit alone but not beside the
+// first is refused (507) at once, instead of both running the datastore
+// out of space.
+func TestConcurrentUploadsReserveSpace(t *testing.T) {
+	testenv.Root(t, "mounts a small tmpfs as the datastore")
+	r := startVMs(t)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=100m", "plinth-test-ds", r.ds).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", r.ds).Run() })
+	ctx := ctx(t)
+	const size = 50 << 20 // alone it fits (with the 16 MiB margin); two do not
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.c.UploadFile(ctx, "ds", "a.img", pr, size, false)
+		done <- err
+	}()
+	chunk := make([]byte, 1<<20)
+	if _, err := pw.Write(chunk); err != nil {
+		t.Fatal(err)
+	}
+	// The first upload is under way once its temporary file is there.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(leftovers(t, r.ds)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first upload did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, p := rawRequest(t, r.sock, fmt.Sprintf("PUT /v1/datastores/ds/content?path=b.img HTTP/1.1\r\nHost: vmkernel\r\nContent-Length: %d\r\n\r\n", size), false)
+	if resp.StatusCode != http.StatusInsufficientStorage || !strings.Contains(p.Detail, "promised") {
+		t.Errorf("second upload beside the first: %d %+v, want 507 saying what is promised", resp.StatusCode, p)
+	}
+	for written := 1 << 20; written < size; written += len(chunk) {
+		if _, err := pw.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("first upload: %v", err)
+	}
+	// Its space is now used, not promised: a smaller one fits.
+	if _, err := r.c.UploadFile(ctx, "ds", "c.img", bytes.NewReader(make([]byte, 20<<20)), 20<<20, false); err != nil {
+		t.Fatalf("an upload that fits after the first: %v", err)
+	}
+}

@@ -71,7 +71,7 @@ func (s *Server) diskInfo(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	info, err := ds.DiskInfo(ctx, r.URL.Query().Get("path"))
 	if err != nil {
-		s.problem(w, err)
+		s.problem(w, refusedProblem("path", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, info)
@@ -125,7 +125,7 @@ func (s *Server) resizeDisk(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), diskOpTimeout)
 	defer cancel()
 	if err := ds.ResizeDisk(ctx, req.Path, req.SizeBytes); err != nil {
-		s.problem(w, err)
+		s.problem(w, refusedProblem("path", err))
 		return
 	}
 	info, err := ds.DiskInfo(ctx, req.Path)

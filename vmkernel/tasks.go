@@ -59,7 +59,7 @@ func (s *Server) convertDisk(w http.ResponseWriter, r *http.Request) {
 	info, err := ds.DiskInfo(ictx, req.Path)
 	cancel()
 	if err != nil {
-		s.problem(w, err)
+		s.problem(w, refusedProblem("path", err))
 		return
 	}
 	full, err := ds.Resolve(req.Target)
@@ -71,13 +71,30 @@ func (s *Server) convertDisk(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, fmt.Errorf("datastore %s: %q: %w", ds.Name, req.Target, datastore.ErrExists))
 		return
 	}
+	// A raw copy takes the virtual size; a qcow2 one at most what the
+	// source holds, whose allocation stands in for it.
+	need := info.VirtualSizeBytes
+	if req.Format != api.FormatRaw {
+		need = min(need, max(info.ActualSizeBytes, 1<<20))
+	}
+	res, err := s.space.reserve(ds, need, uploadMargin)
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
 	t := s.tasks.Start("convert", ds.Name+":"+req.Path+" -> "+req.Target, "", info.VirtualSizeBytes)
 	s.cfg.Log.Info("vmkernel: converting disk", "datastore", ds.Name, "path", req.Path, "target", req.Target, "task", t.ID())
 	go func() {
+		defer res.release()
 		ctx, cancel := context.WithTimeout(s.bg, convertTimeout)
 		defer cancel()
+		var written int64
 		err := ds.ConvertDisk(ctx, req.Path, req.Target, req.Format, func(p float64) {
 			t.SetDone(int64(p / 100 * float64(info.VirtualSizeBytes)))
+			if done := int64(p / 100 * float64(need)); done > written {
+				res.wrote(done - written)
+				written = done
+			}
 		})
 		if err == nil {
 			t.SetDone(info.VirtualSizeBytes)

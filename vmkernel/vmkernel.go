@@ -80,6 +80,8 @@ type Server struct {
 	tasks  *tasks.Registry
 	bg     context.Context
 	stopBG context.CancelFunc
+	// space is the room promised to uploads and conversions under way.
+	space space
 }
 
 // New makes a Server.

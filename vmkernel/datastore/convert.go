@@ -71,7 +71,7 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
 	}
 	r := &imgRun{}
-	spec, err := r.spec(im)
+	spec, err := r.spec(im, true)
 	if err != nil {
 		return err
 	}

@@ -313,7 +313,7 @@ func (d Datastore) ResizeDisk(ctx context.Context, rel string, size int64) error
 		return nil
 	}
 	r := &imgRun{}
-	spec, err := r.spec(im)
+	spec, err := r.spec(im, true)
 	if err != nil {
 		return err
 	}
@@ -364,7 +364,7 @@ func (d Datastore) DiskInfo(ctx context.Context, rel string) (api.DiskInfo, erro
 		return api.DiskInfo{}, err
 	}
 	r := &imgRun{}
-	spec, err := r.spec(im)
+	spec, err := r.spec(im, false)
 	if err != nil {
 		return api.DiskInfo{}, err
 	}

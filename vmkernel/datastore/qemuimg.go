@@ -35,14 +35,19 @@ func (r *imgRun) fd(f *os.File) string {
 }
 
 // spec is the json: file name of im with its whole chain, each file by
-// descriptor and each format named.
-func (r *imgRun) spec(im *Image) (string, error) {
+// descriptor and each format named. Without chain, "backing" is null:
+// qemu-img info opens no backing image (and refuses options for one).
+func (r *imgRun) spec(im *Image, chain bool) (string, error) {
 	for _, i := range im.Chain() {
 		if err := share(i.File); err != nil {
 			return "", fmt.Errorf("datastore %s: %q: %w", i.Datastore, i.Path, err)
 		}
 	}
-	s, err := im.Node(func(i *Image) string { return r.fd(i.File) }).JSON(qemu.NodeOptions{ReadOnly: !im.Writable})
+	node := im.Node(func(i *Image) string { return r.fd(i.File) })
+	if !chain {
+		node.Backing = nil
+	}
+	s, err := node.JSON(qemu.NodeOptions{ReadOnly: !im.Writable})
 	if err != nil {
 		return "", err
 	}

@@ -30,6 +30,7 @@ type NodeOptions struct {
 	ReadOnly bool
 	// Direct and NoFlush are cache.direct and cache.no-flush.
 	Direct, NoFlush bool
+	backing         bool // a node below a backing link
 }
 
 // hasBacking: the format drivers that could open a backing file of their
@@ -44,9 +45,14 @@ func (n Node) Blockdev(o NodeOptions) (map[string]any, error) {
 	if err := checkValue(n.Filename); err != nil {
 		return nil, err
 	}
-	cache := map[string]any{"direct": o.Direct, "no-flush": o.NoFlush}
-	file := map[string]any{"driver": "file", "filename": n.Filename, "cache": cache, "read-only": o.ReadOnly}
-	node := map[string]any{"driver": n.Format, "file": file, "cache": cache, "read-only": o.ReadOnly}
+	file := map[string]any{"driver": "file", "filename": n.Filename, "read-only": o.ReadOnly}
+	node := map[string]any{"driver": n.Format, "file": file, "read-only": o.ReadOnly}
+	if !o.backing {
+		// Backing images inherit the cache mode (QEMU takes no cache
+		// options below a backing link).
+		cache := map[string]any{"direct": o.Direct, "no-flush": o.NoFlush}
+		file["cache"], node["cache"] = cache, cache
+	}
 	if o.Name != "" {
 		node["node-name"] = o.Name
 		file["node-name"] = o.Name + "-file"
@@ -59,7 +65,7 @@ func (n Node) Blockdev(o NodeOptions) (map[string]any, error) {
 			return nil, fmt.Errorf("block node %q: a %s image has no backing image: %w", o.Name, n.Format, ErrEnv)
 		}
 		bo := o
-		bo.ReadOnly = true
+		bo.ReadOnly, bo.backing = true, true
 		if o.Name != "" {
 			bo.Name = o.Name + "-b"
 		}
