@@ -64,12 +64,13 @@ vet: build/.deps web
 # The unit tests include real-QEMU integration tests that boot the image's
 # kernel; they run after the image is built and may not skip for want of it.
 unit: build/.deps web $(IMAGE)
-	PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 15m ./...
+	PLINTH_REQUIRE=1 PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 15m ./...
 
 # Every request decoder has a fuzz target; `make test` runs each briefly,
 # `make fuzz FUZZTIME=10m` runs them for longer.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./mgmtd:FuzzDecodeJSON ./mgmtd:FuzzRoutes ./vmkernel:FuzzRoutes ./vmkernel/diskimage:FuzzInspect
+FUZZ_TARGETS := ./mgmtd:FuzzDecodeJSON ./mgmtd:FuzzRoutes ./vmkernel:FuzzRoutes ./vmkernel/diskimage:FuzzInspect \
+	./upgrade:FuzzOpen ./installer:FuzzParseAnswer ./installer/pxe:FuzzHandleDHCP
 fuzz: build/.deps
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \
@@ -77,7 +78,7 @@ fuzz: build/.deps
 	done
 
 e2e: build/.deps $(IMAGE) iso next
-	PLINTH_E2E=1 go test -count=1 -timeout 30m -v -run '^TestAppliance' ./qemu-test/
+	PLINTH_E2E=1 PLINTH_REQUIRE=1 go test -count=1 -timeout 30m -v -run '^TestAppliance' ./qemu-test/
 
 test: build/.deps vet unit fuzz e2e
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/auth"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // TestShellEndsAfterInactivity runs the Troubleshooting shell with a short
@@ -20,7 +22,7 @@ import (
 func TestShellEndsAfterInactivity(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		testenv.Unmet(t, "no sh")
 	}
 	tty := filepath.Join(t.TempDir(), "tty")
 	if err := os.WriteFile(tty, nil, 0o600); err != nil {
@@ -84,7 +86,7 @@ func TestBinaryShellIdleTimeout(t *testing.T) {
 	needTmux(t)
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		testenv.Unmet(t, "no sh")
 	}
 	bin := buildBin(t, t.TempDir(), "./dcui/cmd/dcui")
 	state := t.TempDir()

@@ -21,6 +21,8 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/netconf"
 	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // The tests here run the real dcui binary in tmux (at 80x24) against a
@@ -49,7 +51,7 @@ func needTmux(t *testing.T) {
 		if os.Getenv("PLINTH_REQUIRE_KERNEL") == "1" {
 			t.Fatal("tmux is not installed (scripts/deps.sh installs it)")
 		}
-		t.Skip("tmux is not installed")
+		testenv.Unmet(t, "tmux is not installed")
 	}
 }
 
@@ -326,10 +328,10 @@ func TestBinaryStartsFastAndSmall(t *testing.T) {
 func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	needTmux(t)
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
+		testenv.Unmet(t, "needs root for a network namespace")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("no unshare")
+		testenv.Unmet(t, "no unshare")
 	}
 	bin := t.TempDir()
 	dcuiBin := buildBin(t, bin, "./dcui/cmd/dcui")

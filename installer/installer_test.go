@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/plinth/plinth/api"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func TestGPTRoundTripAndSgdisk(t *testing.T) {
@@ -46,7 +48,7 @@ func TestGPTRoundTripAndSgdisk(t *testing.T) {
 	}
 	// sgdisk (gdisk, installed by make deps) is the independent check.
 	if _, err := exec.LookPath("sgdisk"); err != nil {
-		t.Skip("sgdisk not installed")
+		testenv.Unmet(t, "sgdisk not installed")
 	}
 	out, err := exec.Command("sgdisk", "-v", img).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "No problems found") {

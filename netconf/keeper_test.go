@@ -21,6 +21,8 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // The tests here run the real Applier and Keeper against a real DHCP
@@ -110,10 +112,10 @@ func ipRun(t *testing.T, args ...string) {
 func newDHCPNet(t *testing.T, lease time.Duration) *dhcpNet {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
+		testenv.Unmet(t, "needs root for network namespaces")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("no ip command")
+		testenv.Unmet(t, "no ip command")
 	}
 	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, time.Now().UnixNano()%100000)
 	n := &dhcpNet{client: "pkc-" + id, server: "pks-" + id,

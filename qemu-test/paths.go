@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // RepoRoot walks up from the working directory to the directory that holds
@@ -77,11 +79,11 @@ func FindKernel() (string, error) {
 const RequireKernelEnv = "PLINTH_REQUIRE_KERNEL"
 
 // NoKernel skips the test for want of a guest kernel, or fails it when
-// RequireKernelEnv is set.
+// RequireKernelEnv (or testenv.RequireEnv) is set.
 func NoKernel(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
-	if os.Getenv(RequireKernelEnv) == "1" {
+	if testenv.Strict() {
 		t.Fatalf("%s (%s=1: build the image first, `make image`)", msg, RequireKernelEnv)
 	}
 	t.Skip(msg)

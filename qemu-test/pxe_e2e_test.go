@@ -22,6 +22,8 @@ import (
 
 	"github.com/plinth/plinth/installer/pxe"
 	"github.com/plinth/plinth/vmkernel/vswitch/vswitchtest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // pxeNet is a lab segment for network boots: a Linux bridge in the host's
@@ -50,7 +52,7 @@ func ipCmd(t *testing.T, args ...string) {
 func newPXENet(t *testing.T) *pxeNet {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("network boot test: needs root (network namespaces, bridge, tap)")
+		testenv.Unmet(t, "network boot test: needs root (network namespaces, bridge, tap)")
 	}
 	id := os.Getpid() % 100000
 	n := &pxeNet{

@@ -17,6 +17,8 @@ import (
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // startCfg serves a vmkernel with cfg on a unix socket in a temp dir and
@@ -100,7 +102,7 @@ func TestHardware(t *testing.T) {
 // running VM's file cannot be overwritten by an upload.
 func TestStatsWithQEMU(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../build/vmlinuz")
 	r := startVMs(t)

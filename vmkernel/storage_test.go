@@ -14,6 +14,8 @@ import (
 	"github.com/plinth/plinth/api"
 	qemutest "github.com/plinth/plinth/qemu-test"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 const gib = 1 << 30
@@ -21,7 +23,7 @@ const gib = 1 << 30
 func needQEMUImg(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
+		testenv.Unmet(t, "qemu-img not installed")
 	}
 }
 
@@ -94,7 +96,7 @@ func TestDatastoreRoutes(t *testing.T) {
 // after growing it.
 func TestGuestSeesDisk(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	needQEMUImg(t)
 	kernel := runnertest.Kernel(t, "../build/vmlinuz")

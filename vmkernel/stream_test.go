@@ -16,6 +16,8 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // streamReader collects what a stream delivers, in the background.
@@ -104,7 +106,7 @@ func rawStatus(t *testing.T, c *client.Client, sock, path string, upgrade bool) 
 // streams end when the VM stops; and the refusals (400, 404, 409).
 func TestConsoleAndVNCStreams(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../build/vmlinuz")
 	r := startVMs(t)

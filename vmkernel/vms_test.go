@@ -15,6 +15,8 @@ import (
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 	"github.com/plinth/plinth/vmkernel/vmkerneltest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 type vmRig struct {
@@ -103,7 +105,7 @@ func errOf[T any](_ T, err error) error { return err }
 
 func TestVMOverAPIWithQEMU(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../build/vmlinuz")
 	r := startVMs(t)

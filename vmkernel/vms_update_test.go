@@ -13,6 +13,8 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func TestUpdateVM(t *testing.T) {
@@ -79,7 +81,7 @@ func doPut(ctx context.Context, r *vmRig, id string, spec api.VMSpec) error {
 
 func TestDeleteVMWithDisks(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
+		testenv.Unmet(t, "qemu-img not installed")
 	}
 	r := startVMs(t)
 	ctx := ctx(t)
@@ -139,7 +141,7 @@ func TestDeleteVMWithDisks(t *testing.T) {
 
 func TestEventsWithQEMU(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../build/vmlinuz")
 	r := startVMs(t)

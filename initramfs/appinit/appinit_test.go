@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/plinth/plinth/netconf"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -52,7 +54,7 @@ func TestParseNetConfig(t *testing.T) {
 func TestFindStateByLabel(t *testing.T) {
 	mkfs, err := exec.LookPath("mke2fs")
 	if err != nil {
-		t.Skip("mke2fs not installed (apt-get install e2fsprogs)")
+		testenv.Unmet(t, "mke2fs not installed (apt-get install e2fsprogs)")
 	}
 	dir := t.TempDir()
 	sys, dev := filepath.Join(dir, "sys"), filepath.Join(dir, "dev")

@@ -28,6 +28,8 @@ import (
 	"github.com/plinth/plinth/mgmtd"
 	"github.com/plinth/plinth/mgmtd/cli"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // testPassword is the root password set as the DCUI would.
@@ -469,7 +471,7 @@ func TestCLIEvents(t *testing.T) {
 // Ctrl-].
 func TestCLIConsole(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../../build/vmlinuz")
 	r := startRig(t)
@@ -548,7 +550,7 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
+		testenv.Unmet(t, "no pseudo-terminals: %v", err)
 	}
 	t.Cleanup(func() { master.Close() })
 	fd := int(master.Fd())

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func newDS(t *testing.T) (Datastore, string) {
@@ -25,7 +27,7 @@ func newDS(t *testing.T) (Datastore, string) {
 func needQEMUImg(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
+		testenv.Unmet(t, "qemu-img not installed")
 	}
 }
 

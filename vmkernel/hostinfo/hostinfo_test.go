@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/plinth/plinth/api"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func TestParseCPUList(t *testing.T) {
@@ -117,7 +119,7 @@ func TestParseQEMUVersion(t *testing.T) {
 
 func TestQEMUVersionLive(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	v, err := QEMUVersion(context.Background(), "qemu-system-x86_64")
 	if err != nil || v == "" {

@@ -17,6 +17,8 @@ import (
 	"github.com/plinth/plinth/vmkernel/qmp"
 
 	qemutest "github.com/plinth/plinth/qemu-test"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // TestQEMUAcceptsCmdline starts real QEMU (TCG, stopped with -S) on golden
@@ -24,10 +26,10 @@ import (
 func TestQEMUAcceptsCmdline(t *testing.T) {
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
+		testenv.Unmet(t, "qemu-img not installed")
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

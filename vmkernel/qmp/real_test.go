@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // startQEMU starts a stopped, device-less QEMU with a QMP socket and returns
@@ -19,7 +21,7 @@ func startQEMU(t *testing.T) (string, *exec.Cmd) {
 	t.Helper()
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	cmd := exec.Command(bin, "-S", "-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none",

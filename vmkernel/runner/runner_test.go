@@ -15,6 +15,8 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 func TestParseStartTime(t *testing.T) {
@@ -90,7 +92,7 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../../build/vmlinuz")
 	base := runnertest.Dir(t, "rn")

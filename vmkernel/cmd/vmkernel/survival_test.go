@@ -17,6 +17,8 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // daemon is one vmkernel process started by the test.
@@ -39,7 +41,7 @@ type survivalRig struct {
 func newSurvivalRig(t *testing.T) *survivalRig {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../../../build/vmlinuz")
 	base, err := os.MkdirTemp("", "sv") // short: unix socket paths are limited

@@ -9,16 +9,19 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/plinth/plinth/internal/testenv"
 )
 
 // NewNetNS makes a fresh network namespace (skipping the test when not
-// root) and returns a handle to it; the calling goroutine stays in its own
+// root or when namespaces cannot be made, failing it instead under `make
+// test`: see internal/testenv) and returns a handle to it; the calling goroutine stays in its own
 // namespace. The namespace, and every interface in it, goes away at the end
 // of the test once nothing runs in it.
 func NewNetNS(t testing.TB) netns.NsHandle {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
+		testenv.Root(t, "create a network namespace")
 	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -30,7 +33,7 @@ func NewNetNS(t testing.TB) netns.NsHandle {
 	ns, err := netns.New() // unshare(CLONE_NEWNET): this thread is now in it
 	if err != nil {
 		runtime.UnlockOSThread()
-		t.Skipf("cannot create a network namespace: %v", err)
+		testenv.Unmet(t, "cannot create a network namespace: %v", err)
 	}
 	if err := netns.Set(orig); err != nil {
 		ns.Close()
