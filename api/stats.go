@@ -89,3 +89,37 @@ type VMNICStats struct {
 	RxBytes uint64 `json:"rx_bytes"`
 	TxBytes uint64 `json:"tx_bytes"`
 }
+
+// MgmtdHistoryPath: GET the host's recent performance (HostHistory),
+// ?range=hour (the default: a sample every 20 s) or day (every 5 min).
+const MgmtdHistoryPath = "/api/v1/host/history"
+
+// History ranges.
+const (
+	HistoryHour = "hour"
+	HistoryDay  = "day"
+)
+
+// HostHistory is the host's recent performance as mgmtd keeps it, oldest
+// sample first: the charts of the web client, readable by anyone.
+type HostHistory struct {
+	Range       string       `json:"range"`
+	StepSeconds int          `json:"step_seconds"`
+	Samples     []HostSample `json:"samples"`
+}
+
+// HostSample is the host over one step: CPU and memory as they were, the
+// VMs' disk and network traffic as rates over the step (the sums of the
+// counters of GET /metrics). Network is seen from the guests: received is
+// what their taps sent them.
+type HostSample struct {
+	Time                    time.Time `json:"time"`
+	CPUPercent              float64   `json:"cpu_percent"`
+	MemoryUsedBytes         uint64    `json:"memory_used_bytes"`
+	MemoryTotalBytes        uint64    `json:"memory_total_bytes"`
+	NetRxBytesPerSecond     float64   `json:"net_rx_bytes_per_second"`
+	NetTxBytesPerSecond     float64   `json:"net_tx_bytes_per_second"`
+	DiskReadBytesPerSecond  float64   `json:"disk_read_bytes_per_second"`
+	DiskWriteBytesPerSecond float64   `json:"disk_write_bytes_per_second"`
+	RunningVMs              int       `json:"running_vms"`
+}

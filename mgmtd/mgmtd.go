@@ -14,6 +14,7 @@
 package mgmtd
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -53,6 +54,9 @@ type Config struct {
 	// MaxConns and MaxConnsPerClient bound the connections open at once
 	// (DefaultMaxConns, DefaultMaxConnsPerClient when 0).
 	MaxConns, MaxConnsPerClient int
+	// HistoryStep is how often the host's performance history is sampled
+	// (20 s when 0; the day's range keeps one sample per 15 steps).
+	HistoryStep time.Duration
 }
 
 // Server is the HTTPS API.
@@ -72,6 +76,9 @@ type Server struct {
 	routes   []Route
 	// ticketRoutes matches the paths of the routes that take tickets.
 	ticketRoutes *mux.Router
+	history  *history
+	histCtx  context.Context
+	stopHist context.CancelFunc
 }
 
 // New loads or creates the TLS certificate, the API tokens and the audit
@@ -111,7 +118,9 @@ func New(cfg Config) (*Server, error) {
 		throttle: auth.NewThrottle(now),
 		audit:    audit,
 		tasks:    tasks.New(now),
+		history:  &history{step: cmp.Or(cfg.HistoryStep, historyStep)},
 	}
+	s.histCtx, s.stopHist = context.WithCancel(context.Background())
 	s.cert.Store(&cert)
 	s.tls = &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -179,6 +188,7 @@ func (s *Server) Handler() http.Handler {
 // Serve answers HTTPS on l (a plain TCP listener) until Shutdown; it
 // returns nil after a Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	go s.history.run(s.histCtx, s.vmk.Stats)
 	total, per := s.cfg.MaxConns, s.cfg.MaxConnsPerClient
 	if total <= 0 {
 		total = DefaultMaxConns
@@ -203,6 +213,7 @@ func (s *Server) Serve(l net.Listener) error {
 // Shutdown stops accepting and waits for requests in flight until ctx ends;
 // then it closes the audit log.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopHist()
 	err := s.http.Shutdown(ctx)
 	s.audit.close()
 	return err

@@ -98,6 +98,9 @@ func (s *Server) routeTable() []Route {
 
 		{Method: get, Path: api.MgmtdHostPath, Handler: fwd, Access: Read,
 			Summary: "The host's facts and acceleration mode", Response: api.Host{}},
+		{Method: get, Path: api.MgmtdHistoryPath, Handler: s.hostHistory, Access: Read,
+			Summary: "The host's recent performance (CPU, memory, the VMs' disk and network traffic): the last hour at 20 s, or the last day at 5 min", Response: api.HostHistory{},
+			Query: map[string]string{"range": "hour (the default) or day"}},
 		{Method: get, Path: api.MgmtdHostHardwarePath, Handler: fwd, Access: Read,
 			Summary: "The host's hardware inventory", Response: api.Hardware{}},
 		{Method: post, Path: api.MgmtdHostPowerPath, Handler: s.hostPower, Access: Change, Status: http.StatusAccepted,

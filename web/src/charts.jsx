@@ -33,7 +33,8 @@ export function Charts() {
           <button aria-pressed={range === 'day'} onClick={() => setRange('day')}>Last day (5 min)</button>
         </div></div>
       {err && <p class="error" role="alert">{err}</p>}
-      {hist && <div class="chart-grid">{charts.map(c => <Chart key={c.id + range} def={c} hist={hist} />)}</div>}
+      {hist && (hist.samples || []).length === 0 && <p class="notice">No samples yet: mgmtd takes one every {hist.step_seconds} s.</p>}
+      {hist && (hist.samples || []).length > 0 && <div class="chart-grid">{charts.map(c => <Chart key={c.id + range} def={c} hist={hist} />)}</div>}
     </section>
   );
 }

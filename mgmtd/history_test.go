@@ -1,0 +1,51 @@
+package mgmtd
+
+import (
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+)
+
+func snap(t0 time.Time, sec int, idle, busy float64, wr, tapTx uint64) api.Stats {
+	return api.Stats{
+		Time: t0.Add(time.Duration(sec) * time.Second),
+		Host: api.HostStats{CPUSeconds: api.HostCPUSeconds{Idle: idle, User: busy}, MemoryTotalBytes: 1000, MemoryAvailableBytes: 400},
+		VMs: []api.VMStats{{ID: "a", Running: true,
+			Disks: []api.VMBlockStats{{Device: "d0", WrBytes: wr}},
+			NICs:  []api.VMNICStats{{Index: 0, Tap: "t0", TxBytes: tapTx, RxBytes: 7}}}},
+	}
+}
+
+// The history turns counter snapshots into rates: CPU busy share, memory
+// used, and bytes per second, the tap's tx counted as the guest's receive;
+// a counter that goes back (QEMU restarted) counts as nothing.
+func TestHistoryRates(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	h := &history{step: 20 * time.Second}
+	h.add(snap(t0, 0, 100, 100, 0, 0))
+	h.add(snap(t0, 20, 115, 105, 20<<20, 40<<20))
+	h.add(snap(t0, 40, 135, 105, 1<<20, 40<<20)) // the VM restarted: its counters began again
+	got := h.snapshot(api.HistoryHour)
+	if got.StepSeconds != 20 || len(got.Samples) != 2 {
+		t.Fatalf("%+v", got)
+	}
+	s := got.Samples[0]
+	if s.CPUPercent != 25 || s.MemoryUsedBytes != 600 || s.DiskWriteBytesPerSecond != 1<<20 || s.NetRxBytesPerSecond != 2<<20 || s.NetTxBytesPerSecond != 0 || s.RunningVMs != 1 {
+		t.Errorf("first sample %+v", s)
+	}
+	if s := got.Samples[1]; s.CPUPercent != 0 || s.DiskWriteBytesPerSecond != 0 || s.NetRxBytesPerSecond != 0 {
+		t.Errorf("after a restart %+v", s)
+	}
+	// The day's range averages every 15 samples.
+	for i := 3; i < 16; i++ {
+		h.add(snap(t0, 20*i, 135+float64(i), 105, 1<<20, 40<<20))
+	}
+	day := h.snapshot(api.HistoryDay)
+	if day.StepSeconds != 300 || len(day.Samples) != 1 {
+		t.Fatalf("day %+v", day)
+	}
+	if d := day.Samples[0]; d.DiskWriteBytesPerSecond < float64(1<<20)/15-1 || d.DiskWriteBytesPerSecond > float64(1<<20)/15+1 {
+		t.Errorf("day's average write rate %v, want %v", d.DiskWriteBytesPerSecond, float64(1<<20)/15)
+	}
+}
