@@ -40,6 +40,7 @@ func Login(t testing.TB, b *Browser, s Site) {
 	b.WaitFor("the login form", `document.querySelector('input[name=password]')`, s.wait(20*time.Second))
 	b.Shot("login")
 	// The password field has the focus; Enter submits.
+	b.WaitFor("the password field focused", `document.activeElement && document.activeElement.name === 'password'`, 10*time.Second)
 	b.Do("type the password", 10*time.Second, chromedp.KeyEvent(s.Password+"\r"))
 	b.WaitFor("the host page after login", `document.querySelector('#logout') && document.querySelector('#host-facts')`, s.wait(30*time.Second))
 }
@@ -170,4 +171,25 @@ func throttle(t testing.TB, b *Browser, bytesPerSecond float64) {
 		})
 		return err
 	}))
+}
+
+// Upload uploads a file into the datastore's top folder through the file
+// browser and waits until it is listed.
+func Upload(t testing.TB, b *Browser, s Site, file string) {
+	t.Helper()
+	b.Do("open the datastore", s.wait(20*time.Second), chromedp.Navigate(s.URL+"/"))
+	b.WaitFor("logged in", `document.querySelector('#logout')`, s.wait(20*time.Second))
+	b.Do("open storage", 20*time.Second, chromedp.Click(chromedp.CSS(`a[href="/storage"]`)))
+	b.Do("open "+s.Datastore, s.wait(20*time.Second), chromedp.Click(chromedp.CSS(`a[href="/storage/`+s.Datastore+`"]`)))
+	b.WaitFor("the file browser", `document.querySelector('#upload-input')`, s.wait(20*time.Second))
+	b.Do("choose the file", 20*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#upload-input"), []string{file}))
+	b.WaitFor("the upload done", `[...document.querySelectorAll('.uploads .up-state')].some(e => e.textContent === 'done')`, s.wait(120*time.Second))
+}
+
+// Listed waits until the datastore's top folder lists name.
+func Listed(t testing.TB, b *Browser, s Site, name string) {
+	t.Helper()
+	b.Do("open the datastore", s.wait(20*time.Second), chromedp.Click(chromedp.CSS(`a[href="/storage"]`)))
+	b.Do("open "+s.Datastore, s.wait(20*time.Second), chromedp.Click(chromedp.CSS(`a[href="/storage/`+s.Datastore+`"]`)))
+	b.WaitFor(name+" listed", `[...document.querySelectorAll('table.list td')].some(td => td.textContent === `+js(name)+`)`, s.wait(30*time.Second))
 }
