@@ -134,6 +134,8 @@ func init() {
 		{path: "vm delete", args: "VM...", help: "delete stopped VMs (--disks: and their disks)",
 			run: (*app).vmDelete, flags: []string{"--disks"}},
 		{path: "vm console", args: "VM", help: "attach to the serial console (Ctrl-] quits)", run: (*app).vmConsole},
+		{path: "vm vnc", args: "VM", help: "serve the VM's screen on a local port for any VNC viewer (until interrupted)",
+			run: (*app).vmVNC, flags: []string{"--listen"}},
 		{path: "ds ls", args: "[DS[:PATH]]", help: "list datastores, or a datastore directory", run: (*app).dsList},
 		{path: "ds upload", args: "FILE DS:PATH", help: "upload a file (an ISO) to a datastore",
 			run: (*app).dsUpload, flags: []string{"--overwrite"}},

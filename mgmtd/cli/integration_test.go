@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -469,6 +471,57 @@ func TestCLIEvents(t *testing.T) {
 // TestCLIConsole boots a tiny guest and reads its serial console through
 // mgmtd's websocket, as "plinth vm console" shows it, then quits with
 // Ctrl-].
+// TestCLIVNC: plinth vm vnc serves a running VM's screen on a local port:
+// a viewer connecting there is greeted by QEMU's VNC server (the RFB
+// version), through mgmtd's websocket.
+func TestCLIVNC(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	kernel := runnertest.Kernel(t, "../../build/vmlinuz")
+	r := startRig(t)
+	runnertest.Install(t, kernel, r.ds)
+	r.login(t)
+	r.must(t, 0, "vm", "create", "--name", "screen", "--memory", "128M", "--machine", "pc", "--vnc",
+		"--kernel", "ds1:vmlinuz", "--initrd", "ds1:init.cpio", "--cmdline", runnertest.Cmdline)
+	if res := r.plinth(t, "", nil, "vm", "vnc", "screen", "--listen", "127.0.0.1:0"); res.code != cli.ExitConflict {
+		t.Errorf("vnc of a stopped VM: %+v", res)
+	}
+	r.must(t, 0, "vm", "start", "screen")
+	ctx, cancel := context.WithCancel(context.Background())
+	var errOut syncBuffer
+	done := make(chan result, 1)
+	go func() {
+		done <- r.plinthCtx(t, ctx, nil, &errOut, nil, "vm", "vnc", "screen", "--listen", "127.0.0.1:0")
+	}()
+	waitFor(t, &errOut, "Ctrl-C ends", 60*time.Second)
+	m := regexp.MustCompile(`is on (127\.0\.0\.1:\d+)`).FindStringSubmatch(errOut.String())
+	if m == nil {
+		t.Fatalf("no address in %q", errOut.String())
+	}
+	for i := 0; i < 2; i++ { // each viewer connection gets its own stream
+		conn, err := net.DialTimeout("tcp", m[1], 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		hello := make([]byte, 12)
+		if _, err := io.ReadFull(conn, hello); err != nil || !strings.HasPrefix(string(hello), "RFB 003.") {
+			t.Fatalf("viewer %d: greeting %q, %v", i, hello, err)
+		}
+		conn.Close()
+	}
+	cancel()
+	select {
+	case res := <-done:
+		if res.code != 0 {
+			t.Errorf("vm vnc ended with %+v", res)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("vm vnc did not end when interrupted")
+	}
+}
+
 func TestCLIConsole(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		testenv.Unmet(t, "qemu-system-x86_64 not installed")
