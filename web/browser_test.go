@@ -22,6 +22,12 @@ const password = "Plinth-web-1"
 // serve runs a real vmkernel (QEMU under TCG, datastore ds1) and a real
 // mgmtd with the root password set, and answers mgmtd's address.
 func serve(t *testing.T) string {
+	url, _ := serveRig(t)
+	return url
+}
+
+// serveRig is serve, with the vmkernel rig.
+func serveRig(t *testing.T) (string, *vmkerneltest.Rig) {
 	t.Helper()
 	if !web.Built() {
 		t.Fatal("the web client is not built: run `make web` first")
@@ -45,7 +51,7 @@ func serve(t *testing.T) string {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return "https://" + l.Addr().String()
+	return "https://" + l.Addr().String(), rig
 }
 
 // shots is where a test's screenshots go: build/screenshots/NAME.

@@ -39,7 +39,8 @@ export async function refreshTasks() {
 
 export function RecentBar() {
   const [, force] = useState(0);
-  const [open, setOpen] = useState(true);
+  // closed on a phone, where it would take half the screen
+  const [open, setOpen] = useState(window.innerWidth > 700);
   useEffect(() => { const fn = () => force(n => n + 1); barSubs.add(fn); return () => barSubs.delete(fn); }, []);
   const shown = [...tasks].sort((a, b) => (b.started_at || '').localeCompare(a.started_at || '')).slice(0, 8);
   return (
