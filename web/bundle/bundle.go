@@ -140,6 +140,8 @@ func bundle(root, modules string) (map[string][]byte, error) {
 		JSXImportSource:   "preact",
 		NodePaths:         []string{modules},
 		EntryNames:        "app-[hash]",
+		ChunkNames:        "chunk-[hash]",
+		Splitting:         true, // the consoles and charts load when first shown
 		AssetNames:        "[name]-[hash]",
 		Outdir:            filepath.Join(root, "build", "web", "out"),
 		LegalComments:     api.LegalCommentsExternal,
@@ -157,9 +159,9 @@ func bundle(root, modules string) (map[string][]byte, error) {
 		name := filepath.Base(f.Path)
 		files[name] = f.Contents
 		switch {
-		case strings.HasSuffix(name, ".js"):
+		case strings.HasPrefix(name, "app-") && strings.HasSuffix(name, ".js"):
 			js = name
-		case strings.HasSuffix(name, ".css"):
+		case strings.HasPrefix(name, "app-") && strings.HasSuffix(name, ".css"):
 			css = name
 		}
 	}

@@ -3,7 +3,6 @@
 // day at 5 min), drawn with uPlot and refreshed every 20 s.
 import { useState, useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
 import * as api from './api.js';
 import { bytes } from './ui.jsx';
 

@@ -6,7 +6,6 @@ import { useState, useEffect, useRef } from 'preact/hooks';
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import RFB from '@novnc/novnc';
-import '@xterm/xterm/css/xterm.css';
 import * as api from './api.js';
 import { layoutNames, typeInto } from './keymap.js';
 

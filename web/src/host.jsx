@@ -3,9 +3,9 @@
 // certificate, upgrades and power.
 import { useState, useEffect } from 'preact/hooks';
 import * as api from './api.js';
-import { bytes, when, Progress, Modal, useForm, Field, FormError } from './ui.jsx';
+import { bytes, when, Progress, Modal, useForm, Field, FormError, lazy } from './ui.jsx';
 import { refreshTasks } from './tasks.jsx';
-import { Charts } from './charts.jsx';
+const Charts = lazy(() => import('./charts.jsx'), 'Charts');
 
 function dur(s) {
   s = Math.floor(s);

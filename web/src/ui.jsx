@@ -1,7 +1,7 @@
 // Small pieces every page uses: routing, forms whose errors sit beside the
 // field the API names, sizes, dialogs.
 import { useState, useEffect, useRef } from 'preact/hooks';
-import { cloneElement } from 'preact';
+import { cloneElement, h } from 'preact';
 import { Problem } from './api.js';
 
 // Routing: the address bar's path is the page; links are plain <a> whose
@@ -124,3 +124,22 @@ export function useAsync(fn, deps) {
 }
 
 export function when(t) { return t ? new Date(t).toLocaleString() : ''; }
+
+// lazy is a component whose code loads when it is first drawn (the
+// consoles and charts: most of the client's bytes, none of them needed to
+// log in or list VMs).
+export function lazy(load, name) {
+  let C = null;
+  let p = null;
+  return function Lazy(props) {
+    const [, loaded] = useState(0);
+    const [err, setErr] = useState('');
+    useEffect(() => {
+      if (C) return;
+      if (!p) p = load().then(m => { C = m[name]; });
+      p.then(() => loaded(1), e => setErr(String(e.message || e)));
+    }, []);
+    if (err) return <p class="error" role="alert">Could not load this part of the page: {err}</p>;
+    return C ? h(C, props) : <p>Loading…</p>;
+  };
+}

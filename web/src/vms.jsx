@@ -3,9 +3,9 @@
 // that creates or edits one.
 import { useState, useEffect, useMemo, useRef } from 'preact/hooks';
 import * as api from './api.js';
-import { Link, navigate, useForm, Field, FormError, bytes, Modal } from './ui.jsx';
+import { Link, navigate, useForm, Field, FormError, bytes, Modal, lazy } from './ui.jsx';
 import { onEvent } from './tasks.jsx';
-import { ConsolePanel } from './console.jsx';
+const ConsolePanel = lazy(() => import('./console.jsx'), 'ConsolePanel');
 
 const PAGE = 50;
 const actions = {
@@ -37,6 +37,7 @@ export function VMList() {
     });
     return () => { alive = false; off(); };
   }, []);
+  useEffect(() => { if (vms) performance.mark('plinth-vms-drawn'); }, [vms]);
   const shown = useMemo(() => {
     if (!vms) return [];
     const f = filter.toLowerCase();
