@@ -76,9 +76,9 @@ type Server struct {
 	routes   []Route
 	// ticketRoutes matches the paths of the routes that take tickets.
 	ticketRoutes *mux.Router
-	history  *history
-	histCtx  context.Context
-	stopHist context.CancelFunc
+	history      *history
+	histCtx      context.Context
+	stopHist     context.CancelFunc
 }
 
 // New loads or creates the TLS certificate, the API tokens and the audit
