@@ -148,6 +148,9 @@ for f in "${elves[@]}"; do
 done
 interp=/lib64/ld-linux-x86-64.so.2
 cp -L "$interp" "$BUILD/payload-root/lib64/" || die "no $interp"
+# QEMU's -vnc loads its default keymap at start (a VM with a screen does not
+# start without it); noVNC sends scancodes, so en-us is the only one needed.
+put /usr/share/qemu/keymaps/en-us
 for f in kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin qboot.rom bios-microvm.bin; do
 	put "/usr/share/qemu/$f"
 done
