@@ -476,7 +476,7 @@ func TestCLIEvents(t *testing.T) {
 // version), through mgmtd's websocket.
 func TestCLIVNC(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
 	kernel := runnertest.Kernel(t, "../../build/vmlinuz")
 	r := startRig(t)
