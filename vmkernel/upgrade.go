@@ -134,7 +134,8 @@ func (s *Server) upgradeSystem(w http.ResponseWriter, r *http.Request) {
 	t := s.tasks.Start("upgrade", "bank "+target, "", max(r.ContentLength, 0))
 	s.cfg.Log.Warn("vmkernel: receiving a system upgrade", "task", t.ID(), "bytes", r.ContentLength)
 	rc := http.NewResponseController(w)
-	body := &uploadBody{r: r.Body, extend: func() { rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout)) }}
+	// An image is staged in RAM, not a datastore: no space to reserve.
+	body := &uploadBody{r: r.Body, extend: func() { rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout)) }, wrote: func(int64) {}}
 	sum := sha256.New()
 	counted := io.TeeReader(body, io.MultiWriter(sum, progressWriter{t}))
 	st, err := upgrade.OpenChecked(counted, pub, dir, nil, func(m upgrade.Manifest) error {
