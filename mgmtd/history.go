@@ -78,9 +78,7 @@ func keep(s []api.HostSample, n int) []api.HostSample {
 }
 
 // rates is the sample between two snapshots: CPU busy over the interval,
-// memory at its end, and the VMs' traffic per second (a VM's counters count
-// only when it was there both times and they did not go back, as they do
-// when its QEMU restarts).
+// memory at its end, and the VMs' traffic per second.
 func rates(a, b api.Stats) (api.HostSample, bool) {
 	dt := b.Time.Sub(a.Time).Seconds()
 	if dt <= 0 {
@@ -107,26 +105,30 @@ func rates(a, b api.Stats) (api.HostSample, bool) {
 		if v.Running {
 			s.RunningVMs++
 		}
-		o, ok := old[v.ID]
-		if !ok {
-			continue
-		}
+		// A VM not in the last snapshot started since: its counters began
+		// at zero then. So did a device's whose counters went back (its
+		// QEMU restarted).
+		o := old[v.ID]
 		for _, d := range v.Disks {
-			for _, od := range o.Disks {
-				if od.Device == d.Device && od.NodeName == d.NodeName {
-					rd += delta(od.RdBytes, d.RdBytes)
-					wr += delta(od.WrBytes, d.WrBytes)
+			var od api.VMBlockStats
+			for _, x := range o.Disks {
+				if x.Device == d.Device && x.NodeName == d.NodeName {
+					od = x
 				}
 			}
+			rd += delta(od.RdBytes, d.RdBytes)
+			wr += delta(od.WrBytes, d.WrBytes)
 		}
 		for _, n := range v.NICs {
-			for _, on := range o.NICs {
-				if on.Index == n.Index && on.Tap == n.Tap {
-					// the tap's tx is what the guest received
-					rx += delta(on.TxBytes, n.TxBytes)
-					tx += delta(on.RxBytes, n.RxBytes)
+			var on api.VMNICStats
+			for _, x := range o.NICs {
+				if x.Index == n.Index && x.Tap == n.Tap {
+					on = x
 				}
 			}
+			// the tap's tx is what the guest received
+			rx += delta(on.TxBytes, n.TxBytes)
+			tx += delta(on.RxBytes, n.RxBytes)
 		}
 	}
 	s.NetRxBytesPerSecond, s.NetTxBytesPerSecond = float64(rx)/dt, float64(tx)/dt
@@ -134,9 +136,11 @@ func rates(a, b api.Stats) (api.HostSample, bool) {
 	return s, true
 }
 
+// delta is what a counter counted from a to b; one that went back began
+// again from zero.
 func delta(a, b uint64) uint64 {
 	if b < a {
-		return 0
+		return b
 	}
 	return b - a
 }

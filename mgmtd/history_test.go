@@ -19,7 +19,8 @@ func snap(t0 time.Time, sec int, idle, busy float64, wr, tapTx uint64) api.Stats
 
 // The history turns counter snapshots into rates: CPU busy share, memory
 // used, and bytes per second, the tap's tx counted as the guest's receive;
-// a counter that goes back (QEMU restarted) counts as nothing.
+// a counter that goes back (QEMU restarted) counts from zero, and so do the
+// counters of a VM that started since the last snapshot.
 func TestHistoryRates(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	h := &history{step: 20 * time.Second}
@@ -34,8 +35,17 @@ func TestHistoryRates(t *testing.T) {
 	if s.CPUPercent != 25 || s.MemoryUsedBytes != 600 || s.DiskWriteBytesPerSecond != 1<<20 || s.NetRxBytesPerSecond != 2<<20 || s.NetTxBytesPerSecond != 0 || s.RunningVMs != 1 {
 		t.Errorf("first sample %+v", s)
 	}
-	if s := got.Samples[1]; s.CPUPercent != 0 || s.DiskWriteBytesPerSecond != 0 || s.NetRxBytesPerSecond != 0 {
+	if s := got.Samples[1]; s.CPUPercent != 0 || s.DiskWriteBytesPerSecond != float64(1<<20)/20 || s.NetRxBytesPerSecond != 0 {
 		t.Errorf("after a restart %+v", s)
+	}
+	// A VM that appears counts from zero.
+	st := snap(t0, 60, 155, 105, 1<<20, 40<<20)
+	st.VMs = append(st.VMs, api.VMStats{ID: "b", Disks: []api.VMBlockStats{{Device: "d0", WrBytes: 2 << 20}}})
+	h2 := &history{step: 20 * time.Second}
+	h2.add(snap(t0, 40, 135, 105, 1<<20, 40<<20))
+	h2.add(st)
+	if s := h2.snapshot(api.HistoryHour).Samples[0]; s.DiskWriteBytesPerSecond != float64(2<<20)/20 {
+		t.Errorf("a new VM's writes: %+v", s)
 	}
 	// The day's range averages every 15 samples.
 	for i := 3; i < 16; i++ {
@@ -45,7 +55,8 @@ func TestHistoryRates(t *testing.T) {
 	if day.StepSeconds != 300 || len(day.Samples) != 1 {
 		t.Fatalf("day %+v", day)
 	}
-	if d := day.Samples[0]; d.DiskWriteBytesPerSecond < float64(1<<20)/15-1 || d.DiskWriteBytesPerSecond > float64(1<<20)/15+1 {
-		t.Errorf("day's average write rate %v, want %v", d.DiskWriteBytesPerSecond, float64(1<<20)/15)
+	want := (float64(1<<20) + float64(1<<20)/20) / 15
+	if d := day.Samples[0]; d.DiskWriteBytesPerSecond < want-1 || d.DiskWriteBytesPerSecond > want+1 {
+		t.Errorf("day's average write rate %v, want %v", d.DiskWriteBytesPerSecond, want)
 	}
 }
