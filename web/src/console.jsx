@@ -26,7 +26,7 @@ export function ConsolePanel({ vm }) {
       <div class="tabs" role="tablist">
         {s.serial && <button role="tab" aria-selected={kind === 'serial'} onClick={() => setKind('serial')} id="tab-serial">Serial console</button>}
         {s.vnc && <button role="tab" aria-selected={kind === 'vnc'} onClick={() => setKind('vnc')} id="tab-vnc">Screen (VNC)</button>}
-        <button onClick={popout} disabled={!running}>Open in a window</button>
+        <button onClick={popout} disabled={!running} id="popout">Open in a window</button>
         {s.serial && <button onClick={log}>Download the console log</button>}
       </div>
       {err && <p class="error" role="alert">{err}</p>}

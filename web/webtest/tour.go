@@ -106,8 +106,19 @@ func Tour(t testing.TB, b *Browser, s Site) string {
 
 	// The screen: noVNC's canvas must hold more than one colour.
 	b.Do("the screen tab", 20*time.Second, chromedp.Click(chromedp.CSS(`#tab-vnc`)))
-	b.WaitFor("a drawn screen", `(() => { const c = document.querySelector('#vnc-screen canvas'); if (!c || !c.width || !c.height) return false; const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 7) { seen.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]); if (seen.size > 1) return true; } return false })()`, s.wait(60*time.Second))
+	drawn := `(() => { const c = document.querySelector('#vnc-screen canvas'); if (!c || !c.width || !c.height) return false; const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 7) { seen.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]); if (seen.size > 1) return true; } return false })()`
+	b.WaitFor("a drawn screen", drawn, s.wait(60*time.Second))
 	b.Shot("vnc-screen")
+
+	// The screen again in a window of its own, as a person opens it to
+	// work beside the list.
+	w := b.Window("/console/", s.wait(30*time.Second), chromedp.Click(chromedp.CSS(`#popout`)))
+	w.WaitFor("a drawn screen in its own window", drawn, s.wait(60*time.Second))
+	w.Shot("vnc-window")
+	w.Do("close the window", 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Run(ctx, chromedp.Evaluate[any]("window.close()"))
+		return err
+	}))
 
 	// Back to the serial console: type poweroff; the guest powers off and
 	// the state turns to stopped by the event stream, with no reload.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
@@ -25,7 +26,7 @@ type Browser struct {
 	t     testing.TB
 	ctx   context.Context
 	Shots string // where screenshots go
-	n     int
+	n     *int
 }
 
 // Start starts Chromium with a fresh profile, a window of width x height,
@@ -56,7 +57,7 @@ func Start(t testing.TB, shots string, width, height int) *Browser {
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))
 	t.Cleanup(func() { cancel(); cancelA() })
-	b := &Browser{t: t, ctx: ctx, Shots: shots}
+	b := &Browser{t: t, ctx: ctx, Shots: shots, n: new(int)}
 	// The first call starts the browser, which lives as long as that call's
 	// context: no timeout on it, a watchdog instead.
 	started := make(chan error, 1)
@@ -120,17 +121,44 @@ func (b *Browser) PageText() string {
 
 // Shot saves a screenshot of the window as NN-name.png and answers its path.
 func (b *Browser) Shot(name string) string {
-	b.n++
+	*b.n++
 	png, err := chromedp.Run(b.deadline(20*time.Second), chromedp.CaptureScreenshot())
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return ""
 	}
-	p := filepath.Join(b.Shots, fmt.Sprintf("%02d-%s.png", b.n, name))
+	p := filepath.Join(b.Shots, fmt.Sprintf("%02d-%s.png", *b.n, name))
 	if err := os.WriteFile(p, png, 0o644); err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 	}
 	return p
+}
+
+// Window is the window (a popup the page opened) whose URL contains part,
+// opened by the action open; its screenshots are numbered with b's.
+func (b *Browser) Window(part string, d time.Duration, open chromedp.Action[chromedp.Void]) *Browser {
+	b.t.Helper()
+	ch := chromedp.WaitNewTarget(b.ctx, func(i *target.Info) bool { return strings.Contains(i.URL, part) })
+	b.Do("open a window", d, open)
+	var id target.ID
+	select {
+	case id = <-ch:
+	case <-time.After(d):
+		b.t.Fatalf("no window with %q opened within %s", part, d)
+	}
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(id))
+	b.t.Cleanup(cancel)
+	attached := make(chan error, 1)
+	go func() { attached <- chromedp.Do(ctx) }() // no deadline: the tab lives as long as this call's context
+	select {
+	case err := <-attached:
+		if err != nil {
+			b.t.Fatalf("attaching to the window: %v", err)
+		}
+	case <-time.After(d):
+		b.t.Fatalf("could not attach to the window within %s", d)
+	}
+	return &Browser{t: b.t, ctx: ctx, Shots: b.Shots, n: b.n}
 }
 
 // Ctx is the browser's context, for chromedp actions not wrapped here.
