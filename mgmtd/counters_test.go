@@ -57,7 +57,7 @@ func TestDiskCountersMatchGuestWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	vm, err := c.CreateVM(deadline(t), api.VMSpec{Name: "writer", MemoryMiB: 256, Serial: true,
-		Disks:  []api.Disk{{Datastore: "ds1", Path: "w/disk.qcow2"}},
+		Disks: []api.Disk{{Datastore: "ds1", Path: "w/disk.qcow2"}},
 		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio",
 			Cmdline: fmt.Sprintf("console=ttyS0 quiet panic=-1 plinthfloor=write=%d,hang", mib)}})
 	if err != nil {
