@@ -78,7 +78,7 @@ fuzz: build/.deps
 	done
 
 e2e: build/.deps $(IMAGE) iso next
-	PLINTH_E2E=1 PLINTH_REQUIRE=1 go test -count=1 -timeout 30m -v -run '^TestAppliance' ./qemu-test/
+	PLINTH_E2E=1 PLINTH_REQUIRE=1 go test -count=1 -timeout 45m -v -run '^TestAppliance' ./qemu-test/
 
 test: build/.deps vet unit fuzz e2e
 
