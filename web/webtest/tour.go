@@ -188,8 +188,8 @@ func throttle(t testing.TB, b *Browser, bytesPerSecond float64) {
 // browser and waits until it is listed.
 func Upload(t testing.TB, b *Browser, s Site, file string) {
 	t.Helper()
-	b.Do("open the datastore", s.wait(20*time.Second), chromedp.Navigate(s.URL+"/"))
-	b.WaitFor("logged in", `document.querySelector('#logout')`, s.wait(20*time.Second))
+	// No navigation by address: a reload would log out (the session lives
+	// in the page's memory).
 	b.Do("open storage", 20*time.Second, chromedp.Click(chromedp.CSS(`a[href="/storage"]`)))
 	b.Do("open "+s.Datastore, s.wait(20*time.Second), chromedp.Click(chromedp.CSS(`a[href="/storage/`+s.Datastore+`"]`)))
 	b.WaitFor("the file browser", `document.querySelector('#upload-input')`, s.wait(20*time.Second))
