@@ -41,6 +41,13 @@ type VMRuntime struct {
 	Restarts int `json:"restarts,omitempty"`
 	// Cgroup is the cgroup v2 group QEMU runs in, "" when the host has none.
 	Cgroup string `json:"cgroup,omitempty"`
+	// User is the unprivileged user QEMU runs as, the VM's own (absent when
+	// vmkernel itself does not run as root and QEMU runs as its user).
+	User int `json:"user,omitempty"`
+	// Sandboxed says QEMU was seen, once it started, under its seccomp
+	// filter with no_new_privs and no capability; a start where it is not
+	// fails.
+	Sandboxed bool `json:"sandboxed,omitempty"`
 	// LastExit is how the previous QEMU process ended, if one did.
 	LastExit *VMExit `json:"last_exit,omitempty"`
 }

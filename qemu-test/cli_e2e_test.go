@@ -69,6 +69,11 @@ func TestApplianceCLI(t *testing.T) {
 		"--kernel", "ds1:vmlinuz", "--initrd", "ds1:init.cpio",
 		"--cmdline", "console=ttyS0 panic=-1 "+FloorHangCmdline, "--cdrom", "ds1:iso/small.iso")
 	run("", "vm", "start", "inner")
+	var started api.VM
+	if err := json.Unmarshal([]byte(run("", "vm", "show", "inner", "--json")), &started); err != nil ||
+		started.Runtime.User < api.VMUIDBase || !started.Runtime.Sandboxed {
+		t.Errorf("the inner VM's QEMU: uid %d, sandboxed %v (%v); want its own user, sandboxed", started.Runtime.User, started.Runtime.Sandboxed, err)
+	}
 
 	// The serial console through mgmtd's websocket, until the guest's
 	// marker; then Ctrl-] ends the session, as a user would.

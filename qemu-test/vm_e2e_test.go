@@ -101,6 +101,12 @@ func TestApplianceAutostartsVM(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// QEMU runs confined: as the VM's own user, sandboxed (vmkernel
+	// checked /proc/PID/status once it started, and would not let it run
+	// otherwise), with its tap handed over on the switch.
+	if got.Runtime.User < api.VMUIDBase || !got.Runtime.Sandboxed {
+		t.Errorf("VM's QEMU runs as uid %d, sandboxed %v; want its own user (>= %d), sandboxed", got.Runtime.User, got.Runtime.Sandboxed, api.VMUIDBase)
+	}
 	if want := "/sys/fs/cgroup/plinth.vms/vm-" + got.Spec.ID; got.Runtime.Cgroup != want {
 		t.Errorf("VM runs in cgroup %q, want %q%s", got.Runtime.Cgroup, want, formatTail(vm.Tail(TailLines)))
 	}

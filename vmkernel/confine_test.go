@@ -429,6 +429,9 @@ func TestQEMUConfined(t *testing.T) {
 			t.Fatal(err)
 		}
 		runnertest.WaitConsole(t, func() ([]byte, error) { return r.c.VMConsole(ctx, vm.Spec.ID) }, runnertest.Marker, 2*time.Minute)
+		if vm.Runtime.User < api.VMUIDBase || !vm.Runtime.Sandboxed {
+			t.Errorf("VM %s: runtime says user %d, sandboxed %v", name, vm.Runtime.User, vm.Runtime.Sandboxed)
+		}
 		st := procStatus(t, vm.Runtime.PID)
 		uid, _ := strconv.Atoi(strings.Fields(st["Uid"])[0])
 		vms = append(vms, running{vm.Runtime.PID, uid, filepath.Join(r.ds, disk)})

@@ -176,6 +176,9 @@ func (m *Manager) attach(ctx context.Context, rec runtimeRecord) (*instance, err
 		return nil, fmt.Errorf("pid %d is another process now (start time %d, recorded %d)", rec.PID, st, rec.StartTime)
 	}
 	inst := &instance{pid: rec.PID, startTime: st, startedAt: rec.StartedAt, exited: make(chan struct{})}
+	if c, err := readConfinement(rec.PID); err == nil {
+		inst.uid, inst.sandboxed = c.uid, c.sandboxed()
+	}
 	stop := make(chan struct{})
 	go func() {
 		defer unix.Close(fd)

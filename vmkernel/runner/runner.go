@@ -221,8 +221,11 @@ type instance struct {
 	guest     bool
 	detail    string
 	// cgroup is the QEMU's cgroup ("" without cgroup support).
-	cgroup   string
-	detached bool // the Manager was closed: not an exit
+	cgroup string
+	// uid and sandboxed: how QEMU was confined when last looked at.
+	uid       int
+	sandboxed bool
+	detached  bool // the Manager was closed: not an exit
 	// serial is the console reader's connection (nil without a serial
 	// console); serialFirst is its first connection, made before cont.
 	serial      *serialConn
@@ -283,6 +286,7 @@ func (m *Manager) Status(id string) api.VMRuntime {
 	if v.inst != nil {
 		r.PID = v.inst.pid
 		r.Cgroup = v.inst.cgroup
+		r.User, r.Sandboxed = v.inst.uid, v.inst.sandboxed
 		t := v.inst.startedAt
 		r.StartedAt = &t
 	}

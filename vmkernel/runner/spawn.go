@@ -68,6 +68,7 @@ var spawnSteps = []spawnStep{
 	{"exec", (*start).exec},
 	{"cgroup", (*start).cgroup},
 	{"qmp", (*start).qmp},
+	{"confinement", (*start).confinement},
 	{"runtime record", (*start).record},
 	{"serial console", (*start).serial},
 	{"cont", (*start).cont},
@@ -500,6 +501,60 @@ func (s *start) qmp() error {
 	s.inst.mon = mon
 	s.undo = append(s.undo, func() { mon.Close() })
 	return nil
+}
+
+// confinement checks, once QEMU answers (its sandbox is on by then), that
+// it runs as it was started to: as the VM's user, with no capability,
+// under its seccomp filter with no_new_privs. A QEMU found otherwise is
+// not let run.
+func (s *start) confinement() error {
+	c, err := readConfinement(s.inst.pid)
+	if err != nil {
+		return err
+	}
+	s.inst.uid, s.inst.sandboxed = c.uid, c.sandboxed()
+	if s.uid != 0 && c.uid != s.uid {
+		return fmt.Errorf("QEMU runs as uid %d, not the VM's user %d", c.uid, s.uid)
+	}
+	if !c.sandboxed() {
+		return fmt.Errorf("QEMU is not confined: seccomp mode %q, no_new_privs %q, effective capabilities %q", c.seccomp, c.noNewPrivs, c.capEff)
+	}
+	return nil
+}
+
+// procConfinement is what /proc/PID/status says of a process's confinement.
+type procConfinement struct {
+	uid                         int
+	seccomp, noNewPrivs, capEff string
+}
+
+func (c procConfinement) sandboxed() bool {
+	return c.seccomp == "2" && c.noNewPrivs == "1" && strings.Trim(c.capEff, "0") == ""
+}
+
+func readConfinement(pid int) (procConfinement, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return procConfinement{}, err
+	}
+	var c procConfinement
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Uid":
+			if f := strings.Fields(v); len(f) > 0 {
+				c.uid, _ = strconv.Atoi(f[0])
+			}
+		case "Seccomp":
+			c.seccomp = v
+		case "NoNewPrivs":
+			c.noNewPrivs = v
+		case "CapEff":
+			c.capEff = v
+		}
+	}
+	return c, nil
 }
 
 func (s *start) record() error {
