@@ -70,6 +70,15 @@ func run(log *slog.Logger, args []string) error {
 	if err := os.MkdirAll(*state, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	if os.Geteuid() == 0 {
+		// Only vmkernel walks a datastore: QEMU and qemu-img are handed
+		// descriptors, and no other user may pass through.
+		for name, dir := range datastores {
+			if err := os.Chmod(dir, 0o700); err != nil {
+				log.Error("vmkernel: datastore root mode", "datastore", name, "err", err)
+			}
+		}
+	}
 
 	if _, err := chooseAccel(api.Acceleration{Mode: api.AccelKVM}, *accelMode); err != nil {
 		return err // a bad -accel value
