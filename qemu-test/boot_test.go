@@ -255,6 +255,7 @@ func TestApplianceStateAndStaticNetwork(t *testing.T) {
 		}
 		if boot == 1 {
 			firstLogin(ctx, t, vm, c) // the password goes to STATE
+			secretsThroughMgmtd(t, vm, c)
 		} else {
 			c.login(t, vm.APIURL(), e2ePassword) // and is there after the reboot
 		}
@@ -272,6 +273,7 @@ func TestApplianceStateAndStaticNetwork(t *testing.T) {
 		vm.Close()
 		cancel()
 	}
+	keepState(t, img) // scanned for secrets after the suite
 	// What the appliance left in STATE, read with e2fsprogs' debugfs.
 	out, err := exec.Command("debugfs", "-R", "ls -l /mgmtd/tls", img).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "cert.pem") || !strings.Contains(string(out), "key.pem") {
@@ -280,5 +282,42 @@ func TestApplianceStateAndStaticNetwork(t *testing.T) {
 	out, err = exec.Command("debugfs", "-R", "cat /log/vmkernel.log", img).CombinedOutput()
 	if err != nil || strings.Count(string(out), "vmkernel: serving") < 2 {
 		t.Errorf("STATE's vmkernel.log does not show two boots: %v\n%s", err, out)
+	}
+}
+
+// secretsThroughMgmtd sends what carries secrets through the appliance's
+// mgmtd, so that the logs scanned after the suite have had the chance to
+// keep them: a wrong password, an API token made and used, a websocket
+// ticket in a URL, a token in ?access_token= as old clients sent it.
+func secretsThroughMgmtd(t *testing.T, vm *VM, c *pinnedClient) {
+	t.Helper()
+	stranger := newPinnedClient()
+	body, _ := json.Marshal(api.LoginRequest{User: api.RootUser, Password: wrongE2EPassword})
+	resp, err := stranger.Post(vm.APIURL()+api.MgmtdSessionsPath, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a wrong password: %s, want 401", resp.Status)
+	}
+	var tok api.APIToken
+	json.Unmarshal(c.sendJSON(t, http.MethodPost, vm.APIURL()+api.MgmtdTokensPath, api.TokenRequest{Name: "e2e"}, http.StatusCreated), &tok)
+	withToken := newPinnedClient()
+	withToken.token = tok.Secret
+	var vms []api.VM
+	withToken.getJSON(t, vm.APIURL()+api.MgmtdVMsPath, &vms)
+	path := api.MgmtdVMsPath + "/no-such-vm/" + api.MgmtdConsoleWS
+	var tk api.Ticket
+	json.Unmarshal(c.sendJSON(t, http.MethodPost, vm.APIURL()+api.MgmtdTicketsPath, api.TicketRequest{Path: path}, http.StatusCreated), &tk)
+	for q, want := range map[string]int{"ticket=" + tk.Ticket: http.StatusNotFound, "access_token=" + tok.Secret: http.StatusUnauthorized} {
+		resp, err := stranger.Get(vm.APIURL() + path + "?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s?%.8s...: %s, want %d", path, q, resp.Status, want)
+		}
 	}
 }

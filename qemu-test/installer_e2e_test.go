@@ -324,6 +324,7 @@ func TestApplianceInstallUnattended(t *testing.T) {
 		t.Errorf("ds1:web1 after reboot lacks disk0.qcow2: %s", ls)
 	}
 	powerOff(t, vm3)
+	keepState(t, target) // scanned for secrets after the suite
 }
 
 // TestApplianceInstallRefuses: answer files that must stop the install

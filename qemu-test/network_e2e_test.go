@@ -133,6 +133,13 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 		l.Gateway != "10.0.2.2" || !slices.Contains(l.DNS, "10.0.2.3") || l.Hostname != "esx-net" || n.Pending != nil || l.DHCP != nil || l.Problem != "" {
 		t.Errorf("boot 2: live %+v (pending %+v), want eth0 with %s/24 only, via 10.0.2.2, DNS 10.0.2.3, host esx-net", l, n.Pending, static)
 	}
+	if err := vm.PowerDown(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := vm.Wait(90 * time.Second); err != nil || code != 0 {
+		t.Fatalf("boot 2: power down: exit %d, %v", code, err)
+	}
+	keepState(t, img) // scanned for secrets after the suite
 }
 
 // hostfwdAdd forwards a new localhost port to guest:443 on QEMU's user

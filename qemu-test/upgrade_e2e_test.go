@@ -282,6 +282,7 @@ func TestApplianceUpgrade(t *testing.T) {
 		t.Errorf("on BIOS the disk boots version %s, want %s", ready["version"], v2)
 	}
 	powerOff(t, vmb)
+	keepState(t, target) // scanned for secrets after the suite
 }
 
 func lastLine(s string) string {

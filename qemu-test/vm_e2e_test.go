@@ -136,6 +136,7 @@ func TestApplianceAutostartsVM(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), FloorMarker) {
 		t.Errorf("STATE lacks the VM's console log with the marker: %v\n%s", err, out)
 	}
+	keepState(t, stateImg) // scanned for secrets after the suite
 }
 
 func mkfs(t *testing.T, label, seed, img, size string) {
