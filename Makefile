@@ -83,7 +83,7 @@ e2e: build/.deps $(IMAGE) iso next
 test: build/.deps vet unit fuzz e2e
 
 bench: build/.deps $(IMAGE)
-	go run ./bench/boot -n 5
+	go run ./bench/boot -n 7
 	go run ./bench/poweron -n 20 -libvirt
 	go run ./bench/api -runs 3
 

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/plinth/plinth/mgmtd/apibench"
+	"github.com/plinth/plinth/bench/apibench"
 )
 
 func main() {

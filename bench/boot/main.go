@@ -1,9 +1,11 @@
 // Command boot measures how long the Plinth appliance takes to boot under
 // QEMU to its PLINTH-READY line, against a floor (the same kernel with a Go
-// /init that only prints a marker) measured in the same run, and prints a
-// markdown section for docs/PERFORMANCE.md. Progress goes to stderr.
+// /init that only prints a marker) measured in the same run (see package
+// bootbench), and prints a markdown section for docs/PERFORMANCE.md.
+// Progress goes to stderr. -loop N boots the appliance N more times to
+// count stalls.
 //
-//	go run ./bench/boot -n 5 > /tmp/boot.md
+//	flock /work/heavy.lock go run ./bench/boot -n 7 -loop 40 > /tmp/boot.md
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/plinth/plinth/bench/bootbench"
 	qemutest "github.com/plinth/plinth/qemu-test"
 )
 
@@ -31,7 +34,8 @@ func run(args []string) error {
 		return err
 	}
 	fs := flag.NewFlagSet("boot", flag.ContinueOnError)
-	n := fs.Int("n", 5, "boots of each guest (floor and appliance, interleaved)")
+	n := fs.Int("n", 7, "measured boots of each guest (floor and appliance, interleaved, after one warm-up of each)")
+	loop := fs.Int("loop", 0, "appliance boots after the measured ones, to count stalls")
 	fs.StringVar(&kernel, "kernel", kernel, "kernel for both guests")
 	fs.StringVar(&initrd, "initrd", initrd, "appliance initramfs")
 	cpus := fs.Int("cpus", 2, "vCPUs per guest")
@@ -47,13 +51,16 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := qemutest.BootBench(ctx, qemutest.BenchOptions{
-		Kernel: kernel, Initrd: initrd, Runs: *n, CPUs: *cpus, MemoryMiB: *mem,
+	res, err := bootbench.Run(ctx, bootbench.Options{
+		Kernel: kernel, Initrd: initrd, Runs: *n, Loop: *loop, CPUs: *cpus, MemoryMiB: *mem,
 		ReadyTimeout: *timeout, Logf: log.Printf,
 	})
 	if err != nil {
 		return err
 	}
 	res.Markdown(os.Stdout)
+	if res.LoopErr != nil {
+		return res.LoopErr // after the report, which says it too
+	}
 	return nil
 }

@@ -30,9 +30,9 @@ import (
 	"syscall"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/bench/powerbench"
 	"github.com/plinth/plinth/board/accel"
 	qemutest "github.com/plinth/plinth/qemu-test"
-	"github.com/plinth/plinth/vmkernel/runner/powerbench"
 )
 
 func main() {

@@ -1,4 +1,4 @@
-package qemutest
+package bootbench
 
 import (
 	"strings"
@@ -6,36 +6,10 @@ import (
 	"time"
 )
 
-func TestMedian(t *testing.T) {
-	s := time.Second
-	if got := Median([]time.Duration{3 * s, 1 * s, 2 * s}); got != 2*s {
-		t.Errorf("odd median = %v", got)
-	}
-	if got := Median([]time.Duration{4 * s, 1 * s, 2 * s, 3 * s}); got != 2500*time.Millisecond {
-		t.Errorf("even median = %v", got)
-	}
-	if got := Median(nil); got != 0 {
-		t.Errorf("empty median = %v", got)
-	}
-}
-
-func TestMedianValue(t *testing.T) {
-	for in, want := range map[string]string{
-		"300,100,200":      "200",
-		"1.5s,500ms,2s,1s": "1.25s",
-		"v1,v2,v1":         "(not numeric) v1, v2",
-		"100,3s":           "(not numeric) 100, 3s",
-	} {
-		if got := medianValue(strings.Split(in, ",")); got != want {
-			t.Errorf("medianValue(%s) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestMarkdown(t *testing.T) {
 	s := time.Second
-	r := &BenchResult{
-		Options:   BenchOptions{Kernel: "/nonexistent/k", Initrd: "/nonexistent/i", CPUs: 2, MemoryMiB: 1024},
+	r := &Result{
+		Options:   Options{Kernel: "/nonexistent/k", Initrd: "/nonexistent/i", CPUs: 2, MemoryMiB: 1024},
 		Floor:     []time.Duration{5 * s, 6 * s, 7 * s},
 		Appliance: []time.Duration{15 * s, 18 * s, 12 * s},
 		Ready: []map[string]string{{"boot_ms": "100", "api_ms": "1000", "mode": "live"},
@@ -48,6 +22,7 @@ func TestMarkdown(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"| 3 | 7.00 | 12.00 |",
+		"`go run ./bench/boot -n 3`",
 		"| **median** | **6.00** | **15.00** |",
 		"Appliance − floor (medians): **9.00 s**; appliance / floor: **2.50×**",
 		"| boot | 200 | 200 |",

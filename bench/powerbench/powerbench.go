@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/bench/stats"
 	"github.com/plinth/plinth/client"
 	qemutest "github.com/plinth/plinth/qemu-test"
 	"github.com/plinth/plinth/vmkernel"
@@ -203,7 +204,7 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 				res.List = append(res.List, d)
 			}
 		}
-		logf("listed %d VMs: median %v", o.ListVMs, qemutest.Median(res.List))
+		logf("listed %d VMs: median %v", o.ListVMs, stats.Median(res.List))
 	}
 	return res, nil
 }
@@ -356,7 +357,7 @@ func (r *Result) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	mf, mp, ml := qemutest.Median(r.Floor), qemutest.Median(r.Plinth), qemutest.Median(r.Libvirt)
+	mf, mp, ml := stats.Median(r.Floor), stats.Median(r.Plinth), stats.Median(r.Libvirt)
 	if lv {
 		fmt.Fprintf(w, "| **median** | **%s** | **%s** | **%s** |\n\n", ms(mf), ms(mp), ms(ml))
 	} else {
@@ -373,7 +374,7 @@ func (r *Result) Markdown(w io.Writer) {
 			ratio, ml.Seconds()/mp.Seconds(), TargetLibvirtRatio, verdict(ratio <= TargetLibvirtRatio))
 	}
 	if len(r.List) > 0 {
-		ml := qemutest.Median(r.List)
+		ml := stats.Median(r.List)
 		fmt.Fprintf(w, "## Listing %d defined VMs (`GET /v1/vms` over the unix socket)\n\n", o.ListVMs)
 		fmt.Fprintf(w, "- %d VMs defined in a fresh inventory (none running) in %s ms (each written atomically, fsynced).\n", o.ListVMs, ms(r.Define))
 		fmt.Fprintf(w, "- `client.ListVMs` %d times on a kept-alive connection (after one discarded call), decoding all %d.\n\n", len(r.List), o.ListVMs)
