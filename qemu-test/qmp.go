@@ -61,10 +61,19 @@ func (c *qmpConn) read() (qmpMessage, error) {
 // run sends one command and returns its "return" value, skipping the
 // asynchronous events QEMU may send in between.
 func (c *qmpConn) run(command string, deadline time.Time) (json.RawMessage, error) {
+	return c.runArgs(command, nil, deadline)
+}
+
+// runArgs is run with the command's arguments (nil for none).
+func (c *qmpConn) runArgs(command string, args any, deadline time.Time) (json.RawMessage, error) {
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
-	req, _ := json.Marshal(map[string]string{"execute": command})
+	msg := map[string]any{"execute": command}
+	if args != nil {
+		msg["arguments"] = args
+	}
+	req, _ := json.Marshal(msg)
 	if _, err := c.conn.Write(append(req, '\n')); err != nil {
 		return nil, fmt.Errorf("qmp: sending %s: %w", command, err)
 	}

@@ -287,9 +287,12 @@ var (
 )
 
 // WaitReady waits for the appliance's ready line and returns its key=value
-// pairs. A PLINTH-NOT-READY line ends the wait at once with an error.
+// pairs. A PLINTH-NOT-READY line ends the wait at once with an error; so
+// does a stall (ErrStalled: no progress on the console for StallSilence),
+// whose error shows the guest's registers and the last console lines, the
+// kernel's lockup reports among them. QEMU is then killed.
 func (vm *VM) WaitReady(timeout time.Duration) (map[string]string, error) {
-	line, err := vm.Expect(readyOrNotReady, timeout)
+	line, err := vm.waitReadyOrStall(timeout)
 	if err != nil {
 		return nil, err
 	}
