@@ -226,7 +226,7 @@ func (svc *service) spawn() error {
 		return fmt.Errorf("pipe: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	if err := startOwned(cmd); err != nil {
 		pr.Close()
 		pw.Close()
 		return err
@@ -277,7 +277,12 @@ func (svc *service) loop() {
 		exited := svc.exited
 		svc.mu.Unlock()
 		waitErr := make(chan error, 1)
-		go func() { waitErr <- cmd.Wait(); close(exited) }()
+		go func() {
+			err := cmd.Wait()
+			disown(cmd.Process.Pid)
+			waitErr <- err
+			close(exited)
+		}()
 		started := time.Now()
 		var err error
 		select {
