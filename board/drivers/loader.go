@@ -132,15 +132,19 @@ func (l *Loader) WaitQuiet(ctx context.Context, skip func(path string) bool) {
 }
 
 // Load loads the named modules not tried before, in parallel, and returns
-// those it loaded and the failures.
+// those it loaded and the failures. Named modules that another call is
+// loading at the time are waited for (and not reported).
 func (l *Loader) Load(names ...string) (loaded []string, err error) {
-	var todo []string
+	var todo, others []string
 	l.mu.Lock()
 	for _, n := range names {
-		if !l.tried[n] {
+		switch {
+		case !l.tried[n]:
 			l.tried[n] = true
 			l.inflight[n] = true
 			todo = append(todo, n)
+		case l.inflight[n]:
+			others = append(others, n)
 		}
 	}
 	l.mu.Unlock()
@@ -165,6 +169,13 @@ func (l *Loader) Load(names ...string) (loaded []string, err error) {
 		}()
 	}
 	wg.Wait()
+	l.mu.Lock()
+	for _, n := range others {
+		for l.inflight[n] {
+			l.cond.Wait()
+		}
+	}
+	l.mu.Unlock()
 	sort.Strings(loaded)
 	return loaded, errors.Join(errs...)
 }

@@ -89,3 +89,24 @@ func TestLoaderOnTheImageModules(t *testing.T) {
 		t.Errorf("Match(virtio net) = %q", got)
 	}
 }
+
+func TestLoadWaitsForAModuleInFlight(t *testing.T) {
+	l := &Loader{paths: map[string]string{}, tried: map[string]bool{"ext4": true}, inflight: map[string]bool{"ext4": true}}
+	l.cond = sync.NewCond(&l.mu)
+	done := make(chan struct{})
+	go func() {
+		l.Load("ext4")
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("Load returned while another call was still loading the module")
+	case <-time.After(50 * time.Millisecond):
+	}
+	l.done("ext4")
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Load did not return once the module had loaded")
+	}
+}
