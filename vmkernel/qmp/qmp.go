@@ -13,9 +13,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrClosed is returned by Run once the connection is gone; it wraps the
@@ -181,6 +184,25 @@ func (m *Monitor) Version() Version { return m.version }
 // result (nil to ignore it). QEMU's errors are *Error; a connection that
 // ends first gives an error wrapping ErrClosed.
 func (m *Monitor) Run(ctx context.Context, cmd string, args, result any) error {
+	return m.run(ctx, cmd, args, result, nil)
+}
+
+// RunWithFile is Run with f's descriptor sent along with the command
+// (SCM_RIGHTS over the unix socket), for the commands that take one:
+// add-fd (into an fd set, which -blockdev and usb-host then name as
+// /dev/fdset/N) and getfd (a named descriptor, e.g. a tap for netdev_add).
+// QEMU keeps its own duplicate; the caller still owns f.
+func (m *Monitor) RunWithFile(ctx context.Context, cmd string, args, result any, f *os.File) error {
+	if f == nil {
+		return fmt.Errorf("qmp: %s: no file to send", cmd)
+	}
+	if _, ok := m.conn.(*net.UnixConn); !ok {
+		return fmt.Errorf("qmp: %s: descriptors need a unix socket connection", cmd)
+	}
+	return m.run(ctx, cmd, args, result, f)
+}
+
+func (m *Monitor) run(ctx context.Context, cmd string, args, result any, f *os.File) error {
 	m.mu.Lock()
 	if m.err != nil {
 		err := m.err
@@ -207,7 +229,7 @@ func (m *Monitor) Run(ctx context.Context, cmd string, args, result any) error {
 	if err != nil {
 		return fmt.Errorf("qmp: %s: encoding arguments: %w", cmd, err)
 	}
-	if err := m.write(ctx, append(b, '\n')); err != nil {
+	if err := m.write(ctx, append(b, '\n'), f); err != nil {
 		return fmt.Errorf("qmp: %s: %w", cmd, err)
 	}
 	select {
@@ -238,14 +260,25 @@ func (m *Monitor) Run(ctx context.Context, cmd string, args, result any) error {
 	}
 }
 
-func (m *Monitor) write(ctx context.Context, b []byte) error {
+func (m *Monitor) write(ctx context.Context, b []byte, f *os.File) error {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	if d, ok := ctx.Deadline(); ok {
 		m.conn.SetWriteDeadline(d)
 		defer m.conn.SetWriteDeadline(time.Time{})
 	}
-	_, err := m.conn.Write(b)
+	if f == nil {
+		_, err := m.conn.Write(b)
+		return err
+	}
+	// The descriptor travels with the command's first byte: QEMU's monitor
+	// takes it from that read and gives it to this command alone.
+	uc := m.conn.(*net.UnixConn)
+	n, _, err := uc.WriteMsgUnix(b, unix.UnixRights(int(f.Fd())), nil)
+	runtime.KeepAlive(f)
+	if err == nil && n < len(b) {
+		_, err = uc.Write(b[n:])
+	}
 	return err
 }
 
