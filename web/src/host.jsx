@@ -37,7 +37,7 @@ export function HostPage() {
         <dt>Virtualization</dt><dd>{host.acceleration.mode.toUpperCase()}{host.acceleration.reason ? ': ' + host.acceleration.reason : ''}</dd>
         <dt>Uptime</dt><dd>{dur(host.uptime_seconds)}</dd>
         <dt>Kernel</dt><dd>{host.kernel}</dd>
-        <dt>QEMU</dt><dd>{host.qemu}</dd>
+        {host.qemu && <><dt>QEMU</dt><dd>{host.qemu}</dd></>}
         {net && <><dt>Management address</dt><dd>{(net.live.addresses || []).join(', ')} on {net.live.interface || net.live.nic} ({net.config.mode})</dd></>}
         {cert && <><dt>Certificate SHA-256</dt><dd class="mono">{cert.fingerprint_sha256}</dd></>}
       </dl>}
