@@ -105,6 +105,9 @@ type VMSpec struct {
 	// Resources are the VM's CPU share and limits, enforced with cgroup v2
 	// where the host has it.
 	Resources Resources `json:"resources"`
+	// CloudInit, when set, is given to the guest at every start as a NoCloud
+	// seed (see CloudInit).
+	CloudInit *CloudInit `json:"cloud_init,omitempty"`
 }
 
 // Resources are a VM's share of the host and its caps; zero means the
@@ -245,6 +248,7 @@ func (s VMSpec) Clone() VMSpec {
 		k := *s.Kernel
 		c.Kernel = &k
 	}
+	c.CloudInit = s.CloudInit.Clone()
 	return c
 }
 
@@ -458,6 +462,9 @@ func (s VMSpec) Validate() error {
 		}
 	} else if micro {
 		v.add("kernel", "microvm needs direct kernel boot")
+	}
+	if s.CloudInit != nil {
+		s.CloudInit.validate(&v, "cloud_init", len(s.NICs))
 	}
 	if s.Autostart.Order < 0 {
 		v.add("autostart.order", "must not be negative")
