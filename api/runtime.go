@@ -50,6 +50,32 @@ type VMRuntime struct {
 	Sandboxed bool `json:"sandboxed,omitempty"`
 	// LastExit is how the previous QEMU process ended, if one did.
 	LastExit *VMExit `json:"last_exit,omitempty"`
+	// Guest is what the guest agent (qemu-ga) in the VM last said of the
+	// guest, while it runs and its agent answers.
+	Guest *GuestInfo `json:"guest,omitempty"`
+}
+
+// GuestInfo is what a VM's guest agent says of its guest (its word, shown
+// as such).
+type GuestInfo struct {
+	AgentVersion string `json:"agent_version"`
+	// OS is the OS's pretty name ("Debian GNU/Linux 12 (bookworm)"), OSID
+	// its short id ("debian"), Kernel its kernel release.
+	OS         string           `json:"os,omitempty"`
+	OSID       string           `json:"os_id,omitempty"`
+	Kernel     string           `json:"kernel,omitempty"`
+	Hostname   string           `json:"hostname,omitempty"`
+	Interfaces []GuestInterface `json:"interfaces,omitempty"`
+	// UpdatedAt is when the agent last answered.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// GuestInterface is one of the guest's network interfaces.
+type GuestInterface struct {
+	Name string `json:"name"`
+	MAC  string `json:"mac,omitempty"`
+	// Addresses are CIDRs (loopback left out).
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // VMExit records the end of a QEMU process.

@@ -26,6 +26,9 @@ const (
 	QMPSocket    = "qmp.sock"
 	SerialSocket = "serial.sock"
 	VNCSocket    = "vnc.sock"
+	// AgentSocket is the guest agent's channel (virtio-serial port
+	// org.qemu.guest_agent.0), on every VM.
+	AgentSocket = "qga.sock"
 )
 
 // Sandbox is QEMU's seccomp filter as libvirt sets it: no obsolete system
@@ -55,6 +58,9 @@ type Env struct {
 	Disks []Node
 	// CDROM is the CD-ROM's image (the spec's CD-ROM needs one).
 	CDROM *Node
+	// Seed is the cloud-init NoCloud seed, attached read-only as the last
+	// virtio disk (the spec's cloud_init needs one).
+	Seed *Node
 	// OVMFCode and OVMFVars are the UEFI firmware and the VM's own copy of
 	// its variables (UEFI only).
 	OVMFCode, OVMFVars *Node
@@ -157,6 +163,20 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 		b.add("-chardev", b.opt("socket", "id", id, "path", sock, "server", "on", "wait", "off"))
 		b.add("-serial", "chardev:"+id)
 	}
+	// The guest agent's channel: a virtio-serial port whose other end is a
+	// socket in the run directory, which vmkernel connects to.
+	agent, err := b.socket(AgentSocket)
+	if err != nil {
+		return nil, err
+	}
+	vser := b.ids.next("vser")
+	vserDev := "virtio-serial-pci"
+	if micro {
+		vserDev = "virtio-serial-device"
+	}
+	b.add("-device", b.opt(vserDev, "id", vser))
+	b.add("-chardev", b.opt("socket", "id", "qga0", "path", agent, "server", "on", "wait", "off"))
+	b.add("-device", b.opt("virtserialport", "bus", vser+".0", "chardev", "qga0", "name", "org.qemu.guest_agent.0"))
 	b.add("-display", "none")
 	if spec.VNC {
 		sock, err := b.socket(VNCSocket)
@@ -265,6 +285,17 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 			return nil, fmt.Errorf("cdrom: %w", err)
 		}
 		b.add("-device", b.opt("ide-cd", append([]string{"id", id, "drive", node, "bus", sataBus()}, bootIndex(api.BootCDROM, 0)...)...))
+	}
+
+	if spec.CloudInit != nil {
+		if env.Seed == nil || env.Seed.Format != api.FormatRaw {
+			return nil, fmt.Errorf("cloud_init: the seed: %w", ErrNoImage)
+		}
+		node, err := b.blockdev(*env.Seed, NodeOptions{Name: "cidata-fmt", ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("cloud_init: %w", err)
+		}
+		b.add("-device", b.opt("virtio-blk"+virtioSuffix, "id", "cidata", "drive", node, "serial", "cidata"))
 	}
 
 	for i, n := range spec.NICs {
@@ -384,7 +415,11 @@ type ids struct {
 	used map[string]bool
 }
 
-func newIDs() *ids { return &ids{n: map[string]int{}, used: map[string]bool{"ide": true}} }
+// newIDs reserves the fixed names: q35's AHCI bus, the agent's chardev,
+// the cloud-init disk and the UEFI flash nodes.
+func newIDs() *ids {
+	return &ids{n: map[string]int{}, used: map[string]bool{"ide": true, "qga0": true, "cidata": true, "pflash0": true, "pflash1": true}}
+}
 
 func (a *ids) next(prefix string) string {
 	for {

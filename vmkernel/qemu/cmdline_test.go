@@ -49,6 +49,9 @@ func env(accel string, spec api.VMSpec) Env {
 	if spec.CDROM != nil {
 		e.CDROM = &Node{Format: "raw", Filename: set(spec.CDROM.Path, 1)}
 	}
+	if spec.CloudInit != nil {
+		e.Seed = &Node{Format: "raw", Filename: set("cloud-init seed", 1)}
+	}
 	if spec.Kernel != nil {
 		e.Kernel = e.RunDir + "/kernel"
 		if spec.Kernel.Initrd != "" {
@@ -96,6 +99,7 @@ var cases = []struct {
 		CDROM:  &api.CDROM{Datastore: "iso", Path: "debian-12.iso"},
 		NICs:   []api.NIC{{Switch: "vSwitch0", MAC: "02:00:00:00:00:01"}, {Model: "e1000e", NAT: true}, {Switch: "lab"}},
 		Serial: true, VNC: true,
+		CloudInit: &api.CloudInit{Hostname: "full"},
 	}},
 	{"pc-kvm", "kvm", api.VMSpec{
 		Name: "legacy", Machine: "pc",
@@ -190,6 +194,7 @@ func TestCmdlineErrors(t *testing.T) {
 		{"no disk image", func(s *api.VMSpec, e *Env) { e.Disks = e.Disks[:2] }, ErrNoImage, "disks"},
 		{"format differs", func(s *api.VMSpec, e *Env) { e.Disks[1].Format = "qcow2" }, ErrEnv, "disks[1]"},
 		{"no cdrom image", func(s *api.VMSpec, e *Env) { e.CDROM = nil }, ErrNoImage, "cdrom"},
+		{"no cloud-init seed", func(s *api.VMSpec, e *Env) { e.Seed = nil }, ErrNoImage, "cloud_init"},
 		{"no tap", func(s *api.VMSpec, e *Env) { e.Taps = e.Taps[:1] }, ErrNoTap, "nics[2]"},
 		{"tap on stdout", func(s *api.VMSpec, e *Env) { e.Taps[0].FD = 1 }, ErrNoTap, "nics[0]"},
 		{"no OVMF", func(s *api.VMSpec, e *Env) { e.OVMFVars = nil }, ErrNoFirmware, "firmware"},

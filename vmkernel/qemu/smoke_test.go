@@ -57,7 +57,7 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 				p := filepath.Join(dir, "f"+strconv.Itoa(fs.Set))
 				if _, err := os.Stat(p); err != nil {
 					format := "raw"
-					for _, d := range append(e.Disks, nodes(e.CDROM, e.OVMFCode, e.OVMFVars)...) {
+					for _, d := range append(e.Disks, nodes(e.CDROM, e.OVMFCode, e.OVMFVars, e.Seed)...) {
 						for n := &d; n != nil; n = n.Backing {
 							if n.Filename == FDSetName(fs.Set) {
 								format = n.Format
@@ -103,7 +103,7 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 			for fd := 3; fd < 3+len(files); fd++ {
 				extra = append(extra, files[fd])
 			}
-			runStopped(t, append(args, "-S"), extra, filepath.Join(e.RunDir, QMPSocket), len(spec.Disks)+btoi(spec.CDROM != nil)+2*btoi(spec.Firmware == api.FirmwareUEFI))
+			runStopped(t, append(args, "-S"), extra, filepath.Join(e.RunDir, QMPSocket), len(spec.Disks)+btoi(spec.CDROM != nil)+btoi(spec.CloudInit != nil)+2*btoi(spec.Firmware == api.FirmwareUEFI))
 		})
 	}
 }

@@ -155,6 +155,7 @@ func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, e
 			m.wg.Add(1)
 			go m.readConsole(v, inst, nil)
 		}
+		m.startAgent(v, inst)
 		m.mu.Unlock()
 		ids = append(ids, id)
 		m.cfg.Log.Info("runner: re-attached VM", "vm", spec.Name, "id", id, "pid", rec.PID, "state", state)
@@ -175,7 +176,7 @@ func (m *Manager) attach(ctx context.Context, rec runtimeRecord) (*instance, err
 		unix.Close(fd)
 		return nil, fmt.Errorf("pid %d is another process now (start time %d, recorded %d)", rec.PID, st, rec.StartTime)
 	}
-	inst := &instance{pid: rec.PID, startTime: st, startedAt: rec.StartedAt, exited: make(chan struct{})}
+	inst := &instance{pid: rec.PID, startTime: st, startedAt: rec.StartedAt, exited: make(chan struct{}), agentStop: make(chan struct{})}
 	if c, err := readConfinement(rec.PID); err == nil {
 		inst.uid, inst.sandboxed = c.uid, c.sandboxed()
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/vmkernel/cgroup"
+	"github.com/plinth/plinth/vmkernel/guestagent"
 	"github.com/plinth/plinth/vmkernel/qmp"
 )
 
@@ -225,6 +226,11 @@ type instance struct {
 	// uid and sandboxed: how QEMU was confined when last looked at.
 	uid       int
 	sandboxed bool
+	// agent is the guest agent's channel; facts what it last said (nil
+	// while it does not answer). agentStop ends its poller early.
+	agent     *guestagent.Agent
+	facts     *api.GuestInfo
+	agentStop chan struct{}
 	detached  bool // the Manager was closed: not an exit
 	// serial is the console reader's connection (nil without a serial
 	// console); serialFirst is its first connection, made before cont.
@@ -287,6 +293,11 @@ func (m *Manager) Status(id string) api.VMRuntime {
 		r.PID = v.inst.pid
 		r.Cgroup = v.inst.cgroup
 		r.User, r.Sandboxed = v.inst.uid, v.inst.sandboxed
+		if g := v.inst.facts; g != nil {
+			c := *g
+			c.Interfaces = append([]api.GuestInterface(nil), g.Interfaces...)
+			r.Guest = &c
+		}
 		t := v.inst.startedAt
 		r.StartedAt = &t
 	}
@@ -381,6 +392,7 @@ func (m *Manager) launch(ctx context.Context, v *vm) error {
 		go m.readConsole(v, inst, inst.serialFirst)
 		inst.serialFirst = nil
 	}
+	m.startAgent(v, inst)
 	m.cfg.Log.Info("runner: VM started", "vm", v.spec.Name, "id", v.id, "pid", inst.pid)
 	return nil
 }
@@ -651,8 +663,9 @@ func (m *Manager) waitGone(ctx context.Context, v *vm, inst *instance) error {
 	}
 }
 
-// Shutdown presses the VM's ACPI power button and waits until QEMU exits
-// or timeout passes, then stops it hard.
+// Shutdown presses the VM's ACPI power button, asks its guest agent to
+// power off too where the agent answers, and waits until QEMU exits or
+// timeout passes, then stops it hard.
 func (m *Manager) Shutdown(ctx context.Context, id string, timeout time.Duration) error {
 	v, inst, err := m.running(id, "shut down", api.VMRunning, api.VMPaused)
 	if err != nil {
@@ -665,6 +678,12 @@ func (m *Manager) Shutdown(ctx context.Context, id string, timeout time.Duration
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = inst.mon.Run(qctx, "system_powerdown", nil, nil)
 	cancel()
+	// And through the guest agent, where it answers: a guest that ignores
+	// the ACPI button (no acpid, a minimal image) still powers off.
+	if m.agentShutdown(ctx, inst) {
+		m.cfg.Log.Info("runner: asked the guest agent to power off too", "id", id)
+		err = nil
+	}
 	if err == nil {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
@@ -751,6 +770,7 @@ func (m *Manager) Close() error {
 		}
 		if v.inst != nil {
 			v.inst.detached = true
+			close(v.inst.agentStop)
 			mons = append(mons, v.inst.mon)
 			if v.inst.serial != nil {
 				serials = append(serials, v.inst.serial)

@@ -16,6 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
+	"github.com/plinth/plinth/vmkernel/cloudinit"
 	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/qemu"
 )
@@ -63,6 +65,7 @@ var spawnSteps = []spawnStep{
 	{"user", (*start).user},
 	{"firmware", (*start).firmware},
 	{"images", (*start).openImages},
+	{"cloud-init", (*start).cloudInit},
 	{"direct boot", (*start).directBoot},
 	{"taps", (*start).taps},
 	{"exec", (*start).exec},
@@ -148,7 +151,7 @@ func (s *start) directories() error {
 			return err
 		}
 	}
-	for _, name := range []string{qemu.QMPSocket, qemu.SerialSocket, qemu.VNCSocket, "kernel", "initrd"} {
+	for _, name := range []string{qemu.QMPSocket, qemu.SerialSocket, qemu.VNCSocket, qemu.AgentSocket, "kernel", "initrd"} {
 		os.Remove(filepath.Join(s.runDir, name)) // stale from a QEMU that died
 	}
 	return nil
@@ -323,6 +326,31 @@ func (s *start) openImages() error {
 	return ferr
 }
 
+// SeedFile is the VM's cloud-init seed in its state directory.
+const SeedFile = "cidata.iso"
+
+// cloudInit writes the VM's cloud-init seed (made anew from the spec at
+// every start) and hands it to QEMU read-only.
+func (s *start) cloudInit() error {
+	if s.spec.CloudInit == nil {
+		return nil
+	}
+	img, err := cloudinit.Image(s.spec)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(s.stateDir, SeedFile)
+	if err := atomicfile.Write(p, img, 0o600); err != nil {
+		return err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	s.env.Seed = &qemu.Node{Format: api.FormatRaw, Filename: s.fdSet("cloud-init seed", f)}
+	return nil
+}
+
 // directBoot copies a direct-boot kernel and initrd into the run directory,
 // for the VM's user to read: QEMU reads them by name (-kernel, -initrd),
 // once, before it answers QMP; the copies go once it does.
@@ -437,7 +465,7 @@ func (s *start) exec() error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	inst := &instance{pid: cmd.Process.Pid, startedAt: time.Now(), exited: make(chan struct{})}
+	inst := &instance{pid: cmd.Process.Pid, startedAt: time.Now(), exited: make(chan struct{}), agentStop: make(chan struct{})}
 	s.inst = inst
 	go func() { // reap at once: the exit status is ours to record
 		werr := cmd.Wait()
