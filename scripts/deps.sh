@@ -9,7 +9,7 @@ need=()
 have() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null; }
 # npm fetches the web client's pinned packages (web/package-lock.json);
 # chromium drives it in the end-to-end browser tests; qemu-guest-agent and
-# debootstrap make the guest agent and cloud-init tests' real peers.
+# debootstrap give the guest agent and cloud-init tests their real peers.
 for p in npm chromium qemu-guest-agent debootstrap kmod zstd cpio e2fsprogs squashfs-tools iproute2 ca-certificates curl tmux gdisk mtools dosfstools syslinux syslinux-common xorriso grub-pc-bin systemd-boot-efi ipxe; do
 	case "$p" in npm) command -v npm >/dev/null && continue ;; esac # a newer Node.js may be installed otherwise
 	case "$(have "$p")" in "install ok installed"*) ;; *) need+=("$p") ;; esac
