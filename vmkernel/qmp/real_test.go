@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -123,5 +125,67 @@ func TestRealQEMU(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Events not closed after quit")
+	}
+}
+
+// TestRealQEMUFileAndJob hands QEMU a descriptor over QMP (add-fd), opens a
+// qcow2 node on it, snapshots it with a job (snapshot-save, disk only: the
+// VM has no device) and follows the job to its end; a job that fails says
+// why.
+func TestRealQEMUFileAndJob(t *testing.T) {
+	testenv.Command(t, "qemu-img")
+	sock, _ := startQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	img := filepath.Join(t.TempDir(), "disk.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", img, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var fdset struct {
+		Set int `json:"fdset-id"`
+	}
+	if err := m.RunWithFile(ctx, "add-fd", map[string]any{"opaque": "test"}, &fdset, f); err != nil {
+		t.Fatal(err)
+	}
+	node := map[string]any{"driver": "qcow2", "node-name": "d0", "backing": nil,
+		"file": map[string]any{"driver": "file", "filename": "/dev/fdset/" + strconv.Itoa(fdset.Set)}}
+	if err := m.Run(ctx, "blockdev-add", node, nil); err != nil {
+		t.Fatal(err)
+	}
+	save := map[string]any{"job-id": "s1", "tag": "one", "vmstate": "d0", "devices": []string{"d0"}}
+	if err := m.Run(ctx, "snapshot-save", save, nil); err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	if err := m.WaitJob(ctx, "s1", func(done, total int64) { last = total }); err != nil || last == 0 {
+		t.Fatalf("snapshot job: %v (total %d)", err, last)
+	}
+	save["job-id"], save["tag"] = "s2", "two"
+	save["devices"] = []string{"nosuchnode"}
+	if err := m.Run(ctx, "snapshot-save", save, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitJob(ctx, "s2", nil); err == nil || !strings.Contains(err.Error(), "nosuchnode") {
+		t.Fatalf("failed job: %v, want its reason", err)
+	}
+	if err := m.WaitJob(ctx, "s2", nil); !errors.Is(err, ErrJobGone) {
+		t.Fatalf("dismissed job: %v", err)
+	}
+	if err := m.Run(ctx, "blockdev-del", map[string]string{"node-name": "d0"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("qemu-img", "snapshot", "-l", img).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "one") || strings.Contains(string(out), "two") {
+		t.Fatalf("snapshots in the image: %v: %s", err, out)
 	}
 }
