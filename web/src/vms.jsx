@@ -117,7 +117,7 @@ export function VMPage({ id }) {
         <h1 id="vm-h">{s.name}</h1>
         <span class={'state state-' + state} id="vm-state" aria-live="polite">{state}</span>
         {(actions[state] || []).map(a => <button key={a} disabled={!!busy} onClick={() => act(a)} data-action={a}>{a[0].toUpperCase() + a.slice(1)}</button>)}
-        <button disabled={state !== 'stopped' && state !== 'crashed'} onClick={() => setEditing(true)} title="A VM can be edited when stopped">Edit</button>
+        <button id="vm-edit" disabled={state !== 'stopped' && state !== 'crashed'} onClick={() => setEditing(true)} title="A VM can be edited when stopped">Edit</button>
         <button class="danger" disabled={state === 'running' || state === 'paused'} onClick={() => setDeleting(true)}>Delete</button>
       </div>
       {err && <p class="error" role="alert">{err}</p>}

@@ -3,6 +3,8 @@ package webtest
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,25 @@ func Tour(t testing.TB, b *Browser, s Site) string {
 	b.WaitFor("the upload's progress part way", `window.__progress.some(v => v > 0 && v < 100)`, s.wait(60*time.Second))
 	b.Shot("upload-progress")
 	b.WaitFor("the upload done", `[...document.querySelectorAll('.uploads .up-state')].some(e => e.textContent === 'done')`, s.wait(180*time.Second))
+	// A second copy, cancelled part way: it says so and leaves no file.
+	throttle(t, b, 1<<20)
+	second := filepath.Join(t.TempDir(), "second.iso")
+	if iso, err := os.ReadFile(s.ISO); err != nil || os.WriteFile(second, iso, 0o644) != nil {
+		t.Fatalf("copying the ISO: %v", err)
+	}
+	b.Do("upload a second ISO", 20*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#upload-input"), []string{second}))
+	b.WaitFor("the second upload under way", `document.querySelectorAll('.uploads li').length === 2 && [...document.querySelectorAll('.uploads li')][1].querySelector('button')`, s.wait(30*time.Second))
+	b.Do("cancel it", 20*time.Second, chromedp.Click(chromedp.CSS(`.uploads li:nth-child(2) button`)))
+	b.WaitFor("the upload cancelled", `[...document.querySelectorAll('.uploads .up-state')].some(e => e.textContent === 'cancelled')`, s.wait(30*time.Second))
+	listed := `fetch('/api/v1/datastores/` + s.Datastore + `/files?path=', {headers: {Authorization: 'Bearer ' + window.plinthToken()}}).then(r => r.json()).then(l => l.map(e => e.name).join(' '))`
+	for end := time.Now().Add(s.wait(30 * time.Second)); strings.Contains(Eval[string](b, listed), "second.iso"); time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the cancelled upload left second.iso on the datastore: %s", Eval[string](b, listed))
+		}
+	}
+	if !strings.Contains(Eval[string](b, listed), "floor.iso") {
+		t.Fatalf("floor.iso is not on the datastore: %s", Eval[string](b, listed))
+	}
 	throttle(t, b, -1)
 	b.WaitFor("the ISO listed", `[...document.querySelectorAll('table.list td')].some(td => td.textContent === 'floor.iso')`, s.wait(20*time.Second))
 	b.Shot("uploaded")
@@ -134,6 +155,13 @@ func Tour(t testing.TB, b *Browser, s Site) string {
 		}), chromedp.KeyEvent("\r"))
 	b.WaitFor("stopped without a reload", `window.__noReload === true && document.querySelector('#vm-state').textContent === 'stopped'`, s.wait(120*time.Second))
 	b.Shot("vm-stopped")
+
+	// Stopped, it can be edited: more memory.
+	b.Do("edit", 20*time.Second, chromedp.Click(chromedp.CSS(`#vm-edit`)))
+	b.WaitFor("the edit form", `document.querySelector('.vm-form [name=memory_mib]')`, s.wait(20*time.Second))
+	setField(t, b, "memory_mib", "384")
+	b.Do("save", 20*time.Second, chromedp.Click(chromedp.CSS(`.vm-form button[type=submit]`)))
+	b.WaitFor("the new memory shown", `document.querySelector('#vm-h') && document.querySelector('dl.facts').textContent.includes('384 MiB')`, s.wait(30*time.Second))
 
 	// Log out: the page forgets the token and the API refuses the old one.
 	tok := Eval[string](b, `window.plinthToken()`)
