@@ -63,8 +63,14 @@ vet: build/.deps web
 
 # The unit tests include real-QEMU integration tests that boot the image's
 # kernel; they run after the image is built and may not skip for want of it.
+# Every process a test run starts carries PLINTH_TEST_RUN=$(TEST_RUN); the
+# run ends by checking that none of them is left (and killing any that is).
+TEST_RUN := $(shell date +%s)-$(shell echo $$PPID)
+LEFTOVERS := go run ./qemu-test/cmd/plinth-leftovers -run $(TEST_RUN)
+
 unit: build/.deps web $(IMAGE)
-	PLINTH_REQUIRE=1 PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 15m ./...
+	@rc=0; PLINTH_TEST_RUN=$(TEST_RUN) PLINTH_REQUIRE=1 PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 15m ./... || rc=$$?; \
+	$(LEFTOVERS) || rc=1; exit $$rc
 
 # Every request decoder has a fuzz target; `make test` runs each briefly,
 # `make fuzz FUZZTIME=10m` runs them for longer.
@@ -78,7 +84,8 @@ fuzz: build/.deps
 	done
 
 e2e: build/.deps $(IMAGE) iso next
-	PLINTH_E2E=1 PLINTH_REQUIRE=1 go test -count=1 -timeout 45m -v -run '^TestAppliance' ./qemu-test/
+	@rc=0; PLINTH_TEST_RUN=$(TEST_RUN) PLINTH_E2E=1 PLINTH_REQUIRE=1 go test -count=1 -timeout 45m -v -run '^TestAppliance' ./qemu-test/ || rc=$$?; \
+	$(LEFTOVERS) || rc=1; exit $$rc
 
 test: build/.deps vet unit fuzz e2e
 

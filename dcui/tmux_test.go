@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,8 +68,62 @@ func startTmux(t *testing.T, env []string, argv ...string) *tmux {
 	if b, err := exec.Command("tmux", args...).CombinedOutput(); err != nil {
 		t.Fatalf("tmux new-session: %v\n%s", err, b)
 	}
-	t.Cleanup(func() { exec.Command("tmux", "-L", tm.sock, "kill-server").Run() })
+	t.Cleanup(func() {
+		// kill-server hangs the pane's terminal up, but a process that no
+		// longer has it as its controlling terminal is not told (the
+		// DCUI's local shell takes the terminal for its own session, and a
+		// DCUI left behind that way ran on for an hour): end everything
+		// the pane started first.
+		if b, err := exec.Command("tmux", "-L", tm.sock, "display-message", "-p", "-t", tm.target, "#{pane_pid}").Output(); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				killTree(pid)
+			}
+		}
+		exec.Command("tmux", "-L", tm.sock, "kill-server").Run()
+	})
 	return tm
+}
+
+// killTree kills pid and every process descended from it, and waits (a
+// few seconds at most) until they are gone.
+func killTree(root int) {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if i := strings.LastIndexByte(string(b), ')'); err == nil && i > 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 1 {
+				parent[pid], _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	var tree []int
+	for pid := range parent {
+		for p := pid; p > 1; p = parent[p] {
+			if p == root {
+				tree = append(tree, pid)
+				break
+			}
+		}
+	}
+	for _, pid := range tree {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		alive := 0
+		for _, pid := range tree {
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
+				alive++
+			}
+		}
+		if alive == 0 {
+			return
+		}
+	}
 }
 
 func quoteAll(argv []string) []string {

@@ -4,11 +4,13 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,7 +100,28 @@ func run(args []string) error {
 	}
 	log.Printf("dcui: on %s (%dx%d, TERM=%s)", orStd(*tty), ws.Col, ws.Row, os.Getenv("TERM"))
 	p := tea.NewProgram(dcui.New(d), tea.WithInput(in), tea.WithOutput(out), tea.WithAltScreen())
+	// A terminal that hangs up (the serial line's, a closed tmux pane) reads
+	// as end of file, which bubbletea takes quietly and then goes on
+	// drawing to nobody: the DCUI ends instead (the init's supervisor
+	// starts another). Poll for the hang-up, reading nothing.
+	var hungUp atomic.Bool
+	go func() {
+		for {
+			fds := []unix.PollFd{{Fd: int32(in.Fd())}}
+			if _, err := unix.Poll(fds, 1000); err != nil && !errors.Is(err, unix.EINTR) {
+				return
+			}
+			if fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+				hungUp.Store(true)
+				p.Quit()
+				return
+			}
+		}
+	}()
 	_, err = p.Run()
+	if err == nil && hungUp.Load() {
+		return errors.New("the terminal hung up")
+	}
 	return err
 }
 
