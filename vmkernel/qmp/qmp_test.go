@@ -216,7 +216,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("New = %v, want deadline exceeded", err)
 	}
-	if time.Since(start) > 3*time.Second {
+	if time.Since(start) > 20*time.Second { // no deadline would hang for ever
 		t.Errorf("handshake took %v", time.Since(start))
 	}
 }
