@@ -142,7 +142,12 @@ function DiskInfo({ ds, path, onClose }) {
   useEffect(() => { load(); }, []);
   async function doGrow(e) {
     e.preventDefault();
-    try { setInfo(await grow.submit(v => api.post(`/api/v1/datastores/${api.enc(ds)}/disks/resize`, { path, size_bytes: Math.round(Number(v.size) * 1073741824) }), ['size'])); } catch { /* shown */ }
+    // the form's one field is the size: the API's size_bytes, or a problem
+    // naming no field (a disk that cannot shrink), goes beside it
+    try {
+      setInfo(await grow.submit(v => api.post(`/api/v1/datastores/${api.enc(ds)}/disks/resize`, { path, size_bytes: Math.round(Number(v.size) * 1073741824) })
+        .catch(x => { x.problems = (x.problems.length ? x.problems : [{ field: '', message: x.message }]).map(p => ({ ...p, field: !p.field || p.field === 'size_bytes' ? 'size' : p.field })); throw x; }), ['size']));
+    } catch { /* shown */ }
   }
   async function doConvert(e) {
     e.preventDefault();
