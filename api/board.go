@@ -9,6 +9,7 @@ type Hardware struct {
 	CPU     HostCPU      `json:"cpu"`
 	Memory  HostMemory   `json:"memory"`
 	PCI     []PCIDevice  `json:"pci"`
+	USB     []USBDevice  `json:"usb"`
 	NICs    []HostNIC    `json:"nics"`
 	Disks   []HostDisk   `json:"disks"`
 	Sensors []HostSensor `json:"sensors"`
@@ -101,10 +102,35 @@ type PCIDevice struct {
 	Modalias string `json:"modalias,omitempty"`
 	// IOMMUGroup is -1 when the device has none (no IOMMU, or it is off).
 	IOMMUGroup int `json:"iommu_group"`
+	// HostUse says what the host uses the device for (its NIC carries the
+	// management network, its disk holds Plinth or a mounted file
+	// system), "" when nothing: such a device, and every other device of
+	// its IOMMU group, is never given to a VM.
+	HostUse string `json:"host_use,omitempty"`
 	// PassthroughCapable says whether the device could be given to a VM;
 	// PassthroughReason says why not, or what to mind when it can.
 	PassthroughCapable bool   `json:"passthrough_capable"`
 	PassthroughReason  string `json:"passthrough_reason,omitempty"`
+}
+
+// USBDevice is one USB device of the host (root hubs left out).
+type USBDevice struct {
+	// Port is the bus-port path sysfs names it by, e.g. "1-2.3".
+	Port string `json:"port"`
+	// Bus and Device are its bus and device numbers (/dev/bus/usb/BBB/DDD).
+	Bus    int `json:"bus"`
+	Device int `json:"device"`
+	// VendorID, ProductID and Class are hex, as lsusb shows them.
+	VendorID     string  `json:"vendor_id"`
+	ProductID    string  `json:"product_id"`
+	Class        string  `json:"class,omitempty"`
+	Manufacturer string  `json:"manufacturer,omitempty"`
+	Product      string  `json:"product,omitempty"`
+	Serial       string  `json:"serial,omitempty"`
+	SpeedMbps    float64 `json:"speed_mbps,omitempty"`
+	// HostUse says what the host uses it for (a stick holding Plinth),
+	// "" when nothing; such a device is never given to a VM.
+	HostUse string `json:"host_use,omitempty"`
 }
 
 // HostNIC is a physical network interface of the host.

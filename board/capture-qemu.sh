@@ -12,7 +12,7 @@ if [ ! -f build/vmlinuz ] || [ ! -d build/modules/lib/modules ]; then
 	echo "capture-qemu: build/vmlinuz or build/modules is missing: run make image first" >&2
 	exit 1
 fi
-presets="${*:-q35 pc}"
+presets="${*:-q35 q35-iommu pc}"
 for p in $presets; do
 	dir="board/testdata/qemu-$p"
 	rm -rf "$dir"

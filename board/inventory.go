@@ -27,11 +27,13 @@ func (r *reader) inventory() (api.Hardware, error) {
 		CPU:     r.cpu(),
 		Memory:  r.memory(),
 		PCI:     r.pci(),
+		USB:     r.usb(),
 		NICs:    r.nics(),
 		Disks:   r.disks(),
 		Sensors: r.sensors(),
 		Modules: r.modules(),
 	}
+	r.hostUse(&hw)
 	hw.Gaps = r.gaps
 	if hw.Gaps == nil {
 		hw.Gaps = []string{}

@@ -53,6 +53,21 @@ var presets = map[string]preset{
 		"disk:usb:512", "-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=usb,removable=on,serial=Q35-USB",
 		"-device", "virtio-rng-pci",
 	}},
+	// q35 with an emulated IOMMU (VT-d; its interrupt remapping needs the
+	// split irqchip) for the passthrough code: every device in an IOMMU
+	// group; a spare e1000e beside the virtio NIC; USB devices on xhci.
+	// The second -append (QEMU keeps the last) turns the IOMMU on.
+	"q35-iommu": {"q35,kernel-irqchip=split", []string{
+		"-uuid", "5c0a2b7e-35a1-4e0b-9f31-000000000018", "-smbios", "type=1,serial=Q35-IOMMU-0001",
+		"-device", "intel-iommu,intremap=on,caching-mode=on",
+		"-append", "console=ttyS0 panic=-1 quiet intel_iommu=on iommu=pt",
+		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:00:18:01",
+		"-netdev", "user,id=n1", "-device", "e1000e,netdev=n1,mac=52:54:00:00:18:02",
+		"disk:nv:1024", "-device", "nvme,drive=nv,serial=IOMMU-NVME",
+		"disk:usb:256", "-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=usb,removable=on,serial=IOMMU-USB",
+		"-device", "usb-kbd,bus=xhci.0", "-device", "usb-tablet,bus=xhci.0",
+		"-device", "virtio-rng-pci",
+	}},
 	// The classic i440FX PC with an e1000 and a SATA disk (on an added AHCI
 	// controller: the pc machine's own disk controller is PIIX IDE).
 	"pc": {"pc", []string{
