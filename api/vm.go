@@ -13,6 +13,9 @@ import (
 const (
 	FirmwareBIOS = "bios"
 	FirmwareUEFI = "uefi"
+	// FirmwareUEFISecure is OVMF with Secure Boot on and Microsoft's keys
+	// enrolled (what a Windows 11 installer wants; shim-signed Linux boots).
+	FirmwareUEFISecure = "uefi-secure"
 )
 
 // Machine types.
@@ -86,7 +89,9 @@ type VMSpec struct {
 	CPU  CPU    `json:"cpu"`
 	// MemoryMiB is the guest RAM in MiB.
 	MemoryMiB int `json:"memory_mib"`
-	// Firmware is "bios" (default) or "uefi" (with a per-VM NVRAM vars file).
+	// Firmware is "bios" (default), "uefi" (with a per-VM NVRAM vars file)
+	// or "uefi-secure" (the same with Secure Boot on, Microsoft's keys
+	// enrolled); UEFI needs the q35 machine.
 	Firmware string `json:"firmware,omitempty"`
 	// Machine is "q35" (default), "pc" or "microvm".
 	Machine string `json:"machine,omitempty"`
@@ -108,6 +113,21 @@ type VMSpec struct {
 	// CloudInit, when set, is given to the guest at every start as a NoCloud
 	// seed (see CloudInit).
 	CloudInit *CloudInit `json:"cloud_init,omitempty"`
+
+	// TPM gives the VM a TPM 2.0: a software TPM (swtpm) that vmkernel
+	// runs as the VM's user, its state kept in the VM's state directory.
+	TPM bool `json:"tpm,omitempty"`
+	// Balloon adds a virtio balloon whose target can be changed while the
+	// VM runs (nil: none).
+	Balloon *Balloon `json:"balloon,omitempty"`
+	// HugePages backs the guest's RAM with 2 MiB huge pages (the host's
+	// pool is grown for it at start, and shrunk after).
+	HugePages bool `json:"huge_pages,omitempty"`
+	// PCIDevices are host PCI functions given to the VM (VFIO) while it runs.
+	PCIDevices []PCIPassthrough `json:"pci_devices,omitempty"`
+	// USBDevices are host USB devices given to the VM when it starts, those
+	// present then; more can be attached while it runs.
+	USBDevices []USBPassthrough `json:"usb_devices,omitempty"`
 }
 
 // Resources are a VM's share of the host and its caps; zero means the
@@ -148,6 +168,14 @@ type CPU struct {
 	Sockets int `json:"sockets"`
 	Cores   int `json:"cores"`
 	Threads int `json:"threads"`
+	// Model is the CPU the guest sees: "" (host on KVM, max under TCG),
+	// "host" (KVM only), or one of QEMU's named models (CPUModels).
+	Model string `json:"model,omitempty"`
+	// Pin, when set, runs vCPU i on host CPU Pin[i] only (one per vCPU).
+	Pin []int `json:"pin,omitempty"`
+	// NUMANode, when set, keeps the VM's threads on that host NUMA node's
+	// CPUs and its memory on that node.
+	NUMANode *int `json:"numa_node,omitempty"`
 }
 
 // VCPUs is the number of virtual CPUs.
@@ -249,6 +277,17 @@ func (s VMSpec) Clone() VMSpec {
 		c.Kernel = &k
 	}
 	c.CloudInit = s.CloudInit.Clone()
+	c.CPU.Pin = append([]int(nil), s.CPU.Pin...)
+	if s.CPU.NUMANode != nil {
+		n := *s.CPU.NUMANode
+		c.CPU.NUMANode = &n
+	}
+	if s.Balloon != nil {
+		b := *s.Balloon
+		c.Balloon = &b
+	}
+	c.PCIDevices = append([]PCIPassthrough(nil), s.PCIDevices...)
+	c.USBDevices = append([]USBPassthrough(nil), s.USBDevices...)
 	return c
 }
 
@@ -349,7 +388,7 @@ func (s VMSpec) Validate() error {
 	if s.MemoryMiB < MinMemoryMiB || s.MemoryMiB > MaxMemoryMiB {
 		v.add("memory_mib", fmt.Sprintf("must be between %d and %d (4 TiB)", MinMemoryMiB, MaxMemoryMiB))
 	}
-	v.oneOf("firmware", s.Firmware, FirmwareBIOS, FirmwareUEFI)
+	v.oneOf("firmware", s.Firmware, FirmwareBIOS, FirmwareUEFI, FirmwareUEFISecure)
 	v.oneOf("machine", s.Machine, MachineQ35, MachinePC, MachineMicroVM)
 	v.oneOf("on_crash", s.OnCrash, OnCrashRestart, OnCrashStayStopped)
 	if w := s.Resources.CPUWeight; w != 0 && (w < 1 || w > 10000) {
@@ -362,7 +401,7 @@ func (s VMSpec) Validate() error {
 		v.add("resources.memory_limit_mib", fmt.Sprintf("must be 0 (no cap) or at least the guest's memory plus 64 MiB for QEMU (%d)", s.MemoryMiB+64))
 	}
 	micro := s.Machine == MachineMicroVM
-	if micro && s.Firmware == FirmwareUEFI {
+	if micro && (s.Firmware == FirmwareUEFI || s.Firmware == FirmwareUEFISecure) {
 		v.add("firmware", "microvm has no UEFI firmware; use bios")
 	}
 
@@ -472,6 +511,7 @@ func (s VMSpec) Validate() error {
 	if s.Autostart.DelaySeconds < 0 || s.Autostart.DelaySeconds > 3600 {
 		v.add("autostart.delay_seconds", "must be between 0 and 3600")
 	}
+	s.validateHardware(&v)
 	if len(v.problems) == 0 {
 		return nil
 	}

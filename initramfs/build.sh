@@ -160,8 +160,11 @@ done
 for f in efi-e1000.rom efi-e1000e.rom efi-virtio.rom efi-rtl8139.rom efi-vmxnet3.rom efi-ne2k_pci.rom efi-pcnet.rom efi-eepro100.rom; do
 	put "/usr/lib/ipxe/qemu/$f"
 done
-put /usr/share/OVMF/OVMF_CODE_4M.fd
+# One UEFI firmware for both kinds (vmkernel/runner): the Secure Boot build,
+# with empty variables (Secure Boot off) or Microsoft's keys enrolled.
+put /usr/share/OVMF/OVMF_CODE_4M.secboot.fd
 put /usr/share/OVMF/OVMF_VARS_4M.fd
+put /usr/share/OVMF/OVMF_VARS_4M.ms.fd
 # The PCI ID database: vendor and device names in the hardware inventory.
 put /usr/share/misc/pci.ids
 mksquashfs "$PAY/usr" "$BUILD/payload-root/plinth/payload.sqfs" -noappend -quiet -no-progress \

@@ -54,7 +54,7 @@ func mountPayload(image, target string) (string, error) {
 // checkPayload says which of the payload's entry points are missing.
 func checkPayload(root string) error {
 	var missing []string
-	for _, f := range []string{"bin/qemu-system-x86_64", "bin/qemu-img", "share/seabios/bios-256k.bin", "share/OVMF/OVMF_CODE_4M.fd"} {
+	for _, f := range []string{"bin/qemu-system-x86_64", "bin/qemu-img", "share/seabios/bios-256k.bin", "share/OVMF/OVMF_CODE_4M.secboot.fd"} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			missing = append(missing, f)
 		}

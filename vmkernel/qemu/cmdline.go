@@ -73,6 +73,22 @@ type Env struct {
 	// FDSets are the descriptors QEMU inherits into fd sets, which the
 	// nodes' /dev/fdset/N names refer to.
 	FDSets []FDSet
+	// TPMSocket is swtpm's control socket (RunDir/TPMSocketName), for a
+	// spec with a TPM; vmkernel started swtpm.
+	TPMSocket string
+	// PCIDevices are the host addresses of the spec's PCI devices, in
+	// spec order, bound to vfio-pci, their groups given to the VM's user.
+	PCIDevices []string
+	// USB are the spec's USB devices present at start, each opened by
+	// vmkernel and passed as an fd set.
+	USB []USBHost
+}
+
+// USBHost is a host USB device given at start: the spec's index and the
+// fd set holding its /dev/bus/usb node.
+type USBHost struct {
+	Index int
+	FDSet string
 }
 
 // Tap is a NIC's tap, opened by vmkernel: its descriptor and, for
@@ -126,7 +142,7 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 		b.add("-add-fd", b.opt("", "fd", strconv.Itoa(fd.FD), "set", strconv.Itoa(fd.Set), "opaque", fd.Opaque))
 	}
 	machine := []string{"accel", env.Accel}
-	if spec.Firmware == api.FirmwareUEFI {
+	if spec.UEFI() {
 		if env.OVMFCode == nil || env.OVMFVars == nil {
 			return nil, fmt.Errorf("firmware: %w", ErrNoFirmware)
 		}
@@ -138,14 +154,24 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("firmware: %w", err)
 		}
-		machine = append(machine, "pflash0", code, "pflash1", vars)
+		// OVMF's Secure Boot build (the one Plinth ships, for both
+		// firmware kinds) keeps its variables in SMM: only SMM code may
+		// write the flash.
+		machine = append(machine, "pflash0", code, "pflash1", vars, "smm", "on")
+		b.add("-global", "driver=cfi.pflash01,property=secure,value=on")
+	}
+	if mem := memoryBackend(spec); mem != nil {
+		if err := b.object(mem); err != nil {
+			return nil, err
+		}
+		machine = append(machine, "memory-backend", "ram0")
 	}
 	b.add("-machine", b.opt(spec.Machine, machine...))
-	if kvm {
-		b.add("-cpu", "host")
-	} else {
-		b.add("-cpu", "max")
+	model, err := cpuModel(spec, kvm)
+	if err != nil {
+		return nil, err
 	}
+	b.add("-cpu", model)
 	b.add("-smp", b.opt("", "sockets", strconv.Itoa(spec.CPU.Sockets), "cores", strconv.Itoa(spec.CPU.Cores), "threads", strconv.Itoa(spec.CPU.Threads)))
 	b.add("-m", strconv.Itoa(spec.MemoryMiB)+"M")
 
@@ -324,6 +350,9 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 	}
 
 	b.add("-device", b.opt("virtio-rng"+virtioSuffix, "id", b.ids.next("rng")))
+	if err := b.hardware(spec, env); err != nil {
+		return nil, err
+	}
 	if b.err != nil {
 		return nil, b.err
 	}

@@ -3,6 +3,7 @@ package qemu
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
@@ -33,7 +34,7 @@ func env(accel string, spec api.VMSpec) Env {
 		}
 		return FDSetName(s)
 	}
-	if spec.Firmware == api.FirmwareUEFI {
+	if spec.UEFI() {
 		e.OVMFCode = &Node{Format: "raw", Filename: set("firmware", 1)}
 		e.OVMFVars = &Node{Format: "raw", Filename: set("uefi-vars", 2)}
 	}
@@ -70,8 +71,19 @@ func env(accel string, spec api.VMSpec) Env {
 		}
 		e.Taps = append(e.Taps, t)
 	}
+	if spec.TPM {
+		e.TPMSocket = e.RunDir + "/" + TPMSocketName
+	}
+	for i := range spec.PCIDevices {
+		e.PCIDevices = append(e.PCIDevices, fmt.Sprintf("0000:%02x:00.0", i+1))
+	}
+	for i, u := range spec.USBDevices {
+		e.USB = append(e.USB, USBHost{Index: i, FDSet: set("usb "+u.String(), 1)})
+	}
 	return e
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func btoi(b bool) int {
 	if b {
@@ -109,12 +121,22 @@ var cases = []struct {
 		VNC:     true,
 		OnCrash: "restart",
 	}},
+	{"q35-hardware", "tcg", api.VMSpec{
+		Name: "hw", MemoryMiB: 1024, Firmware: "uefi-secure", TPM: true,
+		CPU:        api.CPU{Sockets: 1, Cores: 2, Threads: 1, Model: "EPYC-Rome", NUMANode: ptr(0)},
+		HugePages:  true,
+		Disks:      []api.Disk{{Datastore: "ds1", Path: "hw/root.qcow2"}},
+		PCIDevices: []api.PCIPassthrough{{Address: "0000:03:00.0"}, {VendorID: "8086", DeviceID: "10d3"}},
+		USBDevices: []api.USBPassthrough{{VendorID: "0781", ProductID: "5567"}},
+		Serial:     true,
+	}},
 	{"microvm-direct", "tcg", api.VMSpec{
 		Name: "micro", Machine: "microvm", MemoryMiB: 256,
-		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "boot/vmlinuz", Initrd: "boot/initrd.img", Cmdline: "console=ttyS0 quiet, panic=-1"},
-		Disks:  []api.Disk{{Datastore: "ds1", Path: "micro/root.raw", Format: "raw"}},
-		NICs:   []api.NIC{{NAT: true}},
-		Serial: true,
+		Kernel:  &api.DirectBoot{Datastore: "ds1", Kernel: "boot/vmlinuz", Initrd: "boot/initrd.img", Cmdline: "console=ttyS0 quiet, panic=-1"},
+		Disks:   []api.Disk{{Datastore: "ds1", Path: "micro/root.raw", Format: "raw"}},
+		NICs:    []api.NIC{{NAT: true}},
+		Serial:  true,
+		Balloon: &api.Balloon{MinMiB: 128},
 	}},
 }
 
@@ -229,7 +251,7 @@ func TestCmdlineErrors(t *testing.T) {
 // runner's copies; a name with a comma (a multiboot module list) is
 // refused, never passed.
 func TestDirectBootNames(t *testing.T) {
-	s := prepared(cases[3].spec)
+	s := prepared(cases[4].spec)
 	for _, bad := range []string{"/run/x/m.bin,/etc/shadow", "initrd", "/run/x/i\nnitrd"} {
 		e := env("tcg", s)
 		e.Initrd = bad

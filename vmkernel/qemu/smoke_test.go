@@ -40,10 +40,17 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 			for i := range spec.NICs {
 				spec.NICs[i].Switch, spec.NICs[i].NAT = "", true
 			}
+			// This host has no devices to pass through nor a huge page
+			// pool (the appliance's tests and the runner's use them).
+			spec.PCIDevices, spec.USBDevices, spec.HugePages = nil, nil, false
 			// The runner's Env, with each fd set and file made real.
 			e := env(api.AccelTCG, spec)
 			e.QEMU, e.RunDir = bin, filepath.Join(dir, "run")
 			mkdir(t, e.RunDir)
+			if spec.TPM {
+				e.TPMSocket = filepath.Join(e.RunDir, TPMSocketName)
+				startSWTPM(t, filepath.Join(dir, "tpm"), e.TPMSocket)
+			}
 			files := map[int]*os.File{}
 			open := func(p string, flags int) *os.File {
 				f, err := os.OpenFile(p, flags, 0)
@@ -66,9 +73,9 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 					}
 					switch {
 					case e.OVMFCode != nil && e.OVMFCode.Filename == FDSetName(fs.Set):
-						copyFile(t, "/usr/share/OVMF/OVMF_CODE_4M.fd", p)
+						copyFile(t, "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", p)
 					case e.OVMFVars != nil && e.OVMFVars.Filename == FDSetName(fs.Set):
-						copyFile(t, "/usr/share/OVMF/OVMF_VARS_4M.fd", p)
+						copyFile(t, "/usr/share/OVMF/OVMF_VARS_4M.ms.fd", p)
 					default:
 						qemuImg(t, format, p)
 					}
@@ -103,8 +110,35 @@ func TestQEMUAcceptsCmdline(t *testing.T) {
 			for fd := 3; fd < 3+len(files); fd++ {
 				extra = append(extra, files[fd])
 			}
-			runStopped(t, append(args, "-S"), extra, filepath.Join(e.RunDir, QMPSocket), len(spec.Disks)+btoi(spec.CDROM != nil)+btoi(spec.CloudInit != nil)+2*btoi(spec.Firmware == api.FirmwareUEFI))
+			runStopped(t, append(args, "-S"), extra, filepath.Join(e.RunDir, QMPSocket), len(spec.Disks)+btoi(spec.CDROM != nil)+btoi(spec.CloudInit != nil)+2*btoi(spec.UEFI()))
 		})
+	}
+}
+
+// startSWTPM runs swtpm for a TPM 2.0 with its control socket at sock,
+// as vmkernel does, until the test ends.
+func startSWTPM(t *testing.T, state, sock string) {
+	t.Helper()
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		testenv.Unmet(t, "swtpm not installed (apt-get install swtpm; make deps does)")
+	}
+	mkdir(t, state)
+	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+state, "--ctrl", "type=unixio,path="+sock,
+		"--terminate")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("swtpm made no socket in 10 s: %s", stderr.String())
+		}
 	}
 }
 

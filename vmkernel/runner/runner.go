@@ -51,10 +51,14 @@ func (e *StateError) Error() string {
 // Is makes errors.Is(err, ErrState) true.
 func (e *StateError) Is(target error) bool { return target == ErrState }
 
-// Default OVMF files (Debian's ovmf package).
+// Default OVMF files (Debian's ovmf package). One firmware serves both
+// UEFI kinds: the Secure Boot build (SMM, q35), with empty variables for
+// "uefi" (no keys: Secure Boot stays off) and with Microsoft's keys
+// enrolled for "uefi-secure".
 const (
-	DefaultOVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	DefaultOVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	DefaultOVMFCode       = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	DefaultOVMFVars       = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	DefaultOVMFVarsSecure = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
 
 // Files in a VM's state directory.
@@ -62,6 +66,10 @@ const (
 	RuntimeFile = "runtime.json"
 	StderrFile  = "qemu.stderr"
 	VarsFile    = "OVMF_VARS.fd"
+	// VarsSecureFile holds the variables of the VM's Secure Boot firmware
+	// (its keys enrolled), apart from VarsFile's: switching the firmware
+	// back and forth keeps each.
+	VarsSecureFile = "OVMF_VARS_SECURE.fd"
 )
 
 // Timings; variables so tests could shorten them.
@@ -101,9 +109,10 @@ type Config struct {
 	// StateRoot holds each VM's state (NVRAM, runtime record, QEMU's stderr)
 	// in StateRoot/ID; it must survive a vmkernel restart.
 	StateRoot string
-	// OVMFCode and OVMFVars are the UEFI code and the template of the
-	// per-VM NVRAM vars; empty means the Debian defaults.
-	OVMFCode, OVMFVars string
+	// OVMFCode and OVMFVars are the UEFI code (an SMM build) and the
+	// template of the per-VM NVRAM vars, OVMFVarsSecure that of a VM with
+	// Secure Boot (keys enrolled); empty means the Debian defaults.
+	OVMFCode, OVMFVars, OVMFVarsSecure string
 	// Log receives what happens to VMs; nil discards.
 	Log *slog.Logger
 	// Switches puts the taps of NICs on virtual switches (a
@@ -248,6 +257,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.OVMFVars == "" {
 		cfg.OVMFVars = DefaultOVMFVars
+	}
+	if cfg.OVMFVarsSecure == "" {
+		cfg.OVMFVarsSecure = DefaultOVMFVarsSecure
 	}
 	if !filepath.IsAbs(cfg.RunRoot) || !filepath.IsAbs(cfg.StateRoot) {
 		return nil, fmt.Errorf("runner: run root %q and state root %q must be absolute", cfg.RunRoot, cfg.StateRoot)

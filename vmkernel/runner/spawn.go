@@ -175,11 +175,14 @@ func (s *start) user() error {
 }
 
 func (s *start) firmware() error {
-	if s.spec.Firmware != api.FirmwareUEFI {
+	if !s.spec.UEFI() {
 		return nil
 	}
-	vars := filepath.Join(s.stateDir, VarsFile)
-	if err := copyIfMissing(s.m.cfg.OVMFVars, vars); err != nil {
+	vars, template := filepath.Join(s.stateDir, VarsFile), s.m.cfg.OVMFVars
+	if s.spec.Firmware == api.FirmwareUEFISecure {
+		vars, template = filepath.Join(s.stateDir, VarsSecureFile), s.m.cfg.OVMFVarsSecure
+	}
+	if err := copyIfMissing(template, vars); err != nil {
 		return fmt.Errorf("UEFI variables: %w", err)
 	}
 	code, err := os.Open(s.m.cfg.OVMFCode)
