@@ -147,14 +147,25 @@ func TestSessionExpiryAndLogout(t *testing.T) {
 	}
 }
 
-func TestAPITokensPersistExpireAndRevoke(t *testing.T) {
+// loggedIn is root logged in to a fresh account directory: its tokens,
+// the session's principal, the clock and the directory.
+func loggedIn(t *testing.T) (*Tokens, Principal, *clock, string) {
+	t.Helper()
 	dir := withPassword(t)
 	clk := newClock()
-	tok, _ := OpenTokens(dir, 0, clk.now)
+	tok, err := OpenTokens(dir, 0, clk.now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := tok.Check(login(t, dir, tok).Token)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tok, p, clk, dir
+}
+
+func TestAPITokensPersistExpireAndRevoke(t *testing.T) {
+	tok, p, clk, dir := loggedIn(t)
 	if _, err := tok.Create(p, api.TokenRequest{Name: ""}); err == nil {
 		t.Fatal("a token without a name was made")
 	}
@@ -270,13 +281,7 @@ func TestPasswordChangeEndsEverything(t *testing.T) {
 }
 
 func TestTickets(t *testing.T) {
-	dir := withPassword(t)
-	clk := newClock()
-	tok, _ := OpenTokens(dir, 0, clk.now)
-	p, err := tok.Check(login(t, dir, tok).Token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, p, clk, _ := loggedIn(t)
 	const path = "/api/v1/vms/web1/console/ws"
 	tk, err := tok.NewTicket(p, path)
 	if err != nil || !strings.HasPrefix(tk.Ticket, "plinth_k_") || tk.Path != path {
