@@ -1,6 +1,7 @@
 package mgmtd
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -72,15 +73,27 @@ func (l *limitListener) Accept() (net.Conn, error) {
 }
 
 func (l *limitListener) acceptLoop() {
+	var pause time.Duration
 	for {
 		c, err := l.inner.Accept()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
+			select {
+			case <-l.closed:
+				l.errc <- err
+				return
+			default:
 			}
-			l.errc <- err
-			return
+			if errors.Is(err, net.ErrClosed) {
+				l.errc <- err
+				return
+			}
+			// Out of descriptors and the like: wait and try again, as
+			// http.Server does, rather than stop serving.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		client := clientOf(c.RemoteAddr())
 		if l.take(client) {
 			l.deliver(c, client)
