@@ -104,6 +104,13 @@ type FDSet struct {
 	Opaque string
 }
 
+// DiskNodeName is the block node of the spec's disk i (its format node;
+// the device is the name without "-fmt"), for QMP commands about it.
+func DiskNodeName(i int) string { return "disk" + strconv.Itoa(i) + "-fmt" }
+
+// VarsNodeName is the block node of a UEFI VM's variables (pflash1).
+const VarsNodeName = "pflash1"
+
 // FDSetName is how a node names the fd set.
 func FDSetName(set int) string { return "/dev/fdset/" + strconv.Itoa(set) }
 
@@ -150,7 +157,7 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("firmware: %w", err)
 		}
-		vars, err := b.blockdev(*env.OVMFVars, NodeOptions{Name: "pflash1"})
+		vars, err := b.blockdev(*env.OVMFVars, NodeOptions{Name: VarsNodeName})
 		if err != nil {
 			return nil, fmt.Errorf("firmware: %w", err)
 		}
@@ -276,7 +283,7 @@ func Cmdline(spec api.VMSpec, env Env) ([]string, error) {
 		if env.Disks[i].Format != d.Format {
 			return nil, fmt.Errorf("%s: image is %s, the spec says %s: %w", field, env.Disks[i].Format, d.Format, ErrEnv)
 		}
-		node, err := b.blockdev(env.Disks[i], NodeOptions{Name: b.ids.next("disk") + "-fmt", ReadOnly: d.ReadOnly,
+		node, err := b.blockdev(env.Disks[i], NodeOptions{Name: DiskNodeName(i), ReadOnly: d.ReadOnly,
 			Direct: d.Cache == api.CacheNone || d.Cache == api.CacheDirectsync, NoFlush: d.Cache == api.CacheUnsafe})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)

@@ -65,11 +65,12 @@ const (
 const (
 	RuntimeFile = "runtime.json"
 	StderrFile  = "qemu.stderr"
-	VarsFile    = "OVMF_VARS.fd"
-	// VarsSecureFile holds the variables of the VM's Secure Boot firmware
-	// (its keys enrolled), apart from VarsFile's: switching the firmware
+	// VarsFile and VarsSecureFile are a UEFI VM's variables, qcow2 images
+	// (see EnsureVars): those of its firmware without keys, and those of its
+	// Secure Boot firmware (keys enrolled), apart: switching the firmware
 	// back and forth keeps each.
-	VarsSecureFile = "OVMF_VARS_SECURE.fd"
+	VarsFile       = "OVMF_VARS.qcow2"
+	VarsSecureFile = "OVMF_VARS_SECURE.qcow2"
 )
 
 // Timings; variables so tests could shorten them.
@@ -200,6 +201,8 @@ type Manager struct {
 	wg     sync.WaitGroup // watchers
 	// uidMu orders the allocation of VM users.
 	uidMu sync.Mutex
+	// varsMu orders the making of UEFI variables images.
+	varsMu sync.Mutex
 }
 
 // vm is one VM known to the Manager (it has been started at least once).
@@ -214,6 +217,8 @@ type vm struct {
 	restarts  int
 	crashes   []time.Time // crash restarts within restartWindow
 	restartAt *time.Timer
+	// startPaused: the next launch leaves the guest's vCPUs stopped.
+	startPaused bool
 }
 
 // instance is one QEMU process.
@@ -355,6 +360,17 @@ func (m *Manager) Forget(id string) error {
 // Start starts the VM: QEMU with -S, QMP negotiated, then cont. It returns
 // once QEMU runs the guest (or failed, having cleaned up).
 func (m *Manager) Start(ctx context.Context, spec api.VMSpec) error {
+	return m.start(ctx, spec, false)
+}
+
+// StartPaused is Start without the cont: QEMU runs with the guest's vCPUs
+// stopped (state paused), for work that must come before the guest runs
+// (loading a memory snapshot); Resume lets it run.
+func (m *Manager) StartPaused(ctx context.Context, spec api.VMSpec) error {
+	return m.start(ctx, spec, true)
+}
+
+func (m *Manager) start(ctx context.Context, spec api.VMSpec, paused bool) error {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -376,13 +392,18 @@ func (m *Manager) Start(ctx context.Context, spec api.VMSpec) error {
 	v.spec = spec.Clone()
 	m.setState(v, api.VMStarting)
 	v.restarts, v.crashes = 0, nil
+	v.startPaused = paused
 	m.mu.Unlock()
 	return m.launch(ctx, v)
 }
 
 // launch starts QEMU for v, which the caller has put in state starting.
 func (m *Manager) launch(ctx context.Context, v *vm) error {
-	inst, err := m.spawn(ctx, v.spec)
+	m.mu.Lock()
+	paused := v.startPaused
+	v.startPaused = false // a crash restart runs the guest
+	m.mu.Unlock()
+	inst, err := m.spawn(ctx, v.spec, paused)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -394,7 +415,11 @@ func (m *Manager) launch(ctx context.Context, v *vm) error {
 		return err
 	}
 	v.inst = inst
-	if v.state == api.VMStarting { // events may have said more already
+	switch {
+	case v.state != api.VMStarting: // events may have said more already
+	case paused:
+		m.setState(v, api.VMPaused)
+	default:
 		m.setState(v, api.VMRunning)
 	}
 	m.wg.Add(1)

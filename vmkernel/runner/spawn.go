@@ -39,6 +39,8 @@ type start struct {
 	m    *Manager
 	spec api.VMSpec
 	ctx  context.Context
+	// paused: the guest's vCPUs stay stopped (no cont).
+	paused bool
 
 	runDir, stateDir string
 	accel            string // kvm or tcg, for this start
@@ -78,8 +80,8 @@ var spawnSteps = []spawnStep{
 }
 
 // spawn starts one QEMU process for spec and returns it running the guest.
-func (m *Manager) spawn(ctx context.Context, spec api.VMSpec) (*instance, error) {
-	s := &start{m: m, spec: spec, ctx: ctx,
+func (m *Manager) spawn(ctx context.Context, spec api.VMSpec, paused bool) (*instance, error) {
+	s := &start{m: m, spec: spec, ctx: ctx, paused: paused,
 		runDir: filepath.Join(m.cfg.RunRoot, spec.ID), stateDir: filepath.Join(m.cfg.StateRoot, spec.ID)}
 	defer s.release()
 	for _, st := range spawnSteps {
@@ -178,30 +180,25 @@ func (s *start) firmware() error {
 	if !s.spec.UEFI() {
 		return nil
 	}
-	vars, template := filepath.Join(s.stateDir, VarsFile), s.m.cfg.OVMFVars
-	if s.spec.Firmware == api.FirmwareUEFISecure {
-		vars, template = filepath.Join(s.stateDir, VarsSecureFile), s.m.cfg.OVMFVarsSecure
+	if err := s.m.EnsureVars(s.ctx, s.spec); err != nil {
+		return err
 	}
-	if err := copyIfMissing(template, vars); err != nil {
+	vars, err := s.m.OpenVars(s.spec, true)
+	if err != nil {
+		return err
+	}
+	s.images = append(s.images, vars)
+	ro, err := reopenReadOnly(vars.File)
+	if err != nil {
 		return fmt.Errorf("UEFI variables: %w", err)
 	}
 	code, err := os.Open(s.m.cfg.OVMFCode)
 	if err != nil {
+		ro.Close()
 		return fmt.Errorf("UEFI firmware: %w", err)
 	}
-	rw, err := os.OpenFile(vars, os.O_RDWR|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		code.Close()
-		return fmt.Errorf("UEFI variables: %w", err)
-	}
-	ro, err := reopenReadOnly(rw)
-	if err != nil {
-		code.Close()
-		rw.Close()
-		return fmt.Errorf("UEFI variables: %w", err)
-	}
 	s.env.OVMFCode = &qemu.Node{Format: api.FormatRaw, Filename: s.fdSet("firmware", code)}
-	s.env.OVMFVars = &qemu.Node{Format: api.FormatRaw, Filename: s.fdSet("uefi-vars", rw, ro)}
+	s.env.OVMFVars = &qemu.Node{Format: api.FormatQcow2, Filename: s.fdSet("uefi-vars", vars.File, ro)}
 	return nil
 }
 
@@ -611,6 +608,9 @@ func (s *start) serial() error {
 }
 
 func (s *start) cont() error {
+	if s.paused {
+		return nil
+	}
 	cctx, cancel := context.WithTimeout(s.ctx, contTimeout)
 	defer cancel()
 	return s.inst.mon.Run(cctx, "cont", nil, nil)
