@@ -13,7 +13,15 @@
 // tests (after loading /modules, as plinthfloor=disks does): write=N writes N
 // MiB to /dev/vda and prints "PLINTH-WROTE <bytes>"; net brings the first
 // NIC up (so its frames are taken in); send=N also sends N MiB of broadcast
-// Ethernet frames on it and prints "PLINTH-SENT <bytes>".
+// Ethernet frames on it and prints "PLINTH-SENT <bytes>". With tpm it
+// prints "PLINTH-TPM version=2 pcr0=HEX pcr7=HEX random=N" (the PCRs the
+// kernel reads from the TPM, and N random bytes asked of /dev/tpm0), or
+// "PLINTH-TPM none: WHY". With mem (after loading /modules, where the
+// balloon driver is) it prints "PLINTH-MEM total_kb=N free_kb=N" now and
+// every 2 s. With watch it reports block devices and network interfaces
+// as they come and go (hot-plug): "PLINTH-DISK name bytes" and
+// "PLINTH-NIC name mac" for each new one, "PLINTH-GONE name" for each
+// that left.
 package main
 
 import (
@@ -55,6 +63,18 @@ func main() {
 			loadModules()
 			nicUp()
 		}
+	}
+	if slices.Contains(modes, "tpm") {
+		loadModules()
+		printTPM()
+	}
+	if slices.Contains(modes, "mem") {
+		loadModules()
+		printMemory()
+	}
+	if slices.Contains(modes, "watch") {
+		loadModules()
+		go watchDevices()
 	}
 	fmt.Printf("%s uptime_ms=%d\n", marker, ts.Nano()/1e6)
 	if slices.Contains(modes, "console") {
@@ -271,3 +291,112 @@ func sendFrames(n string) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// printTPM reads the TPM the kernel found: its version, PCRs 0 and 7 in
+// the SHA-256 bank, and a TPM2_GetRandom through /dev/tpm0.
+func printTPM() {
+	var dev string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat("/dev/tpm0"); err == nil {
+			dev = "/dev/tpm0"
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Println("PLINTH-TPM none: no /dev/tpm0")
+			return
+		}
+	}
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "error:" + err.Error()
+		}
+		return strings.TrimSpace(string(b))
+	}
+	ver := read("/sys/class/tpm/tpm0/tpm_version_major")
+	pcr0 := read("/sys/class/tpm/tpm0/pcr-sha256/0")
+	pcr7 := read("/sys/class/tpm/tpm0/pcr-sha256/7")
+	random := -1
+	if f, err := os.OpenFile(dev, os.O_RDWR, 0); err == nil {
+		// TPM2_GetRandom(8): tag NO_SESSIONS, size 12, code 0x17b.
+		cmd := []byte{0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 8}
+		resp := make([]byte, 64)
+		if _, err := f.Write(cmd); err == nil {
+			if n, err := f.Read(resp); err == nil && n >= 12 && resp[6]|resp[7]|resp[8]|resp[9] == 0 {
+				random = int(resp[10])<<8 | int(resp[11])
+			}
+		}
+		f.Close()
+	}
+	fmt.Printf("PLINTH-TPM version=%s pcr0=%s pcr7=%s random=%d\n", ver, pcr0, pcr7, random)
+}
+
+// printMemory prints the guest's total and free memory (/proc/meminfo)
+// now and, in the background, every 2 s.
+func printMemory() {
+	os.Mkdir("/proc", 0o755)
+	unix.Mount("proc", "/proc", "proc", 0, "")
+	line := func() {
+		b, _ := os.ReadFile("/proc/meminfo")
+		var total, free string
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 2 && f[0] == "MemTotal:" {
+				total = f[1]
+			}
+			if len(f) >= 2 && f[0] == "MemFree:" {
+				free = f[1]
+			}
+		}
+		fmt.Printf("PLINTH-MEM total_kb=%s free_kb=%s\n", total, free)
+	}
+	line()
+	go func() {
+		for {
+			time.Sleep(2 * time.Second)
+			line()
+		}
+	}()
+}
+
+// watchDevices prints block devices and network interfaces as they appear
+// and disappear, polling sysfs every 100 ms.
+func watchDevices() {
+	seen := map[string]bool{}
+	for first := true; ; first = false {
+		now := map[string]bool{}
+		blocks, _ := os.ReadDir("/sys/block")
+		for _, e := range blocks {
+			n := e.Name()
+			if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") {
+				continue
+			}
+			now["block:"+n] = true
+			if !seen["block:"+n] {
+				b, _ := os.ReadFile("/sys/block/" + n + "/size")
+				sectors, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+				fmt.Printf("PLINTH-DISK %s %d\n", n, sectors*512)
+			}
+		}
+		nets, _ := os.ReadDir("/sys/class/net")
+		for _, e := range nets {
+			n := e.Name()
+			if n == "lo" {
+				continue
+			}
+			now["net:"+n] = true
+			if !seen["net:"+n] {
+				mac, _ := os.ReadFile("/sys/class/net/" + n + "/address")
+				fmt.Printf("PLINTH-NIC %s %s\n", n, strings.TrimSpace(string(mac)))
+			}
+		}
+		for k := range seen {
+			if !now[k] && !first {
+				_, name, _ := strings.Cut(k, ":")
+				fmt.Printf("PLINTH-GONE %s\n", name)
+			}
+		}
+		seen = now
+		time.Sleep(100 * time.Millisecond)
+	}
+}

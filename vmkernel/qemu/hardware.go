@@ -111,6 +111,12 @@ func (b *builder) hardware(spec api.VMSpec, env Env) error {
 		b.add("-device", b.opt(dev, "id", BalloonID, "free-page-reporting", "on"))
 	}
 
+	if len(env.PCIDevices) > 0 {
+		// VFIO pins the guest's RAM when the machine is made; QEMU may not
+		// raise its own locked-memory limit (resourcecontrol=deny), so it
+		// waits for vmkernel to, then for x-exit-preconfig.
+		b.add("--preconfig")
+	}
 	if len(env.PCIDevices) != len(spec.PCIDevices) {
 		return fmt.Errorf("pci_devices: %d host devices for %d in the spec: %w", len(env.PCIDevices), len(spec.PCIDevices), ErrEnv)
 	}

@@ -107,6 +107,7 @@ func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, e
 		dir := filepath.Join(m.cfg.StateRoot, id)
 		rec, err := readRuntime(dir)
 		if errors.Is(err, os.ErrNotExist) {
+			m.recoverPCI(id, false) // devices a QEMU gone meanwhile still held
 			continue
 		}
 		spec, known := byID[id]
@@ -120,6 +121,7 @@ func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, e
 		}
 		if err != nil {
 			m.cfg.Log.Info("runner: stale runtime record removed", "id", id, "why", err)
+			m.recoverPCI(id, false)
 			os.Remove(filepath.Join(dir, RuntimeFile))
 			atomicfile.SyncDir(dir)
 			continue
@@ -157,6 +159,7 @@ func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, e
 		}
 		m.startAgent(v, inst)
 		m.mu.Unlock()
+		m.recoverPCI(id, true)
 		ids = append(ids, id)
 		m.cfg.Log.Info("runner: re-attached VM", "vm", spec.Name, "id", id, "pid", rec.PID, "state", state)
 	}

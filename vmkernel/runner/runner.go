@@ -126,6 +126,14 @@ type Config struct {
 	// Cgroups gives each QEMU its cgroup with the VM's resources (a
 	// *cgroup.Manager); nil runs VMs without limits.
 	Cgroups Cgroups
+	// Devices gives host PCI and USB devices to VMs (a
+	// *passthrough.Host); nil: a VM with PCI devices does not start, and
+	// USB devices are not attached.
+	Devices Devices
+	// SWTPM is the swtpm binary for VMs with a TPM (DefaultSWTPM when
+	// empty); HugePagesDir is the 2 MiB huge page pool's sysfs directory
+	// (DefaultHugePagesDir when empty).
+	SWTPM, HugePagesDir string
 }
 
 // Cgroups places QEMU processes in per-VM cgroups.
@@ -203,6 +211,8 @@ type Manager struct {
 	uidMu sync.Mutex
 	// varsMu orders the making of UEFI variables images.
 	varsMu sync.Mutex
+	// hugeMu orders changes to the huge page pool.
+	hugeMu sync.Mutex
 }
 
 // vm is one VM known to the Manager (it has been started at least once).
@@ -246,6 +256,9 @@ type instance struct {
 	facts     *api.GuestInfo
 	agentStop chan struct{}
 	detached  bool // the Manager was closed: not an exit
+	// hw is what the process holds of passthrough, TPM, huge pages and
+	// hot-plug (nil for none, or a re-attached QEMU).
+	hw *instanceHW
 	// serial is the console reader's connection (nil without a serial
 	// console); serialFirst is its first connection, made before cont.
 	serial      *serialConn
@@ -526,6 +539,10 @@ func (m *Manager) event(v *vm, inst *instance, ev qmp.Event) {
 	case "GUEST_PANICKED":
 		inst.detail = "GUEST_PANICKED"
 	case "RESET", "POWERDOWN":
+	case "DEVICE_DELETED":
+		if inst.hw != nil {
+			inst.hw.hot.event(ev)
+		}
 	}
 	m.cfg.Log.Debug("runner: QMP event", "id", v.id, "event", ev.Name)
 }
@@ -546,6 +563,7 @@ func (m *Manager) exited(v *vm, inst *instance) {
 			m.cfg.Log.Warn("runner: VM cgroup left behind", "id", v.id, "err", err)
 		}
 	}
+	m.releaseHW(v.id, inst)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := inst.exit

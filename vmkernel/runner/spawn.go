@@ -52,6 +52,7 @@ type start struct {
 	inst             *instance
 	undo             []func()
 	stderrPath       string
+	hwState          *instanceHW // issue 18's devices (hardware.go)
 }
 
 // spawnStep is one named step of a start.
@@ -66,6 +67,10 @@ var spawnSteps = []spawnStep{
 	{"directories", (*start).directories},
 	{"user", (*start).user},
 	{"firmware", (*start).firmware},
+	{"tpm", (*start).tpm},
+	{"pci devices", (*start).pciDevices},
+	{"usb devices", (*start).usbDevices},
+	{"huge pages", (*start).hugePages},
 	{"images", (*start).openImages},
 	{"cloud-init", (*start).cloudInit},
 	{"direct boot", (*start).directBoot},
@@ -73,9 +78,13 @@ var spawnSteps = []spawnStep{
 	{"exec", (*start).exec},
 	{"cgroup", (*start).cgroup},
 	{"qmp", (*start).qmp},
+	{"memory lock", (*start).memoryLock},
 	{"confinement", (*start).confinement},
 	{"runtime record", (*start).record},
 	{"serial console", (*start).serial},
+	{"vcpu placement", (*start).placeVCPUs},
+	{"balloon", (*start).balloonPolling},
+	{"hardware", (*start).attachHW},
 	{"cont", (*start).cont},
 }
 

@@ -139,3 +139,17 @@ func Dir(t testing.TB, prefix string) string {
 	}
 	return d
 }
+
+// HardwareModules are the kernel modules of a guest that sees disks and
+// NICs plugged in while it runs and has a balloon.
+var HardwareModules = []string{"virtio_pci", "virtio_blk", "virtio_net", "virtio_balloon"}
+
+// InstallWithModules is Install with the modules mods (from modDir, see
+// Modules) and their dependencies in the initramfs; the floor guest loads
+// them in its modes that need drivers (disks, watch, mem, ...).
+func InstallWithModules(t testing.TB, kernel, modDir, dir string, mods ...string) {
+	t.Helper()
+	install(t, kernel, dir, func(tmp string) (string, error) {
+		return qemutest.BuildFloorWithModules(tmp, modDir, mods...)
+	})
+}
