@@ -1,15 +1,11 @@
 package api
 
-import "time"
-
-// Paths of the management network: GET answers a HostNetwork; POSTing to
-// the confirm path keeps a change applied on the console (see
-// NetworkChange), and only from the change's new address.
-const (
-	VMKernelHostNetworkPath = "/v1/host/network"
-	VMKernelNetConfirmPath  = "/v1/host/network/confirm"
-	MgmtdHostNetworkPath    = "/api/v1/host/network"
-	MgmtdNetConfirmPath     = "/api/v1/host/network/confirm"
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Management network IPv4 modes (NetworkConfig.Mode).
@@ -18,7 +14,7 @@ const (
 	NetModeStatic = "static"
 )
 
-// NetworkConfig is the management network's configuration as the DCUI
+// NetworkConfig is the management network's configuration as vmkernel
 // saves it in STATE (network.json) and the appliance init applies it at
 // boot. Addresses are text: "10.0.2.20/24", "10.0.2.2".
 type NetworkConfig struct {
@@ -75,19 +71,33 @@ type DHCPLease struct {
 	Expires  time.Time `json:"expires,omitzero"`
 }
 
-// NetworkChange is a management-network change applied on the console and
-// rolled back by itself at Deadline unless it is kept: on the console, or
-// through the API by a request that arrives on Address (so whoever keeps
-// it has proved the new address works).
+// NetworkChange is a management-network change (PUT /host/network, on the
+// console or through the API): applied, then rolled back by itself at
+// Deadline unless it is kept, on the console or through the API by a
+// request that arrives on Address (so whoever keeps it has proved the new
+// address works).
 type NetworkChange struct {
+	// ID tells one change from the next.
+	ID     int           `json:"id"`
 	Config NetworkConfig `json:"config"`
+	// Previous is what a rollback applies.
+	Previous NetworkConfig `json:"previous"`
+	// State is NetChangeApplying, NetChangePending, NetChangeKept or
+	// NetChangeRolledBack.
+	State string `json:"state"`
 	// Address is the new address (with prefix length), "" when the change
 	// got none (DHCP without an answer): then only the console can keep it.
 	Address   string    `json:"address,omitempty"`
 	Interface string    `json:"interface,omitempty"`
 	Deadline  time.Time `json:"deadline"`
-	// Confirmed: kept through the API; the console has yet to notice.
+	// Confirmed: kept (State NetChangeKept) by a confirmation, through the
+	// API or on the console.
 	Confirmed bool `json:"confirmed"`
+	// Outcome says how a settled change ended: who kept it, or why it was
+	// rolled back (not confirmed in time, failed to apply, asked).
+	Outcome string `json:"outcome,omitempty"`
+	// Error is why applying the change failed, or a rollback failed.
+	Error string `json:"error,omitempty"`
 }
 
 // HostNetwork is the management network: saved and live.
@@ -99,12 +109,64 @@ type HostNetwork struct {
 	SavedError string        `json:"saved_error,omitempty"`
 	Config     NetworkConfig `json:"config"`
 	Live       NetworkLive   `json:"live"`
-	// Pending is a change awaiting confirmation, if any.
+	// Pending is a change being applied or awaiting confirmation, if any.
 	Pending *NetworkChange `json:"pending,omitempty"`
+	// LastChange is the last change settled since vmkernel started: kept
+	// or rolled back, and how.
+	LastChange *NetworkChange `json:"last_change,omitempty"`
+	// NICs are the interfaces that can carry the management network: the
+	// board's, and virtual ones (veth, dummy) on test hosts.
+	NICs []HostNIC `json:"nics"`
 }
 
-// NetworkConfirmRequest is vmkernel's confirm body: mgmtd fills it with the
-// local address the client's connection arrived on.
+// NetworkConfirmRequest is vmkernel's confirm body. mgmtd fills it with
+// the local address the client's connection arrived on, which must be the
+// change's new address; the console sends it empty (a client of
+// vmkernel's socket is on the host itself).
 type NetworkConfirmRequest struct {
-	LocalAddress string `json:"local_address"`
+	LocalAddress string `json:"local_address,omitempty"`
+}
+
+// NetworkCheck is one line of a management network test: what was tried
+// and how it went.
+type NetworkCheck struct {
+	What string `json:"what"`
+	OK   bool   `json:"ok"`
+	Info string `json:"info,omitempty"`
+}
+
+// ParseNetmask reads a netmask as a dotted quad (255.255.255.0) or a prefix
+// length (24 or /24).
+func ParseNetmask(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.Atoi(strings.TrimPrefix(s, "/")); err == nil {
+		if n < 1 || n > 32 {
+			return 0, fmt.Errorf("prefix length %d is outside 1 to 32", n)
+		}
+		return n, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("%q is not a netmask (e.g. 255.255.255.0 or 24)", s)
+	}
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n := 0
+	for v&0x80000000 != 0 {
+		n++
+		v <<= 1
+	}
+	if v != 0 || n == 0 {
+		return 0, fmt.Errorf("%s is not a contiguous netmask", s)
+	}
+	return n, nil
+}
+
+// NetmaskString is the dotted-quad netmask of a prefix length.
+func NetmaskString(bits int) string {
+	v := ^uint32(0) << (32 - bits)
+	if bits == 0 {
+		v = 0
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
 }

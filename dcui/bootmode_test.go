@@ -1,10 +1,14 @@
 package dcui
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/netconf"
 )
 
 // The home screen says where a host's configuration comes from when it is
@@ -22,7 +26,7 @@ func TestHomeBootMode(t *testing.T) {
 	} {
 		t.Run(c.golden, func(t *testing.T) {
 			h := newHarness(t)
-			h.m.d.BootMode = c.mode
+			h.bootMode(c.mode)
 			scr := h.golden(c.golden)
 			for _, w := range c.want {
 				if !strings.Contains(scr, w) {
@@ -32,7 +36,7 @@ func TestHomeBootMode(t *testing.T) {
 		})
 	}
 	h := newHarness(t)
-	h.m.d.BootMode = api.BootMode{Mode: api.BootInstalled}
+	h.bootMode(api.BootMode{Mode: api.BootInstalled})
 	if scr := h.m.View(); strings.Contains(scr, "Mode:") {
 		t.Errorf("an installed host's home screen shows a mode:\n%s", scr)
 	}
@@ -54,22 +58,38 @@ func TestHomeUpgradeRolledBack(t *testing.T) {
 	}
 }
 
-// The home screen says what is wrong with the management network, as the
-// run directory's record of the last Apply has it (the init's keeper keeps
-// asking DHCP meanwhile).
+// bootMode is what the init decided at boot, as vmkernel reads it; the
+// home screen is refreshed.
+func (h *harness) bootMode(m api.BootMode) {
+	h.t.Helper()
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(h.rig.Layout.BootModeFile(), b, 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	h.run(h.m.refresh())
+}
+
+// The home screen says what is wrong with the management network, as
+// vmkernel's record of the last apply has it (its keeper keeps asking DHCP
+// meanwhile).
 func TestHomeNetworkProblem(t *testing.T) {
 	h := newHarness(t)
 	const problem = "DHCP on eth0: no DHCP server answered: no matching response packet received; asking again"
-	h.m.d.NetProblem = func() string { return problem }
-	h.run(h.m.refresh())
+	record := func(p string) {
+		b, _ := json.Marshal(netconf.Applied{Config: netconf.Default(), Result: netconf.Result{NIC: "eth0", Interface: "eth0", Method: "dhcp"}, Problem: p})
+		if err := os.WriteFile(filepath.Join(h.rig.Layout.Run, netconf.AppliedFile), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.run(h.m.refresh())
+	}
+	record(problem)
 	scr := h.golden("home-network-problem")
 	for _, w := range []string{"NETWORK PROBLEM: DHCP on eth0: no DHCP server answered", "asking again"} {
 		if !strings.Contains(scr, w) {
 			t.Errorf("home screen lacks %q:\n%s", w, scr)
 		}
 	}
-	h.m.d.NetProblem = func() string { return "" }
-	h.run(h.m.refresh())
+	record("")
 	if scr := h.m.View(); strings.Contains(scr, "NETWORK PROBLEM") {
 		t.Errorf("the problem stays on the home screen once solved:\n%s", scr)
 	}

@@ -1,11 +1,12 @@
 // Package dcui is Plinth's Direct Console UI: the text screens an
 // administrator sees on the server's monitor (tty1) and serial console, as
 // on ESXi's DCUI. It is a bubbletea program (the Elm architecture: state
-// changes only in Update, I/O only in commands). Everything it touches on the
-// host — host facts and VMs from vmkernel, the root password in the auth
-// directory, the management network, power, log files, the clock — is a
-// field of Deps, so the model runs in tests without root; System (in
-// cmd/dcui) fills Deps with the real things.
+// changes only in Update, I/O only in commands) and a client of vmkernel's
+// local API like any other: every host setting it shows or changes — the
+// root password, lockdown, the management network, logs, power, reset —
+// goes through Host (a *client.Client on vmkernel's socket). It writes no
+// file and signals no process of its own; the one thing it runs itself is
+// the Troubleshooting shell on its own terminal.
 package dcui
 
 import (
@@ -15,67 +16,46 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/netconf"
 )
 
-// LogFile is one log View System Logs offers.
-type LogFile struct {
-	Name string // "Boot log", "vmkernel", "mgmtd"
-	Path string
+// Host is the API the DCUI speaks: vmkernel's, over its local socket
+// (*client.Client from client.NewVMKernel).
+type Host interface {
+	Host(context.Context) (api.Host, error)
+	ListVMs(context.Context) ([]api.VM, error)
+	UpgradeStatus(context.Context) (api.UpgradeStatus, error)
+	ShutdownVM(ctx context.Context, id string, timeout time.Duration) (api.VM, error)
+	VMAction(ctx context.Context, id, action string) (api.VM, error)
+	Hardware(context.Context) (api.Hardware, error)
+	HostPower(ctx context.Context, action, reason, confirm string) error
+	InstallTargets(context.Context) ([]api.InstallCandidate, error)
+	Install(context.Context, api.InstallRequest) (api.Task, error)
+	WaitTask(ctx context.Context, id string, interval time.Duration, progress func(api.Task)) (api.Task, error)
+
+	HostSettings(context.Context) (api.HostSettings, error)
+	HostNetwork(context.Context) (api.HostNetwork, error)
+	ChangeNetwork(context.Context, api.NetworkChangeRequest) (api.NetworkChange, error)
+	ConfirmNetwork(context.Context) (api.NetworkChange, error)
+	RollbackNetwork(context.Context) (api.NetworkChange, error)
+	RestartNetwork(context.Context) (api.NetworkChange, error)
+	RestoreNetwork(ctx context.Context, confirmSeconds int) (api.NetworkChange, error)
+	TestNetwork(context.Context) ([]api.NetworkCheck, error)
+	SetPassword(ctx context.Context, password string) error
+	VerifyPassword(ctx context.Context, password string) error
+	Lockdown(context.Context) (api.LockdownStatus, error)
+	SetLockdown(context.Context, api.LockdownRequest) (api.LockdownStatus, error)
+	RestartServices(ctx context.Context, names ...string) error
+	ResetConfig(ctx context.Context, confirm string) error
+	Logs(context.Context) ([]api.LogInfo, error)
+	LogTail(ctx context.Context, name string, tailBytes int64) ([]byte, error)
 }
 
-// Deps is what the DCUI needs from the host. Nil funcs are features the host
-// lacks: their screens say so.
+// Deps is what the DCUI needs: the API and its terminal's few things.
 type Deps struct {
 	// Version is Plinth's version (api.Version).
 	Version string
-	// AuthDir holds the root password and lockdown switch (package auth).
-	AuthDir string
-	// BootMode is where the host's configuration comes from, as the init
-	// decided at boot (layout.Host.BootModeFile); the home screen says so when the
-	// host is not installed.
-	BootMode api.BootMode
-
-	Host func(context.Context) (api.Host, error)
-	VMs  func(context.Context) ([]api.VM, error)
-	// Upgrades reads the system banks and the last upgrade (nil: not shown).
-	Upgrades    func(context.Context) (api.UpgradeStatus, error)
-	ShutdownVM  func(ctx context.Context, id string, timeout time.Duration) error
-	StopVM      func(ctx context.Context, id string) error
-	Hardware    func() (api.Hardware, error)
-	Fingerprint func() string
-	// Addresses are the host's management addresses (IPs) now.
-	Addresses func() []string
-	// NetProblem says what is wrong with the management network now (no
-	// DHCP answer, a lease run out), "" when nothing is.
-	NetProblem func() string
-
-	// Network: the saved configuration, apply (netlink), save (STATE), test.
-	LoadNet  func() (netconf.Config, error)
-	ApplyNet func(context.Context, netconf.Config) (netconf.Result, error)
-	SaveNet  func(netconf.Config) error
-	TestNet  func(context.Context, netconf.Config) []netconf.Check
-	// A change awaiting confirmation is published so that the API can keep
-	// it from its new address (netconf.MarkPending in the run directory);
-	// SettlePending ends it when the console keeps it or rolls it back,
-	// reporting whether the API kept it first; PendingConfirmed checks, on
-	// each tick, whether the API has kept it. Nil: only the console can.
-	MarkPending      func(netconf.Change) error
-	SettlePending    func() (byAPI bool, err error)
-	PendingConfirmed func() bool
-
-	// Power shuts the host down (reboot false) or restarts it.
-	Power         func(reboot bool) error
-	RestartAgents func() error
-	// ResetConfig removes the host's configuration from STATE (network,
-	// host name, password, lockdown, tokens), keeping VMs and datastores.
-	ResetConfig func() error
-	Logs        []LogFile
-	// InstallTargets and Install, when set, offer Install Plinth to Disk
-	// (package installer: the disks as targets, and the install itself
-	// with its progress).
-	InstallTargets func(context.Context) ([]api.InstallCandidate, error)
-	Install        func(ctx context.Context, disk string, overwrite bool, progress func(api.InstallProgress)) error
+	// API is the host (vmkernel's socket).
+	API Host
 	// Shell, when set, is a local shell for Troubleshooting; it ends itself
 	// after its inactivity timeout, ShellIdle (default 5 min).
 	Shell     func() tea.ExecCommand

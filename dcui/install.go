@@ -2,13 +2,16 @@ package dcui
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
 )
 
 // installForm is Install Plinth to Disk: the disks, the one chosen, the
@@ -43,10 +46,7 @@ const installTimeout = time.Hour
 
 func (m Model) loadInstall() (Model, tea.Cmd) {
 	m.inst = installForm{}
-	if m.d.InstallTargets == nil || m.d.Install == nil {
-		return m.message("Install Plinth to Disk", "The installer is not present on this host.", scrMenu)
-	}
-	targets := m.d.InstallTargets
+	targets := m.d.API.InstallTargets
 	return m, func() tea.Msg {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -101,12 +101,30 @@ func (m Model) onInstallKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			}
 			overwrite := len(f.cands[f.sel].Warnings) > 0 // the typed name is the consent
 			m.scr, m.busy, m.problem = scrBusy, "Installing Plinth to "+disk+"...", ""
-			return m, startInstall(m.d.Install, disk, overwrite)
+			return m, startInstall(apiInstall(m.d.API), disk, overwrite)
 		}
 		f.confirm.key(k)
 		return m, nil
 	}
 	return m, nil
+}
+
+// apiInstall installs through the API (vmkernel runs it as a task) and
+// follows its progress.
+func apiInstall(h Host) func(context.Context, string, bool, func(api.InstallProgress)) error {
+	return func(ctx context.Context, disk string, overwrite bool, progress func(api.InstallProgress)) error {
+		task, err := h.Install(ctx, api.InstallRequest{Disk: disk, Overwrite: overwrite})
+		if err != nil {
+			return err
+		}
+		t, err := h.WaitTask(ctx, task.ID, time.Second, func(t api.Task) {
+			progress(api.InstallProgress{Step: "writing and checking " + disk, Done: t.Done, Total: t.Total})
+		})
+		if errors.Is(err, client.ErrTaskFailed) {
+			return errors.New(t.Error)
+		}
+		return err
+	}
 }
 
 // startInstall runs the install in the background and turns its progress
@@ -142,6 +160,10 @@ func startInstall(install func(context.Context, string, bool, func(api.InstallPr
 func (m Model) onInstallMsg(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case installTargetsMsg:
+		var e *client.Error
+		if errors.As(msg.err, &e) && e.Status == http.StatusNotImplemented {
+			return m.message("Install Plinth to Disk", "The installer is not present on this host.", scrMenu)
+		}
 		m.inst.cands, m.inst.err, m.inst.loaded = msg.cands, msg.err, true
 		m.inst.sel = 0
 		for i, c := range msg.cands { // start on the first disk that can be a target

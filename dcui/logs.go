@@ -1,11 +1,13 @@
 package dcui
 
 import (
-	"io"
-	"os"
+	"context"
 	"strings"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/plinth/plinth/api"
 )
 
 // logTail is how much of a log file the viewer reads (its end).
@@ -14,7 +16,7 @@ const logTail = 256 << 10
 // logView is View System Logs' pager: scrollable, searchable with /, and
 // following new lines while at the end (F or End turn following back on).
 type logView struct {
-	file      LogFile
+	file      api.LogInfo
 	lines     []string
 	size      int64
 	err       error
@@ -26,32 +28,32 @@ type logView struct {
 	note      string
 }
 
-func newLogView(f LogFile) logView { return logView{file: f, follow: true} }
+func newLogView(f api.LogInfo) logView { return logView{file: f, follow: true} }
 
-// read loads the end of the file (a command).
-func (v logView) read() tea.Cmd {
-	path, size := v.file.Path, v.size
+// read loads the end of the log through the API (a command).
+func (v logView) read(h Host) tea.Cmd {
+	name, size := v.file.Name, v.size
 	return func() tea.Msg {
-		f, err := os.Open(path)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		logs, err := h.Logs(ctx)
 		if err != nil {
 			return logMsg{err: err}
 		}
-		defer f.Close()
-		st, err := f.Stat()
+		for _, l := range logs {
+			if l.Name == name && l.Size == size && size > 0 {
+				return nil // nothing new
+			}
+			if l.Name == name {
+				size = l.Size
+			}
+		}
+		b, err := h.LogTail(ctx, name, logTail)
 		if err != nil {
 			return logMsg{err: err}
 		}
-		if st.Size() == size && size > 0 {
-			return nil // nothing new
-		}
-		off := max(st.Size()-logTail, 0)
-		b := make([]byte, st.Size()-off)
-		n, err := f.ReadAt(b, off)
-		if err != nil && err != io.EOF {
-			return logMsg{err: err}
-		}
-		text := strings.TrimRight(string(b[:n]), "\n")
-		if off > 0 { // drop the cut first line
+		text := strings.TrimRight(string(b), "\n")
+		if int64(len(b)) < size { // drop the cut first line
 			if i := strings.IndexByte(text, '\n'); i >= 0 {
 				text = text[i+1:]
 			}
@@ -60,7 +62,7 @@ func (v logView) read() tea.Cmd {
 		if text != "" {
 			lines = strings.Split(strings.ReplaceAll(text, "\r", ""), "\n")
 		}
-		return logMsg{lines: lines, size: st.Size()}
+		return logMsg{lines: lines, size: size}
 	}
 }
 

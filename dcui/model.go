@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -12,8 +13,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/auth"
-	"github.com/plinth/plinth/netconf"
+	"github.com/plinth/plinth/client"
 )
 
 type screen int
@@ -70,12 +70,23 @@ type facts struct {
 	upgrade     *api.UpgradeStatus // nil: unknown
 	running     []string           // names of running VMs
 	runningIDs  []string
-	fingerprint string
-	addrs       []string
-	netProblem  string
-	passwordSet bool
-	authErr     error
+	settings    api.HostSettings
+	settingsErr error
 	at          time.Time
+}
+
+// passwordSet: the root password is set (or the host does not say).
+func (f facts) passwordSet() bool { return f.settings.Password.Set || f.settingsErr != nil }
+
+// addrs are the management addresses (without their prefix length).
+func (f facts) addrs() []string {
+	var out []string
+	for _, a := range f.settings.Network.Live.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().IsGlobalUnicast() {
+			out = append(out, p.Addr().String())
+		}
+	}
+	return out
 }
 
 // Messages.
@@ -88,24 +99,27 @@ type (
 		err error
 	}
 	netLoadedMsg struct {
-		cfg  netconf.Config
-		hw   api.Hardware
+		n    api.HostNetwork
 		err  error
 		next screen
 	}
-	netAppliedMsg struct {
-		res      netconf.Result
-		err      error
-		rollback bool // the result of a rollback
+	// netAcceptedMsg: the API took a change (or a restart), or refused it.
+	netAcceptedMsg struct {
+		ch  api.NetworkChange
+		err error
 	}
-	netSavedMsg struct {
-		err   error
-		byAPI bool // the API kept the change (from its new address)
+	// netPollMsg is the network as the API reports it while a change is
+	// in flight.
+	netPollMsg struct {
+		n   api.HostNetwork
+		err error
 	}
-	netPendingMsg   struct{ err error } // the change is published for the API
-	netKeptByAPIMsg struct{}
-	netTestMsg      []netconf.Check
-	hardwareMsg     struct {
+	netTestMsg []api.NetworkCheck
+	logsMsg    struct {
+		logs []api.LogInfo
+		err  error
+	}
+	hardwareMsg struct {
 		hw  api.Hardware
 		err error
 	}
@@ -140,12 +154,12 @@ type Model struct {
 	lockdown   bool
 	lockKnown  bool
 	net        netForm
-	netPrev    netconf.Config // what a confirm's rollback applies
-	netNew     netconf.Config
-	netRes     netconf.Result
+	netSaved   api.NetworkConfig // the saved configuration, as loaded
+	netCh      api.NetworkChange // the change in flight (ID 0: none)
+	netWait    bool              // polling the API for netCh
 	deadline   time.Time
-	netAPI     bool // the pending change can be kept through the API
-	checks     []netconf.Check
+	checks     []api.NetworkCheck
+	logs       []api.LogInfo
 	hw         api.Hardware
 	hwErr      error
 	logSel     int
@@ -196,13 +210,10 @@ func (m Model) refresh() tea.Cmd {
 		defer cancel()
 		var f facts
 		f.at = d.Now()
-		if d.Host != nil {
-			f.host, f.hostErr = d.Host(ctx)
-		} else {
-			f.hostErr = errors.New("no vmkernel")
-		}
-		if d.VMs != nil {
-			vms, err := d.VMs(ctx)
+		h := d.API
+		f.host, f.hostErr = h.Host(ctx)
+		{
+			vms, err := h.ListVMs(ctx)
 			f.vmsErr = err
 			f.vmsTotal = len(vms)
 			for _, v := range vms {
@@ -213,21 +224,10 @@ func (m Model) refresh() tea.Cmd {
 				}
 			}
 		}
-		if d.Upgrades != nil {
-			if u, err := d.Upgrades(ctx); err == nil {
-				f.upgrade = &u
-			}
+		if u, err := h.UpgradeStatus(ctx); err == nil {
+			f.upgrade = &u
 		}
-		if d.Fingerprint != nil {
-			f.fingerprint = d.Fingerprint()
-		}
-		if d.Addresses != nil {
-			f.addrs = d.Addresses()
-		}
-		if d.NetProblem != nil {
-			f.netProblem = d.NetProblem()
-		}
-		f.passwordSet, f.authErr = auth.PasswordSet(d.AuthDir)
+		f.settings, f.settingsErr = h.HostSettings(ctx)
 		return factsMsg(f)
 	}
 }
@@ -238,17 +238,31 @@ func (m Model) goTo(s screen) (Model, tea.Cmd) {
 	case scrSetPassword, scrChangePassword, scrLogin:
 		m.pw[0].value, m.pw[1].value, m.pwFocus = "", "", 0
 	case scrLockdown:
-		dir := m.d.AuthDir
-		return m, func() tea.Msg { on, err := auth.Lockdown(dir); return lockMsg{on, err} }
+		h := m.d.API
+		return m, func() tea.Msg {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			st, err := h.Lockdown(ctx)
+			return lockMsg{st.Enabled, err}
+		}
 	case scrNet, scrNetRestart, scrNetTest, scrNetRestore:
 		return m.loadNet(s)
 	case scrSupport:
-		if m.d.Hardware == nil {
-			m.hwErr = errors.New("no hardware inventory on this host")
-			return m, nil
+		h := m.d.API
+		return m, func() tea.Msg {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			hw, err := h.Hardware(ctx)
+			return hardwareMsg{hw, err}
 		}
-		hw := m.d.Hardware
-		return m, func() tea.Msg { h, err := hw(); return hardwareMsg{h, err} }
+	case scrLogsPick:
+		h := m.d.API
+		return m, func() tea.Msg {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			logs, err := h.Logs(ctx)
+			return logsMsg{logs, err}
+		}
 	case scrReset:
 		m.reset.value = ""
 	case scrInstall:
@@ -263,18 +277,23 @@ func (m Model) goTo(s screen) (Model, tea.Cmd) {
 func (m Model) loadNet(next screen) (Model, tea.Cmd) {
 	m.scr = next
 	m.net = netForm{}
-	d := m.d
+	h := m.d.API
 	return m, func() tea.Msg {
-		var msg netLoadedMsg
-		msg.next = next
-		msg.cfg = netconf.Default()
-		if d.LoadNet != nil {
-			msg.cfg, msg.err = d.LoadNet()
-		}
-		if d.Hardware != nil {
-			msg.hw, _ = d.Hardware()
-		}
-		return msg
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n, err := h.HostNetwork(ctx)
+		return netLoadedMsg{n: n, err: err, next: next}
+	}
+}
+
+// pollNet asks the API how the change in flight goes.
+func (m Model) pollNet() tea.Cmd {
+	h := m.d.API
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n, err := h.HostNetwork(ctx)
+		return netPollMsg{n, err}
 	}
 }
 
@@ -325,63 +344,46 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.hw, m.hwErr = msg.hw, msg.err
 		return m, nil
 	case netLoadedMsg:
-		m.hw = msg.hw
 		if msg.err != nil {
-			m.info = "The saved configuration could not be read (" + msg.err.Error() + "); showing the default."
+			m.info = "The network configuration could not be read (" + msg.err.Error() + ")."
 		}
-		m.netPrev = msg.cfg
+		m.netSaved = msg.n.Config
 		switch msg.next {
 		case scrNet:
-			m.net = newNetForm(msg.cfg, msg.hw.NICs)
+			m.net = newNetForm(msg.n.Config, msg.n.NICs)
 		case scrNetTest:
 			m.checks = nil
 			m.busy = "Testing the management network..."
-			d := m.d
-			cfg := msg.cfg
+			h := m.d.API
 			return m, func() tea.Msg {
-				if d.TestNet == nil {
-					return netTestMsg(nil)
-				}
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
-				return netTestMsg(d.TestNet(ctx, cfg))
+				checks, err := h.TestNetwork(ctx)
+				if err != nil {
+					checks = []api.NetworkCheck{{What: "test", Info: err.Error()}}
+				}
+				return netTestMsg(checks)
 			}
 		}
 		return m, nil
 	case netTestMsg:
 		m.busy = ""
 		m.checks = msg
-		if msg == nil {
-			m.checks = []netconf.Check{{What: "test", Info: "this host cannot test its network"}}
-		}
 		return m, nil
-	case netAppliedMsg:
-		return m.onApplied(msg)
-	case netSavedMsg:
-		m.busy = ""
-		kept := "The new configuration is kept"
-		if msg.byAPI {
-			kept = "Confirmed through the API from " + prefixAddr(m.netRes.Address) + ": the new configuration is kept"
-		}
+	case netAcceptedMsg:
+		return m.onAccepted(msg)
+	case netPollMsg:
+		return m.onNetPoll(msg)
+	case logsMsg:
+		m.logs = msg.logs
 		if msg.err != nil {
-			return m.message("Configure Management Network", kept+" and in effect, but could not be saved: "+msg.err.Error(), scrMenu)
-		}
-		return m.message("Configure Management Network", kept+" and saved; it holds after a restart.", scrMenu)
-	case netPendingMsg:
-		if m.scr == scrNetConfirm {
-			m.netAPI = msg.err == nil
-			if msg.err != nil {
-				m.problem = "The API cannot keep this change (" + msg.err.Error() + "); keep it here."
-			}
+			m.problem = msg.err.Error()
 		}
 		return m, nil
-	case netKeptByAPIMsg:
-		if m.scr != scrNetConfirm { // kept or rolled back meanwhile: that settled it
-			return m, nil
-		}
-		return m.keep(true)
 	case logMsg:
-		m.log.load(msg)
+		if msg.lines != nil || msg.err != nil || msg.size > 0 {
+			m.log.load(msg)
+		}
 		return m, nil
 	case installTargetsMsg, installProgressMsg, installDoneMsg:
 		return m.onInstallMsg(msg)
@@ -407,23 +409,13 @@ func (m Model) onTick(now time.Time) (tea.Model, tea.Cmd) {
 		cmds = append(cmds, m.refresh())
 		m.facts.at = now // not twice while one is under way
 	}
-	if m.scr == scrNetConfirm && !now.Before(m.deadline) {
-		mm, c := m.rollback("No answer within " + m.d.ConfirmTimeout.String())
-		return mm, tea.Batch(append(cmds, c)...)
-	}
-	if m.scr == scrNetConfirm && m.d.PendingConfirmed != nil {
-		confirmed := m.d.PendingConfirmed
-		cmds = append(cmds, func() tea.Msg {
-			if confirmed() {
-				return netKeptByAPIMsg{}
-			}
-			return nil
-		})
+	if m.netWait {
+		cmds = append(cmds, m.pollNet())
 	}
 	if m.scr == scrLogView && m.log.follow {
-		cmds = append(cmds, m.log.read())
+		cmds = append(cmds, m.log.read(m.d.API))
 	}
-	if m.authed && m.scr != scrNetConfirm && m.scr != scrBusy && now.Sub(m.lastKey) >= m.d.IdleTimeout {
+	if m.authed && !m.netWait && m.scr != scrBusy && now.Sub(m.lastKey) >= m.d.IdleTimeout {
 		m.authed = false
 		m.scr = scrHome
 		m.info = "Logged out after " + m.d.IdleTimeout.String() + " without a key press."
@@ -465,9 +457,13 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			if m.pw[0].value == "" {
 				return m, nil
 			}
-			dir, pw := m.d.AuthDir, m.pw[0].value
+			h, pw := m.d.API, m.pw[0].value
 			m.busy = "Checking the password..."
-			return m, func() tea.Msg { return authMsg{auth.Verify(dir, api.RootUser, pw)} }
+			return m, func() tea.Msg {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				return authMsg{h.VerifyPassword(ctx, pw)}
+			}
 		}
 		m.pw[0].key(k)
 		return m, nil
@@ -497,8 +493,13 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			if !m.lockKnown {
 				return m, nil
 			}
-			dir, on := m.d.AuthDir, !m.lockdown
-			return m, func() tea.Msg { return lockMsg{on, auth.SetLockdown(dir, on)} }
+			h, on := m.d.API, !m.lockdown
+			return m, func() tea.Msg {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				st, err := h.SetLockdown(ctx, api.LockdownRequest{Enabled: on})
+				return lockMsg{st.Enabled, err}
+			}
 		}
 		return m, nil
 	case scrNet:
@@ -512,9 +513,9 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	case scrNetConfirm:
 		switch key {
 		case "y", "Y", "f11":
-			return m.keep(false)
+			return m.settle(true)
 		case "n", "N", "esc":
-			return m.rollback("You chose to roll back")
+			return m.settle(false)
 		}
 		return m, nil
 	case scrNetRestart:
@@ -522,7 +523,7 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		case "esc":
 			return m.goTo(scrMenu)
 		case "enter", "f11":
-			return m.apply(m.netPrev, false, "Restarting the management network...")
+			return m.apply(netRestart, api.NetworkConfig{}, "Restarting the management network...")
 		}
 		return m, nil
 	case scrNetRestore:
@@ -530,9 +531,7 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		case "esc":
 			return m.goTo(scrMenu)
 		case "enter", "f11":
-			cfg := netconf.Default()
-			cfg.Hostname = m.netPrev.Hostname
-			return m.apply(cfg, true, "Restoring DHCP on the first NIC with a link...")
+			return m.apply(netRestore, api.NetworkConfig{}, "Restoring DHCP on the first NIC with a link...")
 		}
 		return m, nil
 	case scrNetTest, scrSupport, scrMessage:
@@ -552,16 +551,16 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		case "esc":
 			return m.goTo(scrMenu)
 		case "up", "k":
-			m.logSel = (m.logSel + len(m.d.Logs) - 1) % max(1, len(m.d.Logs))
+			m.logSel = (m.logSel + len(m.logs) - 1) % max(1, len(m.logs))
 		case "down", "j", "tab":
-			m.logSel = (m.logSel + 1) % max(1, len(m.d.Logs))
+			m.logSel = (m.logSel + 1) % max(1, len(m.logs))
 		case "enter":
-			if len(m.d.Logs) == 0 {
+			if len(m.logs) == 0 {
 				return m, nil
 			}
 			m.scr = scrLogView
-			m.log = newLogView(m.d.Logs[m.logSel])
-			return m, m.log.read()
+			m.log = newLogView(m.logs[m.logSel%len(m.logs)])
+			return m, m.log.read(m.d.API)
 		}
 		return m, nil
 	case scrLogView:
@@ -579,13 +578,13 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.troubleSel = 1 - m.troubleSel
 		case "enter":
 			if m.troubleSel == 0 {
-				if m.d.RestartAgents == nil {
-					return m.message("Restart Management Agents", "This host cannot restart its agents.", scrTrouble)
-				}
 				m.scr, m.busy = scrBusy, "Restarting the management agents..."
-				ra := m.d.RestartAgents
+				h := m.d.API
 				return m, func() tea.Msg {
-					return doneMsg{"Restart Management Agents", ra(), "mgmtd was restarted; the supervisor starts it again within a second."}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					return doneMsg{"Restart Management Agents", h.RestartServices(ctx, api.ServiceMgmtd),
+						"mgmtd is being restarted; its supervisor starts it again within seconds."}
 				}
 			}
 			if m.d.Shell == nil {
@@ -603,16 +602,12 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 				m.problem = "Type RESET in capital letters to confirm."
 				return m, nil
 			}
-			if m.d.ResetConfig == nil || m.d.Power == nil {
-				return m.message("Reset System Configuration", "This host cannot reset its configuration.", scrMenu)
-			}
 			m.scr, m.busy = scrBusy, "Resetting the configuration and restarting..."
-			reset, power := m.d.ResetConfig, m.d.Power
+			h, name := m.d.API, m.facts.host.Hostname
 			return m, func() tea.Msg {
-				if err := reset(); err != nil {
-					return doneMsg{"Reset System Configuration", err, ""}
-				}
-				return doneMsg{"Reset System Configuration", power(true), "The configuration is reset; the host is restarting."}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				return doneMsg{"Reset System Configuration", h.ResetConfig(ctx, name), "The configuration is reset; the host is restarting."}
 			}
 		}
 		m.reset.key(k)
@@ -631,10 +626,10 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 // else asked unless this console is logged in.
 func (m Model) authThen(s screen) (tea.Model, tea.Cmd) {
 	m.after = s
-	if m.facts.authErr != nil {
-		m.info = "Cannot read the account: " + m.facts.authErr.Error()
+	if m.facts.settingsErr != nil {
+		m.info = "Cannot read the host's settings: " + m.facts.settingsErr.Error()
 	}
-	if !m.facts.passwordSet {
+	if !m.facts.passwordSet() {
 		return m.goTo(scrSetPassword)
 	}
 	if m.authed {
@@ -649,8 +644,11 @@ func (m Model) onAuth(msg authMsg) (tea.Model, tea.Cmd) {
 	case scrLogin:
 		if msg.err != nil {
 			m.pw[0].value = ""
-			if errors.Is(msg.err, auth.ErrBadCredentials) {
+			var e *client.Error
+			if errors.As(msg.err, &e) && e.Status == http.StatusUnauthorized {
 				m.problem = "Wrong password."
+			} else if errors.As(msg.err, &e) {
+				m.problem = e.Problem.Detail
 			} else {
 				m.problem = msg.err.Error()
 			}
@@ -664,7 +662,7 @@ func (m Model) onAuth(msg authMsg) (tea.Model, tea.Cmd) {
 			return m, nil
 		}
 		first := m.scr == scrSetPassword
-		m.facts.passwordSet = true
+		m.facts.settings.Password.Set = true
 		m.authed = true
 		if first {
 			mm, c := m.goTo(m.after)
@@ -690,7 +688,7 @@ func (m Model) onPasswordKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.pwFocus = 1
 	case "enter":
 		if m.pwFocus == 0 {
-			if err := auth.CheckStrength(api.RootUser, m.pw[0].value); err != nil {
+			if err := api.CheckPassword(api.RootUser, m.pw[0].value); err != nil {
 				m.problem = capitalize(err.Error()) + "."
 				return m, nil
 			}
@@ -703,14 +701,23 @@ func (m Model) onPasswordKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.pw[0].value, m.pw[1].value, m.pwFocus = "", "", 0
 			return m, nil
 		}
-		if err := auth.CheckStrength(api.RootUser, m.pw[0].value); err != nil {
+		if err := api.CheckPassword(api.RootUser, m.pw[0].value); err != nil {
 			m.problem = capitalize(err.Error()) + "."
 			m.pwFocus = 0
 			return m, nil
 		}
-		dir, pw := m.d.AuthDir, m.pw[0].value
+		h, pw := m.d.API, m.pw[0].value
 		m.busy = "Setting the password..."
-		return m, func() tea.Msg { return authMsg{auth.SetPassword(dir, api.RootUser, pw)} }
+		return m, func() tea.Msg {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := h.SetPassword(ctx, pw)
+			var e *client.Error
+			if errors.As(err, &e) {
+				err = errors.New(e.Problem.Detail)
+			}
+			return authMsg{err}
+		}
 	default:
 		m.pw[m.pwFocus].key(k)
 	}
@@ -724,94 +731,125 @@ func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// apply applies cfg; commit, when true, then asks to keep it (rolling back to
-// m.netPrev unless kept in time); otherwise the result is just shown.
-func (m Model) apply(cfg netconf.Config, commit bool, what string) (tea.Model, tea.Cmd) {
-	if m.d.ApplyNet == nil {
-		return m.message("Management Network", "This host cannot change its network.", scrMenu)
-	}
-	m.netNew = cfg
-	m.scr, m.busy = scrBusy, what
-	applyNet := m.d.ApplyNet
+// What apply asks the API for.
+const (
+	netCommit  = iota // a change from the form, to be confirmed
+	netRestore        // back to DHCP, to be confirmed
+	netRestart        // the saved configuration again
+)
+
+// apply hands a change (or a restart, a restore) to the API, which
+// applies it a second later; the DCUI then follows it (pollNet) until it
+// awaits confirmation or is settled.
+func (m Model) apply(kind int, cfg api.NetworkConfig, what string) (tea.Model, tea.Cmd) {
+	m.scr, m.busy, m.problem = scrBusy, what, ""
+	h, secs := m.d.API, int(m.d.ConfirmTimeout/time.Second)
 	return m, func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		r, err := applyNet(ctx, cfg)
-		return netAppliedMsg{res: r, err: err, rollback: !commit}
+		var ch api.NetworkChange
+		var err error
+		switch kind {
+		case netCommit:
+			ch, err = h.ChangeNetwork(ctx, api.NetworkChangeRequest{Config: cfg, ConfirmSeconds: secs})
+		case netRestore:
+			ch, err = h.RestoreNetwork(ctx, secs)
+		default:
+			ch, err = h.RestartNetwork(ctx)
+		}
+		return netAcceptedMsg{ch, err}
 	}
 }
 
-// keep ends the pending change by keeping it (byAPI: the API confirmed it)
-// and saves it in STATE.
-func (m Model) keep(byAPI bool) (Model, tea.Cmd) {
-	m.scr, m.busy, m.problem = scrBusy, "Saving the configuration...", ""
-	settle, save, cfg := m.d.SettlePending, m.d.SaveNet, m.netNew
-	return m, func() tea.Msg {
-		if settle != nil {
-			if b, _ := settle(); b {
-				byAPI = true
-			}
-		}
-		if save == nil {
-			return netSavedMsg{errors.New("this host cannot save its network configuration"), byAPI}
-		}
-		return netSavedMsg{save(cfg), byAPI}
-	}
-}
-
-// rollback applies the previous configuration again, unless the API has
-// kept the change meanwhile.
-func (m Model) rollback(why string) (Model, tea.Cmd) {
-	m.scr, m.busy, m.problem = scrBusy, why+": rolling back to the previous configuration...", ""
-	applyNet, prev := m.d.ApplyNet, m.netPrev
-	settle, save, cfg := m.d.SettlePending, m.d.SaveNet, m.netNew
-	m.info = why
-	return m, func() tea.Msg {
-		if settle != nil {
-			if byAPI, _ := settle(); byAPI && save != nil {
-				return netSavedMsg{save(cfg), true}
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-		defer cancel()
-		r, err := applyNet(ctx, prev)
-		return netAppliedMsg{res: r, err: err, rollback: true}
-	}
-}
-
-func (m Model) onApplied(msg netAppliedMsg) (tea.Model, tea.Cmd) {
-	m.busy = ""
-	m.netRes = msg.res
-	if msg.rollback {
-		title := "Management Network"
-		if m.info != "" {
-			title = "Network Change Rolled Back"
-		}
-		text := fmt.Sprintf("The management network is %s on %s (%s).", orNone(msg.res.Address), orNone(msg.res.Interface), msg.res.Method)
-		if m.info != "" {
-			text = m.info + ". " + text
-		}
-		if msg.err != nil {
-			text = "FAILED: " + msg.err.Error()
-		}
-		m.info = ""
-		return m.message(title, text, scrMenu)
-	}
+func (m Model) onAccepted(msg netAcceptedMsg) (tea.Model, tea.Cmd) {
 	if msg.err != nil {
-		mm, c := m.rollback("The new configuration failed (" + msg.err.Error() + ")")
-		return mm, c
+		m.busy = ""
+		var e *client.Error
+		if errors.As(msg.err, &e) && len(e.Problem.Problems) > 0 && len(m.net.fields) == fCount {
+			m.scr = scrNet
+			m.net.probs = m.net.apiProblems(e.Problem.Problems)
+			return m, nil
+		}
+		text := msg.err.Error()
+		if errors.As(msg.err, &e) {
+			text = e.Problem.Detail
+		}
+		return m.message("Management Network", "FAILED: "+text, scrMenu)
 	}
-	m.scr = scrNetConfirm
-	m.deadline = m.d.Now().Add(m.d.ConfirmTimeout)
-	m.netAPI = false
-	cmds := []tea.Cmd{m.refresh()}
-	if mark := m.d.MarkPending; mark != nil {
-		prev := m.netPrev
-		ch := netconf.Change{Config: m.netNew, Interface: msg.res.Interface, Deadline: m.deadline, Previous: &prev}
-		ch.Address, _ = netip.ParsePrefix(msg.res.Address)
-		cmds = append(cmds, func() tea.Msg { return netPendingMsg{mark(ch)} })
+	m.netCh, m.netWait = msg.ch, true
+	return m, m.pollNet()
+}
+
+// onNetPoll follows the change in flight: to the confirm screen once it
+// awaits confirmation, to a message once it is settled.
+func (m Model) onNetPoll(msg netPollMsg) (tea.Model, tea.Cmd) {
+	if !m.netWait || msg.err != nil {
+		return m, nil
 	}
-	return m, tea.Batch(cmds...)
+	id := m.netCh.ID
+	if p := msg.n.Pending; p != nil && p.ID == id {
+		m.netCh = *p
+		if p.State == api.NetChangePending && m.scr != scrNetConfirm {
+			m.scr, m.busy, m.deadline = scrNetConfirm, "", p.Deadline
+			return m, m.refresh()
+		}
+		if p.State == api.NetChangeRollingBack && m.scr == scrNetConfirm {
+			m.scr, m.busy = scrBusy, capitalize(p.Outcome)+": rolling back to the previous configuration..."
+		}
+		return m, nil
+	}
+	l := msg.n.LastChange
+	if l == nil || l.ID != id {
+		return m, nil
+	}
+	m.netCh, m.netWait, m.busy = *l, false, ""
+	live := fmt.Sprintf("The management network is %s on %s.", orNone(strings.Join(msg.n.Live.Addresses, ", ")), orNone(msg.n.Live.Interface))
+	switch {
+	case l.State == api.NetChangeKept && !l.Confirmed: // a restart
+		return m.message("Restart Management Network", live, scrMenu)
+	case l.State == api.NetChangeKept:
+		kept := "The new configuration is kept"
+		if strings.Contains(l.Outcome, "through the API") {
+			kept = "Confirmed through the API from " + prefixAddr(l.Address) + ": the new configuration is kept"
+		}
+		if l.Error != "" {
+			return m.message("Configure Management Network", kept+" and in effect, but "+l.Error, scrMenu)
+		}
+		return m.message("Configure Management Network", kept+" and saved; it holds after a restart.", scrMenu)
+	case l.State == api.NetChangeRolledBack:
+		text := capitalize(l.Outcome) + ". " + live
+		if l.Error != "" && !strings.Contains(l.Outcome, l.Error) {
+			text += " (" + l.Error + ")"
+		}
+		return m.message("Network Change Rolled Back", text, scrMenu)
+	}
+	return m.message("Management Network", "FAILED: "+orNone(l.Error), scrMenu)
+}
+
+// settle keeps the change awaiting confirmation (on the console) or rolls
+// it back now.
+func (m Model) settle(keep bool) (Model, tea.Cmd) {
+	m.scr, m.problem = scrBusy, ""
+	m.busy = "Saving the configuration..."
+	if !keep {
+		m.busy = "You chose to roll back: rolling back to the previous configuration..."
+	}
+	h := m.d.API
+	return m, func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if keep {
+			_, err = h.ConfirmNetwork(ctx)
+		} else {
+			_, err = h.RollbackNetwork(ctx)
+		}
+		if err != nil { // settled meanwhile (by the API, the deadline): the poll says how
+			return nil
+		}
+		n, err := h.HostNetwork(ctx)
+		return netPollMsg{n, err}
+	}
 }
 
 // prefixAddr is the address of a CIDR ("10.0.2.20/24": "10.0.2.20").
@@ -848,11 +886,8 @@ func (m Model) onPowerKey(key string) (tea.Model, tea.Cmd) {
 			m.power.gracefully = !m.power.gracefully
 			return m, nil
 		}
-		if m.d.Power == nil {
-			return m.message("Shut Down/Restart", "This host cannot power itself off.", scrMenu)
-		}
 		reboot := m.power.sel == 2
-		d, ids, graceful := m.d, m.facts.runningIDs, m.power.gracefully
+		d, ids, graceful, name := m.d, m.facts.runningIDs, m.power.gracefully, m.facts.host.Hostname
 		m.scr = scrBusy
 		if reboot {
 			m.busy = "Restarting the host..."
@@ -869,16 +904,20 @@ func (m Model) onPowerKey(key string) (tea.Model, tea.Cmd) {
 			var errs []error
 			for _, id := range ids {
 				var err error
-				if graceful && d.ShutdownVM != nil {
-					err = d.ShutdownVM(ctx, id, d.VMShutdownWait)
-				} else if d.StopVM != nil {
-					err = d.StopVM(ctx, id)
+				if graceful {
+					_, err = d.API.ShutdownVM(ctx, id, d.VMShutdownWait)
+				} else {
+					_, err = d.API.VMAction(ctx, id, api.ActionStop)
 				}
 				if err != nil {
 					errs = append(errs, err)
 				}
 			}
-			err := d.Power(reboot)
+			action := api.PowerShutdown
+			if reboot {
+				action = api.PowerReboot
+			}
+			err := d.API.HostPower(ctx, action, "asked on the console (DCUI)", name)
 			what := map[bool]string{true: "restarting", false: "shutting down"}[reboot]
 			return doneMsg{"Shut Down/Restart", errors.Join(append(errs, err)...), "The host is " + what + "."}
 		}
@@ -914,13 +953,20 @@ const (
 var fieldNames = [fCount]string{"Uplink NIC", "VLAN ID", "IPv4", "IPv4 address", "Subnet mask", "Default gateway",
 	"IPv6", "IPv6 address", "DNS servers", "Search domains", "Hostname"}
 
+// IPv6 modes (api.NetworkConfig.IPv6).
+const (
+	ipv6Auto   = "auto"
+	ipv6Static = "static"
+	ipv6Off    = "off"
+)
+
 // choice rows and their options.
 var choices = map[int][]string{
-	fMode: {netconf.ModeDHCP, netconf.ModeStatic},
-	fIPv6: {netconf.IPv6Auto, netconf.IPv6Static, netconf.IPv6Off},
+	fMode: {api.NetModeDHCP, api.NetModeStatic},
+	fIPv6: {ipv6Auto, ipv6Static, ipv6Off},
 }
 
-func newNetForm(c netconf.Config, nics []api.HostNIC) netForm {
+func newNetForm(c api.NetworkConfig, nics []api.HostNIC) netForm {
 	f := netForm{nics: nics, nic: -1, fields: make([]field, fCount)}
 	for i, n := range nics {
 		if n.Name == c.NIC {
@@ -936,27 +982,19 @@ func newNetForm(c netconf.Config, nics []api.HostNIC) netForm {
 	}
 	f.fields[fMode].value = c.Mode
 	if c.Mode == "" {
-		f.fields[fMode].value = netconf.ModeDHCP
+		f.fields[fMode].value = api.NetModeDHCP
 	}
-	if c.Address.IsValid() {
-		f.fields[fAddr].value = c.Address.Addr().String()
-		f.fields[fMask].value = netconf.MaskString(c.Address.Bits())
+	if p, err := netip.ParsePrefix(c.Address); err == nil {
+		f.fields[fAddr].value = p.Addr().String()
+		f.fields[fMask].value = api.NetmaskString(p.Bits())
 	}
-	if c.Gateway.IsValid() {
-		f.fields[fGW].value = c.Gateway.String()
-	}
+	f.fields[fGW].value = c.Gateway
 	f.fields[fIPv6].value = c.IPv6
 	if c.IPv6 == "" {
-		f.fields[fIPv6].value = netconf.IPv6Auto
+		f.fields[fIPv6].value = ipv6Auto
 	}
-	if c.IPv6Address.IsValid() {
-		f.fields[fIPv6Addr].value = c.IPv6Address.String()
-	}
-	var dns []string
-	for _, d := range c.DNS {
-		dns = append(dns, d.String())
-	}
-	f.fields[fDNS].value = strings.Join(dns, ", ")
+	f.fields[fIPv6Addr].value = c.IPv6Address
+	f.fields[fDNS].value = strings.Join(c.DNS, ", ")
 	f.fields[fSearch].value = strings.Join(c.Search, ", ")
 	f.fields[fHost].value = c.Hostname
 	return f
@@ -966,9 +1004,9 @@ func newNetForm(c netconf.Config, nics []api.HostNIC) netForm {
 func (f netForm) enabled(i int) bool {
 	switch i {
 	case fAddr, fMask, fGW:
-		return f.fields[fMode].value == netconf.ModeStatic
+		return f.fields[fMode].value == api.NetModeStatic
 	case fIPv6Addr:
-		return f.fields[fIPv6].value == netconf.IPv6Static
+		return f.fields[fIPv6].value == ipv6Static
 	}
 	return true
 }
@@ -981,9 +1019,15 @@ func splitList(s string) []string {
 	return out
 }
 
-// config parses the form; the problems name the form's rows.
-func (f netForm) config() (netconf.Config, []string) {
-	var c netconf.Config
+// rowOf is the form's row of each field the API names.
+var rowOf = map[string]int{"nic": fNIC, "vlan": fVLAN, "mode": fMode, "address": fAddr, "netmask": fMask,
+	"gateway": fGW, "ipv6": fIPv6, "ipv6_address": fIPv6Addr, "dns": fDNS, "search": fSearch, "hostname": fHost}
+
+// config reads the form into the API's configuration; the problems are
+// what the form itself can tell (a VLAN that is no number, a netmask):
+// the rest the API checks, naming the field (apiProblems).
+func (f netForm) config() (api.NetworkConfig, []string) {
+	var c api.NetworkConfig
 	var probs []string
 	bad := func(row int, format string, a ...any) {
 		probs = append(probs, fieldNames[row]+": "+fmt.Sprintf(format, a...))
@@ -999,56 +1043,46 @@ func (f netForm) config() (netconf.Config, []string) {
 		c.VLAN = n
 	}
 	c.Mode = f.fields[fMode].value
-	if c.Mode == netconf.ModeStatic {
-		a, err := netip.ParseAddr(strings.TrimSpace(f.fields[fAddr].value))
-		if err != nil {
+	if c.Mode == api.NetModeStatic {
+		a := strings.TrimSpace(f.fields[fAddr].value)
+		if _, err := netip.ParseAddr(a); err != nil {
 			bad(fAddr, "%q is not an IPv4 address", f.fields[fAddr].value)
 		}
-		bits, err := netconf.ParseMask(f.fields[fMask].value)
+		bits, err := api.ParseNetmask(f.fields[fMask].value)
 		if err != nil {
 			bad(fMask, "%v", err)
 		}
-		if a.IsValid() && bits > 0 {
-			c.Address = netip.PrefixFrom(a, bits)
+		if a != "" && bits > 0 {
+			c.Address = a + "/" + strconv.Itoa(bits)
 		}
-		if v := strings.TrimSpace(f.fields[fGW].value); v != "" {
-			g, err := netip.ParseAddr(v)
-			if err != nil {
-				bad(fGW, "%q is not an IPv4 address", v)
-			}
-			c.Gateway = g
-		}
+		c.Gateway = strings.TrimSpace(f.fields[fGW].value)
 	}
 	c.IPv6 = f.fields[fIPv6].value
-	if c.IPv6 == netconf.IPv6Static {
-		p, err := netip.ParsePrefix(strings.TrimSpace(f.fields[fIPv6Addr].value))
-		if err != nil {
+	if c.IPv6 == ipv6Static {
+		c.IPv6Address = strings.TrimSpace(f.fields[fIPv6Addr].value)
+		if _, err := netip.ParsePrefix(c.IPv6Address); err != nil {
 			bad(fIPv6Addr, "want an IPv6 address with prefix length, e.g. 2001:db8::10/64")
 		}
-		c.IPv6Address = p
 	}
-	for _, s := range splitList(f.fields[fDNS].value) {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			bad(fDNS, "%q is not an IP address", s)
-			continue
-		}
-		c.DNS = append(c.DNS, a)
-	}
+	c.DNS = splitList(f.fields[fDNS].value)
 	c.Search = splitList(f.fields[fSearch].value)
 	c.Hostname = strings.TrimSpace(f.fields[fHost].value)
-	if len(probs) > 0 {
-		return c, probs
-	}
-	var p netconf.Problems
-	if err := c.Validate(); errors.As(err, &p) {
-		rows := map[string]int{"nic": fNIC, "vlan": fVLAN, "mode": fMode, "address": fAddr, "netmask": fMask,
-			"gateway": fGW, "ipv6": fIPv6, "ipv6_address": fIPv6Addr, "dns": fDNS, "search": fSearch, "hostname": fHost}
-		for _, e := range p {
-			bad(rows[e.Field], "%s", e.Problem)
-		}
-	}
 	return c, probs
+}
+
+// apiProblems are the API's refusal of the form's configuration, each on
+// its row.
+func (f netForm) apiProblems(probs []api.FieldProblem) []string {
+	var out []string
+	for _, p := range probs {
+		row, ok := rowOf[strings.TrimPrefix(p.Field, "config.")]
+		name := p.Field
+		if ok {
+			name = fieldNames[row]
+		}
+		out = append(out, name+": "+p.Message)
+	}
+	return out
 }
 
 func (m Model) onNetKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
@@ -1094,7 +1128,7 @@ func (m Model) onNetKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		if len(probs) > 0 {
 			return m, nil
 		}
-		return m.apply(cfg, true, "Applying the new management network configuration...")
+		return m.apply(netCommit, cfg, "Applying the new management network configuration...")
 	default:
 		if _, ok := choices[f.focus]; !ok && f.focus != fNIC {
 			f.fields[f.focus].key(k)

@@ -2,6 +2,7 @@ package dcui
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/auth"
-
+	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/internal/testenv"
 )
 
@@ -80,7 +79,7 @@ func TestShellEndsAfterInactivity(t *testing.T) {
 }
 
 // TestBinaryShellIdleTimeout opens the Troubleshooting shell in the real
-// binary (in tmux, without vmkernel) with a 1 s inactivity timeout: with no
+// binary (in tmux, with vmkernel and mgmtd) with a 1 s inactivity timeout: with no
 // key pressed, the shell is ended and the DCUI says why.
 func TestBinaryShellIdleTimeout(t *testing.T) {
 	needTmux(t)
@@ -88,15 +87,23 @@ func TestBinaryShellIdleTimeout(t *testing.T) {
 	if err != nil {
 		testenv.Unmet(t, "no sh")
 	}
-	bin := buildBin(t, t.TempDir(), "./dcui/cmd/dcui")
-	state := t.TempDir()
+	bin := t.TempDir()
+	dcuiBin := buildBin(t, bin, "./dcui/cmd/dcui")
+	buildBin(t, bin, "./vmkernel/cmd/vmkernel")
+	buildBin(t, bin, "./mgmtd/cmd/mgmtd")
+	s := startServices(t, bin)
 	const pw = "Shell-Idle-42"
-	if err := auth.SetPassword(filepath.Join(state, "mgmtd"), api.RootUser, pw); err != nil {
+	vmk, err := client.NewVMKernel(s.vmkSock)
+	if err != nil {
 		t.Fatal(err)
 	}
-	tm := startTmux(t, []string{"TERM=xterm-256color"}, bin, "-state", state, "-run", t.TempDir(),
-		"-vmkernel", filepath.Join(t.TempDir(), "none.sock"), "-shell", sh, "-shell-idle", "1s")
-	tm.wait("Customize System", 5*time.Second)
+	if err := vmk.SetPassword(context.Background(), pw); err != nil {
+		t.Fatal(err)
+	}
+	tm := startTmux(t, []string{"TERM=xterm-256color"}, dcuiBin, "-vmkernel", s.vmkSock, "-shell", sh, "-shell-idle", "1s")
+	fp, _ := os.ReadFile(filepath.Join(s.auth, "tls", "fingerprint"))
+	tm.wait(string(fp[:20]), 10*time.Second) // the host's settings are read
+
 	tm.keys("F2")
 	tm.wait("Password:", 5*time.Second)
 	tm.keys(pw, "Enter")

@@ -1,195 +1,41 @@
 package dcui
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/auth"
-	"github.com/plinth/plinth/board"
 	"github.com/plinth/plinth/client"
-	"github.com/plinth/plinth/layout"
-	"github.com/plinth/plinth/netconf"
 )
 
 // SystemConfig says where the real host's pieces are.
 type SystemConfig struct {
-	Layout      layout.Host
-	VMKernel    string // vmkernel's socket (Layout.VMKernelSocket)
-	AuthDir     string // Layout.AuthDir
-	InitPID     int    // the appliance init: SIGTERM powers off, SIGUSR1 restarts
-	ResolvConf  string // /etc/resolv.conf
-	TTY         string // the console's device, for the shell's inactivity check
-	Shell       string // the local shell (/bbin/gosh)
-	ShellIdle   time.Duration
-	SetHostname bool // false in tests that must not rename the machine
+	VMKernel  string // vmkernel's socket (layout.Host.VMKernelSocket)
+	TTY       string // the console's device, for the shell's inactivity check
+	Shell     string // the local shell (/bbin/gosh)
+	ShellIdle time.Duration
 }
 
-// System returns Deps backed by the host: vmkernel's socket, STATE, netlink,
-// signals to the init.
+// System returns Deps backed by the host: vmkernel's API on its socket.
 func System(c SystemConfig) (Deps, error) {
 	vmk, err := client.NewVMKernel(c.VMKernel)
 	if err != nil {
 		return Deps{}, err
 	}
-	ap := netconf.System(nil)
-	ap.RunDir = c.Layout.Run
-	if c.ResolvConf != "" {
-		ap.ResolvConf = c.ResolvConf
-	}
-	if !c.SetHostname {
-		ap.SetHostname = nil
-	}
-	d := Deps{
-		Version:  api.Version,
-		AuthDir:  c.AuthDir,
-		Host:     vmk.Host,
-		VMs:      vmk.ListVMs,
-		Upgrades: vmk.UpgradeStatus,
-		ShutdownVM: func(ctx context.Context, id string, t time.Duration) error {
-			_, err := vmk.ShutdownVM(ctx, id, t)
-			return err
-		},
-		StopVM: func(ctx context.Context, id string) error {
-			_, err := vmk.VMAction(ctx, id, "stop")
-			return err
-		},
-		Hardware: hardware,
-		// The install runs in vmkernel (as a task): the console follows it.
-		InstallTargets: vmk.InstallTargets,
-		Install: func(ctx context.Context, disk string, overwrite bool, progress func(api.InstallProgress)) error {
-			task, err := vmk.Install(ctx, api.InstallRequest{Disk: disk, Overwrite: overwrite})
-			if err != nil {
-				return err
-			}
-			t, err := vmk.WaitTask(ctx, task.ID, time.Second, func(t api.Task) {
-				progress(api.InstallProgress{Step: "writing and checking " + disk, Done: t.Done, Total: t.Total})
-			})
-			if errors.Is(err, client.ErrTaskFailed) {
-				return errors.New(t.Error)
-			}
-			return err
-		},
-		Fingerprint: func() string {
-			b, _ := os.ReadFile(filepath.Join(c.AuthDir, "tls", "fingerprint"))
-			return strings.TrimSpace(string(b))
-		},
-		Addresses: netconf.Addresses,
-		NetProblem: func() string {
-			ap, _, _ := netconf.ReadApplied(c.Layout.Run)
-			return ap.Problem
-		},
-		LoadNet: func() (netconf.Config, error) {
-			cfg, _, err := netconf.Load(c.Layout.State)
-			return cfg, err
-		},
-		ApplyNet:         ap.Apply,
-		SaveNet:          func(cfg netconf.Config) error { return netconf.Save(c.Layout.State, cfg) },
-		MarkPending:      func(ch netconf.Change) error { return netconf.MarkPending(c.Layout.Run, ch) },
-		SettlePending:    func() (bool, error) { return netconf.Settle(c.Layout.Run) },
-		PendingConfirmed: func() bool { return netconf.Confirmed(c.Layout.Run) },
-		TestNet: func(ctx context.Context, cfg netconf.Config) []netconf.Check {
-			h := cfg.Hostname
-			if h == "" {
-				h, _ = os.Hostname()
-			}
-			return netconf.Test(ctx, cfg, netconf.Live(cfg, "/sys", ap.ResolvConf), h)
-		},
-		Power: func(reboot bool) error {
-			if c.InitPID <= 0 {
-				return errors.New("the init's pid is unknown (-init-pid)")
-			}
-			sig := syscall.SIGTERM
-			if reboot {
-				sig = syscall.SIGUSR1
-			}
-			return syscall.Kill(c.InitPID, sig)
-		},
-		RestartAgents: func() error { return signalByName("mgmtd", syscall.SIGTERM) },
-		ResetConfig: func() error {
-			var errs []error
-			for _, p := range []string{
-				filepath.Join(c.Layout.State, netconf.FileName),
-				c.Layout.HostnameFile(),
-				filepath.Join(c.AuthDir, auth.PasswdFile),
-				filepath.Join(c.AuthDir, auth.SecurityFile),
-				filepath.Join(c.AuthDir, auth.TokensFile),
-			} {
-				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					errs = append(errs, err)
-				}
-			}
-			return errors.Join(errs...)
-		},
-		Logs: []LogFile{
-			{"Boot log", c.Layout.BootLog()},
-			{"vmkernel", c.Layout.ServiceLog(layout.VMKernel)},
-			{"mgmtd", c.Layout.ServiceLog(layout.Mgmtd)},
-		},
-		Tick:      tea.Tick,
-		ShellIdle: c.ShellIdle,
-	}
-	d.BootMode = readBootMode(c.Layout.BootModeFile())
+	d := Deps{Version: api.Version, API: vmk, Tick: tea.Tick, ShellIdle: c.ShellIdle}
 	if c.Shell != "" {
 		if _, err := os.Stat(c.Shell); err == nil {
 			d.Shell = func() tea.ExecCommand { return &idleShell{path: c.Shell, tty: c.TTY, idle: c.ShellIdle} }
 		}
 	}
 	return d, nil
-}
-
-// readBootMode reads the boot mode the init wrote; without the file (an
-// older init, a test host) the mode is unknown and the home screen says
-// nothing of it.
-func readBootMode(path string) api.BootMode {
-	var m api.BootMode
-	if b, err := os.ReadFile(path); err == nil {
-		_ = json.Unmarshal(b, &m)
-	}
-	return m
-}
-
-// signalByName signals every process whose command name is name.
-func signalByName(name string, sig syscall.Signal) error {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil || strings.TrimSpace(string(b)) != name {
-			continue
-		}
-		if err := syscall.Kill(pid, sig); err == nil {
-			n++
-		}
-	}
-	if n == 0 {
-		return fmt.Errorf("no %s process is running", name)
-	}
-	return nil
 }
 
 // idleShell is a root shell on the console that is killed after idle
@@ -252,30 +98,4 @@ func (s *idleShell) Run() error {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// hardware is board's inventory, plus the interfaces without a device that
-// can carry the management network (dummy, veth: test hosts, namespaces).
-func hardware() (api.Hardware, error) {
-	hw, err := board.Read(board.DefaultRoot())
-	have := map[string]bool{}
-	for _, n := range hw.NICs {
-		have[n.Name] = true
-	}
-	links, _ := netlink.LinkList()
-	sort.Slice(links, func(i, j int) bool { return links[i].Attrs().Name < links[j].Attrs().Name })
-	for _, l := range links {
-		a := l.Attrs()
-		if have[a.Name] || a.Flags&net.FlagLoopback != 0 || a.MasterIndex != 0 {
-			continue
-		}
-		switch l.Type() {
-		case "dummy", "veth":
-		default:
-			continue
-		}
-		hw.NICs = append(hw.NICs, api.HostNIC{Name: a.Name, MAC: a.HardwareAddr.String(), Driver: l.Type(),
-			Link: a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown})
-	}
-	return hw, err
 }

@@ -216,11 +216,18 @@ func startServices(t *testing.T, bin string) services { return startServicesIn(t
 func startServicesIn(t *testing.T, bin, ns string) services {
 	t.Helper()
 	base := t.TempDir()
+	// QEMU runs as the VMs' own users: vmkernel wants its run root's
+	// directories passable by them.
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s := services{state: filepath.Join(base, "state"), run: filepath.Join(base, "run"), resolv: filepath.Join(base, "resolv.conf")}
 	s.auth = filepath.Join(s.state, "mgmtd")
 	s.vmkSock = filepath.Join(s.run, "vmkernel.sock")
 	for _, d := range []string{s.auth, s.run} {
-		os.MkdirAll(d, 0o700)
+		os.MkdirAll(d, 0o755)
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	var addr string
@@ -254,7 +261,7 @@ func startServicesIn(t *testing.T, bin, ns string) services {
 	}
 	vmk := cmd("vmkernel", "-socket", s.vmkSock, "-state", filepath.Join(s.state, "vmkernel"),
 		"-run", filepath.Join(s.run, "vms"), "-accel", "tcg", "-socket-gid", strconv.Itoa(os.Getgid()),
-		"-network-state", s.state, "-network-run", s.run, "-resolv-conf", s.resolv)
+		"-host-state", s.state, "-host-run", s.run, "-resolv-conf", s.resolv, "-set-hostname=false")
 	mg := cmd("mgmtd", "-listen", listen, "-state", s.auth, "-vmkernel", s.vmkSock)
 	for _, c := range []*exec.Cmd{vmk, mg} {
 		var out bytes.Buffer
@@ -331,7 +338,7 @@ func TestBinaryStartsSmall(t *testing.T) {
 	buildBin(t, bin, "./vmkernel/cmd/vmkernel")
 	buildBin(t, bin, "./mgmtd/cmd/mgmtd")
 	s := startServices(t, bin)
-	tm := startTmux(t, []string{"TERM=xterm-256color"}, dcuiBin, "-state", s.state, "-run", s.run)
+	tm := startTmux(t, []string{"TERM=xterm-256color"}, dcuiBin, "-vmkernel", s.vmkSock)
 	scr := tm.wait("VMs:        0 running, 0 total", 30*time.Second)
 	if !strings.Contains(scr, "FIRST BOOT") || !strings.Contains(scr, "TLS certificate") {
 		t.Errorf("home screen:\n%s", scr)
@@ -357,9 +364,6 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testenv.Unmet(t, "needs root for a network namespace")
 	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		testenv.Unmet(t, "no unshare")
-	}
 	bin := t.TempDir()
 	dcuiBin := buildBin(t, bin, "./dcui/cmd/dcui")
 	buildBin(t, bin, "./vmkernel/cmd/vmkernel")
@@ -383,9 +387,8 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	run("ip", "-n", ns, "link", "set", "lo", "up")
 	s := startServicesIn(t, bin, ns)
 
-	// Its own UTS namespace too, so a host name change stays in the test.
-	tm := startTmux(t, []string{"TERM=xterm-256color"}, "ip", "netns", "exec", ns, "unshare", "--uts",
-		dcuiBin, "-state", s.state, "-run", s.run, "-resolv-conf", s.resolv, "-confirm", "60s")
+	// The DCUI is only a client of vmkernel's socket: it needs no namespace.
+	tm := startTmux(t, []string{"TERM=xterm-256color"}, dcuiBin, "-vmkernel", s.vmkSock, "-confirm", "60s")
 	tm.wait("FIRST BOOT", 5*time.Second)
 
 	const pw = "Tmux-Console-7"
@@ -411,7 +414,7 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	tm.wait("< eth9 >", 5*time.Second)
 	tm.keys("Enter")
 	tm.wait("Keep this configuration?", 10*time.Second)
-	tm.wait("POST https://198.51.100.10"+api.MgmtdNetConfirmPath, 10*time.Second)
+	tm.wait("POST https://198.51.100.10"+api.Mgmtd(api.HostNetConfirmPath), 10*time.Second)
 	if out := run("ip", "-n", ns, "addr", "show", "eth9"); !strings.Contains(out, "198.51.100.10/24") {
 		t.Fatalf("eth9 lacks the address:\n%s", out)
 	}
@@ -419,31 +422,31 @@ func TestBinarySetsPasswordAndStaticAddress(t *testing.T) {
 	// The API shows the change waiting; a confirmation that does not come
 	// by the new address is refused.
 	var n api.HostNetwork
-	call(t, s.hc, http.MethodGet, s.url+api.MgmtdHostNetworkPath, sess.Token, nil, &n, http.StatusOK)
+	call(t, s.hc, http.MethodGet, s.url+api.Mgmtd(api.HostNetworkPath), sess.Token, nil, &n, http.StatusOK)
 	if n.Saved || n.Pending == nil || n.Pending.Address != "198.51.100.10/24" || n.Pending.Confirmed {
-		t.Fatalf("GET %s while the change waits: %+v", api.MgmtdHostNetworkPath, n)
+		t.Fatalf("GET %s while the change waits: %+v", api.Mgmtd(api.HostNetworkPath), n)
 	}
-	call(t, s.hc, http.MethodPost, s.url+api.MgmtdNetConfirmPath, sess.Token, nil, nil, http.StatusConflict)
+	call(t, s.hc, http.MethodPost, s.url+api.Mgmtd(api.HostNetConfirmPath), sess.Token, nil, nil, http.StatusConflict)
 
 	// From the host, over the veth, to the new address: kept.
 	newURL := "https://198.51.100.10:8443"
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	var ch api.NetworkChange
-	call(t, hc, http.MethodPost, newURL+api.MgmtdNetConfirmPath, sess.Token, nil, &ch, http.StatusOK)
+	call(t, hc, http.MethodPost, newURL+api.Mgmtd(api.HostNetConfirmPath), sess.Token, nil, &ch, http.StatusOK)
 	if !ch.Confirmed || ch.Address != "198.51.100.10/24" {
 		t.Errorf("confirm: %+v", ch)
 	}
 	tm.wait("Confirmed through the API from 198.51.100.10", 10*time.Second)
 
 	n = api.HostNetwork{}
-	call(t, hc, http.MethodGet, newURL+api.MgmtdHostNetworkPath, sess.Token, nil, &n, http.StatusOK)
+	call(t, hc, http.MethodGet, newURL+api.Mgmtd(api.HostNetworkPath), sess.Token, nil, &n, http.StatusOK)
 	if !n.Saved || n.Pending != nil || n.Config.Mode != api.NetModeStatic || n.Config.Address != "198.51.100.10/24" ||
 		n.Config.Gateway != "198.51.100.1" || n.Config.NIC != "eth9" || n.Config.Hostname != "esx-tmux" {
-		t.Errorf("GET %s after the confirmation, saved part: %+v (pending %+v)", api.MgmtdHostNetworkPath, n.Config, n.Pending)
+		t.Errorf("GET %s after the confirmation, saved part: %+v (pending %+v)", api.Mgmtd(api.HostNetworkPath), n.Config, n.Pending)
 	}
 	if !slices.Contains(n.Live.Addresses, "198.51.100.10/24") || n.Live.NIC != "eth9" || n.Live.Gateway != "198.51.100.1" ||
 		!slices.Contains(n.Live.DNS, "198.51.100.53") || n.Live.DHCP != nil {
-		t.Errorf("GET %s after the confirmation, live part: %+v", api.MgmtdHostNetworkPath, n.Live)
+		t.Errorf("GET %s after the confirmation, live part: %+v", api.Mgmtd(api.HostNetworkPath), n.Live)
 	}
 	cfg, ok, err := netconf.Load(s.state)
 	if err != nil || !ok || cfg.Address.String() != "198.51.100.10/24" || cfg.NIC != "eth9" || cfg.Hostname != "esx-tmux" {

@@ -10,7 +10,6 @@ import (
 	"github.com/skip2/go-qrcode"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/netconf"
 )
 
 // Styles: bold and reverse video only, and every state is also said in
@@ -160,8 +159,9 @@ func (m Model) screenView() (title string, body []string, hints string) {
 		return m.netView()
 	case scrNetConfirm:
 		left := max(0, int(m.deadline.Sub(m.d.Now()).Round(time.Second)/time.Second))
+		ch := m.netCh
 		b := []string{
-			fmt.Sprintf("  The new configuration is in effect: %s on %s (%s).", orNone(m.netRes.Address), orNone(m.netRes.Interface), m.netRes.Method),
+			fmt.Sprintf("  The new configuration is in effect: %s on %s (%s).", orNone(ch.Address), orNone(ch.Interface), ch.Config.Mode),
 			"",
 			"  Can you still reach the host at its new address? Keep this configuration?",
 			"",
@@ -169,21 +169,21 @@ func (m Model) screenView() (title string, body []string, hints string) {
 			"",
 			"  <Y> Keep and save it       <N> Roll back now",
 		}
-		if m.netAPI {
+		if ch.Address != "" {
 			b = append(b, "", "  Or keep it through the API from the new address:",
-				"    POST https://"+prefixAddr(m.netRes.Address)+api.MgmtdNetConfirmPath)
+				"    POST https://"+prefixAddr(ch.Address)+api.Mgmtd(api.HostNetConfirmPath))
 		}
 		b = append(b, m.problemLines()...)
 		return "Confirm Management Network", b, "<Y> Keep  <N/Esc> Roll back"
 	case scrNetRestart:
 		b := []string{"  Restart the management network? The saved configuration is applied again:", ""}
-		b = append(b, indent("    ", describeNet(m.netPrev))...)
+		b = append(b, indent("    ", describeNet(m.netSaved))...)
 		b = append(b, "", "  Connections to the management API may drop for a moment.")
 		b = append(b, m.problemLines()...)
 		return "Restart Management Network", b, "<Enter> Restart  <Esc> Cancel"
 	case scrNetRestore:
 		b := []string{"  Restore the management network to its default: DHCP on the first NIC", "  with a link, no VLAN. Now:", ""}
-		b = append(b, indent("    ", describeNet(m.netPrev))...)
+		b = append(b, indent("    ", describeNet(m.netSaved))...)
 		b = append(b, "", fmt.Sprintf("  Like any network change it is rolled back unless kept within %s.", m.d.ConfirmTimeout))
 		return "Network Restore Options", b, "<Enter> Restore DHCP  <Esc> Cancel"
 	case scrNetTest:
@@ -198,8 +198,8 @@ func (m Model) screenView() (title string, body []string, hints string) {
 		return "Test Management Network", b, "<Esc> Back"
 	case scrLogsPick:
 		b := []string{"  Which log?", ""}
-		for i, l := range m.d.Logs {
-			b = append(b, menuLine(fmt.Sprintf("%-10s %s", l.Name, l.Path), i == m.logSel, m.w))
+		for i, l := range m.logs {
+			b = append(b, menuLine(fmt.Sprintf("%-10s %s", l.Name, l.Description), i == m.logSel, m.w))
 		}
 		return "View System Logs", b, "<Up/Down> Select  <Enter> View  <Esc> Back"
 	case scrLogView:
@@ -291,7 +291,7 @@ func humanBytes(b uint64) string {
 // managementURLs are https://ADDRESS/ for each management address.
 func (m Model) managementURLs() []string {
 	var out []string
-	for _, a := range m.facts.addrs {
+	for _, a := range m.facts.addrs() {
 		if strings.Contains(a, ":") {
 			a = "[" + a + "]"
 		}
@@ -319,7 +319,7 @@ func (m Model) homeView() (string, []string, string) {
 		b = append(b, indent("  ", wrap("vmkernel does not answer: "+f.hostErr.Error(), cw-4))...)
 	}
 	b = append(b, "  Host name:  "+boldStyle.Render(orDash(name)))
-	switch bm := m.d.BootMode; bm.Mode {
+	switch bm := f.settings.BootMode; bm.Mode {
 	case api.BootStateless:
 		b = append(b, "  Mode:       "+boldStyle.Render("STATELESS - configuration from the network at every boot"))
 		b = append(b, indent("    ", wrap("from "+bm.Source, cw-6))...)
@@ -352,12 +352,12 @@ func (m Model) homeView() (string, []string, string) {
 		b = append(b, "  Manage this host at:")
 		b = append(b, indent("    ", urls)...)
 	}
-	if f.netProblem != "" {
-		b = append(b, indent("    ", wrap("NETWORK PROBLEM: "+f.netProblem, cw-6))...)
+	if p := f.settings.Network.Live.Problem; p != "" {
+		b = append(b, indent("    ", wrap("NETWORK PROBLEM: "+p, cw-6))...)
 	}
 	b = append(b, "  TLS certificate SHA-256 fingerprint:")
-	b = append(b, indent("    ", fingerprintLines(f.fingerprint))...)
-	if !f.passwordSet {
+	b = append(b, indent("    ", fingerprintLines(f.settings.Certificate.Fingerprint))...)
+	if !f.passwordSet() {
 		b = append(b, "", "  "+boldStyle.Render("FIRST BOOT: no root password yet. Press F2 (or Enter) to set it."))
 	}
 	if m.info != "" {
@@ -381,10 +381,11 @@ func (m Model) homeView() (string, []string, string) {
 // modules a character (half blocks), or nil.
 func (m Model) qr() []string {
 	urls := m.managementURLs()
-	if len(urls) == 0 || m.facts.fingerprint == "" || m.w < 120 || m.h < 30 {
+	fp := m.facts.settings.Certificate.Fingerprint
+	if len(urls) == 0 || fp == "" || m.w < 120 || m.h < 30 {
 		return nil
 	}
-	q, err := qrcode.New(urls[0]+"#sha256="+m.facts.fingerprint, qrcode.Low)
+	q, err := qrcode.New(urls[0]+"#sha256="+fp, qrcode.Low)
 	if err != nil {
 		return nil
 	}
@@ -423,7 +424,7 @@ func (m Model) qr() []string {
 	return append(out, "Scan to open and pin")
 }
 
-func describeNet(c netconf.Config) []string {
+func describeNet(c api.NetworkConfig) []string {
 	nic := c.NIC
 	if nic == "" {
 		nic = "first NIC with a link"
@@ -432,29 +433,18 @@ func describeNet(c netconf.Config) []string {
 	if c.VLAN > 0 {
 		out = append(out, fmt.Sprintf("VLAN:   %d", c.VLAN))
 	}
-	if c.Mode == netconf.ModeStatic {
-		out = append(out, fmt.Sprintf("IPv4:   static %s, mask %s, gateway %s", c.Address.Addr(), netconf.MaskString(c.Address.Bits()), orDash(addrString(c.Gateway))))
+	if p, err := netip.ParsePrefix(c.Address); c.Mode == api.NetModeStatic && err == nil {
+		out = append(out, fmt.Sprintf("IPv4:   static %s, mask %s, gateway %s", p.Addr(), api.NetmaskString(p.Bits()), orDash(c.Gateway)))
 	} else {
 		out = append(out, "IPv4:   DHCP")
 	}
-	var dns []string
-	for _, d := range c.DNS {
-		dns = append(dns, d.String())
-	}
-	if len(dns) > 0 {
-		out = append(out, "DNS:    "+strings.Join(dns, ", "))
+	if len(c.DNS) > 0 {
+		out = append(out, "DNS:    "+strings.Join(c.DNS, ", "))
 	}
 	if c.Hostname != "" {
 		out = append(out, "Name:   "+c.Hostname)
 	}
 	return out
-}
-
-func addrString(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
 }
 
 // upgradeLines are the home screen's lines about the system banks: the

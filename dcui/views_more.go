@@ -75,7 +75,7 @@ func (m Model) logViewLines() (string, []string, string) {
 	var b []string
 	switch {
 	case v.err != nil:
-		b = append(b, "  Cannot read "+v.file.Path+": "+v.err.Error())
+		b = append(b, "  Cannot read the "+v.file.Name+" log: "+v.err.Error())
 	case len(v.lines) == 0:
 		b = append(b, "  (the log is empty)")
 	}
@@ -105,7 +105,7 @@ func (m Model) logViewLines() (string, []string, string) {
 		status = " Search for: " + v.search.view(30, true)
 	}
 	b = append(b, "", truncate(status, m.w))
-	return "Log: " + v.file.Name + " (" + v.file.Path + ")", b, "<Up/Down/PgUp/PgDn> Scroll  </> Search  <n> Next  <F> Follow  <Esc> Back"
+	return "Log: " + v.file.Name + " (" + v.file.Description + ")", b, "<Up/Down/PgUp/PgDn> Scroll  </> Search  <n> Next  <F> Follow  <Esc> Back"
 }
 
 func (m Model) supportView() (string, []string, string) {
@@ -122,7 +122,7 @@ func (m Model) supportView() (string, []string, string) {
 		"  Boot mode:      " + orDash(sys.BootMode),
 		"  TLS certificate SHA-256 fingerprint:",
 	}
-	b = append(b, indent("    ", fingerprintLines(m.facts.fingerprint))...)
+	b = append(b, indent("    ", fingerprintLines(m.facts.settings.Certificate.Fingerprint))...)
 	if m.hwErr != nil {
 		b = append(b, "", "  "+truncate("Hardware inventory: "+m.hwErr.Error(), m.w-4))
 	}

@@ -23,6 +23,7 @@
 //	vmkernel.sock             vmkernel's local API
 //	boot.log                  every line of the init and its services
 //	boot-mode.json            installed, live or stateless (api.BootMode)
+//	NAME.pid                  each supervised service's process ID
 //	vms/ID/                   the running VMs' sockets
 //	upgrade/, upgrade-stage/  the ESP's mount point and an upgrade's staging
 //	bootmedia/                the boot medium's mount point (installs)
@@ -122,6 +123,9 @@ func (h Host) UpgradeMount() string { return filepath.Join(h.Run, "upgrade") }
 
 // UpgradeStage is where an upgrade image is staged while it is checked.
 func (h Host) UpgradeStage() string { return filepath.Join(h.Run, "upgrade-stage") }
+
+// PIDFile is where the init's supervisor keeps a service's process ID.
+func (h Host) PIDFile(name string) string { return filepath.Join(h.Run, name+".pid") }
 
 // BootMediaMount is where the boot medium is mounted to install from it.
 func (h Host) BootMediaMount() string { return filepath.Join(h.Run, "bootmedia") }

@@ -320,7 +320,7 @@ func TestProblemsNameTheField(t *testing.T) {
 		{"POST", api.MgmtdHostPowerPath, api.PowerRequest{Action: "explode", Reason: "r", Confirm: "x"}, token, 422, "action"},
 		{"POST", api.MgmtdHostPowerPath, api.PowerRequest{Action: "reboot", Reason: "r", Confirm: "not-this-host"}, token, 422, "confirm"},
 		{"POST", api.MgmtdHostPowerPath, api.PowerRequest{Action: "reboot", Confirm: "x"}, token, 422, "reason"},
-		{"PUT", api.MgmtdHostCertificatePath, api.CertificateRequest{CertificatePEM: "nope"}, token, 422, "certificate_pem"},
+		{"PUT", api.Mgmtd(api.HostCertificatePath), api.CertificateRequest{CertificatePEM: "nope"}, token, 422, "certificate_pem"},
 		{"GET", api.MgmtdVMsPath + "?state=bogus", nil, token, 422, "state"},
 		{"GET", api.MgmtdVMsPath + "?name=[", nil, token, 422, "name"},
 		{"GET", api.MgmtdAuditPath + "?limit=abc", nil, token, 422, "limit"},

@@ -110,7 +110,7 @@ func (s *Server) guard(rt Route) http.Handler {
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w, keepProblem: true}
-		if on, err := auth.Lockdown(s.cfg.StateDir); on || err != nil {
+		if on, err := auth.Lockdown(s.cfg.StateDir); (on || err != nil) && !rt.LockdownExempt {
 			detail := "the host is in lockdown mode: only its console (DCUI) can change it"
 			if err != nil {
 				s.log.Error("mgmtd: reading lockdown", "err", err)

@@ -35,6 +35,7 @@ import (
 	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/tasks"
+	"github.com/plinth/plinth/tlscert"
 	"github.com/plinth/plinth/web"
 )
 
@@ -71,7 +72,7 @@ type Server struct {
 	audit    *auditLog
 	tasks    *tasks.Registry
 	tls      *tls.Config
-	cert     atomic.Pointer[tls.Certificate]
+	cert     *tlscert.Watch
 	http     *http.Server
 	routes   []Route
 	// ticketRoutes matches the paths of the routes that take tickets.
@@ -92,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
-	cert, created, err := LoadOrCreateCert(filepath.Join(cfg.StateDir, "tls"))
+	cert, created, err := tlscert.NewWatch(filepath.Join(cfg.StateDir, "tls"), func(msg string, args ...any) { log.Warn("mgmtd: "+msg, args...) })
 	if err != nil {
 		return nil, fmt.Errorf("mgmtd: %w", err)
 	}
@@ -121,13 +122,10 @@ func New(cfg Config) (*Server, error) {
 		history:  &history{step: cmp.Or(cfg.HistoryStep, historyStep)},
 	}
 	s.histCtx, s.stopHist = context.WithCancel(context.Background())
-	s.cert.Store(&cert)
-	s.tls = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.cert.Load(), nil
-		},
-	}
+	s.cert = cert
+	// The certificate is vmkernel's to replace (PUT /host/certificate):
+	// new connections get the new one within a second.
+	s.tls = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.Certificate}
 	if created {
 		log.Info("mgmtd: created a self-signed TLS certificate", "dir", filepath.Join(cfg.StateDir, "tls"))
 	}
@@ -154,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Fingerprint is the TLS certificate's SHA-256 fingerprint, colon-separated hex.
-func (s *Server) Fingerprint() string { return client.Fingerprint(s.cert.Load().Certificate[0]) }
+func (s *Server) Fingerprint() string { return client.Fingerprint(s.cert.Current().Certificate[0]) }
 
 // Routes is the route table.
 func (s *Server) Routes() []Route { return s.routes }

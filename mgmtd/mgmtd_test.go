@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/auth"

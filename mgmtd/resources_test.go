@@ -25,6 +25,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/mgmtd"
+	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 )
 
 // TestOpenAPIMatchesRoutes checks the served document lists exactly the
@@ -228,8 +229,8 @@ func selfSigned(t *testing.T, cn string, notAfter time.Time) (certPEM, keyPEM []
 }
 
 func TestCertificateReplaced(t *testing.T) {
-	state := t.TempDir()
-	vmk := startVMKernel(t)
+	rig := vmkerneltest.Start(t, vmkerneltest.Options{})
+	state, vmk := rig.Layout.AuthDir(), rig.Socket
 	r := startMgmtd(t, state, vmk, nil)
 	c := loggedIn(t, r)
 	certPEM, keyPEM := selfSigned(t, "esx1.example", time.Now().Add(365*24*time.Hour))
@@ -243,21 +244,29 @@ func TestCertificateReplaced(t *testing.T) {
 		{api.CertificateRequest{CertificatePEM: string(certPEM), KeyPEM: "none"}, "key_pem"},
 		{api.CertificateRequest{CertificatePEM: string(oldCert), KeyPEM: string(keyPEM)}, "key_pem"},
 	} {
-		resp, p := doAuth(t, http.MethodPut, r.url+api.MgmtdHostCertificatePath, c.Token(), bad.req)
+		resp, p := doAuth(t, http.MethodPut, r.url+api.Mgmtd(api.HostCertificatePath), c.Token(), bad.req)
 		if resp.StatusCode != 422 || p.Field != bad.field {
 			t.Errorf("bad certificate: %d %+v, want 422 naming %s", resp.StatusCode, p, bad.field)
 		}
 	}
-	resp, p := doAuth(t, http.MethodPut, r.url+api.MgmtdHostCertificatePath, c.Token(),
+	resp, p := doAuth(t, http.MethodPut, r.url+api.Mgmtd(api.HostCertificatePath), c.Token(),
 		api.CertificateRequest{CertificatePEM: string(certPEM), KeyPEM: string(keyPEM)})
 	if resp.StatusCode != 200 {
 		t.Fatalf("replace: %d %+v", resp.StatusCode, p)
 	}
 	block, _ := pem.Decode(certPEM)
 	newFP := client.Fingerprint(block.Bytes)
-	// New connections get the new certificate: the old pin fails, the new works.
-	if _, err := pinned(t, r).Health(deadline(t)); !errors.Is(err, client.ErrFingerprintMismatch) {
-		t.Errorf("old pin after replacement: %v", err)
+	// New connections get the new certificate within a second: the old
+	// pin fails, the new works.
+	for end := time.Now().Add(5 * time.Second); ; {
+		_, err := pinned(t, r).Health(deadline(t))
+		if errors.Is(err, client.ErrFingerprintMismatch) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("old pin after replacement: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // mgmtd looks at the files once a second
 	}
 	if _, err := pinned(t, running{url: r.url, fingerprint: newFP}).Health(deadline(t)); err != nil {
 		t.Errorf("new pin: %v", err)

@@ -51,6 +51,13 @@ type Route struct {
 	// /api/v1/tickets) as ?ticket= instead of the Authorization header,
 	// for browsers, which cannot send headers on a websocket.
 	Ticket bool
+	// Forwards: the handler checks or completes the request, then
+	// forwards it to vmkernel's route at the same path below /v1 (as the
+	// plain forward does); a test holds vmkernel's table to both.
+	Forwards bool
+	// LockdownExempt: a Change route the handler lets through in lockdown
+	// itself (turning lockdown off with the root password).
+	LockdownExempt bool
 }
 
 // Paths below the API prefix that name one thing.
@@ -103,16 +110,12 @@ func (s *Server) routeTable() []Route {
 			Query: map[string]string{"range": "hour (the default) or day"}},
 		{Method: get, Path: api.MgmtdHostHardwarePath, Handler: fwd, Access: Read,
 			Summary: "The host's hardware inventory", Response: api.Hardware{}},
-		{Method: post, Path: api.MgmtdHostPowerPath, Handler: s.hostPower, Access: Change, Status: http.StatusAccepted,
+		{Method: post, Path: api.MgmtdHostPowerPath, Handler: s.hostPower, Forwards: true, Access: Change, Status: http.StatusAccepted,
 			Summary: "Reboot or shut down the host (VMs are shut down first)", Request: api.PowerRequest{}, Response: api.PowerRequest{}},
 		{Method: get, Path: api.MgmtdHostInstallPath, Handler: fwd, Access: Read,
 			Summary: "The host's disks as install targets: which can be one, what installing would destroy", Response: []api.InstallCandidate{}},
 		{Method: post, Path: api.MgmtdHostInstallPath, Handler: fwd, Access: Change, Status: http.StatusAccepted,
 			Summary: "Install Plinth to a disk of the host (the running configuration carried over), as a task", Request: api.InstallRequest{}, Response: api.Task{}},
-		{Method: get, Path: api.MgmtdHostNetworkPath, Handler: fwd, Access: Read,
-			Summary: "The management network: saved configuration, live state, and a console change awaiting confirmation", Response: api.HostNetwork{}},
-		{Method: post, Path: api.MgmtdNetConfirmPath, Handler: s.confirmNetwork, Access: Change,
-			Summary: "Keep the management network change applied on the console; only from its new address (409 otherwise)", Response: api.NetworkChange{}},
 		{Method: get, Path: api.MgmtdUpgradePath, Handler: fwd, Access: Read,
 			Summary: "System banks: both banks' versions, the active one, a pending upgrade and the last upgrade's result", Response: api.UpgradeStatus{}},
 		{Method: post, Path: api.MgmtdUpgradePath, Handler: fwd, Access: Change, Stream: true, RawBody: true, MaxBody: -1,
@@ -123,11 +126,6 @@ func (s *Server) routeTable() []Route {
 			Summary: "Upgrade the host: the body is a signed image (plinth-VERSION.upgrade), checked as it streams in (422 naming why, nothing written, when its signature or a checksum does not match, or it is an older release and no downgrade was asked for), then written to the bank not running as a task"},
 		{Method: post, Path: api.MgmtdRollbackPath, Handler: fwd, Access: Change,
 			Summary: "Boot the standby bank from now on (or cancel an upgrade not yet booted)", Request: api.UpgradeRollbackRequest{}, Response: api.UpgradeResult{}},
-		{Method: get, Path: api.MgmtdHostCertificatePath, Handler: s.getCertificate, Access: Read,
-			Summary: "The TLS certificate mgmtd serves", Response: api.CertificateInfo{}},
-		{Method: put, Path: api.MgmtdHostCertificatePath, Handler: s.putCertificate, Access: Change,
-			Summary: "Replace the TLS certificate (clients must pin the new fingerprint)",
-			Request: api.CertificateRequest{}, Response: api.CertificateInfo{}},
 
 		{Method: get, Path: api.MgmtdVMsPath, Handler: s.listVMs, Access: Read,
 			Summary: "List VMs", Response: []api.VM{},
@@ -189,6 +187,7 @@ func (s *Server) routeTable() []Route {
 		{Method: get, Path: api.MgmtdOpenAPIPath, Handler: s.openAPI, Access: Read,
 			Summary: "This document"},
 	}
+	rs = append(rs, s.hostRoutes()...)
 	for _, a := range []string{api.ActionStart, api.ActionStop, api.ActionShutdown, api.ActionReset, api.ActionPause, api.ActionResume} {
 		rt := Route{Method: post, Path: vmPath + "/" + a, Handler: fwd, Access: Change, Response: api.VM{},
 			Summary: "Power action " + a + " on a VM"}
@@ -209,4 +208,58 @@ func pathVar(r *http.Request, name string) string {
 		return u
 	}
 	return v
+}
+
+// hostRoutes are the host's settings, vmkernel's (package hostconf):
+// forwarded with the audit and lockdown every Change route gets.
+func (s *Server) hostRoutes() []Route {
+	fwd, m := s.forward, api.Mgmtd
+	get, post, put := http.MethodGet, http.MethodPost, http.MethodPut
+	return []Route{
+		{Method: get, Path: m(api.HostSettingsPath), Handler: fwd, Access: Read,
+			Summary: "Every host setting at once: network, password, lockdown, certificate, boot mode", Response: api.HostSettings{}},
+		{Method: get, Path: m(api.HostNetworkPath), Handler: fwd, Access: Read,
+			Summary: "The management network: saved configuration, live state, the change in flight and the last one settled", Response: api.HostNetwork{}},
+		{Method: put, Path: m(api.HostNetworkPath), Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Change the management network (NIC, VLAN, IPv4, IPv6, DNS, host name): applied a second after this answer, then rolled back at its deadline unless confirmed from the new address (POST .../confirm)",
+			Request: api.NetworkChangeRequest{}, Response: api.NetworkChange{}},
+		{Method: post, Path: m(api.HostNetConfirmPath), Handler: s.confirmNetwork, Forwards: true, Access: Change,
+			Summary: "Keep the management network change awaiting confirmation; only from its new address (409 otherwise)", Response: api.NetworkChange{}},
+		{Method: post, Path: m(api.HostNetRollbackPath), Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Roll the change awaiting confirmation back now", Response: api.NetworkChange{}},
+		{Method: post, Path: m(api.HostNetRestartPath), Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Apply the saved management network configuration again (connections may drop for a moment)", Response: api.NetworkChange{}},
+		{Method: post, Path: m(api.HostNetRestorePath), Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Change the management network back to DHCP on the first NIC with a link, to be confirmed like any change",
+			Request: api.NetworkChangeRequest{}, Response: api.NetworkChange{}},
+		{Method: post, Path: m(api.HostNetTestPath), Handler: fwd, Access: Read,
+			Summary: "Ping the gateway and the DNS servers, resolve the host name", Response: []api.NetworkCheck{}},
+		{Method: get, Path: m(api.HostPasswordPath), Handler: fwd, Access: Read,
+			Summary: "Whether the root password is set", Response: api.PasswordStatus{}},
+		{Method: put, Path: m(api.HostPasswordPath), Handler: fwd, Access: Change, Status: http.StatusNoContent,
+			Summary: "Set the root password; every session and API token ends", Request: api.PasswordRequest{}},
+		{Method: get, Path: m(api.HostLockdownPath), Handler: fwd, Access: Read,
+			Summary: "Whether lockdown mode is on", Response: api.LockdownStatus{}},
+		{Method: put, Path: m(api.HostLockdownPath), Handler: s.setLockdown, Forwards: true, Access: Change, LockdownExempt: true,
+			Summary: "Turn lockdown mode on, or off with the root password (every other change is refused while it is on)",
+			Request: api.LockdownRequest{}, Response: api.LockdownStatus{}},
+		{Method: get, Path: m(api.HostCertificatePath), Handler: fwd, Access: Read,
+			Summary: "The TLS certificate mgmtd serves", Response: api.CertificateInfo{}},
+		{Method: put, Path: m(api.HostCertificatePath), Handler: fwd, Access: Change,
+			Summary: "Replace the TLS certificate (clients must pin the new fingerprint); served to new connections within a second",
+			Request: api.CertificateRequest{}, Response: api.CertificateInfo{}},
+		{Method: get, Path: m(api.HostServicesPath), Handler: fwd, Access: Read,
+			Summary: "The host's services and their state", Response: []api.ServiceStatus{}},
+		{Method: post, Path: m(api.HostServicesRestartPath), Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Restart services (none named: the management agents, mgmtd, a second after this answer; sessions end)",
+			Request: api.ServicesRestartRequest{}},
+		{Method: post, Path: m(api.HostResetPath), Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Forget the host's configuration (network, host name, password, lockdown, tokens; VMs and datastores are kept) and restart",
+			Request: api.ResetRequest{}},
+		{Method: get, Path: m(api.HostLogsPath), Handler: fwd, Access: Read,
+			Summary: "The host's logs", Response: []api.LogInfo{}},
+		{Method: get, Path: m(api.HostLogsPath) + "/{name}", Handler: fwd, Access: Read, ContentType: "text/plain",
+			Query:   map[string]string{"tail_bytes": "how much of the log's end (default 262144, at most 4194304)"},
+			Summary: "The end of one log (X-Log-Size: its whole size)"},
+	}
 }

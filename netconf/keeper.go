@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -16,10 +15,9 @@ import (
 // the last Apply recorded in the run directory: it renews the DHCP lease
 // (with its server at T1, with any server from T2), keeps asking when DHCP
 // got no answer (a cable plugged in late, a DHCP server that was down),
-// keeps the address when a lease runs out with no server answering (the
-// host stays manageable; it says so and goes on asking), and rolls back a
-// console change whose console went away before keeping it or rolling it
-// back. The appliance init runs one.
+// and keeps the address when a lease runs out with no server answering (the
+// host stays manageable; it says so and goes on asking). vmkernel, the
+// owner of the management network, runs one.
 type Keeper struct {
 	*Applier
 	// Poll is how often the run directory is looked at (5 s).
@@ -27,10 +25,7 @@ type Keeper struct {
 	// RetryMax is the longest wait between DHCP attempts while there is
 	// no lease (2 min; the first waits Poll, then doubling).
 	RetryMax time.Duration
-	// Grace is how long past its deadline a console change may stay
-	// unsettled before the Keeper rolls it back (15 s).
-	Grace time.Duration
-	Now   func() time.Time
+	Now      func() time.Time
 
 	gen     uint64    // the Applied generation the state below is about
 	next    time.Time // no DHCP traffic before this
@@ -77,9 +72,6 @@ func (k *Keeper) Step(ctx context.Context) time.Duration {
 	defer unlock()
 	now := k.now()
 	wait := k.poll()
-	if w, ok := k.settleAbandoned(ctx, now); ok {
-		wait = min(wait, w)
-	}
 	ap, ok, err := ReadApplied(k.RunDir)
 	if err != nil {
 		k.logf("network keeper: %v", err)
@@ -236,51 +228,6 @@ func (k *Keeper) record(ap Applied, ack *dhcpv4.DHCPv4, what string) time.Durati
 		k.next = now.Add(24 * time.Hour)
 	}
 	return k.next.Sub(now)
-}
-
-// settleAbandoned rolls back a console change still awaiting confirmation
-// Grace after its deadline: the console that made it would have settled it
-// by then, so it is gone. ok reports a change still within its time, with
-// when to look again.
-func (k *Keeper) settleAbandoned(ctx context.Context, now time.Time) (time.Duration, bool) {
-	c, err := readChange(filepath.Join(k.RunDir, PendingFile))
-	if err != nil {
-		return 0, false
-	}
-	grace := k.Grace
-	if grace <= 0 {
-		grace = 15 * time.Second
-	}
-	if end := c.Deadline.Add(grace); now.Before(end) {
-		return end.Sub(now), true
-	}
-	byAPI, err := Settle(k.RunDir)
-	switch {
-	case err != nil:
-		k.logf("network keeper: settle the abandoned change: %v", err)
-	case byAPI:
-		k.logf("network: the change to %s was kept through the API; its console is gone", orAddr(c))
-	case c.Previous == nil:
-		k.logf("network: the change to %s was not kept by %s and its console is gone, but no earlier configuration is recorded to roll back to",
-			orAddr(c), c.Deadline.Format(time.TimeOnly))
-	default:
-		k.logf("network: the change to %s was not kept by %s and its console is gone: rolling back", orAddr(c), c.Deadline.Format(time.TimeOnly))
-		actx, cancel := context.WithTimeout(ctx, 45*time.Second)
-		defer cancel()
-		if r, err := k.applyLocked(actx, *c.Previous); err != nil {
-			k.logf("network: roll back: %v", err)
-		} else {
-			k.logf("network: rolled back: %s %s (%s)", r.Interface, orNoAddr(r.Address), r.Method)
-		}
-	}
-	return 0, false
-}
-
-func orAddr(c Change) string {
-	if c.Address.IsValid() {
-		return c.Address.String()
-	}
-	return c.Config.Mode + " on " + c.Interface
 }
 
 func orNoAddr(s string) string {

@@ -2,6 +2,7 @@ package netconf
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -12,6 +13,54 @@ import (
 
 	"github.com/plinth/plinth/api"
 )
+
+// FromAPI reads a configuration as the API gives it, checked as Validate
+// does: every problem names its field ("address", "dns"...).
+func FromAPI(in api.NetworkConfig) (Config, error) {
+	c := Config{NIC: strings.TrimSpace(in.NIC), VLAN: in.VLAN, Mode: strings.TrimSpace(in.Mode), IPv6: strings.TrimSpace(in.IPv6),
+		Hostname: strings.TrimSpace(in.Hostname)}
+	var p Problems
+	add := func(f, format string, a ...any) { p = append(p, FieldError{f, fmt.Sprintf(format, a...)}) }
+	if c.Mode == "" {
+		c.Mode = ModeDHCP
+	}
+	if v := strings.TrimSpace(in.Address); v != "" {
+		a, err := netip.ParsePrefix(v)
+		if err != nil {
+			add("address", "%q is not an address with prefix length, e.g. 192.0.2.10/24", v)
+		}
+		c.Address = a
+	}
+	if v := strings.TrimSpace(in.Gateway); v != "" {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			add("gateway", "%q is not an IP address", v)
+		}
+		c.Gateway = a
+	}
+	if v := strings.TrimSpace(in.IPv6Address); v != "" {
+		a, err := netip.ParsePrefix(v)
+		if err != nil {
+			add("ipv6_address", "%q is not an IPv6 address with prefix length, e.g. 2001:db8::10/64", v)
+		}
+		c.IPv6Address = a
+	}
+	for _, v := range in.DNS {
+		a, err := netip.ParseAddr(strings.TrimSpace(v))
+		if err != nil {
+			add("dns", "%q is not an IP address", v)
+			continue
+		}
+		c.DNS = append(c.DNS, a)
+	}
+	for _, v := range in.Search {
+		c.Search = append(c.Search, strings.TrimSpace(v))
+	}
+	if len(p) > 0 {
+		return c, p
+	}
+	return c, c.Validate()
+}
 
 // API is c as the API reports it.
 func (c Config) API() api.NetworkConfig {
@@ -27,15 +76,6 @@ func (c Config) API() api.NetworkConfig {
 	}
 	for _, d := range c.DNS {
 		out.DNS = append(out.DNS, d.String())
-	}
-	return out
-}
-
-// API is ch as the API reports it.
-func (ch Change) API(confirmed bool) api.NetworkChange {
-	out := api.NetworkChange{Config: ch.Config.API(), Interface: ch.Interface, Deadline: ch.Deadline, Confirmed: confirmed}
-	if ch.Address.IsValid() {
-		out.Address = ch.Address.String()
 	}
 	return out
 }

@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/plinth/plinth/atomicfile"
@@ -190,42 +189,6 @@ func ValidHostname(h string) bool {
 		}
 	}
 	return true
-}
-
-// ParseMask reads a netmask as a dotted quad (255.255.255.0) or a prefix
-// length (24 or /24).
-func ParseMask(s string) (int, error) {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.Atoi(strings.TrimPrefix(s, "/")); err == nil {
-		if n < 1 || n > 32 {
-			return 0, fmt.Errorf("prefix length %d is outside 1 to 32", n)
-		}
-		return n, nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return 0, fmt.Errorf("%q is not a netmask (e.g. 255.255.255.0 or 24)", s)
-	}
-	b := a.As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	n := 0
-	for v&0x80000000 != 0 {
-		n++
-		v <<= 1
-	}
-	if v != 0 || n == 0 {
-		return 0, fmt.Errorf("%s is not a contiguous netmask", s)
-	}
-	return n, nil
-}
-
-// MaskString is the dotted-quad netmask of a prefix length.
-func MaskString(bits int) string {
-	v := ^uint32(0) << (32 - bits)
-	if bits == 0 {
-		v = 0
-	}
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
 }
 
 // Load reads dir/network.json; ok is false when there is none.

@@ -53,22 +53,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestParseMask(t *testing.T) {
-	for in, want := range map[string]int{"255.255.255.0": 24, "24": 24, "/16": 16, "255.255.255.252": 30, "255.0.0.0": 8} {
-		if got, err := ParseMask(in); err != nil || got != want {
-			t.Errorf("ParseMask(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"255.0.255.0", "33", "0", "0.0.0.0", "x"} {
-		if _, err := ParseMask(bad); err == nil {
-			t.Errorf("ParseMask(%q) accepted", bad)
-		}
-	}
-	if MaskString(24) != "255.255.255.0" || MaskString(32) != "255.255.255.255" {
-		t.Error("MaskString")
-	}
-}
-
 func TestSaveLoad(t *testing.T) {
 	dir := t.TempDir()
 	if c, ok, err := Load(dir); ok || err != nil || c.Mode != ModeDHCP {

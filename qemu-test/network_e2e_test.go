@@ -49,7 +49,7 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 	}
 	firstLogin(ctx, t, vm, c)
 	var n api.HostNetwork
-	c.getJSON(t, vm.APIURL()+api.MgmtdHostNetworkPath, &n)
+	c.getJSON(t, vm.APIURL()+api.Mgmtd(api.HostNetworkPath), &n)
 	if n.Saved || n.Config.Mode != api.NetModeDHCP || !slices.Contains(n.Live.Addresses, "10.0.2.15/24") || n.Live.NIC != "eth0" {
 		t.Errorf("boot 1, before the change: %+v", n)
 	}
@@ -82,7 +82,7 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 			t.Fatalf("DCUI, typing %q: %v", s.keys, err)
 		}
 	}
-	if err := vm.ExpectScreen("POST https://"+static+api.MgmtdNetConfirmPath, 30*time.Second); err != nil {
+	if err := vm.ExpectScreen("POST https://"+static+api.Mgmtd(api.HostNetConfirmPath), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("static address applied through the DCUI in %v", time.Since(t0).Round(time.Millisecond))
@@ -90,13 +90,13 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 	// Kept through the API, from the new address; the console notices.
 	vm.MarkScreen()
 	var ch api.NetworkChange
-	if err := json.Unmarshal(c.sendJSON(t, http.MethodPost, newURL+api.MgmtdNetConfirmPath, nil, http.StatusOK), &ch); err != nil || !ch.Confirmed || ch.Address != static+"/24" {
+	if err := json.Unmarshal(c.sendJSON(t, http.MethodPost, newURL+api.Mgmtd(api.HostNetConfirmPath), nil, http.StatusOK), &ch); err != nil || !ch.Confirmed || ch.Address != static+"/24" {
 		t.Fatalf("confirm: %+v, %v", ch, err)
 	}
 	if err := vm.ExpectScreen("Confirmed through the API from "+static, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c.getJSON(t, newURL+api.MgmtdHostNetworkPath, &n)
+	c.getJSON(t, newURL+api.Mgmtd(api.HostNetworkPath), &n)
 	if !n.Saved || n.Config.Address != static+"/24" || n.Pending != nil || n.Live.DHCP != nil || !slices.Contains(n.Live.Addresses, static+"/24") {
 		t.Errorf("boot 1, after the change: %+v", n)
 	}
@@ -119,9 +119,9 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 	}
 	newURL = "https://127.0.0.1:" + strconv.Itoa(hostfwdAdd(t, vm, static))
 	c.login(t, newURL, e2ePassword)
-	c.getJSON(t, newURL+api.MgmtdHostNetworkPath, &n)
+	c.getJSON(t, newURL+api.Mgmtd(api.HostNetworkPath), &n)
 	b, _ := json.Marshal(n)
-	t.Logf("boot 2: GET %s: %s", api.MgmtdHostNetworkPath, b)
+	t.Logf("boot 2: GET %s: %s", api.Mgmtd(api.HostNetworkPath), b)
 	want := api.NetworkConfig{Mode: api.NetModeStatic, Address: static + "/24", Gateway: "10.0.2.2", DNS: []string{"10.0.2.3"}, Hostname: "esx-net"}
 	cfg := n.Config
 	if !n.Saved || cfg.Mode != want.Mode || cfg.Address != want.Address || cfg.Gateway != want.Gateway ||

@@ -22,6 +22,7 @@ import (
 	"github.com/plinth/plinth/installer"
 	"github.com/plinth/plinth/tasks"
 	"github.com/plinth/plinth/vmkernel/events"
+	"github.com/plinth/plinth/vmkernel/hostconf"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/vswitch"
@@ -56,8 +57,9 @@ type Config struct {
 	// disks (/v1/host/install, as a task); nil answers 501. Its disks come
 	// from the hardware inventory.
 	Installer *installer.Env
-	// Network locates the management network's files (/v1/host/network).
-	Network NetworkPaths
+	// HostConf owns the host's settings (/v1/host/network, password,
+	// lockdown, certificate, services, reset, logs); nil answers 501.
+	HostConf *hostconf.Host
 	// Upgrades, when set, offers system upgrades and rollback
 	// (/v1/host/upgrade); nil answers 501.
 	Upgrades *Upgrades
@@ -66,7 +68,6 @@ type Config struct {
 // Server is vmkernel's local API.
 type Server struct {
 	cfg  Config
-	net  NetworkPaths
 	http *http.Server
 	// specMu orders spec changes (update, delete) against starts: a start
 	// holds it shared from reading the spec until QEMU runs.
@@ -92,7 +93,7 @@ func New(cfg Config) *Server {
 	if cfg.Events == nil {
 		cfg.Events = events.New(0)
 	}
-	s := &Server{cfg: cfg, net: cfg.Network.withDefaults(), tasks: tasks.New(nil)}
+	s := &Server{cfg: cfg, tasks: tasks.New(nil)}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	s.http = &http.Server{
 		Handler:           s.Handler(),
@@ -136,9 +137,7 @@ func (s *Server) Routes() []Route {
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/convert", s.convertDisk},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks", s.listTasks},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks/{id}", s.getTask},
-		{http.MethodGet, api.VMKernelHostNetworkPath, s.hostNetwork},
-		{http.MethodPost, api.VMKernelNetConfirmPath, s.confirmNetwork},
-	}, append(s.vmRoutes(), s.switchRoutes()...)...)
+	}, append(append(s.hostRoutes(), s.vmRoutes()...), s.switchRoutes()...)...)
 }
 
 // Handler is the server's HTTP handler: the route table, with problem JSON

@@ -104,7 +104,7 @@ func run(args []string) error {
 		_, err := wait(homeScreen, 30*time.Second)
 		return time.Since(t0), err
 	}
-	dcuiCmd := strings.Join([]string{filepath.Join(bin, "dcui"), "-state", state, "-run", runDir}, " ")
+	dcuiCmd := strings.Join([]string{filepath.Join(bin, "dcui"), "-run", runDir}, " ")
 	var dcuiT, floorT []time.Duration
 	for i := 0; i <= *n; i++ {
 		f, err := respawn("printf '" + homeScreen + "\\n'")
@@ -171,7 +171,7 @@ func startServices(bin, state, runDir string) (stop func(), err error) {
 	cmds := []*exec.Cmd{
 		exec.Command(filepath.Join(bin, "vmkernel"), "-socket", vmkSock, "-state", filepath.Join(state, "vmkernel"),
 			"-run", filepath.Join(runDir, "vms"), "-accel", "tcg", "-socket-gid", strconv.Itoa(os.Getgid()),
-			"-network-state", state, "-network-run", runDir, "-resolv-conf", filepath.Join(state, "resolv.conf")),
+			"-host-state", state, "-host-run", runDir, "-resolv-conf", filepath.Join(state, "resolv.conf"), "-set-hostname=false"),
 		exec.Command(filepath.Join(bin, "mgmtd"), "-listen", addr, "-state", authDir, "-vmkernel", vmkSock),
 	}
 	var started []*exec.Cmd

@@ -3,7 +3,8 @@
 // the VM payload (QEMU and firmware) on /usr, mounts the STATE file system (or
 // says loudly that it runs live, with state in RAM), sets the hostname, brings
 // up the management network (the configuration saved in STATE, unless the
-// kernel command line gives a static address), starts vmkernel, mgmtd and the
+// kernel command line gives a static address; from then on vmkernel owns
+// and keeps it), starts vmkernel, mgmtd and the
 // DCUI on tty1 under the supervisor, and once the API answers prints one
 // machine-readable ready line with the boot timings. Then it hands the serial
 // console to a second DCUI: from then on its own lines and the services' go
@@ -228,7 +229,6 @@ func Run(cfg Config) error {
 	trial := p.reconcileUpgrade()
 	<-networked
 	p.bootMode() // a stateless host's configuration, before it is used
-	go p.keepNetwork()
 	_ = p.step("hostname", p.setHostname)
 	if done, reboot := p.installUnattended(); done {
 		return p.shutdown("unattended install finished", reboot)
@@ -421,6 +421,7 @@ func (p *initProc) startServices() error {
 		Credential: &syscall.Credential{Uid: api.MgmtdUID, Gid: api.MgmtdGID},
 		ExtraFiles: []*os.File{lf},
 		LogFile:    p.cfg.Layout.ServiceLog(layout.Mgmtd),
+		PIDFile:    p.cfg.Layout.PIDFile(layout.Mgmtd),
 	}); err != nil {
 		return err
 	}

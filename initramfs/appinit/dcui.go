@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,8 +71,7 @@ func (b *bootLog) setMuted(m bool) {
 func (p *initProc) startDCUI(tty, term string) error {
 	return p.sup.Start(supervisor.Spec{
 		Name: "dcui-" + tty, Path: filepath.Join(p.cfg.BinDir, "dcui"),
-		Args: []string{"-tty", "/dev/" + tty, "-state", p.cfg.Layout.State, "-run", p.cfg.Layout.Run,
-			"-init-pid", strconv.Itoa(os.Getpid())},
+		Args:       []string{"-tty", "/dev/" + tty, "-vmkernel", p.cfg.Layout.VMKernelSocket()},
 		Env:        []string{"TERM=" + term, "HOME=/root"},
 		MinBackoff: time.Second, MaxRestarts: 20,
 	})

@@ -1,7 +1,6 @@
 package appinit
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -88,13 +87,3 @@ func defaultHostname(sysRoot string) string {
 
 // validHostname reports whether h is an RFC 1123 host name label sequence.
 func validHostname(h string) bool { return netconf.ValidHostname(h) }
-
-// keepNetwork looks after the management network for as long as the host
-// runs: DHCP lease renewal, asking again when DHCP got nothing, and the
-// rollback of a console change whose console went away (netconf.Keeper).
-func (p *initProc) keepNetwork() {
-	a := netconf.System(p.logf)
-	a.RunDir = p.cfg.Layout.Run
-	k := &netconf.Keeper{Applier: a}
-	k.Run(context.Background())
-}

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ type Spec struct {
 	ExtraFiles []*os.File
 	// LogFile, when set, receives every line too (appended; rotated at 1 MiB).
 	LogFile string
+	// PIDFile, when set, holds the running process's ID (written at each
+	// start): how vmkernel finds the management agent it restarts.
+	PIDFile string
 
 	MinBackoff  time.Duration // default 500ms
 	MaxBackoff  time.Duration // default 30s
@@ -240,6 +244,11 @@ func (svc *service) spawn() error {
 	svc.status.PID = cmd.Process.Pid
 	svc.status.Since = time.Now()
 	svc.mu.Unlock()
+	if sp.PIDFile != "" {
+		if err := os.WriteFile(sp.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+			svc.note("pid file: %v", err)
+		}
+	}
 	go svc.pump(pr)
 	return nil
 }

@@ -15,8 +15,12 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/installer"
+	"github.com/plinth/plinth/layout"
+	"github.com/plinth/plinth/netconf"
+	"github.com/plinth/plinth/tlscert"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/events"
+	"github.com/plinth/plinth/vmkernel/hostconf"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
@@ -37,9 +41,15 @@ type Options struct {
 	Installer *installer.Env
 	// Upgrades offers system upgrades (nil: 501).
 	Upgrades *vmkernel.Upgrades
-	// Network locates the management network's files (empty fields:
-	// directories of the rig's own, never the machine's).
-	Network vmkernel.NetworkPaths
+	// Net is the management network the host settings drive (nil: none,
+	// the network routes answer 501); its RunDir is set to the rig's.
+	Net *netconf.Host
+	// SignalAgent is the host settings' hook that restarts an agent (nil:
+	// through the run directory's pid files, which a rig has none of).
+	SignalAgent func(name string) error
+	// ApplyDelay is the host settings' delay before a network change is
+	// applied (0: 50 ms).
+	ApplyDelay time.Duration
 }
 
 // Rig is a running vmkernel.
@@ -53,6 +63,10 @@ type Rig struct {
 	Inventory *inventory.Inventory
 	Runner    *runner.Manager
 	Server    *vmkernel.Server
+	// Layout is the rig's STATE and run directories; HostConf its host
+	// settings.
+	Layout   layout.Host
+	HostConf *hostconf.Host
 }
 
 // Start serves a vmkernel until the test ends.
@@ -102,14 +116,27 @@ func Start(t testing.TB, o Options) *Rig {
 	if host == nil {
 		host = hostinfo.Source{Accel: api.Acceleration{Mode: api.AccelTCG, Reason: "tcg: test rig"}}.Gather
 	}
-	net := o.Network
-	if net.StateDir == "" {
-		net.StateDir = filepath.Join(base, "net-state")
+	lay := layout.Under(base)
+	for _, d := range []string{lay.State, lay.Run, lay.AuthDir(), lay.TLSDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if net.RunDir == "" {
-		net.RunDir = filepath.Join(base, "net-run")
+	if _, _, err := tlscert.LoadOrCreate(lay.TLSDir()); err != nil {
+		t.Fatal(err)
 	}
-	srv := vmkernel.New(vmkernel.Config{Network: net, Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power,
+	if o.Net != nil {
+		o.Net.RunDir = lay.Run
+	}
+	if o.ApplyDelay == 0 {
+		o.ApplyDelay = 50 * time.Millisecond
+	}
+	hc := hostconf.New(hostconf.Config{Layout: lay, Net: o.Net, Power: o.Power, ApplyDelay: o.ApplyDelay, Hardware: o.Hardware,
+		SignalAgent: o.SignalAgent, Hostname: func() string { h, _ := host(); return h.Hostname }})
+	hctx, hcancel := context.WithCancel(context.Background())
+	t.Cleanup(hcancel)
+	hc.Run(hctx)
+	srv := vmkernel.New(vmkernel.Config{HostConf: hc, Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power,
 		Hardware: o.Hardware, Installer: o.Installer, Upgrades: o.Upgrades})
 	go srv.Serve(l)
 	t.Cleanup(func() {
@@ -121,5 +148,5 @@ func Start(t testing.TB, o Options) *Rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Rig{Socket: sock, Client: c, Base: base, DS: ds, Inventory: inv, Runner: m, Server: srv}
+	return &Rig{Socket: sock, Client: c, Base: base, DS: ds, Inventory: inv, Runner: m, Server: srv, Layout: lay, HostConf: hc}
 }

@@ -32,26 +32,17 @@ func main() {
 func run(args []string) error {
 	fl := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	tty := fl.String("tty", "", "terminal device to run on (default: standard input and output)")
-	state := fl.String("state", layout.StateDir, "the STATE directory")
-	runDir := fl.String("run", layout.RunDir, "the run directory (boot.log, vmkernel.sock)")
+	runDir := fl.String("run", layout.RunDir, "the run directory (where vmkernel's socket is)")
 	vmk := fl.String("vmkernel", "", "vmkernel's socket (default RUN/vmkernel.sock)")
-	authDir := fl.String("auth", "", "the account directory (default STATE/mgmtd)")
-	initPID := fl.Int("init-pid", 0, "the appliance init's pid (SIGTERM: power off, SIGUSR1: restart)")
-	resolv := fl.String("resolv-conf", layout.ResolvConf, "where DNS servers are written")
 	shell := fl.String("shell", "/bbin/gosh", "the Troubleshooting shell")
 	shellIdle := fl.Duration("shell-idle", 5*time.Minute, "end the Troubleshooting shell after this long without input")
 	idle := fl.Duration("idle", 10*time.Minute, "log the console out after this long without a key")
 	confirm := fl.Duration("confirm", 60*time.Second, "roll network changes back unless kept within this")
-	setHost := fl.Bool("set-hostname", true, "apply the configured host name to the system")
 	if err := fl.Parse(args[1:]); err != nil {
 		return err
 	}
-	where := layout.Host{State: *state, Run: *runDir}
 	if *vmk == "" {
-		*vmk = where.VMKernelSocket()
-	}
-	if *authDir == "" {
-		*authDir = where.AuthDir()
+		*vmk = layout.Host{Run: *runDir}.VMKernelSocket()
 	}
 	in, out := os.Stdin, os.Stdout
 	ttyPath := *tty
@@ -86,10 +77,7 @@ func run(args []string) error {
 	if ws, err := unix.IoctlGetWinsize(int(out.Fd()), unix.TIOCGWINSZ); err == nil && (ws.Col == 0 || ws.Row == 0) {
 		_ = unix.IoctlSetWinsize(int(out.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80})
 	}
-	d, err := dcui.System(dcui.SystemConfig{
-		Layout: where, VMKernel: *vmk, AuthDir: *authDir, InitPID: *initPID,
-		ResolvConf: *resolv, TTY: ttyPath, Shell: *shell, ShellIdle: *shellIdle, SetHostname: *setHost,
-	})
+	d, err := dcui.System(dcui.SystemConfig{VMKernel: *vmk, TTY: ttyPath, Shell: *shell, ShellIdle: *shellIdle})
 	if err != nil {
 		return err
 	}

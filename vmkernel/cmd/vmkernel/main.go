@@ -21,13 +21,16 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board"
 	"github.com/plinth/plinth/board/accel"
 	"github.com/plinth/plinth/installer"
 	"github.com/plinth/plinth/layout"
+	"github.com/plinth/plinth/netconf"
 	"github.com/plinth/plinth/upgrade"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/cgroup"
 	"github.com/plinth/plinth/vmkernel/events"
+	"github.com/plinth/plinth/vmkernel/hostconf"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
@@ -55,10 +58,10 @@ func run(log *slog.Logger, args []string) error {
 	offerInstall := fs.Bool("installer", false, "offer installing Plinth to one of this host's disks through the API (the appliance sets it)")
 	offerUpgrades := fs.Bool("upgrades", false, "offer system upgrades and rollback of the boot disk's banks through the API (the appliance sets it)")
 	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
-	var netPaths vmkernel.NetworkPaths
-	fs.StringVar(&netPaths.StateDir, "network-state", where.State, "where the management network configuration is saved (network.json, written by the DCUI)")
-	fs.StringVar(&netPaths.RunDir, "network-run", where.Run, "where a management network change awaiting confirmation and the record of what was applied are")
-	fs.StringVar(&netPaths.ResolvConf, "resolv-conf", layout.ResolvConf, "the resolver's file, for the live DNS servers")
+	fs.StringVar(&where.State, "host-state", where.State, "the STATE directory, where the host's settings are kept (network.json, config/, mgmtd/)")
+	fs.StringVar(&where.Run, "host-run", where.Run, "the run directory (the record of the management network, boot.log, pid files)")
+	resolvConf := fs.String("resolv-conf", layout.ResolvConf, "the resolver's file, which the management network writes")
+	setHostname := fs.Bool("set-hostname", true, "apply the configured host name to the system (tests turn it off)")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -203,8 +206,20 @@ func run(log *slog.Logger, args []string) error {
 	if *offerUpgrades {
 		upg = &vmkernel.Upgrades{Open: openBanks, PublicKey: upgrade.PublicKey, StageDir: where.UpgradeStage()}
 	}
+	// The host's settings: vmkernel owns them and keeps the management
+	// network (DHCP renewals, a change's rollback) from now on.
+	ap := netconf.System(func(format string, a ...any) { log.Info("vmkernel: " + fmt.Sprintf(format, a...)) })
+	ap.RunDir, ap.ResolvConf = where.Run, *resolvConf
+	if !*setHostname {
+		ap.SetHostname = nil
+	}
+	hc := hostconf.New(hostconf.Config{Layout: where, Net: &netconf.Host{Applier: ap}, Log: log, Power: power,
+		Hardware: func() (api.Hardware, error) { return board.Read(board.DefaultRoot()) }})
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	hc.Run(hctx)
 	srv := vmkernel.New(vmkernel.Config{Host: host, Log: log, Inventory: inv, Runner: mgr, Datastores: datastores,
-		Switches: vs, Events: broker, Power: power, Installer: inst, Upgrades: upg, Network: netPaths})
+		Switches: vs, Events: broker, Power: power, Installer: inst, Upgrades: upg, HostConf: hc})
 	l, err := vmkernel.Listen(*socket, *gid)
 	if err != nil {
 		return err

@@ -1,0 +1,132 @@
+// Package hostconf is the one owner of a Plinth host's configuration, a
+// room in vmkernel (root): the management network with its commit-confirm
+// rollback, the root password and lockdown, mgmtd's TLS certificate, the
+// clock (an NTP client), remote logging (syslog), the SSH service, the
+// management agents, a reset of the configuration and the support bundle.
+// It holds each setting, validates it (every problem names its field),
+// keeps it in STATE (layout.Host) and applies it. vmkernel's local API
+// serves it; mgmtd forwards those routes with audit and lockdown; the DCUI,
+// the CLI and the web client are its clients, so no other process writes
+// a host setting.
+//
+// Nothing here speaks HTTP: methods return plain values or errors that
+// are an *api.ValidationError (422), or wrap ErrConflict (409), ErrNotFound
+// (404), ErrDenied (401) or ErrUnavailable (501).
+package hostconf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/auth"
+	"github.com/plinth/plinth/layout"
+	"github.com/plinth/plinth/netconf"
+)
+
+// Error kinds the API maps to statuses.
+var (
+	ErrConflict    = errors.New("conflict")
+	ErrNotFound    = errors.New("not found")
+	ErrDenied      = errors.New("denied")
+	ErrUnavailable = errors.New("not available on this host")
+)
+
+func conflict(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrConflict, fmt.Sprintf(format, a...))
+}
+
+// invalid is a 422 naming one field.
+func invalid(subject, field, format string, a ...any) error {
+	return &api.ValidationError{Subject: subject, Problems: []api.FieldProblem{{Field: field, Message: fmt.Sprintf(format, a...)}}}
+}
+
+// Config is what a Host needs.
+type Config struct {
+	// Layout is where STATE and the run directory are.
+	Layout layout.Host
+	// Net is the management network (netconf.Host for this host's own).
+	Net *netconf.Host
+	// Log hears of every change; nil discards.
+	Log *slog.Logger
+	// Power restarts the host (action api.PowerReboot) after a reset; nil:
+	// a reset is not offered (501).
+	Power func(action, reason string) error
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// ApplyDelay is how long a network change waits after it is accepted
+	// before it is applied, so the answer reaches the client over the old
+	// address first (1 s when 0).
+	ApplyDelay time.Duration
+	// Hostname is the host's name as the API reports it (os.Hostname when
+	// nil): a reset is confirmed with it.
+	Hostname func() string
+	// Hardware reads the board inventory (its NICs are the management
+	// network's candidates); nil: none.
+	Hardware func() (api.Hardware, error)
+	// SignalAgent signals a management agent by name (api.ServiceMgmtd),
+	// normally through its pid file in the run directory; nil: by pid file.
+	SignalAgent func(name string) error
+}
+
+// Host is a host's configuration and the services that apply it.
+type Host struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	// throttle slows down wrong root passwords on the console and SSH.
+	throttle *auth.Throttle
+
+	mu sync.Mutex
+	// net is the network change in flight and the last one settled.
+	net netState
+	// bg is the context of the background work Run started.
+	bg context.Context
+}
+
+// New makes the Host for cfg. Run starts what keeps the settings in effect.
+func New(cfg Config) *Host {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Hostname == nil {
+		cfg.Hostname = func() string { n, _ := os.Hostname(); return n }
+	}
+	if cfg.ApplyDelay == 0 {
+		cfg.ApplyDelay = time.Second
+	}
+	h := &Host{cfg: cfg, log: cfg.Log, now: cfg.Now, throttle: auth.NewThrottle(cfg.Now), bg: context.Background()}
+	return h
+}
+
+// Run starts the background work that keeps the settings in effect, until
+// ctx ends: the management network's keeper (DHCP renewals) and a change
+// left pending by an earlier vmkernel (rolled back at its deadline). It
+// returns at once; nothing it starts blocks the boot.
+func (h *Host) Run(ctx context.Context) {
+	h.mu.Lock()
+	h.bg = ctx
+	h.mu.Unlock()
+	if h.cfg.Net != nil {
+		h.resumePending()
+		go h.cfg.Net.Keep(ctx, &netconf.Keeper{})
+	}
+}
+
+// Settings is every setting at once.
+func (h *Host) Settings(ctx context.Context) api.HostSettings {
+	out := api.HostSettings{Network: h.Network()}
+	out.Password, _ = h.PasswordStatus()
+	out.Lockdown, _ = h.Lockdown()
+	out.Certificate, _ = h.Certificate()
+	out.BootMode = h.BootMode()
+	return out
+}
