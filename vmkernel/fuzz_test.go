@@ -16,8 +16,10 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/board"
 	"github.com/plinth/plinth/installer"
+	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/upgrade"
 	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/hostconf"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
@@ -81,8 +83,9 @@ func FuzzRoutes(f *testing.F) {
 				return upgrade.Host{ESP: upgrade.ESP{Dir: esp}, StateDir: upgState, Running: "A", Version: "1.0", Release: 5, Firmware: "uefi"}, func() {}, nil
 			},
 		},
-		Network: vmkernel.NetworkPaths{StateDir: filepath.Join(base, "net-state"), RunDir: filepath.Join(base, "net-run"),
-			SysRoot: fixture.Sys, ResolvConf: filepath.Join(base, "resolv.conf")},
+		// The host's settings in the rig's own directories, without a
+		// network to change (its routes answer 501).
+		HostConf: hostconf.New(hostconf.Config{Layout: layout.Under(base), Hostname: func() string { return "fuzz" }}),
 	})
 	h := srv.Handler()
 	const id = "00000000-0000-4000-8000-000000000001"
