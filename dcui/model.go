@@ -57,6 +57,9 @@ var menuItems = []string{
 	"Install Plinth to Disk",
 }
 
+// Items of Troubleshooting Options, in order.
+var troubleItems = []string{"Restart Management Agents", "Local Shell"}
+
 var menuScreens = []screen{scrChangePassword, scrLockdown, scrNet, scrNetRestart, scrNetTest,
 	scrNetRestore, scrTrouble, scrLogsPick, scrSupport, scrReset, scrInstall}
 

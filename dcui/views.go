@@ -214,8 +214,8 @@ func (m Model) screenView() (title string, body []string, hints string) {
 		return "Reset System Configuration", b, "<Enter> Reset and restart  <Esc> Cancel"
 	case scrTrouble:
 		b := []string{
-			menuLine("Restart Management Agents (mgmtd)", m.troubleSel == 0, m.w),
-			menuLine("Local Shell (ends after "+spelled(m.d.ShellIdle)+" without input)", m.troubleSel == 1, m.w),
+			menuLine(troubleItems[0]+" (mgmtd)", m.troubleSel == 0, m.w),
+			menuLine(troubleItems[1]+" (ends after "+spelled(m.d.ShellIdle)+" without input)", m.troubleSel == 1, m.w),
 			"",
 		}
 		b = append(b, indent("  ", wrap([]string{

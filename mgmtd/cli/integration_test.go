@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 	"io"
 	"net"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 
 	"golang.org/x/sys/unix"
 
@@ -49,8 +50,8 @@ type rig struct {
 func startRig(t *testing.T) *rig {
 	t.Helper()
 	vr := vmkerneltest.Start(t, vmkerneltest.Options{Datastores: []string{"ds1"}})
-	base, sock, ds := vr.Base, vr.Socket, vr.DS["ds1"]
-	state := filepath.Join(base, "mgmtd")
+	sock, ds := vr.Socket, vr.DS["ds1"]
+	state := vr.Layout.AuthDir() // the host settings' (vmkernel's) account files
 	srv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: sock})
 	if err != nil {
 		t.Fatal(err)
@@ -656,4 +657,48 @@ func TestCLILoginAtTerminal(t *testing.T) {
 		t.Errorf("terminal echo %q: want the answer echoed, the password not", echoed.String())
 	}
 	r.must(t, 0, "whoami")
+}
+
+// The host's settings from the command line, through mgmtd to vmkernel:
+// lockdown on refuses changes and off takes the password; the
+// certificate, network and logs read; bad input names the field; a
+// password change ends the CLI's own session.
+func TestHostSettingsCommands(t *testing.T) {
+	r := startRig(t)
+	r.login(t)
+	if res := r.must(t, 0, "host", "lockdown"); !strings.Contains(res.stdout, "lockdown is off") {
+		t.Errorf("host lockdown: %q", res.stdout)
+	}
+	r.must(t, 0, "host", "lockdown", "on")
+	if res := r.must(t, cli.ExitAuth, "host", "services", "restart"); !strings.Contains(res.stderr, "lockdown") {
+		t.Errorf("a change in lockdown: %q", res.stderr)
+	}
+	if res := r.plinth(t, "Wrong-pass-9\n", nil, "host", "lockdown", "off", "--password-stdin"); res.code != cli.ExitAuth {
+		t.Errorf("lockdown off with a wrong password: exit %d, %s", res.code, res.stderr)
+	}
+	if res := r.plinth(t, testPassword+"\n", nil, "host", "lockdown", "off", "--password-stdin"); res.code != 0 || !strings.Contains(res.stdout, "lockdown is off") {
+		t.Fatalf("lockdown off: exit %d, %s %s", res.code, res.stdout, res.stderr)
+	}
+	if c := decode[api.CertificateInfo](t, r.must(t, 0, "host", "certificate", "--json")); c.Fingerprint != r.fingerprint {
+		t.Errorf("host certificate: %s, want %s", c.Fingerprint, r.fingerprint)
+	}
+	if n := decode[api.HostNetwork](t, r.must(t, 0, "host", "network", "--json")); n.Config.Mode != api.NetModeDHCP {
+		t.Errorf("host network: %+v", n)
+	}
+	if res := r.must(t, 1, "host", "network", "set", "--address", "192.0.2.300/24"); !strings.Contains(res.stderr, "config.address") {
+		t.Errorf("a bad address: %q", res.stderr)
+	}
+	if res := r.must(t, 1, "host", "reset", "--confirm", "not-this-host"); !strings.Contains(res.stderr, "confirm") {
+		t.Errorf("a reset confirmed with another name: %q", res.stderr)
+	}
+	if res := r.must(t, 0, "host", "logs"); !strings.Contains(res.stdout, "boot") || !strings.Contains(res.stdout, "audit") {
+		t.Errorf("host logs: %q", res.stdout)
+	}
+	if res := r.plinth(t, "short\n", nil, "host", "password", "--password-stdin"); res.code != cli.ExitUsage {
+		t.Errorf("a weak password: exit %d, %s", res.code, res.stderr)
+	}
+	if res := r.plinth(t, "Another-pass-3\n", nil, "host", "password", "--password-stdin"); res.code != 0 {
+		t.Fatalf("host password: exit %d, %s", res.code, res.stderr)
+	}
+	r.must(t, cli.ExitAuth, "whoami")
 }
