@@ -24,12 +24,6 @@ import (
 // copy is written under a temporary name and linked into place once
 // complete, so dst never exists half-written; an existing dst is refused.
 func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, progress func(percent float64)) (err error) {
-	if format == "" {
-		format = api.FormatQcow2
-	}
-	if format != api.FormatQcow2 && format != api.FormatRaw {
-		return fmt.Errorf("datastore %s: disk format %q: want qcow2 or raw: %w", d.Name, format, ErrInvalid)
-	}
 	im, err := d.OpenImage(src, false)
 	if err != nil {
 		return err
@@ -38,6 +32,33 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 	if err := im.CheckFormat("conversion", ConvertibleFormats...); err != nil {
 		return err
 	}
+	return d.CopyImage(ctx, im, dst, ConvertOptions{Format: format, Progress: progress})
+}
+
+// ConvertOptions say how CopyImage copies.
+type ConvertOptions struct {
+	// Format is the copy's: qcow2 (default) or raw.
+	Format string
+	// Snapshot copies the image as it was in this internal snapshot (its
+	// name, a tag Plinth gave it) instead of as it is.
+	Snapshot string
+	// Progress, when set, gets the percentage done as qemu-img prints it.
+	Progress func(percent float64)
+}
+
+// CopyImage is ConvertDisk of an image already opened and checked, from
+// this datastore or another (a VM's state directory, another datastore):
+// the whole chain is read through the descriptors im holds, into the new
+// image dst of this datastore.
+func (d Datastore) CopyImage(ctx context.Context, im *Image, dst string, o ConvertOptions) (err error) {
+	format, progress := o.Format, o.Progress
+	if format == "" {
+		format = api.FormatQcow2
+	}
+	if format != api.FormatQcow2 && format != api.FormatRaw {
+		return fmt.Errorf("datastore %s: disk format %q: want qcow2 or raw: %w", d.Name, format, ErrInvalid)
+	}
+	src := im.Datastore + ":" + im.Path
 	full, err := d.Resolve(dst)
 	if err != nil {
 		return err
@@ -78,7 +99,14 @@ func (d Datastore) ConvertDisk(ctx context.Context, src, dst, format string, pro
 	// -U: the source may be the disk of a running VM (a crash-consistent
 	// copy). The target is the descriptor of the temporary file, which
 	// qemu-img formats in place.
-	cmd := d.command(ctx, r, "convert", "-p", "-U", "-O", format, spec, r.fd(out))
+	args := []string{"convert", "-p", "-U", "-O", format}
+	if o.Snapshot != "" {
+		if err := checkTag(o.Snapshot); err != nil {
+			return err
+		}
+		args = append(args, "-l", "snapshot.name="+o.Snapshot)
+	}
+	cmd := d.command(ctx, r, append(args, spec, r.fd(out))...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{b: &stderr, n: 8 << 10}
 	stdout, err := cmd.StdoutPipe()
