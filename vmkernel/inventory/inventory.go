@@ -157,7 +157,11 @@ func (inv *Inventory) Skipped() []error {
 // Create stores a new VM. It assigns a random ID if spec.ID is empty, applies
 // the defaults and validates; spec is updated to what was stored. A name or ID
 // already in use gives ErrExists.
-func (inv *Inventory) Create(spec *api.VMSpec) error {
+func (inv *Inventory) Create(spec *api.VMSpec) error { return inv.CreateBy(spec, Change{}) }
+
+// CreateBy is Create keeping the definition as the VM's version 1, with
+// who made it and why.
+func (inv *Inventory) CreateBy(spec *api.VMSpec, ch Change) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	s := spec.Clone()
@@ -180,12 +184,16 @@ func (inv *Inventory) Create(spec *api.VMSpec) error {
 	inv.byID[s.ID] = s
 	inv.gen++
 	*spec = s.Clone()
-	return nil
+	return inv.keepVersion(api.VMSpec{}, s, ch)
 }
 
 // Update replaces the spec of the VM with spec.ID (after defaults and
 // validation). Renaming to a name in use gives ErrExists.
-func (inv *Inventory) Update(spec api.VMSpec) error {
+func (inv *Inventory) Update(spec api.VMSpec) error { return inv.UpdateBy(spec, Change{}) }
+
+// UpdateBy is Update keeping the new definition as a version of the VM,
+// with who changed it and why (an update that changes nothing keeps none).
+func (inv *Inventory) UpdateBy(spec api.VMSpec, ch Change) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	s := spec.Clone()
@@ -199,12 +207,13 @@ func (inv *Inventory) Update(spec api.VMSpec) error {
 	if other, ok := inv.byNameLocked(s.Name); ok && other.ID != s.ID {
 		return fmt.Errorf("VM name %q (ID %s): %w", s.Name, other.ID, ErrExists)
 	}
+	old := inv.byID[s.ID]
 	if err := inv.write(s); err != nil {
 		return err
 	}
 	inv.byID[s.ID] = s
 	inv.gen++
-	return nil
+	return inv.keepVersion(old, s, ch)
 }
 
 // Delete removes the VM with this ID.
@@ -219,6 +228,7 @@ func (inv *Inventory) Delete(id string) error {
 	}
 	delete(inv.byID, id)
 	inv.gen++
+	inv.dropHistory(id)
 	if err := inv.hook(StepRemove); err != nil {
 		return err
 	}

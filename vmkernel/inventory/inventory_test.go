@@ -187,7 +187,7 @@ func reopen(t *testing.T, dir string) *Inventory {
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".json") {
+		if !strings.HasSuffix(e.Name(), ".json") && e.Name() != historyDir {
 			t.Errorf("after reopen, stray file %s", e.Name())
 		}
 	}
@@ -285,5 +285,49 @@ func TestConcurrent(t *testing.T) {
 	}
 	if n := len(open(t, dir).List()); n != 10 {
 		t.Errorf("%d VMs on disk, want 10", n)
+	}
+}
+
+// TestHistory keeps every version of a definition with who, when and why;
+// an update that changes nothing keeps none; a VM defined before histories
+// were kept gets its old definition as version 1; deleting the VM drops it.
+func TestHistory(t *testing.T) {
+	dir := t.TempDir()
+	inv := open(t, dir)
+	s := spec("vm")
+	if err := inv.CreateBy(&s, Change{User: "root", Reason: "new"}); err != nil {
+		t.Fatal(err)
+	}
+	next := s.Clone()
+	next.MemoryMiB = 2048
+	if err := inv.UpdateBy(next, Change{User: "root", Reason: "more memory"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.UpdateBy(next, Change{User: "root", Reason: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := inv.History("vm")
+	if err != nil || len(h) != 2 {
+		t.Fatalf("history %+v, %v: want 2 versions", h, err)
+	}
+	if h[0].Version != 1 || h[0].Reason != "new" || h[1].Version != 2 || h[1].Spec.MemoryMiB != 2048 || h[1].User != "root" || h[1].Time.IsZero() {
+		t.Fatalf("history %+v", h)
+	}
+	// A VM whose history was never kept (removed here as if from before).
+	os.RemoveAll(inv.historyOf(s.ID))
+	last := next.Clone()
+	last.MemoryMiB = 1024
+	if err := inv.Update(last); err != nil {
+		t.Fatal(err)
+	}
+	h, _ = inv.History(s.ID)
+	if len(h) != 2 || h[0].Spec.MemoryMiB != 2048 || h[1].Spec.MemoryMiB != 1024 || h[1].User != "local" {
+		t.Fatalf("history of an old VM %+v", h)
+	}
+	if err := inv.Delete(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(inv.historyOf(s.ID)); !os.IsNotExist(err) {
+		t.Fatalf("history left after delete: %v", err)
 	}
 }
