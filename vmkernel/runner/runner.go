@@ -517,7 +517,7 @@ func (m *Manager) event(v *vm, inst *instance, ev qmp.Event) {
 		return
 	}
 	switch ev.Name {
-	case "RUNNING":
+	case "RESUME", "RUNNING": // QEMU says RESUME (after a snapshot or a migration stopped the vCPUs)
 		if v.state != api.VMStopping {
 			m.setState(v, api.VMRunning)
 		}
