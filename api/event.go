@@ -14,6 +14,12 @@ const (
 	EventCreated = "created"
 	EventUpdated = "updated"
 	EventDeleted = "deleted"
+	// EventSnapshot: a snapshot was taken, reverted to or deleted;
+	// EventClone: a VM was made of another (clone, deploy, template);
+	// EventBackup: a backup was taken or restored (Detail says which).
+	EventSnapshot = "snapshot"
+	EventClone    = "clone"
+	EventBackup   = "backup"
 	// EventOverflow is the last event a subscriber that fell behind gets
 	// before its stream is closed.
 	EventOverflow = "overflow"

@@ -128,6 +128,12 @@ type VMSpec struct {
 	// USBDevices are host USB devices given to the VM when it starts, those
 	// present then; more can be attached while it runs.
 	USBDevices []USBPassthrough `json:"usb_devices,omitempty"`
+	// Template marks a template: it never starts, its disks never change,
+	// and VMs are deployed from it (linked clones rest on its disks).
+	Template bool `json:"template,omitempty"`
+	// Backup is where the VM's backups go, how many are kept and when
+	// they are taken; nil: backups only when asked, to a named datastore.
+	Backup *BackupPolicy `json:"backup,omitempty"`
 }
 
 // Resources are a VM's share of the host and its caps; zero means the
@@ -288,6 +294,10 @@ func (s VMSpec) Clone() VMSpec {
 	}
 	c.PCIDevices = append([]PCIPassthrough(nil), s.PCIDevices...)
 	c.USBDevices = append([]USBPassthrough(nil), s.USBDevices...)
+	if s.Backup != nil {
+		b := *s.Backup
+		c.Backup = &b
+	}
 	return c
 }
 
@@ -505,6 +515,10 @@ func (s VMSpec) Validate() error {
 	if s.CloudInit != nil {
 		s.CloudInit.validate(&v, "cloud_init", len(s.NICs))
 	}
+	if s.Template && s.Autostart.Enabled {
+		v.add("autostart.enabled", "a template never starts")
+	}
+	v.backupPolicy("backup", s.Backup)
 	if s.Autostart.Order < 0 {
 		v.add("autostart.order", "must not be negative")
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/plinth/plinth/vmkernel/hostconf"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/snapshots"
 	"github.com/plinth/plinth/vmkernel/vswitch"
 )
 
@@ -63,6 +64,9 @@ type Config struct {
 	// Upgrades, when set, offers system upgrades and rollback
 	// (/v1/host/upgrade); nil answers 501.
 	Upgrades *Upgrades
+	// Snapshots keeps the VMs' snapshot trees; nil: a directory
+	// "snapshots" beside the inventory's.
+	Snapshots *snapshots.Store
 }
 
 // Server is vmkernel's local API.
@@ -83,6 +87,8 @@ type Server struct {
 	stopBG context.CancelFunc
 	// space is the room promised to uploads and conversions under way.
 	space space
+	// work is the long work under way on each VM (snapshots, backups...).
+	work vmWork
 }
 
 // New makes a Server.
@@ -92,6 +98,13 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Events == nil {
 		cfg.Events = events.New(0)
+	}
+	if cfg.Snapshots == nil && cfg.Inventory != nil {
+		st, err := snapshots.Open(filepath.Join(filepath.Dir(cfg.Inventory.Dir()), "snapshots"))
+		if err != nil {
+			cfg.Log.Error("vmkernel: snapshots unavailable", "err", err)
+		}
+		cfg.Snapshots = st
 	}
 	s := &Server{cfg: cfg, tasks: tasks.New(nil)}
 	s.bg, s.stopBG = context.WithCancel(context.Background())

@@ -16,6 +16,7 @@ import (
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/runner"
+	"github.com/plinth/plinth/vmkernel/snapshots"
 	"github.com/plinth/plinth/vmkernel/vswitch"
 )
 
@@ -33,19 +34,22 @@ func (s *Server) vmRoutes() []Route {
 	if s.cfg.Inventory == nil || s.cfg.Runner == nil {
 		return nil
 	}
-	return []Route{
+	routes := []Route{
 		{http.MethodGet, api.VMKernelVMsPath, s.listVMs},
 		{http.MethodPost, api.VMKernelVMsPath, s.createVM},
 		{http.MethodGet, api.VMKernelVMPath + "{id}", s.getVM},
 		{http.MethodPut, api.VMKernelVMPath + "{id}", s.updateVM},
 		{http.MethodDelete, api.VMKernelVMPath + "{id}", s.deleteVM},
-		{http.MethodPost, api.VMKernelVMPath + "{id}/{action}", s.vmAction},
-		// GET on the same pattern (a GET-only .../console pattern would
-		// conflict with the method-less 405 pattern of the actions).
-		{http.MethodGet, api.VMKernelVMPath + "{id}/{action}", s.vmGetSub},
+		{http.MethodGet, api.VMKernelVMPath + "{id}/" + api.VMKernelConsole, s.consoleTail},
 		{http.MethodGet, api.VMKernelVMPath + "{id}/" + api.ConsoleStream, s.consoleStream},
 		{http.MethodGet, api.VMKernelVMPath + "{id}/" + api.VNCStream, s.vncStream},
 	}
+	// One route per action (not {id}/{action}, whose method-less 405
+	// pattern would conflict with every other route one level down).
+	for _, a := range []string{api.ActionStart, api.ActionStop, api.ActionShutdown, api.ActionReset, api.ActionPause, api.ActionResume} {
+		routes = append(routes, Route{http.MethodPost, api.VMKernelVMPath + "{id}/" + a, s.vmAction(a)})
+	}
+	return append(routes, s.vmWorkRoutes()...)
 }
 
 func (s *Server) vm(spec api.VMSpec) api.VM {
@@ -266,6 +270,12 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, err)
 		return
 	}
+	release, err := s.claim(spec.ID, "deletion")
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	defer release()
 	if err := s.cfg.Runner.Forget(spec.ID); err != nil {
 		s.problem(w, err)
 		return
@@ -273,6 +283,11 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Inventory.Delete(spec.ID); err != nil {
 		s.problem(w, err)
 		return
+	}
+	if s.cfg.Snapshots != nil {
+		if err := s.cfg.Snapshots.Delete(spec.ID); err != nil {
+			s.cfg.Log.Warn("vmkernel: the snapshot tree of a deleted VM stays", "vm", spec.Name, "err", err)
+		}
 	}
 	s.cfg.Log.Info("vmkernel: VM deleted", "vm", spec.Name, "id", spec.ID)
 	if !withDisks {
@@ -330,13 +345,9 @@ func (s *Server) deleteDisks(spec api.VMSpec) api.DeleteVMResult {
 	return res
 }
 
-// vmGetSub serves GET /v1/vms/{id}/console: the console tail the runner
-// keeps, as text.
-func (s *Server) vmGetSub(w http.ResponseWriter, r *http.Request) {
-	if r.PathValue("action") != api.VMKernelConsole {
-		WriteProblem(w, api.Problem{Status: http.StatusNotFound, Detail: fmt.Sprintf("no route %s", r.URL.Path)})
-		return
-	}
+// consoleTail serves GET /v1/vms/{id}/console: the console tail the
+// runner keeps, as text.
+func (s *Server) consoleTail(w http.ResponseWriter, r *http.Request) {
 	spec, err := s.cfg.Inventory.Get(r.PathValue("id"))
 	if err != nil {
 		s.problem(w, err)
@@ -353,8 +364,12 @@ func (s *Server) vmGetSub(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-func (s *Server) vmAction(w http.ResponseWriter, r *http.Request) {
-	action := r.PathValue("action")
+// vmAction serves POST /v1/vms/{id}/ACTION, a power action.
+func (s *Server) vmAction(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.powerAction(w, r, action) }
+}
+
+func (s *Server) powerAction(w http.ResponseWriter, r *http.Request, action string) {
 	spec, err := s.cfg.Inventory.Get(r.PathValue("id"))
 	if err != nil {
 		s.problem(w, err)
@@ -369,6 +384,9 @@ func (s *Server) vmAction(w http.ResponseWriter, r *http.Request) {
 		// between reading it and QEMU running it.
 		s.specMu.RLock()
 		spec, err = s.cfg.Inventory.Get(spec.ID)
+		if err == nil && spec.Template {
+			err = fmt.Errorf("VM %q: %w: it never starts (deploy or clone it)", spec.Name, errTemplate)
+		}
 		if err == nil {
 			err = rn.Start(ctx, spec)
 		}
@@ -438,6 +456,10 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		p.Status = http.StatusInsufficientStorage
 	case errors.Is(err, inventory.ErrNotFound):
 		p.Status = http.StatusNotFound
+	case errors.Is(err, snapshots.ErrNotFound), errors.Is(err, inventory.ErrNoVersion):
+		p.Status = http.StatusNotFound
+	case errors.Is(err, errBusy), errors.Is(err, errTemplate), errors.Is(err, snapshots.ErrExists), errors.Is(err, snapshots.ErrFull):
+		p.Status = http.StatusConflict
 	case errors.Is(err, inventory.ErrExists), errors.Is(err, runner.ErrState),
 		errors.Is(err, runner.ErrNoConsole), errors.Is(err, runner.ErrNoVNC):
 		p.Status = http.StatusConflict

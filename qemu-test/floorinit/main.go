@@ -9,7 +9,13 @@
 // block device. With plinthfloor=console it answers its console after the
 // marker: each line typed is echoed back as "floor: LINE", and the line
 // "poweroff" powers the machine off (the web client's test types it into
-// the serial terminal). Traffic of a known size, for the byte counters'
+// the serial terminal). With plinthfloor=fs (after loading /modules, as
+// plinthfloor=disks does) it mounts /dev/vda (ext4) on /mnt and, when the
+// kernel booted through UEFI, efivarfs; its console then also takes
+// "mark TEXT" (writes TEXT to /mnt/marker and syncs: "floor: marked TEXT"),
+// "cat" ("floor: marker=TEXT"), "efiset TEXT" (a UEFI variable of its own:
+// "floor: efiset TEXT") and "efiget" ("floor: efivar=TEXT"), for the
+// snapshot tests. Traffic of a known size, for the byte counters'
 // tests (after loading /modules, as plinthfloor=disks does): write=N writes N
 // MiB to /dev/vda and prints "PLINTH-WROTE <bytes>"; net brings the first
 // NIC up (so its frames are taken in); send=N also sends N MiB of broadcast
@@ -76,6 +82,10 @@ func main() {
 		loadModules()
 		go watchDevices()
 	}
+	if slices.Contains(modes, "fs") {
+		loadModules()
+		mountFS()
+	}
 	fmt.Printf("%s uptime_ms=%d\n", marker, ts.Nano()/1e6)
 	if slices.Contains(modes, "console") {
 		answerConsole()
@@ -100,6 +110,9 @@ func answerConsole() {
 		if line == "poweroff" {
 			fmt.Println("floor: powering off")
 			return
+		}
+		if fsCommand(line) {
+			continue
 		}
 		fmt.Printf("floor: %s\n", line)
 	}
@@ -399,4 +412,74 @@ func watchDevices() {
 		seen = now
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// efiVar is the floor guest's own UEFI variable (a GUID of its own, so
+// the kernel leaves it writable).
+const efiVar = "/sys/firmware/efi/efivars/PlinthFloor-8be4df61-93ca-11d2-aa0d-00e098032b8d"
+
+// mountFS mounts /dev/vda (waiting up to 10 s for it) on /mnt, and
+// efivarfs when there is UEFI.
+func mountFS() {
+	os.Mkdir("/mnt", 0o755)
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err = unix.Mount("/dev/vda", "/mnt", "ext4", 0, ""); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		fmt.Println("floorinit: mount /dev/vda:", err)
+	}
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
+		if err := unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, ""); err != nil {
+			fmt.Println("floorinit: mount efivarfs:", err)
+		}
+	}
+}
+
+// fsCommand answers the file-system commands; false for another line.
+func fsCommand(line string) bool {
+	cmd, arg, _ := strings.Cut(line, " ")
+	switch cmd {
+	case "mark":
+		f, err := os.OpenFile("/mnt/marker", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			_, err = f.WriteString(arg)
+			if err == nil {
+				err = f.Sync()
+			}
+			f.Close()
+		}
+		unix.Sync()
+		if err != nil {
+			fmt.Println("floor: mark:", err)
+			return true
+		}
+		fmt.Printf("floor: marked %s\n", arg)
+	case "cat":
+		b, err := os.ReadFile("/mnt/marker")
+		if err != nil {
+			fmt.Println("floor: cat:", err)
+			return true
+		}
+		fmt.Printf("floor: marker=%s\n", b)
+	case "efiset":
+		// Attributes: non-volatile, boot service and runtime access.
+		if err := os.WriteFile(efiVar, append([]byte{7, 0, 0, 0}, arg...), 0o644); err != nil {
+			fmt.Println("floor: efiset:", err)
+			return true
+		}
+		fmt.Printf("floor: efiset %s\n", arg)
+	case "efiget":
+		b, err := os.ReadFile(efiVar)
+		if err != nil || len(b) < 4 {
+			fmt.Println("floor: efiget:", err)
+			return true
+		}
+		fmt.Printf("floor: efivar=%s\n", b[4:])
+	default:
+		return false
+	}
+	return true
 }

@@ -6,7 +6,9 @@ package runnertest
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,6 +33,41 @@ const (
 // DiskModules are the kernel modules the guest needs to see a virtio-blk
 // disk (the appliance kernel builds no disk driver in).
 var DiskModules = []string{"virtio_pci", "virtio_blk"}
+
+// FSModules are DiskModules and what the guest needs to mount an ext4
+// disk (crc32c before ext4: the guest has no modprobe for the kernel to
+// ask) and, under UEFI, its variables.
+var FSModules = append(append([]string(nil), DiskModules...), "crc32c_generic", "ext4", "efivarfs")
+
+// FSCmdline boots the guest with its first disk (ext4, see MakeExt4)
+// mounted and its console answering the file-system commands (floorinit:
+// "mark TEXT", "cat", "efiset TEXT", "efiget"); it needs the initramfs of
+// InstallFS.
+const FSCmdline = "console=ttyS0 quiet panic=-1 plinthfloor=fs,console"
+
+// InstallFS is Install with FSModules (from modDir, see Modules) in the
+// initramfs, for a guest booted with FSCmdline.
+func InstallFS(t testing.TB, kernel, modDir, dir string) {
+	t.Helper()
+	install(t, kernel, dir, func(tmp string) (string, error) {
+		return qemutest.BuildFloorWithModules(tmp, modDir, FSModules...)
+	})
+}
+
+// MakeExt4 writes a qcow2 image of an empty ext4 file system of sizeMiB
+// at path (made with mke2fs and qemu-img, nothing downloaded).
+func MakeExt4(t testing.TB, path string, sizeMiB int) {
+	t.Helper()
+	raw := filepath.Join(t.TempDir(), "fs.raw")
+	for _, args := range [][]string{
+		{"mke2fs", "-q", "-F", "-t", "ext4", "-L", "floor", raw, fmt.Sprintf("%dM", sizeMiB)},
+		{"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+}
 
 // Modules returns the test kernel's module directory (PLINTH_TEST_MODULES,
 // else build/modules/lib/modules/RELEASE with RELEASE from
