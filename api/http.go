@@ -40,6 +40,19 @@ const (
 	VMKernelConsole = "console"
 )
 
+// A VM's devices while it runs (issue 18), below VMKernelVMPath + ID + "/":
+// POST VMDisks (an api.Disk), VMNICs (an api.NIC) or VMUSB (an
+// api.USBPassthrough) plugs one in (a running VM) or adds it to the spec
+// (a stopped one); DELETE .../INDEX takes the one at that index of the
+// spec's list out; GET and PUT VMBalloon read and set the balloon
+// (api.BalloonStatus, api.BalloonRequest).
+const (
+	VMDisks   = "disks"
+	VMNICs    = "nics"
+	VMUSB     = "usb"
+	VMBalloon = "balloon"
+)
+
 // VM power actions (POST /v1/vms/{id}/{action}).
 const (
 	ActionStart    = "start"

@@ -48,6 +48,13 @@ type VMRuntime struct {
 	// filter with no_new_privs and no capability; a start where it is not
 	// fails.
 	Sandboxed bool `json:"sandboxed,omitempty"`
+	// USB lists the host USB devices given to the running VM, each with
+	// whether it is still on the host.
+	USB []USBAttachment `json:"usb,omitempty"`
+	// PCI lists the host addresses of the PCI devices the running VM holds.
+	PCI []string `json:"pci,omitempty"`
+	// TPM is true while the VM's software TPM runs.
+	TPM bool `json:"tpm,omitempty"`
 	// LastExit is how the previous QEMU process ended, if one did.
 	LastExit *VMExit `json:"last_exit,omitempty"`
 	// Guest is what the guest agent (qemu-ga) in the VM last said of the

@@ -31,6 +31,26 @@ type HostStats struct {
 	MemoryTotalBytes     uint64  `json:"memory_total_bytes"`
 	MemoryAvailableBytes uint64  `json:"memory_available_bytes"`
 	UptimeSeconds        float64 `json:"uptime_seconds"`
+	// KSM is kernel samepage merging's state (nil on a kernel without it).
+	KSM *HostKSM `json:"ksm,omitempty"`
+}
+
+// HostKSM is kernel samepage merging: identical pages of VMs' memory
+// merged into one.
+type HostKSM struct {
+	// Running says whether ksmd scans and merges.
+	Running bool `json:"running"`
+	// PagesShared are the merged pages kept; PagesSharing the pages that
+	// use them besides, each one saved; PagesUnshared the pages scanned
+	// that nothing matched; FullScans the passes over all mergeable memory.
+	PagesShared   uint64 `json:"pages_shared"`
+	PagesSharing  uint64 `json:"pages_sharing"`
+	PagesUnshared uint64 `json:"pages_unshared"`
+	FullScans     uint64 `json:"full_scans"`
+	// SharedBytes is the memory of the merged pages; SavedBytes the memory
+	// merging saved (PagesSharing pages).
+	SharedBytes uint64 `json:"shared_bytes"`
+	SavedBytes  uint64 `json:"saved_bytes"`
 }
 
 // HostCPUSeconds is CPU time per mode, summed over all CPUs.

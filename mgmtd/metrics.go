@@ -81,6 +81,12 @@ func renderMetrics(st api.Stats) []byte {
 	p.metric("plinth_host_memory_total_bytes", "gauge", "Host memory.", float64(h.MemoryTotalBytes))
 	p.metric("plinth_host_memory_available_bytes", "gauge", "Host memory available for new work.", float64(h.MemoryAvailableBytes))
 	p.metric("plinth_host_uptime_seconds", "gauge", "Time since the host booted.", h.UptimeSeconds)
+	if k := h.KSM; k != nil {
+		p.metric("plinth_host_ksm_running", "gauge", "1 while KSM merges identical memory pages of the VMs.", b2f(k.Running))
+		p.metric("plinth_host_ksm_shared_bytes", "gauge", "Memory of the pages KSM merged, kept once.", float64(k.SharedBytes))
+		p.metric("plinth_host_ksm_saved_bytes", "gauge", "Memory KSM saved: the pages that share a merged page instead of holding their own.", float64(k.SavedBytes))
+		p.metric("plinth_host_ksm_full_scans_total", "counter", "KSM's passes over all mergeable memory.", float64(k.FullScans))
+	}
 	p.metric("plinth_vms", "gauge", "Defined VMs.", float64(len(st.VMs)))
 
 	p.family("plinth_vm_state", "gauge", "1 for the state each VM is in, 0 for the others.")

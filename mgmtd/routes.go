@@ -188,6 +188,21 @@ func (s *Server) routeTable() []Route {
 			Summary: "This document"},
 	}
 	rs = append(rs, s.hostRoutes()...)
+	for _, d := range []struct {
+		sub, what string
+		req       any
+	}{{api.VMDisks, "a disk (virtio-blk only while the VM runs)", api.Disk{}}, {api.VMNICs, "a NIC", api.NIC{}}, {api.VMUSB, "a host USB device", api.USBPassthrough{}}} {
+		rs = append(rs,
+			Route{Method: post, Path: vmPath + "/" + d.sub, Handler: fwd, Access: Change, Request: d.req, Response: api.VM{},
+				Summary: "Plug " + d.what + " into a running VM (descriptors handed to QEMU, then kept in its spec), or add it to a stopped VM's spec; 409 when QEMU or the guest does not take it, the VM left as it was"},
+			Route{Method: del, Path: vmPath + "/" + d.sub + "/{index}", Handler: fwd, Access: Change, Response: api.VM{},
+				Summary: "Unplug the VM's " + d.sub + " entry at index (the running guest must let a disk or NIC go; 409 when it does not, the device left in place)"})
+	}
+	rs = append(rs,
+		Route{Method: get, Path: vmPath + "/" + api.VMBalloon, Handler: fwd, Access: Read, Response: api.BalloonStatus{},
+			Summary: "The running VM's balloon: its target, the memory the guest has, what the guest reports of its memory"},
+		Route{Method: put, Path: vmPath + "/" + api.VMBalloon, Handler: fwd, Access: Change, Request: api.BalloonRequest{}, Response: api.BalloonStatus{},
+			Summary: "Set the running VM's balloon target, live, between its balloon.min_mib and memory_mib (422 outside, the VM left as it was)"})
 	for _, a := range []string{api.ActionStart, api.ActionStop, api.ActionShutdown, api.ActionReset, api.ActionPause, api.ActionResume} {
 		rt := Route{Method: post, Path: vmPath + "/" + a, Handler: fwd, Access: Change, Response: api.VM{},
 			Summary: "Power action " + a + " on a VM"}

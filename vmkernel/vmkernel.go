@@ -150,7 +150,7 @@ func (s *Server) Routes() []Route {
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/convert", s.convertDisk},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks", s.listTasks},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks/{id}", s.getTask},
-	}, append(append(s.hostRoutes(), s.vmRoutes()...), s.switchRoutes()...)...)
+	}, append(append(append(s.hostRoutes(), s.vmRoutes()...), s.switchRoutes()...), s.deviceRoutes()...)...)
 }
 
 // Handler is the server's HTTP handler: the route table, with problem JSON

@@ -14,6 +14,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/passthrough"
 	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/snapshots"
@@ -53,7 +54,11 @@ func (s *Server) vmRoutes() []Route {
 }
 
 func (s *Server) vm(spec api.VMSpec) api.VM {
-	return api.VM{Spec: spec, Runtime: s.cfg.Runner.Status(spec.ID)}
+	rt := s.cfg.Runner.Status(spec.ID)
+	if len(rt.USB) > 0 {
+		rt.USB = s.cfg.Runner.USB(spec.ID) // each checked to be still on the host
+	}
+	return api.VM{Spec: spec, Runtime: rt}
 }
 
 func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
@@ -480,6 +485,13 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		p.Status = http.StatusNotFound
 	case errors.Is(err, vswitch.ErrExists), errors.Is(err, vswitch.ErrInUse):
 		p.Status = http.StatusConflict
+	case errors.Is(err, passthrough.ErrUnavailable), errors.Is(err, runner.ErrHotplug),
+		errors.Is(err, runner.ErrNoSlot), errors.Is(err, runner.ErrBalloon):
+		p.Status = http.StatusConflict
+	case errors.Is(err, passthrough.ErrNotFound):
+		p.Status = http.StatusNotFound
+	case errors.Is(err, runner.ErrNoDevices):
+		p.Status = http.StatusNotImplemented
 	case errors.Is(err, vswitch.ErrInvalid), errors.Is(err, runner.ErrNoSwitches):
 		p.Status = http.StatusUnprocessableEntity
 	}

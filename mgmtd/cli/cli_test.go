@@ -312,6 +312,24 @@ func TestVMCreateSpec(t *testing.T) {
 		}
 	}
 
+	// The guest hardware of issue 18.
+	hw := vmCreateFlags{name: "win11", cpus: 2, memory: "4G", firmware: "uefi-secure", tpm: true, hugePages: true, balloon: "1G",
+		pcis: stringList{"0000:03:00.0", "10DE:1EB8"}, usbs: stringList{"0781:5567", "1-2.3"}}
+	spec, _, err = hw.spec(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !spec.TPM || !spec.HugePages || spec.Balloon == nil || spec.Balloon.MinMiB != 1024 || spec.Firmware != "uefi-secure" ||
+		!reflect.DeepEqual(spec.PCIDevices, []api.PCIPassthrough{{Address: "0000:03:00.0"}, {VendorID: "10de", DeviceID: "1eb8"}}) ||
+		!reflect.DeepEqual(spec.USBDevices, []api.USBPassthrough{{VendorID: "0781", ProductID: "5567"}, {Port: "1-2.3"}}) {
+		t.Errorf("hardware spec: %+v", spec)
+	}
+	for _, bad := range []string{"1-0", "78:5567", "usb1"} {
+		if _, err := parseUSB(bad); ExitCode(err) != ExitUsage {
+			t.Errorf("parseUSB(%q): %v; want a usage error", bad, err)
+		}
+	}
+
 	// --file: strict JSON.
 	file := vmCreateFlags{file: "s.json", set: map[string]bool{"file": true, "start": true}}
 	spec, _, err = file.spec(func(string) ([]byte, error) { return []byte(`{"name":"f","memory_mib":256}`), nil })

@@ -157,6 +157,37 @@ func printVM(w io.Writer, v api.VM) error {
 		}
 		t.row("cmdline", k.Cmdline)
 	}
+	for i, p := range s.PCIDevices {
+		t.row(fmt.Sprintf("pci %d", i), p.String())
+	}
+	for i, u := range s.USBDevices {
+		t.row(fmt.Sprintf("usb %d", i), u.String())
+	}
+	if len(r.PCI) > 0 {
+		t.row("pci held", strings.Join(r.PCI, " "))
+	}
+	for _, u := range r.USB {
+		state := "attached"
+		if !u.Present {
+			state = "not attached"
+		}
+		if u.Problem != "" {
+			state += ": " + u.Problem
+		}
+		t.row("usb "+u.Spec.String(), state)
+	}
+	if s.TPM {
+		t.row("tpm", "2.0")
+	}
+	if b := s.Balloon; b != nil {
+		t.row("balloon", "down to "+humanBytes(int64(b.MinMiB)<<20))
+	}
+	if s.HugePages {
+		t.row("huge pages", "yes")
+	}
+	if s.CPU.Model != "" {
+		t.row("cpu model", s.CPU.Model)
+	}
 	t.row("serial", fmt.Sprint(s.Serial))
 	t.row("vnc", fmt.Sprint(s.VNC))
 	auto := "no"
@@ -251,8 +282,9 @@ func parseNICFlag(s string) (api.NIC, error) {
 type vmCreateFlags struct {
 	name, memory, cdrom, firmware, machine, kernel, initrd, cmdline, boot, file string
 	cpus                                                                        int
-	disks, nics                                                                 stringList
-	autostart, serial, vnc, start                                               bool
+	disks, nics, pcis, usbs                                                     stringList
+	autostart, serial, vnc, start, tpm, hugePages                               bool
+	balloon                                                                     string
 	set                                                                         map[string]bool
 }
 
@@ -264,7 +296,12 @@ func (a *app) vmCreateFlagSet(f *vmCreateFlags) *flag.FlagSet {
 	fs.Var(&f.disks, "disk", "a disk `DS:PATH[,size=10G][,format=qcow2|raw][,bus=virtio-blk|virtio-scsi|sata][,ro]`; with size= it is made first (repeatable)")
 	fs.StringVar(&f.cdrom, "cdrom", "", "an ISO as CD-ROM, `DS:PATH`")
 	fs.Var(&f.nics, "nic", "a NIC on a virtual switch or on NAT: `SWITCH|nat[,model=virtio-net|e1000e][,mac=MAC]` (repeatable)")
-	fs.StringVar(&f.firmware, "firmware", "bios", "bios or uefi")
+	fs.StringVar(&f.firmware, "firmware", "bios", "bios, uefi or uefi-secure (Secure Boot, Microsoft's keys; uefi needs q35)")
+	fs.BoolVar(&f.tpm, "tpm", false, "a TPM 2.0 (software TPM; its state kept with the VM)")
+	fs.Var(&f.pcis, "pci", "a host PCI device for the VM, `ADDRESS` (0000:03:00.0) or VENDOR:DEVICE (plinth host devices; repeatable)")
+	fs.Var(&f.usbs, "usb", "a host USB device for the VM, `VENDOR:PRODUCT` or a port like 1-2 (repeatable)")
+	fs.StringVar(&f.balloon, "balloon", "", "a balloon whose target can be lowered while the VM runs, down to this `minimum` (e.g. 512M)")
+	fs.BoolVar(&f.hugePages, "hugepages", false, "back the guest's memory with 2 MiB huge pages")
 	fs.StringVar(&f.machine, "machine", "", "q35 (default), pc or microvm")
 	fs.BoolVar(&f.autostart, "autostart", false, "start with the host")
 	fs.BoolVar(&f.serial, "serial", true, "a serial console (plinth vm console)")
@@ -312,6 +349,28 @@ func (f *vmCreateFlags) spec(readFile func(string) ([]byte, error)) (api.VMSpec,
 		Name: f.name, CPU: api.CPU{Sockets: 1, Cores: f.cpus, Threads: 1}, MemoryMiB: mem,
 		Firmware: f.firmware, Machine: f.machine, Serial: f.serial, VNC: f.vnc,
 		Autostart: api.Autostart{Enabled: f.autostart},
+	}
+	spec.TPM, spec.HugePages = f.tpm, f.hugePages
+	if f.balloon != "" {
+		min, err := parseMemoryMiB(f.balloon)
+		if err != nil {
+			return spec, nil, withCode(ExitUsage, fmt.Errorf("vm create: --balloon: %w", err))
+		}
+		spec.Balloon = &api.Balloon{MinMiB: min}
+	}
+	for _, p := range f.pcis {
+		d := api.PCIPassthrough{Address: strings.ToLower(p)}
+		if v, dev, ok := strings.Cut(p, ":"); ok && !api.IsPCIAddress(d.Address) && len(v) == 4 && len(dev) == 4 {
+			d = api.PCIPassthrough{VendorID: strings.ToLower(v), DeviceID: strings.ToLower(dev)}
+		}
+		spec.PCIDevices = append(spec.PCIDevices, d)
+	}
+	for _, u := range f.usbs {
+		dev, err := parseUSB(u)
+		if err != nil {
+			return spec, nil, err
+		}
+		spec.USBDevices = append(spec.USBDevices, dev)
 	}
 	var makeDisks []diskFlag
 	for _, s := range f.disks {

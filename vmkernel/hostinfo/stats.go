@@ -37,6 +37,9 @@ func (s Source) Stats() (api.HostStats, error) {
 	if st.UptimeSeconds, err = readWith(filepath.Join(proc, "uptime"), ParseUptime); err != nil {
 		return st, err
 	}
+	if st.KSM, err = s.KSM(); err != nil {
+		return st, err
+	}
 	return st, nil
 }
 

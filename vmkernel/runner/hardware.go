@@ -60,8 +60,9 @@ var (
 type instanceHW struct {
 	swtpm      *os.Process
 	swtpmDone  chan struct{}
-	pciRecord  string // set while PCI devices are claimed
-	hugeGrown  int    // huge pages added to the pool for this VM
+	pciRecord  string   // set while PCI devices are claimed
+	pci        []string // their host addresses
+	hugeGrown  int      // huge pages added to the pool for this VM
 	usb        []*usbAttachment
 	balloonMiB int // the balloon target last set
 	hot        hotplug
@@ -198,7 +199,7 @@ func (s *start) pciDevices() error {
 	if err != nil {
 		return devError(err)
 	}
-	s.hw().pciRecord = record
+	s.hw().pciRecord, s.hw().pci = record, addrs
 	s.undo = append(s.undo, func() {
 		if err := s.m.cfg.Devices.ReleasePCI(record); err != nil {
 			s.m.cfg.Log.Error("runner: PCI devices not given back", "id", s.spec.ID, "err", err)
@@ -531,4 +532,16 @@ func (m *Manager) recoverPCI(id string, running bool) {
 	if err != nil {
 		m.cfg.Log.Error("runner: PCI devices of a previous run", "id", id, "running", running, "err", err)
 	}
+}
+
+// runtime adds what h holds to a VM's runtime (m.mu held).
+func (h *instanceHW) runtime(r *api.VMRuntime) {
+	if h == nil {
+		return
+	}
+	for _, u := range h.usb {
+		r.USB = append(r.USB, u.USBAttachment)
+	}
+	r.PCI = append([]string(nil), h.pci...)
+	r.TPM = h.swtpm != nil
 }

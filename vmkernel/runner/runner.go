@@ -330,6 +330,7 @@ func (m *Manager) Status(id string) api.VMRuntime {
 		}
 		t := v.inst.startedAt
 		r.StartedAt = &t
+		v.inst.hw.runtime(&r)
 	}
 	if v.lastExit != nil {
 		e := *v.lastExit

@@ -50,6 +50,8 @@ type Options struct {
 	// ApplyDelay is the host settings' delay before a network change is
 	// applied (0: 50 ms).
 	ApplyDelay time.Duration
+	// Devices gives host devices to VMs (nil: none, as without root).
+	Devices runner.Devices
 }
 
 // Rig is a running vmkernel.
@@ -91,7 +93,7 @@ func Start(t testing.TB, o Options) *Rig {
 	m, err := runner.New(runner.Config{
 		QEMU: "qemu-system-x86_64", Accel: api.AccelTCG, Datastores: ds,
 		RunRoot: filepath.Join(base, "run"), StateRoot: filepath.Join(base, "state", "vm-state"),
-		OnState: broker.StateHook,
+		OnState: broker.StateHook, Devices: o.Devices,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ import (
 	"github.com/plinth/plinth/vmkernel/hostconf"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
 	"github.com/plinth/plinth/vmkernel/inventory"
+	"github.com/plinth/plinth/vmkernel/passthrough"
 	"github.com/plinth/plinth/vmkernel/runner"
 	"github.com/plinth/plinth/vmkernel/vswitch"
 )
@@ -57,6 +58,7 @@ func run(log *slog.Logger, args []string) error {
 	kvmLoading := fs.String("kvm-loading", "", "a file that exists while the init is still loading the KVM module: the acceleration is decided once it is gone, and VM starts wait for that (the appliance sets it); empty: decide at start")
 	offerInstall := fs.Bool("installer", false, "offer installing Plinth to one of this host's disks through the API (the appliance sets it)")
 	offerUpgrades := fs.Bool("upgrades", false, "offer system upgrades and rollback of the boot disk's banks through the API (the appliance sets it)")
+	ksm := fs.String("ksm", "keep", "KSM (merging identical memory pages of VMs): on, off, or keep (leave the kernel's setting; the appliance sets on)")
 	initPID := fs.Int("init-pid", 0, "serve host reboot and shutdown by signalling the appliance init at this pid (SIGUSR1 reboots, SIGTERM shuts down); 0: host power is not managed here")
 	fs.StringVar(&where.State, "host-state", where.State, "the STATE directory, where the host's settings are kept (network.json, config/, mgmtd/)")
 	fs.StringVar(&where.Run, "host-run", where.Run, "the run directory (the record of the management network, boot.log, pid files)")
@@ -177,10 +179,19 @@ func run(log *slog.Logger, args []string) error {
 		}
 	}
 	broker := events.New(0)
+	// Host devices go to VMs only when vmkernel can bind drivers and give
+	// device nodes away: as root.
+	var devices runner.Devices
+	if os.Geteuid() == 0 {
+		devices = passthrough.NewHost(log)
+	}
+	if err := hostinfo.SetKSM(*ksm); err != nil {
+		log.Warn("vmkernel: KSM", "err", err)
+	}
 	mgr, err := runner.New(runner.Config{
 		QEMU: *qemuBin, AccelNow: accelNow, Datastores: datastores,
 		RunRoot: *runRoot, StateRoot: filepath.Join(*state, "vm-state"), Log: log,
-		Switches: switches, OnState: broker.StateHook, Cgroups: cgroups,
+		Switches: switches, OnState: broker.StateHook, Cgroups: cgroups, Devices: devices,
 	})
 	if err != nil {
 		return err
