@@ -198,4 +198,15 @@ type Task struct {
 	Error      string     `json:"error,omitempty"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// Result is what a task that succeeded made, when it made something.
+	Result *TaskResult `json:"result,omitempty"`
+}
+
+// TaskResult is what a finished task made: a VM (an import), a file (an
+// export, a fetch), and notes for the user (what an import could not map).
+type TaskResult struct {
+	VM        string   `json:"vm,omitempty"`
+	Datastore string   `json:"datastore,omitempty"`
+	Path      string   `json:"path,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
 }

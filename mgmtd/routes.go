@@ -169,6 +169,16 @@ func (s *Server) routeTable() []Route {
 		{Method: post, Path: dsPath + "/disks/convert", Handler: fwd, Access: Change, Status: http.StatusAccepted,
 			Summary: "Copy a disk image into a new one of another format, as a task", Request: api.ConvertDiskRequest{}, Response: api.Task{}},
 
+		{Method: post, Path: dsPath + "/" + api.FetchAction, Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Fetch a file (disk image, ISO, OVA) from an https:// URL into the datastore, as a task (sha256 checked when given; an image naming another file refused)",
+			Request: api.FetchRequest{}, Response: api.Task{}},
+		{Method: post, Path: api.MgmtdImportPath, Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Import the VM an OVA or OVF on a datastore describes (ESXi, VMware, VirtualBox): disks converted to qcow2, as a task whose result names the VM and lists what was not mapped",
+			Request: api.ImportVMRequest{}, Response: api.Task{}},
+		{Method: post, Path: vmPath + "/" + api.ExportAction, Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Export a stopped VM as an OVA (descriptor, SHA-256 manifest, streamOptimized VMDKs) to a datastore, as a task",
+			Request: api.ExportVMRequest{}, Response: api.Task{}},
+
 		{Method: get, Path: api.MgmtdSwitchesPath, Handler: fwd, Access: Read,
 			Summary: "List virtual switches", Response: []api.Switch{}},
 		{Method: post, Path: api.MgmtdSwitchesPath, Handler: fwd, Access: Change, Status: http.StatusCreated,

@@ -76,7 +76,10 @@ func (r *Registry) SetTotal(t *Task, total int64) {
 }
 
 // Finish ends t: succeeded when err is nil, else failed with err's message.
-func (r *Registry) Finish(t *Task, err error) {
+func (r *Registry) Finish(t *Task, err error) { r.FinishWith(t, nil, err) }
+
+// FinishWith is Finish with what the task made (kept when it succeeded).
+func (r *Registry) FinishWith(t *Task, res *api.TaskResult, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now().UTC()
@@ -84,6 +87,10 @@ func (r *Registry) Finish(t *Task, err error) {
 	t.t.State = api.TaskSucceeded
 	if err != nil {
 		t.t.State, t.t.Error = api.TaskFailed, err.Error()
+	} else if res != nil {
+		c := *res
+		c.Notes = append([]string(nil), res.Notes...)
+		t.t.Result = &c
 	}
 }
 

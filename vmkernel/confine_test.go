@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,6 +212,11 @@ func TestHostileImages(t *testing.T) {
 		h.make(t, filepath.Join(scratch, h.name))
 	}
 	o.snapshot(t) // after making the corpus, which writes nothing outside
+	// An https server handing out the corpus, for the fetch door.
+	srv := httptest.NewTLSServer(http.FileServer(http.Dir(scratch)))
+	defer srv.Close()
+	pinSum := sha256.Sum256(srv.TLS.Certificates[0].Certificate[0])
+	pin := hex.EncodeToString(pinSum[:])
 
 	for _, f := range []string{"qcow2", "raw"} {
 		if _, err := r.c.CreateDisk(ctx, "ds", api.CreateDiskRequest{Path: "clean." + f, Format: f, SizeBytes: 1 << 20}); err != nil {
@@ -244,6 +251,29 @@ func TestHostileImages(t *testing.T) {
 			}
 			_, err = r.c.ResizeDisk(ctx, "ds", api.ResizeDiskRequest{Path: h.name, SizeBytes: 64 << 20})
 			refusedNaming(t, "resize", err, "path", names)
+			// Fetched from a server, and as the disk of an OVA: the task
+			// fails naming the file, and nothing is kept.
+			task, err := r.c.Fetch(ctx, "ds", api.FetchRequest{URL: srv.URL + "/" + h.name, Path: "fetched/" + h.name, TLSFingerprint: pin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.c.WaitTask(ctx, task.ID, 20*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), names) {
+				t.Errorf("fetch: %v, want a refusal naming %s", err, names)
+			}
+			ova := packOVA(t, scratch, strings.NewReplacer(".", "-").Replace(h.name), src, 1<<20, false)
+			upload(t, r, ova, "ova/"+filepath.Base(ova))
+			task, err = r.c.ImportVM(ctx, api.ImportVMRequest{Datastore: "ds", Path: "ova/" + filepath.Base(ova), Name: "imp-" + strings.NewReplacer(".", "-").Replace(h.name)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.c.WaitTask(ctx, task.ID, 20*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), names) {
+				t.Errorf("import: %v, want a refusal naming %s", err, names)
+			}
+			for _, dir := range []string{"fetched", "imp-" + strings.NewReplacer(".", "-").Replace(h.name)} {
+				if des, _ := os.ReadDir(filepath.Join(r.ds, dir)); len(des) != 0 {
+					t.Errorf("a refused %s left %v", dir, des)
+				}
+			}
 
 			spec := guest("hostile-" + strings.NewReplacer(".", "-").Replace(h.name))
 			spec.Disks = []api.Disk{{Datastore: "ds", Path: h.name, Format: h.vmFmt}}

@@ -150,7 +150,23 @@ func (s *Server) Routes() []Route {
 		{http.MethodPost, api.VMKernelDatastorePath + "{name}/disks/convert", s.convertDisk},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks", s.listTasks},
 		{http.MethodGet, api.VMKernelPrefix + "/tasks/{id}", s.getTask},
-	}, append(append(append(s.hostRoutes(), s.vmRoutes()...), s.switchRoutes()...), s.deviceRoutes()...)...)
+	}, s.groupRoutes()...)
+}
+
+// groupRoutes are the route groups of the areas that have their own
+// (empty when the area is not configured), one per line.
+func (s *Server) groupRoutes() []Route {
+	var rs []Route
+	for _, g := range [][]Route{
+		s.hostRoutes(),
+		s.vmRoutes(),
+		s.switchRoutes(),
+		s.deviceRoutes(),
+		s.importRoutes(),
+	} {
+		rs = append(rs, g...)
+	}
+	return rs
 }
 
 // Handler is the server's HTTP handler: the route table, with problem JSON

@@ -27,6 +27,14 @@ var ErrShortBody = errors.New("upload ended early")
 // existing file is refused with ErrExists unless overwrite, and then only
 // when inUse (if not nil) agrees; a directory in the way is ErrInvalid.
 func (d Datastore) WriteFile(rel string, r io.Reader, size int64, overwrite bool, inUse func(rel string) error) (_ api.DatastoreEntry, err error) {
+	return d.WriteFileChecked(rel, r, size, overwrite, inUse, nil)
+}
+
+// WriteFileChecked is WriteFile with a last word: check (when not nil) is
+// called once every byte is written and synced, before the file takes its
+// name, and an error from it (a checksum that does not match) leaves
+// nothing behind.
+func (d Datastore) WriteFileChecked(rel string, r io.Reader, size int64, overwrite bool, inUse func(rel string) error, check func() error) (_ api.DatastoreEntry, err error) {
 	full, err := d.Resolve(rel)
 	if err != nil {
 		return api.DatastoreEntry{}, err
@@ -79,6 +87,11 @@ func (d Datastore) WriteFile(rel string, r io.Reader, size int64, overwrite bool
 	}
 	if err := f.Close(); err != nil {
 		return api.DatastoreEntry{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return api.DatastoreEntry{}, fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+		}
 	}
 	// Checked again: the upload took time, and a VM may have started on
 	// the file or another upload taken the name.
@@ -133,4 +146,63 @@ func (d Datastore) checkTarget(rel, full string, overwrite bool, inUse func(stri
 // leads out of the datastore ErrEscapes.
 func (d Datastore) Open(rel string) (*os.File, fs.FileInfo, error) {
 	return d.openFile(rel, false)
+}
+
+// WriteNew makes the new file rel (refused if it exists) from what fill
+// writes, under a temporary name in its directory until fill is done and
+// the file synced, then linked into place; its format is established from
+// its content as for an upload. A fill that fails leaves nothing behind.
+func (d Datastore) WriteNew(rel string, fill func(f *os.File) error) (err error) {
+	full, err := d.Resolve(rel)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(full); err == nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrExists)
+	}
+	made, err := d.mkdirs(rel, full)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && made != "" {
+			os.RemoveAll(made)
+		}
+	}()
+	f, err := os.CreateTemp(filepath.Dir(full), atomicfile.TempPrefix+filepath.Base(full)+"-*")
+	if err != nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		f.Close()
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err := fill(f); err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	h, err := diskimage.Inspect(f, fi.Size())
+	if err != nil {
+		return d.refused(rel, "%v", err)
+	}
+	if err := Record(f, h.Format); err != nil {
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("datastore %s: %q: sync: %w", d.Name, rel, err)
+	}
+	if err := os.Link(tmp, full); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, ErrExists)
+		}
+		return fmt.Errorf("datastore %s: %q: %w", d.Name, rel, err)
+	}
+	os.Remove(tmp)
+	return atomicfile.SyncDir(filepath.Dir(full))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/atomicfile"
+	"github.com/plinth/plinth/vmkernel/diskimage"
 )
 
 // ConvertDisk copies the disk image src (opened and checked as OpenImage
@@ -55,7 +56,7 @@ func (d Datastore) CopyImage(ctx context.Context, im *Image, dst string, o Conve
 	if format == "" {
 		format = api.FormatQcow2
 	}
-	if format != api.FormatQcow2 && format != api.FormatRaw {
+	if format != api.FormatQcow2 && format != api.FormatRaw && format != StreamVMDK {
 		return fmt.Errorf("datastore %s: disk format %q: want qcow2 or raw: %w", d.Name, format, ErrInvalid)
 	}
 	src := im.Datastore + ":" + im.Path
@@ -100,6 +101,11 @@ func (d Datastore) CopyImage(ctx context.Context, im *Image, dst string, o Conve
 	// copy). The target is the descriptor of the temporary file, which
 	// qemu-img formats in place.
 	args := []string{"convert", "-p", "-U", "-O", format}
+	recorded := format
+	if format == StreamVMDK { // for an OVA export
+		args = []string{"convert", "-p", "-U", "-O", "vmdk", "-o", "subformat=streamOptimized"}
+		recorded = diskimage.VMDK
+	}
 	if o.Snapshot != "" {
 		if err := checkTag(o.Snapshot); err != nil {
 			return err
@@ -129,7 +135,7 @@ func (d Datastore) CopyImage(ctx context.Context, im *Image, dst string, o Conve
 	if err := ctx.Err(); err != nil { // cancelled, even if qemu-img got to its end
 		return fmt.Errorf("datastore %s: converting %q to %q: %w", d.Name, src, dst, err)
 	}
-	if err := Record(out, format); err != nil {
+	if err := Record(out, recorded); err != nil {
 		return fmt.Errorf("datastore %s: %q: %w", d.Name, dst, err)
 	}
 	if err := out.Sync(); err != nil {
@@ -145,6 +151,10 @@ func (d Datastore) CopyImage(ctx context.Context, im *Image, dst string, o Conve
 	os.Remove(tmp)
 	return atomicfile.SyncDir(filepath.Dir(full))
 }
+
+// StreamVMDK is ConvertDisk's target format for a VMDK in VMware's
+// streamOptimized subformat (what an OVA carries).
+const StreamVMDK = "vmdk-stream"
 
 // splitCR splits qemu-img's progress output, whose updates end in '\r'.
 func splitCR(data []byte, atEOF bool) (int, []byte, error) {
