@@ -146,7 +146,7 @@ func TestImportExportOVA(t *testing.T) {
 	modDir := runnertest.Modules(t, "../build")
 	r := startVMs(t)
 	if err := qemutest.InstallGuest(kernel, r.ds, func(dir string) (string, error) {
-		return qemutest.BuildFloorWithModules(dir, modDir, "ahci", "sd_mod", "ext4")
+		return qemutest.BuildFloorWithModules(dir, modDir, "ahci", "sd_mod", "crc32c_generic", "ext4")
 	}); err != nil {
 		t.Fatal(err)
 	}

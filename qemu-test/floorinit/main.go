@@ -27,7 +27,11 @@
 // every 2 s. With watch it reports block devices and network interfaces
 // as they come and go (hot-plug): "PLINTH-DISK name bytes" and
 // "PLINTH-NIC name mac" for each new one, "PLINTH-GONE name" for each
-// that left.
+// that left. With root:DEV:INIT (e.g.
+// plinthfloor=root:/dev/vda:/usr/sbin/plinth-guest) it loads /modules,
+// mounts the ext4 file system on DEV and hands over to INIT there
+// (switch_root): a guest with a real root file system (qemu-test's Debian
+// guest) booted with the appliance's kernel.
 package main
 
 import (
@@ -52,6 +56,12 @@ func main() {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
 	modes := strings.Split(os.Getenv("plinthfloor"), ",")
+	for _, m := range modes {
+		if r, ok := strings.CutPrefix(m, "root:"); ok {
+			dev, init, _ := strings.Cut(r, ":")
+			switchRoot(dev, init)
+		}
+	}
 	if slices.Contains(modes, "disks") {
 		printDisks()
 	}
@@ -482,4 +492,42 @@ func fsCommand(line string) bool {
 		return false
 	}
 	return true
+}
+
+// switchRoot mounts dev (ext4) and runs init in it as PID 1, the initramfs
+// left behind (it is small). It returns only when that fails.
+func switchRoot(dev, init string) {
+	loadModules()
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		os.Mkdir("/newroot", 0o755)
+		if err = unix.Mount(dev, "/newroot", "ext4", 0, ""); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		fmt.Println("floorinit: mounting the root file system:", dev, err)
+		return
+	}
+	for _, m := range []string{"/dev", "/sys"} {
+		os.Mkdir("/newroot"+m, 0o755)
+		if err := unix.Mount(m, "/newroot"+m, "", unix.MS_MOVE, ""); err != nil {
+			fmt.Println("floorinit: moving", m, err)
+		}
+	}
+	if err := os.Chdir("/newroot"); err != nil {
+		fmt.Println("floorinit:", err)
+		return
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		fmt.Println("floorinit: switch_root:", err)
+		return
+	}
+	if err := unix.Chroot("."); err != nil {
+		fmt.Println("floorinit: chroot:", err)
+		return
+	}
+	os.Chdir("/")
+	err = unix.Exec(init, []string{init}, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=vt100"})
+	fmt.Println("floorinit: exec", init, err)
 }
