@@ -65,7 +65,7 @@ func TestMapESXiDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := im.Spec
-	if s.Name != "web-01" || s.CPU != (api.CPU{Sockets: 2, Cores: 2, Threads: 1}) || s.MemoryMiB != 4096 || s.Firmware != api.FirmwareUEFI {
+	if s.Name != "web-01" || s.CPU.Sockets != 2 || s.CPU.Cores != 2 || s.CPU.Threads != 1 || s.MemoryMiB != 4096 || s.Firmware != api.FirmwareUEFI {
 		t.Errorf("spec %+v", s)
 	}
 	if len(im.DiskFiles) != 2 || im.DiskFiles[0].Href != "web 01-disk1.vmdk" || im.DiskFiles[0].CapacityBytes != 16<<30 ||
