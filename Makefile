@@ -76,7 +76,7 @@ unit: build/.deps web $(IMAGE)
 # `make fuzz FUZZTIME=10m` runs them for longer.
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./mgmtd:FuzzDecodeJSON ./mgmtd:FuzzRoutes ./vmkernel:FuzzRoutes ./vmkernel/diskimage:FuzzInspect \
-	./upgrade:FuzzOpen ./installer:FuzzParseAnswer ./installer/pxe:FuzzHandleDHCP
+	./upgrade:FuzzOpen ./installer:FuzzParseAnswer ./installer/pxe:FuzzHandleDHCP ./vmkernel/ovf:FuzzMap
 fuzz: build/.deps
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \
