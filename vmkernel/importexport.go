@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/ovf"
 	"github.com/plinth/plinth/vmkernel/runner"
@@ -338,7 +339,9 @@ func (s *Server) runImport(ctx context.Context, ds datastore.Datastore, folder s
 			}
 			manifest = parseManifest(b)
 		case want[name] && extracted[name] == "":
-			tmp := path.Join(folder, fmt.Sprintf(".import-%d-%s", len(extracted), sanitizeMember(name)))
+			// Named as a temporary file: if vmkernel dies before the
+			// import ends, its next start sweeps it away.
+			tmp := path.Join(folder, fmt.Sprintf("%simport-%d-%s", atomicfile.TempPrefix, len(extracted), sanitizeMember(name)))
 			res, err := s.space.reserve(ds, size, uploadMargin)
 			if err != nil {
 				return err
@@ -505,7 +508,7 @@ func (s *Server) runExport(ctx context.Context, spec api.VMSpec, target datastor
 		if err != nil {
 			return err
 		}
-		tmp := path.Join(path.Dir(d.Path), fmt.Sprintf(".export-%s-%d.vmdk", spec.ID, i))
+		tmp := path.Join(path.Dir(d.Path), fmt.Sprintf("%sexport-%s-%d.vmdk", atomicfile.TempPrefix, spec.ID, i))
 		var last float64
 		if err := ds.ConvertDisk(ctx, d.Path, tmp, datastore.StreamVMDK, func(p float64) {
 			progress(int64((p - last) / 100 * float64(info.VirtualSizeBytes)))

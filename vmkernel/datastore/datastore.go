@@ -385,3 +385,28 @@ func (d Datastore) DiskInfo(ctx context.Context, rel string) (api.DiskInfo, erro
 	}
 	return info, nil
 }
+
+// Sweep removes what writes interrupted by a crash left behind: files
+// whose names start with atomicfile.TempPrefix (uploads, conversions,
+// imports and exports not finished), never counted as files of the
+// datastore. Call it before any write can start (vmkernel does at start).
+func (d Datastore) Sweep() ([]string, error) {
+	root, err := d.resolve("")
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	err = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a directory that cannot be read is left alone
+		}
+		if de.Type().IsRegular() && atomicfile.IsTemp(de.Name()) {
+			if os.Remove(p) == nil {
+				rel, _ := filepath.Rel(root, p)
+				removed = append(removed, filepath.ToSlash(rel))
+			}
+		}
+		return nil
+	})
+	return removed, err
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -184,5 +185,28 @@ func TestInfo(t *testing.T) {
 	info, err := d.Info()
 	if err != nil || info.Name != "ds" || info.CapacityBytes == 0 || info.FreeBytes > info.CapacityBytes {
 		t.Fatalf("Info = %+v, %v", info, err)
+	}
+}
+
+// TestSweep: files of interrupted writes go, everything else stays.
+func TestSweep(t *testing.T) {
+	root := t.TempDir()
+	d := Datastore{Name: "ds", Root: root}
+	for _, p := range []string{"a.qcow2", "vm/.tmp-disk.qcow2", "vm/.tmp-import-0-x.vmdk-123", "iso/debian.iso", ".tmp-up-1"} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(root, p), []byte("x"), 0o644)
+	}
+	got, err := d.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{".tmp-up-1", "vm/.tmp-disk.qcow2", "vm/.tmp-import-0-x.vmdk-123"}; !slices.Equal(got, want) {
+		t.Fatalf("swept %v, want %v", got, want)
+	}
+	for _, p := range []string{"a.qcow2", "iso/debian.iso"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/plinth/plinth/upgrade"
 	"github.com/plinth/plinth/vmkernel"
 	"github.com/plinth/plinth/vmkernel/cgroup"
+	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/events"
 	"github.com/plinth/plinth/vmkernel/hostconf"
 	"github.com/plinth/plinth/vmkernel/hostinfo"
@@ -75,13 +76,20 @@ func run(log *slog.Logger, args []string) error {
 	if err := os.MkdirAll(*state, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	if os.Geteuid() == 0 {
-		// Only vmkernel walks a datastore: QEMU and qemu-img are handed
-		// descriptors, and no other user may pass through.
-		for name, dir := range datastores {
+	for name, dir := range datastores {
+		if os.Geteuid() == 0 {
+			// Only vmkernel walks a datastore: QEMU and qemu-img are
+			// handed descriptors, and no other user may pass through.
 			if err := os.Chmod(dir, 0o700); err != nil {
 				log.Error("vmkernel: datastore root mode", "datastore", name, "err", err)
 			}
+		}
+		// What writes cut short by a crash left (uploads, conversions,
+		// imports): never a file of the datastore.
+		if removed, err := (datastore.Datastore{Name: name, Root: dir}).Sweep(); err != nil {
+			log.Error("vmkernel: sweeping the datastore", "datastore", name, "err", err)
+		} else if len(removed) > 0 {
+			log.Warn("vmkernel: removed what interrupted writes left", "datastore", name, "files", removed)
 		}
 	}
 
