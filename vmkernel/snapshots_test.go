@@ -211,3 +211,45 @@ func longCtx(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return c
 }
+
+// TestSnapshotUEFIVariables: a UEFI guest sets a variable of its own, a
+// memory snapshot is taken, the guest sets it again, the revert brings the
+// first value back; and after the VM is stopped and booted afresh (the
+// firmware reading its variables from the image) the variable still has
+// the snapshot's value: the variables are part of the snapshot.
+func TestSnapshotUEFIVariables(t *testing.T) {
+	r := fsRig(t)
+	ctx := longCtx(t)
+	wait := waiter(t, r.c)
+	spec := fsGuest(t, r, "uefi-snap")
+	spec.Firmware, spec.Machine, spec.MemoryMiB = api.FirmwareUEFI, api.MachineQ35, 256
+	vm, err := r.c.CreateVM(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vm.Spec.ID
+	if _, err := r.c.VMAction(ctx, id, api.ActionStart); err != nil {
+		t.Fatal(err)
+	}
+	g := guestConsole{t, r, id}
+	runnertest.WaitConsole(t, g.tail, runnertest.Marker, 4*time.Minute)
+	g.say("efiset kept", "floor: efiset kept", time.Minute)
+	g.say("mark kept", "floor: marked kept", time.Minute)
+	wait(r.c.CreateSnapshot(ctx, id, api.SnapshotRequest{Name: "kept", Memory: true}))
+	g.say("efiset lost", "floor: efiset lost", time.Minute)
+	g.say("efiget", "floor: efivar=lost", time.Minute)
+	wait(r.c.RevertSnapshot(ctx, id, "kept", api.RevertRequest{}))
+	g.say("efiget", "floor: efivar=kept", time.Minute)
+	if _, err := r.c.VMAction(ctx, id, api.ActionStop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.c.VMAction(ctx, id, api.ActionStart); err != nil {
+		t.Fatal(err)
+	}
+	runnertest.WaitConsoleCount(t, g.tail, runnertest.Marker, 2, 4*time.Minute)
+	g.say("efiget", "floor: efivar=kept", time.Minute)
+	g.say("cat", "floor: marker=kept", time.Minute)
+	if _, err := r.c.VMAction(ctx, id, api.ActionStop); err != nil {
+		t.Fatal(err)
+	}
+}

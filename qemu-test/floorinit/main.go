@@ -475,6 +475,13 @@ func fsCommand(line string) bool {
 		}
 		fmt.Printf("floor: marker=%s\n", b)
 	case "efiset":
+		// An existing variable's file is immutable (chattr -i first).
+		if f, err := os.Open(efiVar); err == nil {
+			if flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS); err == nil {
+				unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags&^0x10)) // FS_IMMUTABLE_FL
+			}
+			f.Close()
+		}
 		// Attributes: non-volatile, boot service and runtime access.
 		if err := os.WriteFile(efiVar, append([]byte{7, 0, 0, 0}, arg...), 0o644); err != nil {
 			fmt.Println("floor: efiset:", err)
