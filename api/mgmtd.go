@@ -193,9 +193,12 @@ type Task struct {
 	User   string `json:"user"`
 	State  string `json:"state"`
 	// Done and Total are the progress in bytes (Total 0 when unknown).
-	Done       int64      `json:"done"`
-	Total      int64      `json:"total"`
-	Error      string     `json:"error,omitempty"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Error string `json:"error,omitempty"`
+	// Results name what the task made, as it makes them: the new VMs' IDs
+	// (clone, deploy, restore), the backup's or snapshot's ID.
+	Results    []string   `json:"results,omitempty"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// Result is what a task that succeeded made, when it made something.

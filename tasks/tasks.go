@@ -75,6 +75,13 @@ func (r *Registry) SetTotal(t *Task, total int64) {
 	t.t.Total = total
 }
 
+// AddResult records something t made (a new VM's ID...).
+func (r *Registry) AddResult(t *Task, result string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t.t.Results = append(t.t.Results, result)
+}
+
 // Finish ends t: succeeded when err is nil, else failed with err's message.
 func (r *Registry) Finish(t *Task, err error) { r.FinishWith(t, nil, err) }
 
@@ -111,6 +118,7 @@ func (r *Registry) sweepLocked() {
 
 func snapshot(t *Task) api.Task {
 	out := t.t
+	out.Results = append([]string(nil), t.t.Results...)
 	out.Done = t.done.Load()
 	return out
 }

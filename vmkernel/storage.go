@@ -182,6 +182,12 @@ func (s *Server) fileUsers(ds datastore.Datastore, runningOnly bool) func(rel st
 				}
 			}
 		}
+		// A base linked clones or incremental backups rest on is theirs.
+		if deps, err := ds.Dependents(rel); err != nil {
+			return err
+		} else if len(deps) > 0 {
+			return fmt.Errorf("%q is the base of %s: %w", rel, s.namesOf(ds.Name, deps), datastore.ErrInUse)
+		}
 		return nil
 	}
 }

@@ -80,7 +80,12 @@ func (s *Server) createVM(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, err)
 		return
 	}
-	if err := s.cfg.Inventory.Create(&spec); err != nil {
+	reason, err := requestReason(r)
+	if err != nil {
+		s.problem(w, err)
+		return
+	}
+	if err := s.cfg.Inventory.CreateBy(&spec, inventoryChange(requestUser(r), reason)); err != nil {
 		s.problem(w, err)
 		return
 	}
@@ -143,37 +148,23 @@ func (s *Server) updateVM(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, err)
 		return
 	}
-	var extra []api.FieldProblem
-	if spec.ID != "" && spec.ID != old.ID {
-		extra = append(extra, api.FieldProblem{Field: "id", Message: fmt.Sprintf("cannot change the VM's ID (%s)", old.ID)})
-	}
-	spec.ID = old.ID
-	s.specMu.Lock()
-	defer s.specMu.Unlock()
-	if st := s.cfg.Runner.Status(old.ID).State; !stoppedState(st) {
-		s.problem(w, &runner.StateError{ID: old.ID, Op: "update", State: st})
-		return
-	}
-	if err := s.validate(spec, extra); err != nil {
-		s.problem(w, err)
-		return
-	}
-	if err := s.cfg.Inventory.Update(spec); err != nil {
-		s.problem(w, err)
-		return
-	}
-	spec, err = s.cfg.Inventory.Get(old.ID)
+	reason, err := requestReason(r)
 	if err != nil {
 		s.problem(w, err)
 		return
 	}
-	detail := ""
-	if spec.Name != old.Name {
-		detail = fmt.Sprintf("renamed from %q", old.Name)
+	dryRun := false
+	if q := r.URL.Query().Get(api.DryRunQuery); q != "" {
+		if dryRun, err = strconv.ParseBool(q); err != nil {
+			s.problem(w, fmt.Errorf("%w: %s=%q is not a boolean", errBadRequest, api.DryRunQuery, q))
+			return
+		}
 	}
-	s.cfg.Log.Info("vmkernel: VM updated", "vm", spec.Name, "id", spec.ID)
-	s.publish(api.EventUpdated, spec, detail)
-	writeJSON(w, http.StatusOK, s.vm(spec))
+	var extra []api.FieldProblem
+	if spec.ID != "" && spec.ID != old.ID {
+		extra = append(extra, api.FieldProblem{Field: "id", Message: fmt.Sprintf("cannot change the VM's ID (%s)", old.ID)})
+	}
+	s.applyUpdate(w, old, spec, extra, inventoryChange(requestUser(r), reason), dryRun)
 }
 
 // checkDatastores refuses references to datastores this host does not have
@@ -281,6 +272,14 @@ func (s *Server) deleteVM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if withDisks {
+		// Its disks would be kept for the clones; refuse rather than
+		// delete a template but not its disks.
+		if err := s.refuseIfClones(spec, "be deleted with its disks"); err != nil {
+			s.problem(w, err)
+			return
+		}
+	}
 	if err := s.cfg.Runner.Forget(spec.ID); err != nil {
 		s.problem(w, err)
 		return
@@ -336,9 +335,21 @@ func (s *Server) deleteDisks(spec api.VMSpec) api.DeleteVMResult {
 			continue
 		}
 		ds := datastore.Datastore{Name: d.Datastore, Root: root}
+		var bases []string // what a linked clone's disk rests on
+		if im, err := ds.OpenImage(d.Path, false); err == nil {
+			for _, b := range im.Chain()[1:] {
+				bases = append(bases, b.Path)
+			}
+			im.Close()
+		}
 		err := ds.DeleteFile(d.Path, s.fileUsers(ds, false))
 		switch {
 		case err == nil:
+			for _, b := range bases {
+				if strings.HasPrefix(b, basesDir+"/") {
+					s.removeIfUnused(ds, b)
+				}
+			}
 			res.RemovedFiles = append(res.RemovedFiles, f)
 			s.cfg.Log.Info("vmkernel: disk of a deleted VM removed", "vm", spec.Name, "datastore", ds.Name, "path", d.Path)
 		case errors.Is(err, datastore.ErrNotFound):
@@ -463,7 +474,8 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		p.Status = http.StatusNotFound
 	case errors.Is(err, snapshots.ErrNotFound), errors.Is(err, inventory.ErrNoVersion):
 		p.Status = http.StatusNotFound
-	case errors.Is(err, errBusy), errors.Is(err, errTemplate), errors.Is(err, snapshots.ErrExists), errors.Is(err, snapshots.ErrFull):
+	case errors.Is(err, errBusy), errors.Is(err, errTemplate), errors.Is(err, errNotTemplate),
+		errors.Is(err, snapshots.ErrExists), errors.Is(err, snapshots.ErrFull):
 		p.Status = http.StatusConflict
 	case errors.Is(err, inventory.ErrExists), errors.Is(err, runner.ErrState),
 		errors.Is(err, runner.ErrNoConsole), errors.Is(err, runner.ErrNoVNC):

@@ -60,6 +60,12 @@ func (s *Server) vmWorkRoutes() []Route {
 		{http.MethodPost, vm + api.VMSnapshots, s.createSnapshot},
 		{http.MethodDelete, vm + api.VMSnapshots + "/{snap}", s.deleteSnapshot},
 		{http.MethodPost, vm + api.VMSnapshots + "/{snap}/" + api.VMRevert, s.revertSnapshot},
+		{http.MethodPost, vm + api.VMClone, s.cloneVM},
+		{http.MethodPost, vm + api.VMTemplate, s.markTemplate},
+		{http.MethodPost, vm + api.VMDeploy, s.deployTemplate},
+		{http.MethodGet, vm + api.VMHistory, s.history},
+		{http.MethodGet, vm + api.VMHistory + "/" + api.VMDiff, s.historyDiff},
+		{http.MethodPost, vm + api.VMHistory + "/" + api.VMRevert, s.revertDefinition},
 	}
 }
 

@@ -13,6 +13,7 @@
 // plinthfloor=disks does) it mounts /dev/vda (ext4) on /mnt and, when the
 // kernel booted through UEFI, efivarfs; its console then also takes
 // "mark TEXT" (writes TEXT to /mnt/marker and syncs: "floor: marked TEXT"),
+// "fill NAME MIB" (MIB MiB of fresh data in /mnt/NAME: "floor: filled NAME MIB"),
 // "cat" ("floor: marker=TEXT"), "efiset TEXT" (a UEFI variable of its own:
 // "floor: efiset TEXT") and "efiget" ("floor: efivar=TEXT"), for the
 // snapshot tests. Traffic of a known size, for the byte counters'
@@ -36,6 +37,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -434,7 +436,7 @@ func mountFS() {
 	os.Mkdir("/mnt", 0o755)
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if err = unix.Mount("/dev/vda", "/mnt", "ext4", 0, ""); err == nil || time.Now().After(deadline) {
+		if err = unix.Mount("/dev/vda", "/mnt", "ext4", unix.MS_NOATIME, ""); err == nil || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -467,6 +469,38 @@ func fsCommand(line string) bool {
 			return true
 		}
 		fmt.Printf("floor: marked %s\n", arg)
+	case "fill":
+		// fill NAME MIB: MIB MiB of data no two runs share, in /mnt/NAME.
+		name, n, _ := strings.Cut(arg, " ")
+		mib, err := strconv.Atoi(n)
+		if err != nil || mib < 1 || strings.Contains(name, "/") {
+			fmt.Println("floor: fill: want NAME MIB")
+			return true
+		}
+		f, err := os.OpenFile("/mnt/"+name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			buf := make([]byte, 1<<20)
+			seed := uint64(time.Now().UnixNano())
+			for range mib {
+				for i := 0; i+8 <= len(buf); i += 8 {
+					seed = seed*6364136223846793005 + 1442695040888963407
+					binary.LittleEndian.PutUint64(buf[i:], seed)
+				}
+				if _, err = f.Write(buf); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				err = f.Sync()
+			}
+			f.Close()
+		}
+		unix.Sync()
+		if err != nil {
+			fmt.Println("floor: fill:", err)
+			return true
+		}
+		fmt.Printf("floor: filled %s %d\n", name, mib)
 	case "cat":
 		b, err := os.ReadFile("/mnt/marker")
 		if err != nil {
