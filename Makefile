@@ -75,12 +75,17 @@ unit: build/.deps web $(IMAGE)
 # Every request decoder has a fuzz target; `make test` runs each briefly,
 # `make fuzz FUZZTIME=10m` runs them for longer.
 FUZZTIME ?= 10s
+# Every wait has a deadline: a fuzz run that outlives its time by this much
+# has hung (the coordinator waits for ever on a worker's pipes held open by
+# a process the worker left).
+FUZZDEADLINE ?= 5m
 FUZZ_TARGETS := ./mgmtd:FuzzDecodeJSON ./mgmtd:FuzzRoutes ./vmkernel:FuzzRoutes ./vmkernel/diskimage:FuzzInspect \
 	./upgrade:FuzzOpen ./installer:FuzzParseAnswer ./installer/pxe:FuzzHandleDHCP ./vmkernel/ovf:FuzzMap
 fuzz: build/.deps
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} $${t#*:} for $(FUZZTIME)"; \
-		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+		timeout -k 10 $(FUZZDEADLINE) go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || \
+			{ echo "fuzz $${t#*:}: failed or passed its deadline of $(FUZZDEADLINE)"; exit 1; }; \
 	done
 
 e2e: build/.deps $(IMAGE) iso next
