@@ -161,3 +161,38 @@ func (c *Client) LogTail(ctx context.Context, name string, tailBytes int64) ([]b
 	err := c.do(ctx, http.MethodGet, c.prefix+api.HostLogsPath+"/"+url.PathEscape(name)+"?tail_bytes="+strconv.FormatInt(tailBytes, 10), nil, &b)
 	return b, err
 }
+
+// Time is the clock and the NTP client's state.
+func (c *Client) Time(ctx context.Context) (api.TimeStatus, error) {
+	var s api.TimeStatus
+	err := c.get(ctx, c.prefix+api.HostTimePath, &s)
+	return s, err
+}
+
+// SetTime sets the NTP client; the servers are asked at once.
+func (c *Client) SetTime(ctx context.Context, cfg api.TimeConfig) (api.TimeStatus, error) {
+	var s api.TimeStatus
+	err := c.do(ctx, http.MethodPut, c.prefix+api.HostTimePath, cfg, &s)
+	return s, err
+}
+
+// SyncTime asks the NTP servers now.
+func (c *Client) SyncTime(ctx context.Context) (api.TimeStatus, error) {
+	var s api.TimeStatus
+	err := c.do(ctx, http.MethodPost, c.prefix+api.HostTimeSyncPath, nil, &s)
+	return s, err
+}
+
+// Syslog is remote logging's configuration and each target's state.
+func (c *Client) Syslog(ctx context.Context) (api.SyslogStatus, error) {
+	var s api.SyslogStatus
+	err := c.get(ctx, c.prefix+api.HostSyslogPath, &s)
+	return s, err
+}
+
+// SetSyslog replaces remote logging's configuration.
+func (c *Client) SetSyslog(ctx context.Context, cfg api.SyslogConfig) (api.SyslogStatus, error) {
+	var s api.SyslogStatus
+	err := c.do(ctx, http.MethodPut, c.prefix+api.HostSyslogPath, cfg, &s)
+	return s, err
+}

@@ -12,7 +12,10 @@
 //	config/ntp                NTP servers an install or answer file gave
 //	config/ssh_authorized_keys SSH keys an install or answer file gave
 //	config/installed          the marker of an installed host
-//	config/*.json             vmkernel's other host settings (time, syslog, SSH)
+//	config/time.json          the NTP client's settings (api.TimeConfig)
+//	config/syslog.json        remote logging (api.SyslogConfig)
+//	config/ssh.json           the SSH service (api.SSHConfig)
+//	config/ssh_host_ed25519_key the SSH service's host key
 //	vmkernel/                 vmkernel's state: VM inventory, switches, VM logs
 //	mgmtd/                    mgmtd's (its own user's): password, lockdown,
 //	                          tokens, audit.log, tls/
@@ -81,6 +84,18 @@ func (h Host) NTPFile() string { return filepath.Join(h.ConfigDir(), "ntp") }
 // SSHKeysFile holds the SSH public keys that may log in as root, one a line
 // (authorized_keys format).
 func (h Host) SSHKeysFile() string { return filepath.Join(h.ConfigDir(), "ssh_authorized_keys") }
+
+// TimeFile is the NTP client's settings set through the API.
+func (h Host) TimeFile() string { return filepath.Join(h.ConfigDir(), "time.json") }
+
+// SyslogFile is remote logging's settings.
+func (h Host) SyslogFile() string { return filepath.Join(h.ConfigDir(), "syslog.json") }
+
+// SSHFile is the SSH service's settings.
+func (h Host) SSHFile() string { return filepath.Join(h.ConfigDir(), "ssh.json") }
+
+// SSHHostKey is the SSH service's host key (PEM, made at its first start).
+func (h Host) SSHHostKey() string { return filepath.Join(h.ConfigDir(), "ssh_host_ed25519_key") }
 
 // InstalledMarker says the host runs from a disk Plinth was installed to.
 func (h Host) InstalledMarker() string { return filepath.Join(h.ConfigDir(), "installed") }

@@ -168,7 +168,8 @@ func dhcpMods(xid bool) []dhcpv4.Modifier {
 		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("Plinth")),
 		dhcpv4.WithRequestedOptions(dhcpv4.OptionSubnetMask, dhcpv4.OptionRouter, dhcpv4.OptionDomainNameServer,
 			dhcpv4.OptionDomainName, dhcpv4.OptionDNSDomainSearchList, dhcpv4.OptionClasslessStaticRoute,
-			dhcpv4.OptionIPAddressLeaseTime, dhcpv4.OptionRenewTimeValue, dhcpv4.OptionRebindingTimeValue),
+			dhcpv4.OptionIPAddressLeaseTime, dhcpv4.OptionRenewTimeValue, dhcpv4.OptionRebindingTimeValue,
+			dhcpv4.OptionNTPServers),
 	}
 	if h, err := os.Hostname(); err == nil && ValidHostname(h) && h != "localhost" {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(h)))

@@ -39,6 +39,11 @@ func (s *Server) hostRoutes() []Route {
 		{get, v(api.HostServicesPath), s.services},
 		{post, v(api.HostServicesRestartPath), s.restartServices},
 		{post, v(api.HostResetPath), s.reset},
+		{get, v(api.HostTimePath), s.timeStatus},
+		{put, v(api.HostTimePath), s.setTime},
+		{post, v(api.HostTimeSyncPath), s.syncTime},
+		{get, v(api.HostSyslogPath), s.syslogStatus},
+		{put, v(api.HostSyslogPath), s.setSyslog},
 		{get, v(api.HostLogsPath), s.logs},
 		{get, v(api.HostLogsPath) + "/{name}", s.logTail},
 	}
@@ -374,4 +379,60 @@ func (s *Server) logTail(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Log-Size", strconv.FormatInt(size, 10))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Write(b)
+}
+
+func (s *Server) timeStatus(w http.ResponseWriter, r *http.Request) {
+	if h := s.hc(w); h != nil {
+		writeJSON(w, http.StatusOK, h.Time())
+	}
+}
+
+// setTime saves the NTP client's configuration and asks the servers at
+// once (a few seconds at most), answering the state after.
+func (s *Server) setTime(w http.ResponseWriter, r *http.Request) {
+	h := s.hc(w)
+	if h == nil {
+		return
+	}
+	var req api.TimeConfig
+	if err := decodeSmall(w, r, &req); err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	st, err := h.SetTime(r.Context(), req)
+	if err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) syncTime(w http.ResponseWriter, r *http.Request) {
+	if h := s.hc(w); h != nil {
+		writeJSON(w, http.StatusOK, h.SyncTime(r.Context()))
+	}
+}
+
+func (s *Server) syslogStatus(w http.ResponseWriter, r *http.Request) {
+	if h := s.hc(w); h != nil {
+		writeJSON(w, http.StatusOK, h.Syslog())
+	}
+}
+
+func (s *Server) setSyslog(w http.ResponseWriter, r *http.Request) {
+	h := s.hc(w)
+	if h == nil {
+		return
+	}
+	var req api.SyslogConfig
+	if err := decodeSmall(w, r, &req); err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	st, err := h.SetSyslog(req)
+	if err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }

@@ -16,17 +16,22 @@ package hostconf
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/atomicfile"
 	"github.com/plinth/plinth/auth"
 	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
+	"github.com/plinth/plinth/remotelog"
 )
 
 // Error kinds the API maps to statuses.
@@ -69,6 +74,12 @@ type Config struct {
 	// Hardware reads the board inventory (its NICs are the management
 	// network's candidates); nil: none.
 	Hardware func() (api.Hardware, error)
+	// SetClock moves the system clock by the offset an NTP server gave
+	// (nil: slewed or stepped through the kernel; tests record it).
+	SetClock func(offset time.Duration) error
+	// NoTimeKeeper: Run does not start the NTP client's rounds (tests ask
+	// for them through the API).
+	NoTimeKeeper bool
 	// SignalAgent signals a management agent by name (api.ServiceMgmtd),
 	// normally through its pid file in the run directory; nil: by pid file.
 	SignalAgent func(name string) error
@@ -85,6 +96,10 @@ type Host struct {
 	mu sync.Mutex
 	// net is the network change in flight and the last one settled.
 	net netState
+	// time is the NTP client's state.
+	time timeState
+	// syslog sends the host's log lines to remote servers.
+	syslog *remotelog.Forwarder
 	// bg is the context of the background work Run started.
 	bg context.Context
 }
@@ -103,14 +118,16 @@ func New(cfg Config) *Host {
 	if cfg.ApplyDelay == 0 {
 		cfg.ApplyDelay = time.Second
 	}
-	h := &Host{cfg: cfg, log: cfg.Log, now: cfg.Now, throttle: auth.NewThrottle(cfg.Now), bg: context.Background()}
+	h := &Host{cfg: cfg, log: cfg.Log, now: cfg.Now, throttle: auth.NewThrottle(cfg.Now), bg: context.Background(),
+		syslog: remotelog.New(cfg.Hostname, cfg.Log)}
 	return h
 }
 
 // Run starts the background work that keeps the settings in effect, until
 // ctx ends: the management network's keeper (DHCP renewals) and a change
-// left pending by an earlier vmkernel (rolled back at its deadline). It
-// returns at once; nothing it starts blocks the boot.
+// left pending by an earlier vmkernel (rolled back at its deadline), the
+// NTP client, remote logging. It returns at once; nothing it starts
+// blocks the boot.
 func (h *Host) Run(ctx context.Context) {
 	h.mu.Lock()
 	h.bg = ctx
@@ -119,6 +136,10 @@ func (h *Host) Run(ctx context.Context) {
 		h.resumePending()
 		go h.cfg.Net.Keep(ctx, &netconf.Keeper{})
 	}
+	if !h.cfg.NoTimeKeeper {
+		go h.keepTime(ctx)
+	}
+	h.runSyslog(ctx)
 }
 
 // Settings is every setting at once.
@@ -128,5 +149,35 @@ func (h *Host) Settings(ctx context.Context) api.HostSettings {
 	out.Lockdown, _ = h.Lockdown()
 	out.Certificate, _ = h.Certificate()
 	out.BootMode = h.BootMode()
+	out.Time = h.Time()
+	out.Syslog = h.Syslog()
 	return out
+}
+
+// loadJSON reads the JSON file path into v; found is false when there is
+// none (v is left as it was).
+func loadJSON(path string, v any) (found bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return true, fmt.Errorf("read %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// saveJSON writes v to path as JSON, atomically.
+func saveJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }

@@ -72,8 +72,8 @@ func (h *Host) RestartServices(names []string) error {
 
 // Reset forgets the host's configuration (confirm must be the host's
 // name) and restarts the host: the management network, host name, root
-// password, lockdown, API tokens, NTP servers and SSH keys go; VMs,
-// datastores and the TLS certificate stay.
+// password, lockdown, API tokens, time, remote logging, SSH and its keys
+// go; VMs, datastores, the TLS certificate and the SSH host key stay.
 func (h *Host) Reset(confirm string) error {
 	name := h.cfg.Hostname()
 	if confirm != name {
@@ -87,6 +87,7 @@ func (h *Host) Reset(confirm string) error {
 	for _, p := range []string{
 		filepath.Join(l.State, netconf.FileName),
 		l.HostnameFile(), l.NTPFile(), l.SSHKeysFile(),
+		l.TimeFile(), l.SyslogFile(), l.SSHFile(),
 		filepath.Join(l.AuthDir(), auth.PasswdFile),
 		filepath.Join(l.AuthDir(), auth.SecurityFile),
 		filepath.Join(l.AuthDir(), auth.TokensFile),

@@ -52,6 +52,9 @@ type Options struct {
 	ApplyDelay time.Duration
 	// Devices gives host devices to VMs (nil: none, as without root).
 	Devices runner.Devices
+	// SetClock is handed the offsets the NTP client would move the clock
+	// by: a rig never sets the host's clock (nil: ignored).
+	SetClock func(offset time.Duration) error
 }
 
 // Rig is a running vmkernel.
@@ -133,7 +136,10 @@ func Start(t testing.TB, o Options) *Rig {
 	if o.ApplyDelay == 0 {
 		o.ApplyDelay = 50 * time.Millisecond
 	}
-	hc := hostconf.New(hostconf.Config{Layout: lay, Net: o.Net, Power: o.Power, ApplyDelay: o.ApplyDelay, Hardware: o.Hardware,
+	if o.SetClock == nil {
+		o.SetClock = func(time.Duration) error { return nil }
+	}
+	hc := hostconf.New(hostconf.Config{Layout: lay, Net: o.Net, Power: o.Power, ApplyDelay: o.ApplyDelay, Hardware: o.Hardware, SetClock: o.SetClock,
 		SignalAgent: o.SignalAgent, Hostname: func() string { h, _ := host(); return h.Hostname }})
 	hctx, hcancel := context.WithCancel(context.Background())
 	t.Cleanup(hcancel)
