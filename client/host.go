@@ -196,3 +196,36 @@ func (c *Client) SetSyslog(ctx context.Context, cfg api.SyslogConfig) (api.Syslo
 	err := c.do(ctx, http.MethodPut, c.prefix+api.HostSyslogPath, cfg, &s)
 	return s, err
 }
+
+// SSH is the SSH service's state.
+func (c *Client) SSH(ctx context.Context) (api.SSHStatus, error) {
+	var s api.SSHStatus
+	err := c.get(ctx, c.prefix+api.HostSSHPath, &s)
+	return s, err
+}
+
+// SetSSH turns SSH on or off and sets how it logs in.
+func (c *Client) SetSSH(ctx context.Context, cfg api.SSHConfig) (api.SSHStatus, error) {
+	var s api.SSHStatus
+	err := c.do(ctx, http.MethodPut, c.prefix+api.HostSSHPath, cfg, &s)
+	return s, err
+}
+
+// SSHKeys are root's authorized keys.
+func (c *Client) SSHKeys(ctx context.Context) ([]api.SSHKey, error) {
+	var out []api.SSHKey
+	err := c.get(ctx, c.prefix+api.HostSSHKeysPath, &out)
+	return out, err
+}
+
+// AddSSHKey authorizes a key (an authorized_keys line).
+func (c *Client) AddSSHKey(ctx context.Context, line string) (api.SSHKey, error) {
+	var k api.SSHKey
+	err := c.do(ctx, http.MethodPost, c.prefix+api.HostSSHKeysPath, api.SSHKeyRequest{Key: line}, &k)
+	return k, err
+}
+
+// DeleteSSHKey removes the authorized key id.
+func (c *Client) DeleteSSHKey(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, c.prefix+api.HostSSHKeysPath+"/"+url.PathEscape(id), nil, nil)
+}

@@ -261,7 +261,7 @@ func startServicesIn(t *testing.T, bin, ns string) services {
 	}
 	vmk := cmd("vmkernel", "-socket", s.vmkSock, "-state", filepath.Join(s.state, "vmkernel"),
 		"-run", filepath.Join(s.run, "vms"), "-accel", "tcg", "-socket-gid", strconv.Itoa(os.Getgid()),
-		"-host-state", s.state, "-host-run", s.run, "-resolv-conf", s.resolv, "-set-hostname=false")
+		"-host-state", s.state, "-host-run", s.run, "-resolv-conf", s.resolv, "-set-hostname=false", "-set-clock=false")
 	mg := cmd("mgmtd", "-listen", listen, "-state", s.auth, "-vmkernel", s.vmkSock)
 	for _, c := range []*exec.Cmd{vmk, mg} {
 		var out bytes.Buffer

@@ -239,7 +239,7 @@ func pathVar(r *http.Request, name string) string {
 // forwarded with the audit and lockdown every Change route gets.
 func (s *Server) hostRoutes() []Route {
 	fwd, m := s.forward, api.Mgmtd
-	get, post, put := http.MethodGet, http.MethodPost, http.MethodPut
+	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
 	return []Route{
 		{Method: get, Path: m(api.HostSettingsPath), Handler: fwd, Access: Read,
 			Summary: "Every host setting at once: network, password, lockdown, certificate, time, remote logging, SSH, boot mode", Response: api.HostSettings{}},
@@ -292,6 +292,17 @@ func (s *Server) hostRoutes() []Route {
 		{Method: put, Path: m(api.HostSyslogPath), Handler: fwd, Access: Change,
 			Summary: "Send the host's log lines (vmkernel, mgmtd, the init, the audit log) to syslog servers as RFC 5424 messages: udp://, tcp:// or tls:// (with ca_pem); no targets: off",
 			Request: api.SyslogConfig{}, Response: api.SyslogStatus{}},
+		{Method: get, Path: m(api.HostSSHPath), Handler: fwd, Access: Read,
+			Summary: "The SSH service: on or off (with a warning while on), port, host key, authorized keys, open sessions", Response: api.SSHStatus{}},
+		{Method: put, Path: m(api.HostSSHPath), Handler: fwd, Access: Change,
+			Summary: "Turn SSH on or off (off by default; refused while lockdown is on, which turns it off), allow the root password besides keys, and choose what a login gets: the DCUI or a shell",
+			Request: api.SSHConfig{}, Response: api.SSHStatus{}},
+		{Method: get, Path: m(api.HostSSHKeysPath), Handler: fwd, Access: Read,
+			Summary: "root's authorized SSH keys", Response: []api.SSHKey{}},
+		{Method: post, Path: m(api.HostSSHKeysPath), Handler: fwd, Access: Change, Status: http.StatusCreated,
+			Summary: "Authorize an SSH key for root (one authorized_keys line, without options)", Request: api.SSHKeyRequest{}, Response: api.SSHKey{}},
+		{Method: del, Path: m(api.HostSSHKeysPath) + "/{id}", Handler: fwd, Access: Change, Status: http.StatusNoContent,
+			Summary: "Remove an authorized SSH key (its id)"},
 		{Method: get, Path: m(api.HostLogsPath), Handler: fwd, Access: Read,
 			Summary: "The host's logs", Response: []api.LogInfo{}},
 		{Method: get, Path: m(api.HostLogsPath) + "/{name}", Handler: fwd, Access: Read, ContentType: "text/plain",

@@ -18,7 +18,7 @@ var errNoHostConf = fmt.Errorf("%w: this vmkernel does not manage the host's set
 // hostRoutes are the host settings (package hostconf), each path defined
 // once in package api below VMKernelPrefix.
 func (s *Server) hostRoutes() []Route {
-	get, post, put := http.MethodGet, http.MethodPost, http.MethodPut
+	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
 	v := api.VMKernel
 	return []Route{
 		{get, v(api.HostSettingsPath), s.hostSettings},
@@ -44,6 +44,11 @@ func (s *Server) hostRoutes() []Route {
 		{post, v(api.HostTimeSyncPath), s.syncTime},
 		{get, v(api.HostSyslogPath), s.syslogStatus},
 		{put, v(api.HostSyslogPath), s.setSyslog},
+		{get, v(api.HostSSHPath), s.sshStatus},
+		{put, v(api.HostSSHPath), s.setSSH},
+		{get, v(api.HostSSHKeysPath), s.sshKeys},
+		{post, v(api.HostSSHKeysPath), s.addSSHKey},
+		{del, v(api.HostSSHKeysPath) + "/{id}", s.deleteSSHKey},
 		{get, v(api.HostLogsPath), s.logs},
 		{get, v(api.HostLogsPath) + "/{name}", s.logTail},
 	}
@@ -435,4 +440,67 @@ func (s *Server) setSyslog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) sshStatus(w http.ResponseWriter, r *http.Request) {
+	if h := s.hc(w); h != nil {
+		writeJSON(w, http.StatusOK, h.SSH())
+	}
+}
+
+func (s *Server) setSSH(w http.ResponseWriter, r *http.Request) {
+	h := s.hc(w)
+	if h == nil {
+		return
+	}
+	var req api.SSHConfig
+	if err := decodeSmall(w, r, &req); err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	st, err := h.SetSSH(req)
+	if err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) sshKeys(w http.ResponseWriter, r *http.Request) {
+	if h := s.hc(w); h != nil {
+		keys, err := h.SSHKeys()
+		if err != nil {
+			s.hostProblem(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, keys)
+	}
+}
+
+func (s *Server) addSSHKey(w http.ResponseWriter, r *http.Request) {
+	h := s.hc(w)
+	if h == nil {
+		return
+	}
+	var req api.SSHKeyRequest
+	if err := decodeSmall(w, r, &req); err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	k, err := h.AddSSHKey(req.Key)
+	if err != nil {
+		s.hostProblem(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, k)
+}
+
+func (s *Server) deleteSSHKey(w http.ResponseWriter, r *http.Request) {
+	if h := s.hc(w); h != nil {
+		if err := h.DeleteSSHKey(r.PathValue("id")); err != nil {
+			s.hostProblem(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
 }

@@ -152,3 +152,139 @@ func (a *app) showSyslog(st api.SyslogStatus) error {
 	}
 	return t.flush()
 }
+
+// hostSSH shows the SSH service.
+func (a *app) hostSSH(ctx context.Context, args []string) error {
+	fs := a.flags("host ssh")
+	if _, err := parse(fs, args, "", 0, 0); err != nil {
+		return err
+	}
+	return a.call(ctx, defaultTimeout, func(c *client.Client) error {
+		st, err := c.SSH(ctx)
+		if err != nil {
+			return err
+		}
+		return a.showSSH(st)
+	})
+}
+
+// hostSSHSwitch turns SSH on (with its options) or off.
+func hostSSHSwitch(on bool) func(*app, context.Context, []string) error {
+	return func(a *app, ctx context.Context, args []string) error {
+		name := map[bool]string{true: "host ssh on", false: "host ssh off"}[on]
+		fs := a.flags(name)
+		var pwLogin *bool
+		var session *string
+		if on {
+			pwLogin = fs.Bool("password-login", false, "allow the root password besides keys")
+			session = fs.String("session", api.SSHSessionDCUI, "what a login gets: dcui (the console's screens) or shell")
+		}
+		if _, err := parse(fs, args, "", 0, 0); err != nil {
+			return err
+		}
+		return a.call(ctx, defaultTimeout, func(c *client.Client) error {
+			cfg := api.SSHConfig{Enabled: on}
+			if on {
+				cfg.PasswordLogin, cfg.Session = *pwLogin, *session
+			} else if cur, err := c.SSH(ctx); err == nil {
+				cfg.PasswordLogin, cfg.Session = cur.Config.PasswordLogin, cur.Config.Session
+			}
+			st, err := c.SetSSH(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			return a.showSSH(st)
+		})
+	}
+}
+
+func (a *app) showSSH(st api.SSHStatus) error {
+	if a.json {
+		return writeJSON(a.out, st)
+	}
+	t := newTable(a.out)
+	state := "off"
+	if st.Config.Enabled {
+		state = fmt.Sprintf("on (port %d, %d sessions)", st.Port, st.Sessions)
+	}
+	t.row("ssh", state)
+	login := "keys"
+	if st.Config.PasswordLogin {
+		login = "keys or the root password"
+	}
+	t.row("login", login)
+	t.row("session", st.Config.Session)
+	t.row("host key", st.HostKeyFingerprint)
+	t.row("keys", strconv.Itoa(len(st.Keys)))
+	if st.Warning != "" {
+		t.row("warning", st.Warning)
+	}
+	if st.Problem != "" {
+		t.row("problem", st.Problem)
+	}
+	return t.flush()
+}
+
+// hostSSHKeys lists root's authorized keys.
+func (a *app) hostSSHKeys(ctx context.Context, args []string) error {
+	fs := a.flags("host ssh keys")
+	if _, err := parse(fs, args, "", 0, 0); err != nil {
+		return err
+	}
+	return a.call(ctx, defaultTimeout, func(c *client.Client) error {
+		keys, err := c.SSHKeys(ctx)
+		if err != nil {
+			return err
+		}
+		if a.json {
+			return writeJSON(a.out, keys)
+		}
+		t := newTable(a.out, "ID", "TYPE", "FINGERPRINT", "COMMENT")
+		for _, k := range keys {
+			t.row(k.ID, k.Type, k.Fingerprint, k.Comment)
+		}
+		return t.flush()
+	})
+}
+
+// hostSSHKeyAdd authorizes the key in FILE (- : standard input).
+func (a *app) hostSSHKeyAdd(ctx context.Context, args []string) error {
+	fs := a.flags("host ssh keys add")
+	pos, err := parse(fs, args, "FILE.pub|-", 1, 1)
+	if err != nil {
+		return err
+	}
+	var b []byte
+	if pos[0] == "-" {
+		line, err := a.in.ReadString('\n')
+		if err != nil && line == "" {
+			return withCode(ExitUsage, fmt.Errorf("read the key from standard input: %w", err))
+		}
+		b = []byte(line)
+	} else if b, err = os.ReadFile(pos[0]); err != nil {
+		return withCode(ExitUsage, err)
+	}
+	return a.call(ctx, defaultTimeout, func(c *client.Client) error {
+		k, err := c.AddSSHKey(ctx, strings.TrimSpace(string(b)))
+		if err != nil {
+			return err
+		}
+		if a.json {
+			return writeJSON(a.out, k)
+		}
+		fmt.Fprintf(a.out, "authorized %s (%s), id %s\n", k.Fingerprint, orDash(k.Comment), k.ID)
+		return nil
+	})
+}
+
+// hostSSHKeyRemove removes an authorized key by its id.
+func (a *app) hostSSHKeyRemove(ctx context.Context, args []string) error {
+	fs := a.flags("host ssh keys rm")
+	pos, err := parse(fs, args, "ID", 1, 1)
+	if err != nil {
+		return err
+	}
+	return a.call(ctx, defaultTimeout, func(c *client.Client) error {
+		return c.DeleteSSHKey(ctx, pos[0])
+	})
+}

@@ -79,10 +79,15 @@ func (h *Host) Lockdown() (api.LockdownStatus, error) {
 	return api.LockdownStatus{Enabled: on}, err
 }
 
-// SetLockdown turns lockdown mode on or off.
+// SetLockdown turns lockdown mode on or off; on turns SSH off.
 func (h *Host) SetLockdown(on bool) error {
 	if err := os.MkdirAll(h.cfg.Layout.AuthDir(), 0o700); err != nil {
 		return err
+	}
+	if on {
+		if err := h.sshOffForLockdown(); err != nil {
+			return fmt.Errorf("turn SSH off: %w", err)
+		}
 	}
 	if err := auth.SetLockdown(h.cfg.Layout.AuthDir(), on); err != nil {
 		return err

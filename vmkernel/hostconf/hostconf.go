@@ -80,6 +80,11 @@ type Config struct {
 	// NoTimeKeeper: Run does not start the NTP client's rounds (tests ask
 	// for them through the API).
 	NoTimeKeeper bool
+	// SSHAddr is where the SSH service listens when on (":22" when empty);
+	// SSHCommands what each session kind runs (api.SSHSessionDCUI: the
+	// DCUI on the session's terminal, api.SSHSessionShell: a shell).
+	SSHAddr     string
+	SSHCommands map[string][]string
 	// SignalAgent signals a management agent by name (api.ServiceMgmtd),
 	// normally through its pid file in the run directory; nil: by pid file.
 	SignalAgent func(name string) error
@@ -100,6 +105,8 @@ type Host struct {
 	time timeState
 	// syslog sends the host's log lines to remote servers.
 	syslog *remotelog.Forwarder
+	// ssh is the SSH service.
+	ssh sshState
 	// bg is the context of the background work Run started.
 	bg context.Context
 }
@@ -126,7 +133,7 @@ func New(cfg Config) *Host {
 // Run starts the background work that keeps the settings in effect, until
 // ctx ends: the management network's keeper (DHCP renewals) and a change
 // left pending by an earlier vmkernel (rolled back at its deadline), the
-// NTP client, remote logging. It returns at once; nothing it starts
+// NTP client, remote logging, SSH. It returns at once; nothing it starts
 // blocks the boot.
 func (h *Host) Run(ctx context.Context) {
 	h.mu.Lock()
@@ -140,6 +147,11 @@ func (h *Host) Run(ctx context.Context) {
 		go h.keepTime(ctx)
 	}
 	h.runSyslog(ctx)
+	h.runSSH()
+	go func() {
+		<-ctx.Done()
+		h.stopSSH()
+	}()
 }
 
 // Settings is every setting at once.
@@ -151,6 +163,7 @@ func (h *Host) Settings(ctx context.Context) api.HostSettings {
 	out.BootMode = h.BootMode()
 	out.Time = h.Time()
 	out.Syslog = h.Syslog()
+	out.SSH = h.SSH()
 	return out
 }
 

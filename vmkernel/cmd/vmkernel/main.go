@@ -65,6 +65,10 @@ func run(log *slog.Logger, args []string) error {
 	fs.StringVar(&where.Run, "host-run", where.Run, "the run directory (the record of the management network, boot.log, pid files)")
 	resolvConf := fs.String("resolv-conf", layout.ResolvConf, "the resolver's file, which the management network writes")
 	setHostname := fs.Bool("set-hostname", true, "apply the configured host name to the system (tests turn it off)")
+	sshAddr := fs.String("ssh-addr", ":22", "where the SSH service listens when it is on")
+	sshDCUI := fs.String("ssh-dcui", "/bbin/dcui", "the DCUI binary an SSH login runs on its terminal")
+	sshShell := fs.String("ssh-shell", "/bbin/gosh", "the shell an SSH login runs")
+	setClock := fs.Bool("set-clock", true, "let the NTP client set the system clock (tests turn it off)")
 	datastores := datastoreFlag{}
 	fs.Var(datastores, "datastore", "a datastore as NAME=DIR (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -232,8 +236,19 @@ func run(log *slog.Logger, args []string) error {
 	if !*setHostname {
 		ap.SetHostname = nil
 	}
+	var clock func(time.Duration) error
+	if !*setClock {
+		clock = func(off time.Duration) error {
+			log.Info("vmkernel: the clock is left alone (-set-clock=false)", "offset", off)
+			return nil
+		}
+	}
 	hc := hostconf.New(hostconf.Config{Layout: where, Net: &netconf.Host{Applier: ap}, Log: log, Power: power,
-		Hardware: func() (api.Hardware, error) { return board.Read(board.DefaultRoot()) }})
+		Hardware: func() (api.Hardware, error) { return board.Read(board.DefaultRoot()) },
+		SetClock: clock, SSHAddr: *sshAddr, SSHCommands: map[string][]string{
+			api.SSHSessionDCUI:  {*sshDCUI, "-vmkernel", *socket, "-shell", *sshShell},
+			api.SSHSessionShell: {*sshShell},
+		}})
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel()
 	hc.Run(hctx)
