@@ -109,6 +109,19 @@ func PasswordSet(dir string) (bool, error) {
 	return ok, nil
 }
 
+// PasswordChanged is when the root password was last set (zero: never,
+// or by a Plinth that did not record it).
+func PasswordChanged(dir string) (time.Time, error) {
+	pf, err := readPasswd(dir)
+	if errors.Is(err, ErrNoPassword) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return pf.Users[api.RootUser].ChangedAt, nil
+}
+
 // Verify checks user's password: nil, ErrNoPassword, ErrBadCredentials or
 // an error reading the file.
 func Verify(dir, user, password string) error {

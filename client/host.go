@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -228,4 +230,30 @@ func (c *Client) AddSSHKey(ctx context.Context, line string) (api.SSHKey, error)
 // DeleteSSHKey removes the authorized key id.
 func (c *Client) DeleteSSHKey(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, c.prefix+api.HostSSHKeysPath+"/"+url.PathEscape(id), nil, nil)
+}
+
+// SupportBundle streams the support bundle (a tar.gz) into w. It is not
+// bounded by the client's WithTimeout; ctx alone ends it.
+func (c *Client) SupportBundle(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+c.prefix+api.HostSupportBundlePath, nil)
+	if err != nil {
+		return 0, fmt.Errorf("client: support bundle: %w", err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := &http.Client{Transport: c.http.Transport} // no overall timeout: the body may be large
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("client: support bundle: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, answerError(resp)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("client: support bundle: %w", err)
+	}
+	return n, nil
 }

@@ -303,6 +303,8 @@ func (s *Server) hostRoutes() []Route {
 			Summary: "Authorize an SSH key for root (one authorized_keys line, without options)", Request: api.SSHKeyRequest{}, Response: api.SSHKey{}},
 		{Method: del, Path: m(api.HostSSHKeysPath) + "/{id}", Handler: fwd, Access: Change, Status: http.StatusNoContent,
 			Summary: "Remove an authorized SSH key (its id)"},
+		{Method: get, Path: m(api.HostSupportBundlePath), Handler: fwd, Access: Read, ContentType: "application/gzip", Stream: true,
+			Summary: "A support bundle, streamed: a tar.gz of the logs, hardware inventory, settings and configuration (no secret), VM specs (cloud-init's secrets removed) and recent events"},
 		{Method: get, Path: m(api.HostLogsPath), Handler: fwd, Access: Read,
 			Summary: "The host's logs", Response: []api.LogInfo{}},
 		{Method: get, Path: m(api.HostLogsPath) + "/{name}", Handler: fwd, Access: Read, ContentType: "text/plain",

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/vmkernel/hostconf"
@@ -49,6 +50,7 @@ func (s *Server) hostRoutes() []Route {
 		{get, v(api.HostSSHKeysPath), s.sshKeys},
 		{post, v(api.HostSSHKeysPath), s.addSSHKey},
 		{del, v(api.HostSSHKeysPath) + "/{id}", s.deleteSSHKey},
+		{get, v(api.HostSupportBundlePath), s.supportBundle},
 		{get, v(api.HostLogsPath), s.logs},
 		{get, v(api.HostLogsPath) + "/{name}", s.logTail},
 	}
@@ -503,4 +505,52 @@ func (s *Server) deleteSSHKey(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// supportBundle streams the support bundle: hostconf's part (settings,
+// logs, hardware, configuration) and vmkernel's (host facts, VM specs
+// with cloud-init's secrets removed, recent events).
+func (s *Server) supportBundle(w http.ResponseWriter, r *http.Request) {
+	h := s.hc(w)
+	if h == nil {
+		return
+	}
+	var extra []hostconf.BundleFile
+	if s.cfg.Host != nil {
+		host, err := s.cfg.Host()
+		if err != nil {
+			extra = append(extra, hostconf.BundleFile{Name: "host-error.txt", Data: []byte(err.Error() + "\n")})
+		}
+		extra = append(extra, hostconf.JSONFile("host.json", host))
+	}
+	if s.cfg.Inventory != nil && s.cfg.Runner != nil {
+		for _, spec := range s.cfg.Inventory.List() {
+			extra = append(extra, hostconf.JSONFile("vms/"+spec.Name+"-"+spec.ID+".json", s.vm(redactSpec(spec))))
+		}
+	}
+	extra = append(extra, hostconf.JSONFile("events.json", s.cfg.Events.Recent()))
+	name := "plinth-support-" + time.Now().UTC().Format("20060102T150405Z") + ".tar.gz"
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	if err := h.SupportBundle(r.Context(), w, extra); err != nil {
+		// Half sent: the client sees a broken archive.
+		s.cfg.Log.Error("vmkernel: support bundle", "err", err)
+	}
+}
+
+// redactSpec is spec without cloud-init's secrets: the password hash
+// and raw user-data (which may hold anything).
+func redactSpec(spec api.VMSpec) api.VMSpec {
+	if spec.CloudInit == nil {
+		return spec
+	}
+	ci := *spec.CloudInit
+	if ci.PasswordHash != "" {
+		ci.PasswordHash = "(removed)"
+	}
+	if ci.UserData != "" {
+		ci.UserData = "(removed)"
+	}
+	spec.CloudInit = &ci
+	return spec
 }

@@ -154,6 +154,8 @@ func init() {
 		{path: "host ssh keys", help: "root's authorized SSH keys", run: (*app).hostSSHKeys},
 		{path: "host ssh keys add", args: "FILE.pub|-", help: "authorize an SSH key for root", run: (*app).hostSSHKeyAdd},
 		{path: "host ssh keys rm", args: "ID", help: "remove an authorized SSH key", run: (*app).hostSSHKeyRemove},
+		{path: "host support-bundle", args: "[FILE|-]", help: "download a support bundle (logs, hardware, settings without secrets, VM specs, recent events)",
+			run: (*app).hostSupportBundle},
 		{path: "host logs", args: "[NAME]", help: "the host's logs, or the end of one", run: (*app).hostLogs, flags: []string{"--bytes"}},
 		{path: "vm list", help: "list VMs", run: (*app).vmList, flags: []string{"--state"}},
 		{path: "vm create", help: "define a VM from flags or a JSON spec", run: (*app).vmCreate,

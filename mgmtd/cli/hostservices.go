@@ -288,3 +288,37 @@ func (a *app) hostSSHKeyRemove(ctx context.Context, args []string) error {
 		return c.DeleteSSHKey(ctx, pos[0])
 	})
 }
+
+// hostSupportBundle downloads a support bundle to FILE (default
+// plinth-support-HOST-TIME.tar.gz here; - : standard output).
+func (a *app) hostSupportBundle(ctx context.Context, args []string) error {
+	fs := a.flags("host support-bundle")
+	pos, err := parse(fs, args, "[FILE|-]", 0, 1)
+	if err != nil {
+		return err
+	}
+	return a.call(ctx, 0, func(c *client.Client) error {
+		if len(pos) == 1 && pos[0] == "-" {
+			_, err := c.SupportBundle(ctx, a.out)
+			return err
+		}
+		name := "plinth-support-" + time.Now().UTC().Format("20060102T150405Z") + ".tar.gz"
+		if len(pos) == 1 {
+			name = pos[0]
+		}
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return withCode(ExitUsage, err)
+		}
+		n, err := c.SupportBundle(ctx, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(name)
+			return err
+		}
+		fmt.Fprintf(a.errw, "%s: %s\n", name, humanBytes(uint64(n)))
+		return nil
+	})
+}

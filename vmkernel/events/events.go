@@ -13,11 +13,16 @@ import (
 // DefaultBuffer is a subscriber's channel capacity.
 const DefaultBuffer = 256
 
+// recentLen is how many of the last events Recent keeps (for the support
+// bundle).
+const recentLen = 500
+
 // Broker fans events out to subscribers. The zero value is not usable; use New.
 type Broker struct {
 	mu     sync.Mutex
 	subs   map[*sub]struct{}
 	buffer int
+	recent []api.Event
 }
 
 type sub struct {
@@ -69,6 +74,10 @@ func (b *Broker) Publish(ev api.Event) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(b.recent) >= recentLen {
+		b.recent = append(b.recent[:0], b.recent[1:]...)
+	}
+	b.recent = append(b.recent, ev)
 	for s := range b.subs {
 		if len(s.ch) < b.buffer {
 			s.ch <- ev
@@ -77,6 +86,13 @@ func (b *Broker) Publish(ev api.Event) {
 		s.ch <- api.Event{Type: api.EventOverflow, Time: ev.Time, Detail: "subscriber fell behind; events were lost"}
 		b.drop(s)
 	}
+}
+
+// Recent are the last events published (at most 500), oldest first.
+func (b *Broker) Recent() []api.Event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]api.Event{}, b.recent...)
 }
 
 // Subscribers is the number of current subscribers.

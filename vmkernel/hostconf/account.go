@@ -23,7 +23,14 @@ import (
 // PasswordStatus says whether the root password is set.
 func (h *Host) PasswordStatus() (api.PasswordStatus, error) {
 	set, err := auth.PasswordSet(h.cfg.Layout.AuthDir())
-	return api.PasswordStatus{Set: set}, err
+	st := api.PasswordStatus{Set: set}
+	if set && err == nil {
+		var at time.Time
+		if at, err = auth.PasswordChanged(h.cfg.Layout.AuthDir()); !at.IsZero() {
+			st.ChangedAt = &at
+		}
+	}
+	return st, err
 }
 
 // SetPassword sets the root password (422 naming "password" when weak).
