@@ -136,7 +136,9 @@ put() { # host-path [path-in-payload]
 	cp -L "$src" "$dst"
 }
 elves=(/usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
-	/usr/sbin/mke2fs) # mke2fs: plinth-install formats STATE and the datastore
+	/usr/sbin/mke2fs # mke2fs: plinth-install formats STATE and the datastore
+	/usr/lib/x86_64-linux-gnu/qemu/hw-usb-host.so # usb-host, a QEMU module (libusb): USB passthrough
+	/usr/bin/swtpm) # each VM's TPM 2.0, run by vmkernel as the VM's user
 for f in "${elves[@]}"; do
 	put "$f"
 	# The TCG accelerator is a plugin QEMU dlopen()s, listed above by hand;

@@ -393,7 +393,7 @@ func (p *initProc) startServices() error {
 	// Host power through the API reaches this process: vmkernel signals it
 	// (u-root's init, PID 1, would ignore the signals).
 	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", p.cfg.Layout.VMRunDir(),
-		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades"}
+		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades", "-ksm", "on"}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
 	}

@@ -18,11 +18,12 @@ import (
 var bootModules = []string{"evdev", "button", "loop", "squashfs"}
 
 // laterModules are what the appliance's own features need (virtual switches,
-// VLANs, bonds, taps, vhost, file systems for datastores and media). Nothing
+// VLANs, bonds, taps, vhost, PCI passthrough, file systems for datastores and media). Nothing
 // before the ready line needs them, so they load after it; ext4 loads early
 // when a STATE or datastore file system is found.
 var laterModules = []string{
 	"tun", "vhost_net", "bridge", "8021q", "bonding",
+	"vfio_pci", // PCI passthrough: vmkernel binds devices to vfio-pci
 	"ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs",
 }
 
