@@ -389,3 +389,24 @@ func (vm *VM) Close() {
 		os.RemoveAll(vm.dir)
 	})
 }
+
+// CPUTime is the CPU time (user and system) QEMU has used so far: under a
+// loaded host a boot's wall time stretches, its CPU time much less, so
+// benchmarks report both.
+func (vm *VM) CPUTime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(vm.Pid()) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("qemutest: QEMU's CPU time: %w", err)
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("qemutest: QEMU's CPU time: short /proc/%d/stat", vm.Pid())
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("qemutest: QEMU's CPU time: %w", err)
+	}
+	return time.Duration(utime+stime) * time.Second / 100, nil // USER_HZ is 100 on Linux
+}

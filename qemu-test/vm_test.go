@@ -173,3 +173,15 @@ func TestContextCancelKills(t *testing.T) {
 		t.Error("QEMU still running after its context was cancelled")
 	}
 }
+
+func TestCPUTime(t *testing.T) {
+	vm := startVM(t, floorOptions(t))
+	if _, err := vm.Expect(FloorMarker, 120*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d, err := vm.CPUTime()
+	if err != nil || d <= 0 {
+		t.Fatalf("CPUTime = %v, %v; want the CPU a boot took", d, err)
+	}
+	t.Logf("the floor's boot took %v of CPU", d)
+}

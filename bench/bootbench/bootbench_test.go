@@ -21,9 +21,9 @@ func TestMarkdown(t *testing.T) {
 	r.Markdown(&b)
 	out := b.String()
 	for _, want := range []string{
-		"| 3 | 7.00 | 12.00 |",
+		"| 3 | 7.00 | 12.00 | - | - |",
 		"`go run ./bench/boot -n 3`",
-		"| **median** | **6.00** | **15.00** |",
+		"| **median** | **6.00** | **15.00** | **0.00** | **0.00** |",
 		"Appliance − floor (medians): **9.00 s**; appliance / floor: **2.50×**",
 		"| boot | 200 | 200 |",
 		"| api | 2000 | 1800 |",
