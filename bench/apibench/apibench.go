@@ -39,6 +39,9 @@ type Options struct {
 	Duration time.Duration // of each open-loop and closed-loop run
 	Runs     int           // repetitions; the report gives medians
 	Workers  int           // connections (and goroutines) of each loop
+	// Cold is how many single requests right after a change each path
+	// gets (and as many right after those); 0 means 21.
+	Cold int
 	// BinDir holds the vmkernel and mgmtd binaries; empty: build them.
 	BinDir string
 	// Identity asks for uncompressed answers (as curl without --compressed
@@ -65,6 +68,11 @@ type Result struct {
 	Mgmtd, Direct []Load
 	// MaxRPS is the closed loop's completed requests per second.
 	MaxRPS, DirectMaxRPS []float64
+	// Cold and Warm are single requests through mgmtd: Cold right after a
+	// change to one VM (vmkernel's list cache is stale and the answer is
+	// encoded afresh), Warm the next one (answered from the cache).
+	// DirectCold and DirectWarm are the same from vmkernel directly.
+	Cold, Warm, DirectCold, DirectWarm []time.Duration
 }
 
 // Run starts the real vmkernel and mgmtd binaries (built here unless
@@ -188,7 +196,59 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 			return nil, ctx.Err()
 		}
 	}
+	if err := res.coldAndWarm(ctx, sock, viaMgmtd, direct); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// coldAndWarm times single listings right after a change to one VM (its
+// memory, through vmkernel's API) and again right after that, through
+// mgmtd and directly.
+func (r *Result) coldAndWarm(ctx context.Context, sock string, viaMgmtd, direct func(context.Context) (int, error)) error {
+	vmk, err := client.NewVMKernel(sock, client.WithTimeout(10*time.Second))
+	if err != nil {
+		return err
+	}
+	vms, err := vmk.ListVMs(ctx)
+	if err != nil || len(vms) == 0 {
+		return fmt.Errorf("cold listing: no VMs to change (%v)", err)
+	}
+	timed := func(do func(context.Context) (int, error)) (time.Duration, error) {
+		t0 := time.Now()
+		_, err := do(ctx)
+		return time.Since(t0), err
+	}
+	n := r.Options.Cold
+	if n <= 0 {
+		n = 21
+	}
+	for i := range 2 * n {
+		spec := vms[i%len(vms)].Spec
+		spec.MemoryMiB += 1 // a change vmkernel takes: the inventory's generation moves
+		if i%2 == 1 {
+			spec.MemoryMiB -= 2
+		}
+		if _, err := vmk.UpdateVM(ctx, spec); err != nil {
+			return fmt.Errorf("cold listing: changing VM %s: %w", spec.Name, err)
+		}
+		vms[i%len(vms)].Spec = spec
+		do, cold, warm := viaMgmtd, &r.Cold, &r.Warm
+		if i%2 == 1 {
+			do, cold, warm = direct, &r.DirectCold, &r.DirectWarm
+		}
+		c, err := timed(do)
+		if err != nil {
+			return fmt.Errorf("cold listing: %w", err)
+		}
+		w, err := timed(do)
+		if err != nil {
+			return fmt.Errorf("warm listing: %w", err)
+		}
+		*cold, *warm = append(*cold, c), append(*warm, w)
+	}
+	r.Logf("single listings: mgmtd cold %v warm %v; vmkernel cold %v warm %v", medianOf(r.Cold), medianOf(r.Warm), medianOf(r.DirectCold), medianOf(r.DirectWarm))
+	return nil
 }
 
 func freePort() (int, error) {

@@ -19,6 +19,15 @@ func medianD(ls []Load, f func(Load) time.Duration) time.Duration {
 	return v[len(v)/2]
 }
 
+func medianOf(ds []time.Duration) time.Duration {
+	v := slices.Clone(ds)
+	slices.Sort(v)
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)/2]
+}
+
 func medianF(v []float64) float64 {
 	v = slices.Clone(v)
 	slices.Sort(v)
@@ -78,4 +87,13 @@ func (r *Result) Markdown(w io.Writer) {
 		verdict = "MISSED"
 	}
 	fmt.Fprintf(w, "Target (p99 under 20 ms at %d requests/s, no errors): %s.\n", r.Rate, verdict)
+	if len(r.Cold) > 0 {
+		fmt.Fprintf(w, "\nThe load above is answered from vmkernel's list cache (the encoded answer, kept while no VM changes). "+
+			"Single requests, %d each, alternating paths: *cold* right after one VM's spec changed (vmkernel encodes the list afresh), "+
+			"*warm* the request after it (from the cache):\n\n", len(r.Cold))
+		fmt.Fprintln(w, "| median (ms) | cold: after a change | warm: from the cache |")
+		fmt.Fprintln(w, "|---|---|---|")
+		fmt.Fprintf(w, "| mgmtd (HTTPS, token, proxy) | %s | %s |\n", ms(medianOf(r.Cold)), ms(medianOf(r.Warm)))
+		fmt.Fprintf(w, "| vmkernel direct | %s | %s |\n", ms(medianOf(r.DirectCold)), ms(medianOf(r.DirectWarm)))
+	}
 }
