@@ -52,12 +52,28 @@ type Disks struct {
 // Seed writes, under dir, the guest, STATE (specs in the inventory, the
 // root password) and the datastore as ext4 images.
 func Seed(dir, kernel string, specs ...api.VMSpec) (*Disks, error) {
+	return SeedFiles(dir, kernel, nil, specs...)
+}
+
+// SeedFiles is Seed with more files on the datastore: files maps a name
+// there to the file to copy (keeping its mode).
+func SeedFiles(dir, kernel string, files map[string]string, specs ...api.VMSpec) (*Disks, error) {
 	d := &Disks{Guest: filepath.Join(dir, "guest"), State: filepath.Join(dir, "state.img"), Datastore: filepath.Join(dir, "ds1.img")}
 	if err := os.MkdirAll(d.Guest, 0o755); err != nil {
 		return nil, err
 	}
 	if err := qemutest.InstallGuest(kernel, d.Guest, qemutest.BuildFloor); err != nil {
 		return nil, err
+	}
+	for name, src := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		fi, _ := os.Stat(src)
+		if err := os.WriteFile(filepath.Join(d.Guest, name), b, fi.Mode().Perm()); err != nil {
+			return nil, err
+		}
 	}
 	state := filepath.Join(dir, "state-seed")
 	inv, err := inventory.Open(filepath.Join(state, "vmkernel", "vms"))
@@ -73,7 +89,7 @@ func Seed(dir, kernel string, specs ...api.VMSpec) (*Disks, error) {
 		return nil, err
 	}
 	for _, fs := range []struct{ label, seed, img string }{{"PLINTH-STATE", state, d.State}, {"PLINTH-DS1", d.Guest, d.Datastore}} {
-		out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", fs.label, "-d", fs.seed, fs.img+".seed", "64M").CombinedOutput()
+		out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", fs.label, "-d", fs.seed, fs.img+".seed", "128M").CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("mke2fs %s: %v: %s", fs.label, err, out)
 		}

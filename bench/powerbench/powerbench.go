@@ -35,6 +35,7 @@ import (
 	"github.com/plinth/plinth/client"
 	qemutest "github.com/plinth/plinth/qemu-test"
 	"github.com/plinth/plinth/vmkernel"
+	"github.com/plinth/plinth/vmkernel/cgroup"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/qemu"
 	"github.com/plinth/plinth/vmkernel/qmp"
@@ -43,8 +44,16 @@ import (
 
 // Options configures Run.
 type Options struct {
-	QEMU      string // qemu-system-x86_64 binary
-	Kernel    string // guest kernel (direct boot); the floor initramfs is built
+	QEMU   string // qemu-system-x86_64 binary
+	Kernel string // guest kernel (direct boot)
+	// Initrd is the guest's initramfs (qemu-test's floor); empty: built
+	// here, which needs the go command and this repository.
+	Initrd string
+	// Cgroups runs the in-process vmkernel as the appliance does: every
+	// QEMU in its cgroup v2 group (cgroup.Parent), the VM with a memory
+	// limit. It needs cgroup v2 with the memory controller (the appliance
+	// has it; a host with cgroup v1 for memory does not).
+	Cgroups   bool
 	Accel     api.Acceleration
 	Runs      int // power-ons of each kind
 	MemoryMiB int
@@ -96,11 +105,25 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 		return nil, err
 	}
 	defer os.RemoveAll(base)
+	if err := os.Chmod(base, 0o711); err != nil { // the VMs' users pass through to their run directories
+		return nil, err
+	}
 	ds := filepath.Join(base, "ds")
 	if err := os.MkdirAll(ds, 0o755); err != nil {
 		return nil, err
 	}
-	if err := qemutest.InstallGuest(o.Kernel, ds, qemutest.BuildFloor); err != nil {
+	build := qemutest.BuildFloor
+	if o.Initrd != "" {
+		build = func(dir string) (string, error) { // a copy: InstallGuest moves it
+			b, err := os.ReadFile(o.Initrd)
+			if err != nil {
+				return "", err
+			}
+			p := filepath.Join(dir, "init.cpio")
+			return p, os.WriteFile(p, b, 0o644)
+		}
+	}
+	if err := qemutest.InstallGuest(o.Kernel, ds, build); err != nil {
 		return nil, err
 	}
 	datastores := map[string]string{"ds": ds}
@@ -111,7 +134,11 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 		return nil, err
 	}
 	defer srv.close()
-	vm, err := srv.c.CreateVM(ctx, guest("poweron", o.MemoryMiB))
+	spec := guest("poweron", o.MemoryMiB)
+	if o.Cgroups {
+		spec.Resources.MemoryLimitMiB = 2 * o.MemoryMiB
+	}
+	vm, err := srv.c.CreateVM(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("creating the VM: %w", err)
 	}
@@ -301,8 +328,16 @@ func serve(base, name string, datastores map[string]string, o Options) (*server,
 	if err != nil {
 		return nil, err
 	}
-	m, err := runner.New(runner.Config{QEMU: o.QEMU, Accel: o.Accel.Mode, Datastores: datastores,
-		RunRoot: filepath.Join(dir, "run"), StateRoot: filepath.Join(dir, "vm-state")})
+	cfg := runner.Config{QEMU: o.QEMU, Accel: o.Accel.Mode, Datastores: datastores,
+		RunRoot: filepath.Join(dir, "run"), StateRoot: filepath.Join(dir, "vm-state")}
+	if o.Cgroups {
+		cg, err := openCgroups()
+		if err != nil {
+			return nil, fmt.Errorf("cgroups as on the appliance: %w", err)
+		}
+		cfg.Cgroups = cg
+	}
+	m, err := runner.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +396,11 @@ func (r *Result) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "- Guest: pc, 1 vCPU, %d MiB, serial console, direct kernel boot of `%s` with the floor initramfs\n", o.MemoryMiB, o.Kernel)
 	fmt.Fprintf(w, "- Floor: exec `qemu-system-x86_64` with the command line vmkernel generates (`qemu.Cmdline`) plus `-S`, until QMP answers `qmp_capabilities`.\n")
 	fmt.Fprintf(w, "- Plinth: `POST /v1/vms/{id}/start` to an in-process vmkernel over its unix socket, until it returns with the VM running (QEMU started, QMP negotiated, `cont` acknowledged).\n")
+	if o.Cgroups {
+		fmt.Fprintf(w, "- vmkernel as the appliance runs it: cgroups on (each QEMU in its cgroup v2 group under `plinth.vms`, the VM with a %d MiB memory limit).\n", 2*o.MemoryMiB)
+	} else {
+		fmt.Fprintf(w, "- vmkernel without cgroups (this host has no cgroup v2 memory controller).\n")
+	}
 	if lv {
 		fmt.Fprintf(w, "- libvirt: `virsh start` of the same guest defined as a libvirt domain (type 'qemu' for TCG with `-cpu max`, 'kvm' with `-cpu host`; same machine, memory, kernel, initrd, serial socket, virtio-rng; no USB, video or balloon), from exec until virsh returns, which libvirtd does once QEMU runs with its CPUs resumed (`cont`); includes virsh's own start and connection. libvirtd runs under a child subreaper, QEMU as root; %s.\n", r.LibvirtVersion)
 	}
@@ -418,4 +458,18 @@ func verdict(ok bool) string {
 		return "met"
 	}
 	return "NOT met"
+}
+
+// openCgroups opens the cgroup v2 hierarchy as vmkernel does.
+func openCgroups() (*cgroup.Manager, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	root, err := cgroup.Find(f)
+	if err != nil {
+		return nil, err
+	}
+	return cgroup.Open(root)
 }

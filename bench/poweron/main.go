@@ -17,6 +17,12 @@
 // (TCG) and reports vmkernel's own RSS:
 //
 //	go run ./bench/poweron -rss 50
+//
+// With -appliance it runs itself inside the appliance under QEMU, where
+// vmkernel runs as it does there, with cgroup v2 (-cgroups; this host keeps
+// the memory controller in cgroup v1), and prints that run's report:
+//
+//	flock /work/heavy.lock go run ./bench/poweron -appliance -n 11
 package main
 
 import (
@@ -45,10 +51,7 @@ func main() {
 }
 
 func run(args []string) error {
-	kernel, _, err := qemutest.ImagePaths()
-	if err != nil {
-		return err
-	}
+	kernel, initrd, _ := qemutest.ImagePaths() // none inside the appliance: -kernel
 	fs := flag.NewFlagSet("poweron", flag.ContinueOnError)
 	n := fs.Int("n", 20, "power-ons of each kind (floor and Plinth, interleaved), and listings")
 	fs.StringVar(&kernel, "kernel", kernel, "guest kernel")
@@ -59,6 +62,10 @@ func run(args []string) error {
 	rss := fs.Int("rss", 0, "instead: run the vmkernel binary with this many running VMs (TCG) and report its RSS")
 	libvirt := fs.Bool("libvirt", false, "also time libvirt's virsh start of the same guest (installs libvirt with apt-get if missing; needs root)")
 	rssMem := fs.Int("rss-mem", 64, "MiB of memory of each VM of -rss")
+	guestInitrd := fs.String("initrd", "", "the guest's initramfs (qemu-test's floor); empty: build it (needs go and this repository)")
+	cgroups := fs.Bool("cgroups", false, "run vmkernel as the appliance does, with cgroup v2 (needs the memory controller there)")
+	inAppl := fs.Bool("appliance", false, "run the benchmark inside the appliance under QEMU (with -cgroups) and print its report")
+	applInitrd := fs.String("appliance-initrd", initrd, "the appliance's initramfs, for -appliance")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,12 +75,15 @@ func run(args []string) error {
 	if _, err := os.Stat(kernel); err != nil {
 		return fmt.Errorf("%v (run `make image`, or pass -kernel)", err)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *inAppl {
+		return inAppliance(ctx, kernel, *applInitrd, *n, *mem)
+	}
 	bin, err := exec.LookPath(*qemuBin)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if *rss > 0 {
 		res, err := powerbench.RSS(ctx, powerbench.RSSOptions{QEMU: bin, Kernel: kernel, VMs: *rss, MemoryMiB: *rssMem, Logf: log.Printf})
 		if err != nil {
@@ -100,7 +110,7 @@ func run(args []string) error {
 		}
 	}
 	res, err := powerbench.Run(ctx, powerbench.Options{
-		QEMU: bin, Kernel: kernel, Accel: acc, Runs: *n, MemoryMiB: *mem, ListVMs: *list,
+		QEMU: bin, Kernel: kernel, Initrd: *guestInitrd, Cgroups: *cgroups, Accel: acc, Runs: *n, MemoryMiB: *mem, ListVMs: *list,
 		Libvirt: *libvirt, Self: self, Logf: log.Printf,
 	})
 	if err != nil {
