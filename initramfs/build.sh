@@ -10,7 +10,7 @@
 #
 # Steps: kernel (fetch the pinned Debian package, check its sha256, unpack),
 # modules (copy the listed modules and their dependencies, regenerate
-# modules.dep/alias for that subset), payload (QEMU, qemu-img, their libraries,
+# modules.dep/alias for that subset, pack them into a squashfs image), payload (QEMU, qemu-img, their libraries,
 # the TCG plugin and guest firmware from the pinned Debian packages), userland
 # (u-root commands and Plinth's own in one busybox binary, via mkuimage),
 # compress (zstd), report.
@@ -39,7 +39,7 @@ mkdir -p "$CACHE"
 MODS="$BUILD/modules"
 OUT="$BUILD"
 if [ "$NEXT" = 1 ]; then
-	for f in "$BUILD/version" "$BUILD/release" "$BUILD/vmlinuz" "$BUILD/payload.cpio" "$MODS/lib/modules"; do
+	for f in "$BUILD/version" "$BUILD/release" "$BUILD/vmlinuz" "$BUILD/payload.cpio" "$MODS/lib/modules" "$BUILD/modules.sqfs"; do
 		[ -e "$f" ] || die "--next builds on a finished build: $f is missing (run initramfs/build.sh first)"
 	done
 	OUT="$BUILD/next"
@@ -98,6 +98,22 @@ for f in modules.builtin modules.builtin.modinfo modules.order; do
 done
 depmod -b "$MODS" "$KVER" || die "depmod for the module subset failed"
 echo "build: $(find "$MODS" -name '*.ko' | wc -l) modules"
+# The modules travel as a squashfs image (xz, x86 BCJ filter) that the init
+# mounts on /lib/modules/RELEASE, not as 24 MB of files the kernel unpacks
+# from the initramfs at every boot: only the modules a machine loads are
+# ever decompressed. loop and squashfs themselves, needed to mount it, are
+# in the initramfs as plain files (/plinth/early).
+MODIMG="$BUILD/modules.sqfs"
+mksquashfs "$MODS/lib/modules/$KVER" "$MODIMG" -noappend -quiet -no-progress \
+	-all-root -comp xz -Xbcj x86 >/dev/null || die "mksquashfs of the modules failed"
+EARLY="$BUILD/early-modules"
+rm -rf "$EARLY" && mkdir -p "$EARLY"
+for m in loop squashfs; do
+	out="$(modprobe -d "$KROOT" -S "$KVER" --show-depends "$m" 2>&1)" || die "module '$m': $out"
+	deps="$(echo "$out" | awk '$1=="insmod"{print $2}')"
+	[ "$(echo "$deps" | wc -l)" = 1 ] || die "early module $m has dependencies ($deps): the init loads it alone"
+	cp "$deps" "$EARLY/$m.ko"
+done
 
 step payload
 # The VM payload comes from the build host's Debian packages at the pinned
@@ -128,7 +144,9 @@ fi
 # and the libraries in /usr/lib/x86_64-linux-gnu, which ld.so searches by default.
 PAY="$BUILD/payload"
 rm -rf "$PAY" "$BUILD/payload-root"
-mkdir -p "$PAY/usr/lib/x86_64-linux-gnu" "$BUILD/payload-root/lib64" "$BUILD/payload-root/plinth"
+mkdir -p "$PAY/usr/lib/x86_64-linux-gnu" "$BUILD/payload-root/lib64" "$BUILD/payload-root/plinth/early"
+cp "$MODIMG" "$BUILD/payload-root/plinth/modules.sqfs"
+cp "$EARLY"/*.ko "$BUILD/payload-root/plinth/early/"
 put() { # host-path [path-in-payload]
 	local src="$1" dst="$PAY${2:-$1}"
 	[ -e "$src" ] || die "payload file $src is missing (is its package installed? see initramfs/packages.lock)"
@@ -207,7 +225,7 @@ fi
 echo "$RELEASE" > "$OUT/release"
 UROOT=github.com/u-root/u-root/cmds/core
 cmds=()
-for c in init ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
+for c in ls cat cp mv rm ln mkdir echo ip ps dmesg mount umount ping \
 	hostname kill free df du grep more tail head uname sync poweroff shutdown \
 	insmod rmmod lsmod lsdrivers wget netstat dd find chmod date uptime sleep \
 	touch tee wc xargs sort tr which readlink realpath pidof hexdump strings \
@@ -230,9 +248,8 @@ cmds+=(./installer/cmd/plinth-install ./installer/cmd/plinth-pxe)
 GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0,containermaxprocs=0,updatemaxprocs=0"
 CPIO="$OUT/initramfs.cpio"
 (cd "$ROOT" && GOFLAGS=-mod=mod go run github.com/u-root/mkuimage/cmd/mkuimage \
-	-initcmd=init -uinitcmd=plinth-init -defaultsh=gosh \
+	-initcmd=plinth-init -defaultsh=gosh \
 	-go-extra-args="-ldflags=-s -w -buildid= $GODEBUG_LD -X github.com/plinth/plinth/api.Version=$VERSION -X github.com/plinth/plinth/api.Release=$RELEASE -X github.com/plinth/plinth/upgrade.PublicKey=$PUBKEY" \
-	-files "$MODS/lib/modules:lib/modules" \
 	-o "$CPIO" "${cmds[@]}") > "$BUILD/mkuimage.log" 2>&1 || { tail -30 "$BUILD/mkuimage.log" >&2; die "mkuimage failed (full log: build/mkuimage.log)"; }
 
 step compress

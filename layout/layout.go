@@ -27,6 +27,7 @@
 //	boot.log                  every line of the init and its services
 //	boot-mode.json            installed, live or stateless (api.BootMode)
 //	NAME.pid                  each supervised service's process ID
+//	kvm-loading               there while the init loads the KVM module
 //	vms/ID/                   the running VMs' sockets
 //	upgrade/, upgrade-stage/  the ESP's mount point and an upgrade's staging
 //	bootmedia/                the boot medium's mount point (installs)
@@ -129,6 +130,10 @@ func (h Host) BootLog() string { return filepath.Join(h.Run, "boot.log") }
 
 // BootModeFile is where the init writes the host's api.BootMode.
 func (h Host) BootModeFile() string { return filepath.Join(h.Run, "boot-mode.json") }
+
+// KVMLoading exists while the init is loading the KVM module; vmkernel
+// decides KVM or TCG once it is gone.
+func (h Host) KVMLoading() string { return filepath.Join(h.Run, "kvm-loading") }
 
 // VMRunDir holds the running VMs' sockets, one directory each.
 func (h Host) VMRunDir() string { return filepath.Join(h.Run, "vms") }

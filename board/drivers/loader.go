@@ -33,6 +33,34 @@ type Loader struct {
 	// cold-plug has scheduled its first modules.
 	inflight map[string]bool
 	started  bool
+	// hold, while set, keeps the cold-plug from loading the modules it
+	// accepts (by path); held collects them for LoadHeld.
+	hold func(path string) bool
+	held map[string]bool
+}
+
+// Hold makes ColdPlug and HotPlug leave the modules whose path hold
+// accepts for later: the boot loads only what it needs on the way to the
+// ready line, and the rest with LoadHeld.
+func (l *Loader) Hold(hold func(path string) bool) {
+	l.mu.Lock()
+	l.hold = hold
+	l.mu.Unlock()
+}
+
+// LoadHeld stops holding modules back and loads those held so far; it
+// returns what it loaded.
+func (l *Loader) LoadHeld() []string {
+	l.mu.Lock()
+	l.hold = nil
+	var names []string
+	for m := range l.held {
+		names = append(names, m)
+	}
+	l.held = nil
+	l.mu.Unlock()
+	loaded, _ := l.Load(names...)
+	return loaded
 }
 
 // NewLoader reads modulesDir (a /lib/modules/RELEASE tree with modules.dep
@@ -214,6 +242,13 @@ func (l *Loader) ColdPlug(extra []string) []string {
 		l.mu.Lock()
 		var todo []string
 		for _, m := range mods {
+			if l.hold != nil && !l.tried[m] && l.hold(l.paths[strings.ReplaceAll(m, "-", "_")]) {
+				if l.held == nil {
+					l.held = map[string]bool{}
+				}
+				l.held[m] = true
+				continue
+			}
 			if !l.tried[m] {
 				l.tried[m] = true
 				l.inflight[m] = true
@@ -269,7 +304,7 @@ func (l *Loader) HotPlug(ctx context.Context, ue *Uevents) error {
 			if ev.Action != "add" || ev.Modalias == "" {
 				return
 			}
-			if loaded, _ := l.Load(l.Match(ev.Modalias)...); len(loaded) > 0 {
+			if loaded, _ := l.Load(l.holdBack(l.Match(ev.Modalias))...); len(loaded) > 0 {
 				l.logf("modules: hot-plug %s: loaded %s", ev.Modalias, strings.Join(loaded, " "))
 			}
 		})
@@ -280,6 +315,27 @@ func (l *Loader) HotPlug(ctx context.Context, ue *Uevents) error {
 			l.logf("modules: hot-plug rescan: loaded %s", strings.Join(loaded, " "))
 		}
 	}
+}
+
+// holdBack returns mods without those Hold keeps back (recording them).
+func (l *Loader) holdBack(mods []string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.hold == nil {
+		return mods
+	}
+	var out []string
+	for _, m := range mods {
+		if l.hold(l.paths[strings.ReplaceAll(m, "-", "_")]) {
+			if l.held == nil {
+				l.held = map[string]bool{}
+			}
+			l.held[m] = true
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // Unclaimed lists the PCI devices that no driver is bound to and no shipped

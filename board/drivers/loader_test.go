@@ -110,3 +110,19 @@ func TestLoadWaitsForAModuleInFlight(t *testing.T) {
 		t.Fatal("Load did not return once the module had loaded")
 	}
 }
+
+func TestHoldBack(t *testing.T) {
+	l := &Loader{paths: map[string]string{"evdev": "kernel/drivers/input/evdev.ko", "virtio_net": "kernel/drivers/net/virtio_net.ko"},
+		tried: map[string]bool{}, inflight: map[string]bool{}}
+	l.cond = sync.NewCond(&l.mu)
+	if got := l.holdBack([]string{"evdev", "virtio_net"}); len(got) != 2 {
+		t.Fatalf("without Hold: %q", got)
+	}
+	l.Hold(func(path string) bool { return strings.Contains(path, "/input/") })
+	if got := l.holdBack([]string{"evdev", "virtio_net"}); len(got) != 1 || got[0] != "virtio_net" {
+		t.Fatalf("with Hold: %q, want only virtio_net", got)
+	}
+	if !l.held["evdev"] {
+		t.Fatalf("evdev not recorded as held: %v", l.held)
+	}
+}

@@ -1,17 +1,21 @@
-// Package appinit is Plinth's appliance init: the program u-root's init hands
-// over to (as uinit). In order it loads the drivers the hardware needs, mounts
-// the VM payload (QEMU and firmware) on /usr, mounts the STATE file system (or
-// says loudly that it runs live, with state in RAM), sets the hostname, brings
-// up the management network (the configuration saved in STATE, unless the
-// kernel command line gives a static address; from then on vmkernel owns
-// and keeps it), starts vmkernel, mgmtd and the
-// DCUI on tty1 under the supervisor, and once the API answers prints one
-// machine-readable ready line with the boot timings. Then it hands the serial
-// console to a second DCUI: from then on its own lines and the services' go
-// only to the boot log (/run/plinth/boot.log), which the DCUI shows. It waits
-// for the ACPI power button, SIGTERM or SIGPWR (power off) or SIGUSR1
-// (restart) and shuts the host down cleanly, giving the serial console back
-// to the log lines.
+// Package appinit is Plinth's appliance init, the kernel's first process
+// (PID 1: it mounts the root file systems itself, with u-root's libinit
+// types, and reaps the orphans it inherits). It mounts the kernel modules'
+// image and the VM payload (QEMU and firmware) on /usr, loads the drivers
+// the hardware needs, mounts the STATE file system as soon as its disk
+// appears (or says loudly that it runs live, with state in RAM, once every
+// storage driver has loaded without one), sets the hostname, brings up the
+// management network (the configuration saved in STATE, unless the kernel
+// command line gives a static address; from then on vmkernel owns and keeps
+// it) beside vmkernel and mgmtd, which it
+// starts under the supervisor without waiting for the KVM module, and once
+// the API answers prints one machine-readable ready line with the boot
+// timings. Then it starts what nothing needed before (the DCUIs, the drivers
+// held back, the features' modules) and hands the serial console to a DCUI:
+// from then on its own lines and the services' go only to the boot log
+// (/run/plinth/boot.log), which the DCUI shows. It waits for the ACPI power
+// button, SIGTERM or SIGPWR (power off) or SIGUSR1 (restart) and shuts the
+// host down cleanly, giving the serial console back to the log lines.
 //
 // Each step is named; a failing step is reported by name and, unless the
 // appliance cannot work without it, the boot goes on.
@@ -59,13 +63,20 @@ type Config struct {
 	Reboot     func() error // the final step of a restart (SIGUSR1)
 	Cmdline    Cmdline
 	ModulesDir string // /lib/modules/RELEASE
+	// PID1 is set when the init is the kernel's first process: it then
+	// mounts the root file systems and reaps orphans.
+	PID1 bool
 }
 
 // Default returns the appliance's configuration.
 func Default() Config {
-	b, _ := os.ReadFile("/proc/cmdline")
 	var u unix.Utsname
 	_ = unix.Uname(&u)
+	pid1 := os.Getpid() == 1
+	var cmdline Cmdline // as PID 1, read by Run once /proc is mounted
+	if b, err := os.ReadFile("/proc/cmdline"); err == nil {
+		cmdline = ParseCmdline(string(b))
+	}
 	return Config{
 		Console:    os.Stdout,
 		Layout:     layout.Default(),
@@ -74,8 +85,9 @@ func Default() Config {
 		ReadyWait:  3 * time.Minute,
 		PowerOff:   func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) },
 		Reboot:     func() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART) },
-		Cmdline:    ParseCmdline(string(b)),
+		Cmdline:    cmdline,
 		ModulesDir: filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:])),
+		PID1:       pid1,
 	}
 }
 
@@ -88,8 +100,8 @@ type initProc struct {
 	// mode is where the configuration comes from (stateless.go).
 	mode api.BootMode
 	mods *drivers.Loader
-	// labels maps ext file system labels to devices, found by the state step.
-	labels map[string]string
+	// disks are the ext file systems found on block devices, by label.
+	disks *blockScan
 	// datastores are vmkernel's -datastore arguments (NAME=DIR).
 	datastores []string
 	mu         sync.Mutex // guards marks: steps run concurrently
@@ -98,8 +110,10 @@ type initProc struct {
 	// log is the console writer: the serial console until the DCUI owns
 	// it, and the boot log always.
 	log *bootLog
-	// netcfg is the management network configuration that was applied.
+	// netcfg is the management network configuration, and netsrc where it
+	// came from.
 	netcfg netconf.Config
+	netsrc string
 }
 
 type mark struct {
@@ -136,21 +150,40 @@ func (p *initProc) step(name string, fn func() error) error {
 
 // Run is the appliance init. It returns only when the host is powering off, or
 // with an error when a step the appliance cannot live without has failed.
+//
+// The steps overlap wherever one does not need another: only what the API
+// needs is on the way to the ready line. Drivers load in the background
+// (the KVM module too: vmkernel decides KVM or TCG once it has loaded, and
+// the services do not wait for it); STATE is mounted as soon as a disk with
+// its label appears, or the host runs without it once every storage driver
+// has loaded without one; the network is configured from STATE and comes up
+// beside the services; drivers nobody needs yet, the DCUIs and the serial
+// console's hand-over follow the ready line.
 func Run(cfg Config) error {
 	cfg.Console = newBootLog(cfg.Console)
 	p := &initProc{cfg: cfg, start: time.Now(), log: cfg.Console.(*bootLog)}
 	p.marks = append(p.marks, mark{"init_start", uptimeMS()})
+	if cfg.PID1 {
+		// The kernel left an initramfs with nothing mounted.
+		_ = p.step("rootfs", setUpRoot)
+		// Kernel messages on the console: notice and worse (each line is
+		// written to the serial port synchronously).
+		_ = os.WriteFile("/proc/sys/kernel/printk", []byte("5"), 0o644)
+	}
+	if p.cfg.Cmdline == nil {
+		b, _ := os.ReadFile("/proc/cmdline")
+		p.cfg.Cmdline = ParseCmdline(string(b))
+	}
 	p.logf("Plinth %s starting", api.Version)
-	// Libraries (u-root's dhclient among them) log through the standard
-	// logger; keep their messages to one line each on the console.
+	// Libraries log through the standard logger; keep their messages to
+	// one line each on the console.
 	log.SetFlags(0)
 	log.SetPrefix("plinth-init: ")
 	log.SetOutput(firstLineWriter{cfg.Console})
 
 	// Power-off requests are honoured from the first moment: the power button
-	// and SIGTERM/SIGINT (u-root's init forwards nothing, but a shell user may
+	// and SIGTERM/SIGINT/SIGPWR; SIGUSR1 is a restart (vmkernel and the DCUI
 	// send it).
-	// SIGUSR1 is a restart (vmkernel and the DCUI send it).
 	power := make(chan string, 4)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR, syscall.SIGUSR1)
@@ -163,16 +196,24 @@ func Run(cfg Config) error {
 
 	_ = p.step("filesystems", p.filesystems)
 	p.log.openFile(p.cfg.Layout.BootLog())
-	// The steps overlap where they can: drivers load in the background; the
-	// network starts once the NIC drivers are in (not waiting for storage
-	// controllers or KVM); payload and STATE wait for every driver but KVM;
-	// the services wait for everything, since vmkernel decides KVM or TCG
-	// once, at its start.
+
+	// Drivers: the module image first, then the cold-plug in the background.
+	_ = p.step("modules_image", func() error {
+		dev, err := mountModules(p.cfg.ModulesDir)
+		if err == nil {
+			p.logf("modules: %s on %s (%s)", ModulesImage, p.cfg.ModulesDir, dev)
+		}
+		return err
+	})
 	l, err := drivers.NewLoader(p.cfg.ModulesDir, "/sys", p.logf)
 	if err != nil {
 		p.logf("modules: %v; booting without loading drivers", err)
 	}
 	p.mods = l
+	kvmMarker := p.cfg.Layout.KVMLoading()
+	if err := os.WriteFile(kvmMarker, nil, 0o644); err != nil {
+		p.logf("KVM: %v", err)
+	}
 	coldplugged := make(chan struct{})
 	go func() {
 		defer close(coldplugged)
@@ -187,60 +228,88 @@ func Run(cfg Config) error {
 			cancel()
 		}
 	}
-	networked := make(chan struct{})
-	stateMounted := make(chan struct{})
 	go func() {
-		defer close(networked)
+		// vmkernel decides KVM or TCG once this marker is gone.
+		quiet(func(path string) bool { return !drivers.IsKVM(path) })
+		p.mu.Lock()
+		p.marks = append(p.marks, mark{"kvm", uptimeMS()})
+		p.mu.Unlock()
+		os.Remove(kvmMarker)
+	}()
+	// storageSettled: every driver but KVM's has loaded, and with them the
+	// disks they found.
+	storageSettled := make(chan struct{})
+	go func() {
+		defer close(storageSettled)
+		quiet(drivers.IsKVM)
+	}()
+	nicsUp := make(chan struct{}) // the NIC drivers have loaded
+	go func() {
+		defer close(nicsUp)
 		quiet(func(path string) bool { return drivers.IsStorage(path) || drivers.IsKVM(path) })
-		<-stateMounted // the saved configuration is in STATE
-		_ = p.step("network", func() error {
-			cfg, src, err := networkConfig(p.cfg.Layout.State, p.cfg.Cmdline, p.logf)
+	}()
+	go func() {
+		quiet(drivers.IsKVM)
+		watchPowerButton(p.logf, power)
+	}()
+	payloaded := make(chan struct{})
+	go func() {
+		defer close(payloaded)
+		_ = p.step("payload", func() error {
+			dev, err := mountPayload(PayloadImage, "/usr")
 			if err != nil {
-				return err
+				return fmt.Errorf("%w; VMs cannot run", err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-			defer cancel()
-			a := netconf.System(p.logf)
-			a.SetHostname = nil // the hostname step decides
-			a.RunDir = p.cfg.Layout.Run
-			r, err := a.Apply(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			p.net, p.netcfg = r, cfg
-			p.logf("management network: %s %s (%s)", r.Interface, r.Address, r.Method)
-			p.logf("network configuration from %s", src)
-			return nil
+			p.logf("payload: %s on /usr (%s)", PayloadImage, dev)
+			return checkPayload("/usr")
 		})
 	}()
-	quiet(drivers.IsKVM)
-	go watchPowerButton(p.logf, power)
-	_ = p.step("state", p.mountState)
-	close(stateMounted)
-	_ = p.step("payload", func() error {
-		dev, err := mountPayload(PayloadImage, "/usr")
-		if err != nil {
-			return fmt.Errorf("%w; VMs cannot run", err)
-		}
-		p.logf("payload: %s on /usr (%s)", PayloadImage, dev)
-		return checkPayload("/usr")
-	})
-	_ = p.step("datastores", p.mountDatastores)
+
+	_ = p.step("state", func() error { return p.mountState(storageSettled) })
 	trial := p.reconcileUpgrade()
-	<-networked
-	p.bootMode() // a stateless host's configuration, before it is used
+	// The management network, configured from STATE (or the command
+	// line), comes up beside the services; the ready line waits for it.
+	var netErr error
+	p.netcfg, p.netsrc, netErr = networkConfig(p.cfg.Layout.State, p.cfg.Cmdline, p.logf)
+	networked := make(chan struct{})
+	go func() {
+		defer close(networked)
+		<-nicsUp
+		_ = p.step("network", func() error {
+			if netErr != nil {
+				return netErr
+			}
+			return p.applyNetwork()
+		})
+	}()
+	// A stateless host's configuration, fetched over that network, comes
+	// before the services and the host name that use it; so does an
+	// unattended install's answer file named by URL.
+	if p.mode.Mode == api.BootStateless || strings.HasPrefix(p.cfg.Cmdline["plinth.answer"], "http") {
+		<-networked
+	}
+	p.bootMode()
+	<-nicsUp // the default host name comes from the first NIC's MAC
 	_ = p.step("hostname", p.setHostname)
+	<-storageSettled
+	_ = p.step("datastores", p.mountDatastores)
+	<-payloaded
 	if done, reboot := p.installUnattended(); done {
 		return p.shutdown("unattended install finished", reboot)
 	}
-	<-coldplugged
+	if p.cfg.PID1 {
+		// Every orphan on the host is the init's to reap (a QEMU whose
+		// vmkernel died); the services are the supervisor's to wait for.
+		go supervisor.ReapOrphans(context.Background(), nil)
+	}
 	p.sup = supervisor.New(p.cfg.Console)
 	if err := p.step("services", p.startServices); err != nil {
 		p.logf("the API will not come up; the troubleshooting shell is on the console")
 	}
-	go p.loadLaterModules()
 	go func() {
-		if err := p.step("api", p.waitAPI); err != nil {
+		err := p.step("api", p.waitAPI)
+		<-networked
+		if err != nil {
 			fmt.Fprintf(p.cfg.Console, "PLINTH-NOT-READY %v\n", err)
 			if trial {
 				p.failTrial(err.Error(), power)
@@ -255,16 +324,43 @@ func Run(cfg Config) error {
 				}
 			}
 		}
-		// The ready line is out: the serial console is the DCUI's now.
+		// What nobody needed before the ready line: the DCUI on the
+		// monitor, the serial console's DCUI, the drivers of the
+		// appliance's own features.
+		if _, err := os.Stat("/dev/tty1"); err == nil {
+			if err := p.startDCUI("tty1", "linux"); err != nil {
+				p.logf("DCUI on tty1: %v", err)
+			}
+		}
 		p.startSerialDCUIs()
+		<-coldplugged
+		p.loadLaterModules()
 	}()
 
 	why := <-power
 	return p.shutdown(why, strings.HasPrefix(why, rebootWhy) || strings.Contains(why, syscall.SIGUSR1.String()))
 }
 
-// filesystems adds what u-root's init does not set up: /run, cgroup v2 in
-// place of u-root's v1 hierarchies, and the kernel's module helper.
+// applyNetwork brings the management network up with p.netcfg.
+func (p *initProc) applyNetwork() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	a := netconf.System(p.logf)
+	a.SetHostname = nil // the hostname step decides
+	a.RunDir = p.cfg.Layout.Run
+	r, err := a.Apply(ctx, p.netcfg)
+	if err != nil {
+		return err
+	}
+	p.net = r
+	p.logf("management network: %s %s (%s)", r.Interface, r.Address, r.Method)
+	p.logf("network configuration from %s", p.netsrc)
+	return nil
+}
+
+// filesystems sets up what an init that is not PID 1 (started by hand, or
+// by another init) may lack: /run, cgroup v2, and the kernel's module
+// helper in every case.
 func (p *initProc) filesystems() error {
 	if err := os.MkdirAll("/run", 0o755); err != nil {
 		return err
@@ -287,20 +383,44 @@ func (p *initProc) filesystems() error {
 	return nil
 }
 
-func (p *initProc) mountState() error {
+// mountState mounts STATE as soon as a block device with its label
+// appears; once settled is closed (every storage driver has loaded) without
+// one, the host has none: a tmpfs takes its place (stateless.go says how).
+func (p *initProc) mountState(settled <-chan struct{}) error {
 	if err := os.MkdirAll(p.cfg.Layout.State, 0o755); err != nil {
 		return err
 	}
-	p.labels = labels("/sys", "/dev")
-	if len(p.labels) > 0 && p.mods != nil {
-		p.mods.Load("ext4")
+	p.disks = newBlockScan("/sys", "/dev")
+	loadingExt4 := false
+	var dev string
+	for {
+		final := false
+		select {
+		case <-settled:
+			final = true
+		default:
+		}
+		p.disks.scan()
+		if p.disks.ext > 0 && !loadingExt4 && p.mods != nil {
+			loadingExt4 = true // for STATE and the datastores, beside the scan
+			go p.mods.Load("ext4")
+		}
+		var ok bool
+		if dev, ok = p.disks.labels[StateLabel]; ok || final {
+			break
+		}
+		select {
+		case <-settled:
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	dev, ok := p.labels[StateLabel]
 	var err error
-	if !ok {
+	if dev == "" {
 		err = fmt.Errorf("no block device holds an ext4 file system labelled %s", StateLabel)
-	}
-	if err == nil {
+	} else {
+		if p.mods != nil {
+			p.mods.Load("ext4") // waits for the load started above
+		}
 		if err = unix.Mount(dev, p.cfg.Layout.State, "ext4", unix.MS_NOATIME, ""); err == nil {
 			p.logf("STATE: %s mounted on %s", dev, p.cfg.Layout.State)
 			if u := p.cfg.Cmdline[ConfigKey]; u != "" {
@@ -321,7 +441,14 @@ func (p *initProc) mountState() error {
 // mountDatastores mounts every PLINTH-DS* file system for vmkernel.
 func (p *initProc) mountDatastores() error {
 	var errs []error
-	for label, dev := range p.labels {
+	if p.disks == nil {
+		p.disks = newBlockScan("/sys", "/dev")
+	}
+	p.disks.scan() // the disks that came after STATE
+	if p.disks.ext > 0 && p.mods != nil {
+		p.mods.Load("ext4")
+	}
+	for label, dev := range p.disks.labels {
 		name := datastoreName(label)
 		if name == "" {
 			continue
@@ -390,10 +517,10 @@ func (p *initProc) startServices() error {
 		return fmt.Errorf("chown %s: %w", mgmtState, err)
 	}
 	sock := p.cfg.Layout.VMKernelSocket()
-	// Host power through the API reaches this process: vmkernel signals it
-	// (u-root's init, PID 1, would ignore the signals).
+	// Host power through the API reaches this process: vmkernel signals it.
 	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", p.cfg.Layout.VMRunDir(),
-		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades", "-ksm", "on"}
+		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades", "-ksm", "on",
+		"-kvm-loading", p.cfg.Layout.KVMLoading()}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
 	}
@@ -424,12 +551,6 @@ func (p *initProc) startServices() error {
 		PIDFile:    p.cfg.Layout.PIDFile(layout.Mgmtd),
 	}); err != nil {
 		return err
-	}
-	// The DCUI on the monitor: the serial console's comes after the ready line.
-	if _, err := os.Stat("/dev/tty1"); err == nil {
-		if err := p.startDCUI("tty1", "linux"); err != nil {
-			p.logf("DCUI on tty1: %v", err)
-		}
 	}
 	return nil
 }
@@ -525,12 +646,18 @@ func (f firstLineWriter) Write(b []byte) (int, error) {
 	return len(b), err
 }
 
-// cgroup2 replaces the cgroup v1 hierarchies u-root's init mounts under
-// /sys/fs/cgroup (on a tmpfs) with the unified cgroup v2 hierarchy, where
-// vmkernel gives each VM its CPU weight and limits. A controller can only
-// be in one hierarchy, so the v1 ones must go first; nothing uses them yet.
+// cgroup2 makes sure /sys/fs/cgroup is the unified cgroup v2 hierarchy,
+// where vmkernel gives each VM its CPU weight and limits. As PID 1 the init
+// mounted it so at once; an init started otherwise (by hand, or by another
+// init that mounted cgroup v1 hierarchies on a tmpfs there) replaces what
+// is there. A controller can only be in one hierarchy, so v1 ones must go
+// first.
 func cgroup2() error {
 	const dir = "/sys/fs/cgroup"
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return nil
+	}
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err

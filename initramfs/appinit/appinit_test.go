@@ -163,3 +163,69 @@ func TestBootLogMutes(t *testing.T) {
 		t.Errorf("boot log got %q", got)
 	}
 }
+
+// TestBlockScanSeesDisksAsTheyCome: STATE is looked for while disks
+// appear; each device is read once, one in sysfs without its /dev node yet
+// is read when the node is there, and a later disk is found by a later
+// scan.
+func TestBlockScanSeesDisksAsTheyCome(t *testing.T) {
+	mkfs := testenv.Command(t, "mke2fs")
+	dir := t.TempDir()
+	sys, dev := filepath.Join(dir, "sys"), filepath.Join(dir, "dev")
+	os.MkdirAll(dev, 0o755)
+	appear := func(name, label string, node bool) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(sys, "class", "block", name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if !node {
+			return
+		}
+		img := filepath.Join(dev, name)
+		if out, err := exec.Command(mkfs, "-q", "-F", "-t", "ext4", "-L", label, img, "4M").CombinedOutput(); err != nil {
+			t.Fatalf("mke2fs: %v\n%s", err, out)
+		}
+	}
+	b := newBlockScan(sys, dev)
+	appear("sda", "PLINTH-DS1", true)
+	appear("vda", StateLabel, false) // in sysfs, no node yet
+	b.scan()
+	if _, ok := b.labels[StateLabel]; ok || b.labels["PLINTH-DS1"] == "" || b.ext != 1 {
+		t.Fatalf("first scan: %v (ext %d)", b.labels, b.ext)
+	}
+	appear("vda", StateLabel, true)
+	b.scan()
+	if b.labels[StateLabel] != filepath.Join(dev, "vda") || b.ext != 2 {
+		t.Fatalf("second scan: %v (ext %d)", b.labels, b.ext)
+	}
+	// Read once: a device already read is not opened again.
+	os.Remove(filepath.Join(dev, "sda"))
+	b.scan()
+	if b.ext != 2 || b.labels["PLINTH-DS1"] == "" {
+		t.Fatalf("third scan: %v (ext %d)", b.labels, b.ext)
+	}
+}
+
+func TestNeededForReady(t *testing.T) {
+	for path, want := range map[string]bool{
+		"kernel/drivers/ata/ahci.ko":                   true,
+		"kernel/drivers/block/virtio_blk.ko":           true,
+		"kernel/drivers/net/virtio_net.ko":             true,
+		"kernel/drivers/net/ethernet/intel/igb/igb.ko": true,
+		"kernel/drivers/virtio/virtio_pci.ko":          true,
+		"kernel/drivers/usb/storage/usb-storage.ko":    true,
+		"kernel/arch/x86/kvm/kvm-amd.ko":               true,
+		"kernel/drivers/input/evdev.ko":                true,
+		"kernel/drivers/acpi/button.ko":                true,
+		"kernel/drivers/char/hw_random/virtio-rng.ko":  false,
+		"kernel/drivers/firmware/qemu_fw_cfg.ko":       false,
+		"kernel/arch/x86/crypto/crc32c-intel.ko":       false,
+		"kernel/drivers/hwmon/k10temp.ko":              false,
+		"kernel/drivers/hid/usbhid/usbhid.ko":          false,
+		"":                                             false,
+	} {
+		if got := neededForReady(path); got != want {
+			t.Errorf("neededForReady(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -27,8 +27,27 @@ var laterModules = []string{
 	"ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs",
 }
 
+// neededForReady says whether a module is on the way to the ready line: the
+// drivers of storage (STATE, the datastores, the boot medium), of NICs (the
+// management network), of the buses they sit on, the power button's, and
+// KVM (which loads beside the rest, for the VMs). The others (sensors,
+// crypto accelerators, random number generators, firmware interfaces, HID)
+// load after the ready line, leaving the CPUs to what the API needs.
+func neededForReady(path string) bool {
+	if drivers.IsStorage(path) || drivers.IsKVM(path) {
+		return true
+	}
+	for _, d := range []string{"/drivers/net/", "/drivers/virtio/", "/drivers/pci/", "/drivers/input/evdev", "/drivers/acpi/button"} {
+		if strings.Contains(path, d) {
+			return true
+		}
+	}
+	return false
+}
+
 // loadModules cold-plugs the hardware's drivers, bootModules and the CPU's
-// KVM module, then keeps loading the drivers of devices that appear later.
+// KVM module, holding back until loadLaterModules those the ready line
+// does not need, then keeps loading the drivers of devices that appear later.
 func (p *initProc) loadModules() error {
 	l := p.mods
 	if l == nil {
@@ -44,6 +63,7 @@ func (p *initProc) loadModules() error {
 	if err != nil {
 		p.logf("modules: no hot-plug: %v", err)
 	}
+	l.Hold(func(path string) bool { return !neededForReady(path) })
 	all := l.ColdPlug(want)
 	p.logf("modules: loaded %d: %s", len(all), strings.Join(all, " "))
 	if ue != nil {
@@ -59,12 +79,15 @@ func (p *initProc) loadModules() error {
 	return nil
 }
 
-// loadLaterModules loads laterModules; it runs in the background.
+// loadLaterModules loads the modules the cold-plug held back and
+// laterModules; it runs after the ready line.
 func (p *initProc) loadLaterModules() {
 	if p.mods == nil {
 		return
 	}
 	t0 := time.Now()
-	loaded, _ := p.mods.Load(laterModules...)
+	loaded := p.mods.LoadHeld()
+	more, _ := p.mods.Load(laterModules...)
+	loaded = append(loaded, more...)
 	p.logf("modules: loaded %d more in %s: %s", len(loaded), time.Since(t0).Round(time.Millisecond), strings.Join(loaded, " "))
 }

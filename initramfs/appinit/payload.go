@@ -1,11 +1,13 @@
 package appinit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 )
 
@@ -13,9 +15,37 @@ import (
 // firmware; the init mounts it read-only on /usr (see initramfs/build.sh).
 const PayloadImage = "/plinth/payload.sqfs"
 
-// mountPayload attaches the payload image to a free loop device and mounts it
-// on /usr.
-func mountPayload(image, target string) (string, error) {
+// ModulesImage is the squashfs image of the kernel modules, mounted on
+// /lib/modules/RELEASE; EarlyModules holds, as plain files, the two the
+// init needs to mount it (loop.ko, squashfs.ko).
+const (
+	ModulesImage = "/plinth/modules.sqfs"
+	EarlyModules = "/plinth/early"
+)
+
+// mountModules loads loop and squashfs from EarlyModules and mounts
+// ModulesImage on dir. A kernel that has them built in, or loaded, is fine.
+func mountModules(dir string) (string, error) {
+	for _, m := range []string{"loop", "squashfs"} {
+		f, err := os.Open(filepath.Join(EarlyModules, m+".ko"))
+		if err != nil {
+			return "", fmt.Errorf("early module: %w", err)
+		}
+		err = kmodule.FileInit(f, "", 0)
+		f.Close()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return "", fmt.Errorf("load early module %s: %w", m, err)
+		}
+	}
+	return mountSquashfs(ModulesImage, dir)
+}
+
+// mountPayload mounts the payload image on target.
+func mountPayload(image, target string) (string, error) { return mountSquashfs(image, target) }
+
+// mountSquashfs attaches a squashfs image to a free loop device and mounts
+// it read-only on target.
+func mountSquashfs(image, target string) (string, error) {
 	img, err := os.Open(image)
 	if err != nil {
 		return "", fmt.Errorf("payload image: %w", err)

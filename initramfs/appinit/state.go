@@ -1,6 +1,7 @@
 package appinit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,26 +29,59 @@ func datastoreName(label string) string {
 	return "ds" + strings.ToLower(rest)
 }
 
-// labels maps the ext file system label of every block device under sysRoot
-// to its /dev path (the first, in name order, when two share a label).
-func labels(sysRoot, devRoot string) map[string]string {
-	names, _ := filepath.Glob(filepath.Join(sysRoot, "class", "block", "*"))
+// blockScan finds the ext file systems on the block devices under sysRoot
+// (their nodes in devRoot), reading each device's superblock once: a scan
+// can be repeated cheaply while disks appear (opening an empty CD-ROM drive
+// takes a while).
+type blockScan struct {
+	sys, dev string
+	seen     map[string]bool
+	// labels maps an ext label to its /dev path (the first, in name order
+	// within a scan, when two share a label).
+	labels map[string]string
+	ext    int // ext file systems seen
+}
+
+func newBlockScan(sysRoot, devRoot string) *blockScan {
+	return &blockScan{sys: sysRoot, dev: devRoot, seen: map[string]bool{}, labels: map[string]string{}}
+}
+
+// scan reads the devices not read before.
+func (b *blockScan) scan() {
+	names, _ := filepath.Glob(filepath.Join(b.sys, "class", "block", "*"))
 	sort.Strings(names)
-	out := map[string]string{}
 	for _, n := range names {
-		dev := filepath.Join(devRoot, filepath.Base(n))
+		name := filepath.Base(n)
+		if b.seen[name] {
+			continue
+		}
+		dev := filepath.Join(b.dev, name)
 		f, err := os.Open(dev)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // in sysfs before its node is in /dev: next time
+		}
+		b.seen[name] = true
 		if err != nil {
 			continue
 		}
 		fsType, l := board.Probe(f)
 		f.Close()
-		ok := strings.HasPrefix(fsType, "ext")
-		if _, dup := out[l]; ok && l != "" && !dup {
-			out[l] = dev
+		if !strings.HasPrefix(fsType, "ext") {
+			continue
+		}
+		b.ext++
+		if _, dup := b.labels[l]; l != "" && !dup {
+			b.labels[l] = dev
 		}
 	}
-	return out
+}
+
+// labels maps the ext file system label of every block device under sysRoot
+// to its /dev path (the first, in name order, when two share a label).
+func labels(sysRoot, devRoot string) map[string]string {
+	b := newBlockScan(sysRoot, devRoot)
+	b.scan()
+	return b.labels
 }
 
 // findByLabel returns the /dev path of the block device (disk or partition)
