@@ -78,11 +78,7 @@ echo "$VERSION" > "$STAGE/A/VERSION"
 # lines and the ready line go; tty0 (the monitor) shows the kernel's too.
 # panic=10: a kernel panic (an upgrade whose init dies) reboots, so boot
 # counting can fall back to the other bank instead of the host hanging.
-# cgroup_no_v1=all: u-root's init then mounts no cgroup v1 hierarchies, so
-# the init's switch to cgroup v2 moves no controller and the kernel patches
-# no static keys at boot (under TCG, patching them while booting sometimes
-# left both vCPUs spinning at the patched site: docs/PERFORMANCE.md).
-CMDLINE="console=tty0 console=ttyS0,115200 panic=10 cgroup_no_v1=all"
+CMDLINE="console=tty0 console=ttyS0,115200 panic=10"
 # systemd-boot boots the highest generation whose entry is not out of
 # tries (upgrades add plinth-0002-b+3.conf and so on).
 cat > "$STAGE/loader/loader.conf" <<CONF

@@ -33,7 +33,7 @@ type Options struct {
 	Kernel string
 	// Initrd is the initramfs; empty means none.
 	Initrd string
-	// Cmdline is appended to the harness's own "console=ttyS0 panic=-1 cgroup_no_v1=all".
+	// Cmdline is appended to the harness's own "console=ttyS0 panic=-1".
 	Cmdline string
 	// Firmware is FirmwareBIOS (SeaBIOS, the default) or FirmwareUEFI
 	// (OVMF, which needs UEFIVars).
@@ -131,10 +131,9 @@ func (o Options) OVMFCodePath() string { return OVMFCode }
 
 // KernelCmdline is the full kernel command line the guest gets.
 // panic=-1 together with QEMU's -no-reboot turns a guest kernel panic into a
-// QEMU exit instead of a hang; cgroup_no_v1=all as on the boot media
-// (installer/mkimage.sh).
+// QEMU exit instead of a hang.
 func (o Options) KernelCmdline() string {
-	s := "console=ttyS0 panic=-1 cgroup_no_v1=all"
+	s := "console=ttyS0 panic=-1"
 	if c := strings.TrimSpace(o.Cmdline); c != "" {
 		s += " " + c
 	}

@@ -30,16 +30,16 @@ func TestArgs(t *testing.T) {
 	}{
 		{"defaults are tcg, 512 MiB, 1 cpu, no initrd",
 			Options{Kernel: "/k/vmlinuz"},
-			base("tcg", "max", "512", "1", "", "console=ttyS0 panic=-1 cgroup_no_v1=all")},
+			base("tcg", "max", "512", "1", "", "console=ttyS0 panic=-1")},
 		{"tcg explicit with initrd and cmdline",
 			Options{Kernel: "/k/vmlinuz", Initrd: "/k/initrd", Cmdline: " quiet  plinth.x=1 ", Accel: api.AccelTCG, MemoryMiB: 1024, CPUs: 2},
-			base("tcg", "max", "1024", "2", "/k/initrd", "console=ttyS0 panic=-1 cgroup_no_v1=all quiet  plinth.x=1")},
+			base("tcg", "max", "1024", "2", "/k/initrd", "console=ttyS0 panic=-1 quiet  plinth.x=1")},
 		{"kvm uses the host cpu",
 			Options{Kernel: "/k/vmlinuz", Accel: api.AccelKVM, CPUs: 4, MemoryMiB: 2048},
-			base("kvm", "host", "2048", "4", "", "console=ttyS0 panic=-1 cgroup_no_v1=all")},
+			base("kvm", "host", "2048", "4", "", "console=ttyS0 panic=-1")},
 		{"extra args go last",
 			Options{Kernel: "/k/vmlinuz", ExtraArgs: []string{"-smbios", "type=1,serial=abc"}},
-			base("tcg", "max", "512", "1", "", "console=ttyS0 panic=-1 cgroup_no_v1=all", "-smbios", "type=1,serial=abc")},
+			base("tcg", "max", "512", "1", "", "console=ttyS0 panic=-1", "-smbios", "type=1,serial=abc")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.o.Args(4443, "/tmp/x/qmp.sock")

@@ -208,8 +208,8 @@ type Script struct {
 
 // BaseCmdline is what every network boot gets, as on the boot media
 // (installer/mkimage.sh): the consoles, the serial port last so that it is
-// /dev/console, and cgroup v2 only.
-const BaseCmdline = "console=tty0 console=ttyS0,115200 cgroup_no_v1=all"
+// /dev/console.
+const BaseCmdline = "console=tty0 console=ttyS0,115200"
 
 // Render returns the iPXE script. initrd= names the initramfs for the UEFI
 // kernel stub (without it an EFI boot finds no initramfs).

@@ -207,7 +207,7 @@ func TestLookupAnswer(t *testing.T) {
 func TestScriptRender(t *testing.T) {
 	got := Script{BaseURL: "http://192.0.2.2:8080", Cmdline: []string{"plinth.hostname=h1"}, Comment: []string{"for h1"}}.Render()
 	want := "#!ipxe\n# for h1\n" +
-		"kernel http://192.0.2.2:8080/vmlinuz initrd=initramfs.cpio.zst console=tty0 console=ttyS0,115200 cgroup_no_v1=all plinth.hostname=h1\n" +
+		"kernel http://192.0.2.2:8080/vmlinuz initrd=initramfs.cpio.zst console=tty0 console=ttyS0,115200 plinth.hostname=h1\n" +
 		"initrd http://192.0.2.2:8080/initramfs.cpio.zst\nboot\n"
 	if got != want {
 		t.Errorf("script:\n%s\nwant:\n%s", got, want)

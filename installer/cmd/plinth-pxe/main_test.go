@@ -31,7 +31,7 @@ func TestBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "boot.ipxe"))
-	if err != nil || !strings.Contains(string(b), "console=ttyS0,115200 cgroup_no_v1=all quiet\n") {
+	if err != nil || !strings.Contains(string(b), "console=ttyS0,115200 quiet\n") {
 		t.Errorf("boot.ipxe: %q, %v", b, err)
 	}
 	if !strings.Contains(stdout.String(), "plinth-pxe serve -dir "+out) {
