@@ -45,6 +45,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/board"
 	"github.com/plinth/plinth/board/drivers"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/initramfs/supervisor"
@@ -228,20 +229,27 @@ func Run(cfg Config) error {
 			cancel()
 		}
 	}
-	go func() {
-		// vmkernel decides KVM or TCG once this marker is gone.
-		quiet(func(path string) bool { return !drivers.IsKVM(path) })
-		p.mu.Lock()
-		p.marks = append(p.marks, mark{"kvm", uptimeMS()})
-		p.mu.Unlock()
-		os.Remove(kvmMarker)
-	}()
-	// storageSettled: every driver but KVM's has loaded, and with them the
-	// disks they found.
+	// storageSettled: every driver the ready line needs has loaded, and
+	// with them the disks they found.
 	storageSettled := make(chan struct{})
 	go func() {
 		defer close(storageSettled)
 		quiet(drivers.IsKVM)
+	}()
+	go func() {
+		// KVM is for the VMs: it loads once the storage and NIC drivers
+		// have (until then the CPUs are theirs), beside the services;
+		// vmkernel decides KVM or TCG once the marker is gone.
+		<-storageSettled
+		if ci, err := board.ReadCPUInfo("/proc"); err == nil && ci.KVMModule() != "" && l != nil {
+			if _, err := l.Load(ci.KVMModule()); err != nil {
+				p.logf("KVM: %v", err)
+			}
+		}
+		p.mu.Lock()
+		p.marks = append(p.marks, mark{"kvm", uptimeMS()})
+		p.mu.Unlock()
+		os.Remove(kvmMarker)
 	}()
 	nicsUp := make(chan struct{}) // the NIC drivers have loaded
 	go func() {

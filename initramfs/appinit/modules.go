@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/plinth/plinth/board"
 	"github.com/plinth/plinth/board/drivers"
 )
 
@@ -29,12 +28,13 @@ var laterModules = []string{
 
 // neededForReady says whether a module is on the way to the ready line: the
 // drivers of storage (STATE, the datastores, the boot medium), of NICs (the
-// management network), of the buses they sit on, the power button's, and
-// KVM (which loads beside the rest, for the VMs). The others (sensors,
-// crypto accelerators, random number generators, firmware interfaces, HID)
-// load after the ready line, leaving the CPUs to what the API needs.
+// management network), of the buses they sit on, and the power button's.
+// KVM is for the VMs: it loads once those have (see Run). The others
+// (sensors, crypto accelerators, random number generators, firmware
+// interfaces, HID) load after the ready line, leaving the CPUs to what the
+// API needs.
 func neededForReady(path string) bool {
-	if drivers.IsStorage(path) || drivers.IsKVM(path) {
+	if drivers.IsStorage(path) {
 		return true
 	}
 	for _, d := range []string{"/drivers/net/", "/drivers/virtio/", "/drivers/pci/", "/drivers/input/evdev", "/drivers/acpi/button"} {
@@ -45,25 +45,23 @@ func neededForReady(path string) bool {
 	return false
 }
 
-// loadModules cold-plugs the hardware's drivers, bootModules and the CPU's
-// KVM module, holding back until loadLaterModules those the ready line
-// does not need, then keeps loading the drivers of devices that appear later.
+// loadModules cold-plugs the hardware's drivers and bootModules, holding
+// back until loadLaterModules those the ready line does not need (and KVM,
+// which Run loads once the storage drivers have), then keeps loading the
+// drivers of devices that appear later.
 func (p *initProc) loadModules() error {
 	l := p.mods
 	if l == nil {
 		return fmt.Errorf("no module loader")
 	}
 	want := append([]string(nil), bootModules...)
-	if ci, err := board.ReadCPUInfo("/proc"); err == nil && ci.KVMModule() != "" {
-		want = append(want, ci.KVMModule())
-	}
 	// Listen for device events before the scan, so that a device that
 	// appears later (a USB stick's disk) gets its driver too.
 	ue, err := drivers.ListenUevents()
 	if err != nil {
 		p.logf("modules: no hot-plug: %v", err)
 	}
-	l.Hold(func(path string) bool { return !neededForReady(path) })
+	l.Hold(func(path string) bool { return !neededForReady(path) || drivers.IsKVM(path) })
 	all := l.ColdPlug(want)
 	p.logf("modules: loaded %d: %s", len(all), strings.Join(all, " "))
 	if ue != nil {
