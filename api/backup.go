@@ -126,6 +126,15 @@ type Backup struct {
 	CopiedBytes int64 `json:"copied_bytes"`
 }
 
+// Files are the backup's files: its disks', then its UEFI variables.
+func (b Backup) Files() []BackupFile {
+	out := append([]BackupFile(nil), b.Disks...)
+	if b.Vars != nil {
+		out = append(out, *b.Vars)
+	}
+	return out
+}
+
 // BackupFile is one file of a backup, with the checksum a restore checks.
 type BackupFile struct {
 	// Disk is the index of the disk in Spec.Disks.

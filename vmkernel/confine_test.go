@@ -22,6 +22,7 @@ import (
 	"github.com/plinth/plinth/api"
 	"github.com/plinth/plinth/client"
 	"github.com/plinth/plinth/internal/testenv"
+	"github.com/plinth/plinth/vmkernel/backups"
 	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 )
@@ -180,8 +181,35 @@ func refusedNaming(t *testing.T, door string, err error, field, want string) {
 	}
 }
 
+// hostileBackup lays down in ds a backup whose one disk file holds b, with
+// a record (right checksum) as vmkernel writes one, and returns its ID.
+func hostileBackup(t *testing.T, ds, name string, b []byte) string {
+	t.Helper()
+	vm := api.NewUUID()
+	id := backups.NewID(time.Now())
+	dir := backups.Dir(api.DefaultBackupFolder, vm, id)
+	if err := os.MkdirAll(filepath.Join(ds, dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := dir + "/disk0.qcow2"
+	if err := os.WriteFile(filepath.Join(ds, file), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	spec := guest("bk-" + strings.NewReplacer(".", "-").Replace(name))
+	spec.ID = vm
+	spec.Disks = []api.Disk{{Datastore: "ds", Path: "bk/" + name}}
+	rec := api.Backup{ID: id, VMID: vm, VMName: spec.Name, Kind: api.BackupFull, CreatedAt: time.Now().UTC(), Datastore: "ds", Path: dir, Spec: spec,
+		Disks: []api.BackupFile{{File: file, SHA256: hex.EncodeToString(sum[:]), SizeBytes: int64(len(b))}}}
+	if err := backups.Save(datastore.Datastore{Name: "ds", Root: ds}, rec); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // TestHostileImages tries every image of the corpus at every door through
-// the real vmkernel API: upload, disk info, convert, resize, VM create,
+// the real vmkernel API: upload, disk info, convert, resize, fetch, import,
+// restore (a backup whose record names it), VM create,
 // update and start. Each is refused with a 422 naming the outside file; no
 // outside file changes, no byte of one comes back, and no process holds
 // one open. Then a raw disk carrying a qcow2 header stays raw, and a chain
@@ -268,6 +296,18 @@ func TestHostileImages(t *testing.T) {
 			}
 			if _, err := r.c.WaitTask(ctx, task.ID, 20*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), names) {
 				t.Errorf("import: %v, want a refusal naming %s", err, names)
+			}
+			// Restore: a backup folder whose record (checksum right) names
+			// the image as its disk, as anyone who can write the datastore
+			// could lay one down: refused before anything is written.
+			bk := hostileBackup(t, r.ds, h.name, b)
+			_, err = r.c.Restore(ctx, api.RestoreRequest{Datastore: "ds", Backup: bk, Name: "rest-" + strings.NewReplacer(".", "-").Replace(h.name)})
+			refusedNaming(t, "restore", err, "backup", names)
+			if _, err := r.c.GetVM(ctx, "rest-"+strings.NewReplacer(".", "-").Replace(h.name)); err == nil {
+				t.Errorf("a refused restore made a VM")
+			}
+			if _, err := os.Stat(filepath.Join(r.ds, "rest-"+strings.NewReplacer(".", "-").Replace(h.name))); !os.IsNotExist(err) {
+				t.Errorf("a refused restore left files: %v", err)
 			}
 			for _, dir := range []string{"fetched", "imp-" + strings.NewReplacer(".", "-").Replace(h.name)} {
 				if des, _ := os.ReadDir(filepath.Join(r.ds, dir)); len(des) != 0 {

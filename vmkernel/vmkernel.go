@@ -67,6 +67,9 @@ type Config struct {
 	// Snapshots keeps the VMs' snapshot trees; nil: a directory
 	// "snapshots" beside the inventory's.
 	Snapshots *snapshots.Store
+	// BackupTick is how often scheduled backups are looked for (0: a
+	// minute).
+	BackupTick time.Duration
 }
 
 // Server is vmkernel's local API.
@@ -85,6 +88,8 @@ type Server struct {
 	tasks  *tasks.Registry
 	bg     context.Context
 	stopBG context.CancelFunc
+	// scheduler starts the backup scheduler once.
+	scheduler sync.Once
 	// space is the room promised to uploads and conversions under way.
 	space space
 	// work is the long work under way on each VM (snapshots, backups...).
@@ -210,6 +215,17 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 
 // Serve answers on l until Shutdown; it returns nil after a Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	// The backup scheduler runs while the server serves (a Server made
+	// only for its handler takes no backups), until Shutdown.
+	s.scheduler.Do(func() {
+		if s.cfg.Inventory != nil && s.cfg.Runner != nil {
+			tick := s.cfg.BackupTick
+			if tick <= 0 {
+				tick = time.Minute
+			}
+			go s.scheduleBackups(tick)
+		}
+	})
 	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("vmkernel: serve: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/vmkernel/backups"
 	"github.com/plinth/plinth/vmkernel/datastore"
 	"github.com/plinth/plinth/vmkernel/inventory"
 	"github.com/plinth/plinth/vmkernel/passthrough"
@@ -472,7 +473,7 @@ func (s *Server) problem(w http.ResponseWriter, err error) {
 		p.Status = http.StatusInsufficientStorage
 	case errors.Is(err, inventory.ErrNotFound):
 		p.Status = http.StatusNotFound
-	case errors.Is(err, snapshots.ErrNotFound), errors.Is(err, inventory.ErrNoVersion):
+	case errors.Is(err, snapshots.ErrNotFound), errors.Is(err, inventory.ErrNoVersion), errors.Is(err, backups.ErrNotFound):
 		p.Status = http.StatusNotFound
 	case errors.Is(err, errBusy), errors.Is(err, errTemplate), errors.Is(err, errNotTemplate),
 		errors.Is(err, snapshots.ErrExists), errors.Is(err, snapshots.ErrFull):

@@ -55,6 +55,8 @@ type Options struct {
 	// SetClock is handed the offsets the NTP client would move the clock
 	// by: a rig never sets the host's clock (nil: ignored).
 	SetClock func(offset time.Duration) error
+	// BackupTick is how often scheduled backups are looked for (0: a minute).
+	BackupTick time.Duration
 }
 
 // Rig is a running vmkernel.
@@ -145,7 +147,7 @@ func Start(t testing.TB, o Options) *Rig {
 	t.Cleanup(hcancel)
 	hc.Run(hctx)
 	srv := vmkernel.New(vmkernel.Config{HostConf: hc, Host: host, Inventory: inv, Runner: m, Datastores: ds, Events: broker, Power: o.Power,
-		Hardware: o.Hardware, Installer: o.Installer, Upgrades: o.Upgrades})
+		Hardware: o.Hardware, Installer: o.Installer, Upgrades: o.Upgrades, BackupTick: o.BackupTick})
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
