@@ -72,6 +72,8 @@ const (
 var (
 	ticketQuery = map[string]string{api.TicketQuery: "a ticket from POST " + api.MgmtdTicketsPath + " for this path (single use, 30 s), instead of the Authorization header"}
 	pathQuery   = map[string]string{"path": "the file's path inside the datastore, e.g. iso/debian.iso"}
+	backupQuery = map[string]string{"datastore": "the datastore holding the backups (default: the VM's backup policy's)",
+		"folder": "the folder in it (default: the policy's, else backups)"}
 	uploadQuery = map[string]string{"path": "the file's path inside the datastore, e.g. iso/debian.iso",
 		"overwrite": "true replaces an existing file (not one a running VM uses)"}
 )
@@ -178,6 +180,17 @@ func (s *Server) routeTable() []Route {
 		{Method: post, Path: vmPath + "/" + api.ExportAction, Handler: fwd, Access: Change, Status: http.StatusAccepted,
 			Summary: "Export a stopped VM as an OVA (descriptor, SHA-256 manifest, streamOptimized VMDKs) to a datastore, as a task",
 			Request: api.ExportVMRequest{}, Response: api.Task{}},
+
+		{Method: get, Path: vmPath + "/" + api.VMBackups, Handler: fwd, Access: Read, Query: backupQuery,
+			Summary: "The VM's backups, oldest first, in its backup policy's datastore folder (or the one named)", Response: []api.Backup{}},
+		{Method: post, Path: vmPath + "/" + api.VMBackups, Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Back the VM up, running (QEMU's blockdev-backup, the guest's file systems frozen through its agent) or stopped, to a datastore folder, as a task: incremental on the last backup where the disks' dirty bitmaps allow, else full with the reason; the policy's retention applied after",
+			Request: api.BackupRequest{}, Response: api.Task{}},
+		{Method: get, Path: api.MgmtdBackupsPath, Handler: fwd, Access: Read, Query: backupQuery,
+			Summary: "Every backup kept in a datastore folder, of VMs defined or gone", Response: []api.Backup{}},
+		{Method: post, Path: api.MgmtdBackupsPath + "/" + api.BackupsRestore, Handler: fwd, Access: Change, Status: http.StatusAccepted,
+			Summary: "Restore a backup as a new VM or over its stopped VM, as a task: every file of its chain checked against its recorded SHA-256 first, each disk written flat",
+			Request: api.RestoreRequest{}, Response: api.Task{}},
 
 		{Method: get, Path: api.MgmtdSwitchesPath, Handler: fwd, Access: Read,
 			Summary: "List virtual switches", Response: []api.Switch{}},

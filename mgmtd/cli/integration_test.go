@@ -702,3 +702,52 @@ func TestHostSettingsCommands(t *testing.T) {
 	}
 	r.must(t, cli.ExitAuth, "whoami")
 }
+
+// TestCLIBackup: a stopped VM backed up through mgmtd (full, the reason
+// said), listed per VM and per folder, restored as a new VM with the
+// same disk content; a second backup says why it is full; a restore of a
+// backup that is not there exits with not found.
+func TestCLIBackup(t *testing.T) {
+	r := startRig(t)
+	r.login(t)
+	r.must(t, 0, "vm", "create", "--name", "bk1", "--memory", "128M", "--disk", "ds1:bk1/disk0.qcow2,size=8M", "--firmware", "bios")
+	// Data the restore must bring back, in the VM's disk.
+	disk := filepath.Join(r.ds, "bk1", "disk0.qcow2")
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 1M", disk).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io: %v: %s", err, out)
+	}
+
+	res := r.must(t, 0, "vm", "backup", "bk1", "--ds", "ds1:nightly")
+	if !strings.Contains(res.stdout, "full backup ") || !strings.Contains(res.stdout, "ds1:nightly/") || !strings.Contains(res.stdout, "no earlier backup") {
+		t.Errorf("vm backup:\n%s", res.stdout)
+	}
+	res = r.must(t, 0, "vm", "backup", "bk1", "--ds", "ds1:nightly")
+	if !strings.Contains(res.stdout, "full backup ") || !strings.Contains(res.stdout, "stopped") {
+		t.Errorf("second vm backup of a stopped VM:\n%s", res.stdout)
+	}
+	list := decode[[]api.Backup](t, r.must(t, 0, "vm", "backups", "bk1", "--ds", "ds1:nightly", "--json"))
+	if len(list) != 2 || list[0].VMName != "bk1" || list[0].Kind != api.BackupFull || list[1].SizeBytes == 0 {
+		t.Fatalf("vm backups --json: %+v", list)
+	}
+	if res := r.must(t, 0, "vm", "backups", "--ds", "ds1:nightly"); !strings.Contains(res.stdout, list[1].ID) || !strings.HasPrefix(res.stdout, "ID") {
+		t.Errorf("vm backups --ds:\n%s", res.stdout)
+	}
+	if res := r.plinth(t, "", nil, "vm", "backups"); res.code != cli.ExitUsage {
+		t.Errorf("vm backups with neither VM nor --ds: %+v", res)
+	}
+
+	res = r.must(t, 0, "vm", "restore", list[1].ID, "--ds", "ds1:nightly", "--name", "bk1-copy")
+	if !strings.Contains(res.stdout, "restored as VM bk1-copy") {
+		t.Errorf("vm restore:\n%s", res.stdout)
+	}
+	vm := decode[api.VM](t, r.must(t, 0, "vm", "show", "bk1-copy", "--json"))
+	if len(vm.Spec.Disks) != 1 || vm.Spec.Disks[0].Path != "bk1-copy/disk0.qcow2" {
+		t.Fatalf("restored VM: %+v", vm.Spec)
+	}
+	if out, err := exec.Command("qemu-img", "compare", "-U", disk, filepath.Join(r.ds, "bk1-copy", "disk0.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("the restored disk differs from the source: %v: %s", err, out)
+	}
+	if res := r.plinth(t, "", nil, "vm", "restore", "20261206T000000Z-00000000", "--ds", "ds1:nightly"); res.code != cli.ExitNotFound {
+		t.Errorf("restore of a backup that is not there: %+v", res)
+	}
+}
