@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/internal/testenv"
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 )
@@ -222,5 +223,74 @@ func TestBackupScheduleAndRetention(t *testing.T) {
 	apiErr(t, err, http.StatusUnprocessableEntity)
 	if _, err := r.c.VMAction(ctx, id, api.ActionStop); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackupOutOfSpace: a backup that would not fit its target datastore
+// (a 100 MiB tmpfs) is refused (507) before anything is written, and the
+// remains of a backup that never finished (a folder without a record, as
+// a vmkernel killed halfway leaves) are never listed and are removed by
+// the VM's next backup.
+func TestBackupOutOfSpace(t *testing.T) {
+	testenv.Root(t, "mounts a small tmpfs as the backup datastore")
+	testenv.Command(t, "qemu-io")
+	rig := vmkerneltest.Start(t, vmkerneltest.Options{Datastores: []string{"ds", "small"}})
+	c, ds, small := rig.Client, rig.DS["ds"], rig.DS["small"]
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=100m", "plinth-test-bk", small).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", small).Run() })
+	ctx := longCtx(t)
+	wait := waiter(t, c)
+	if _, err := c.CreateDisk(ctx, "ds", api.CreateDiskRequest{Path: "big/disk.qcow2", SizeBytes: 128 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(at, n string) {
+		t.Helper()
+		if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0x6b "+at+" "+n, filepath.Join(ds, "big/disk.qcow2")).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-io: %v: %s", err, out)
+		}
+	}
+	write("0", "1M")
+	spec := guest("big")
+	spec.Disks = []api.Disk{{Datastore: "ds", Path: "big/disk.qcow2"}}
+	spec.Backup = &api.BackupPolicy{Datastore: "small"}
+	vm, err := c.CreateVM(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := vm.Spec.ID
+	// The remains of an unfinished backup.
+	half := filepath.Join(small, "backups", id, "20261206T000000Z-0badf00d")
+	if err := os.MkdirAll(half, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(half, "disk0.qcow2"), []byte("half"), 0o600)
+	if list, err := c.VMBackups(ctx, id); err != nil || len(list) != 0 {
+		t.Fatalf("an unfinished backup listed: %+v, %v", list, err)
+	}
+	wait(c.BackupVM(ctx, id, api.BackupRequest{}))
+	if _, err := os.Stat(half); !os.IsNotExist(err) {
+		t.Errorf("the unfinished backup is still there: %v", err)
+	}
+	// 60 MiB more data: with the 64 MiB margin it no longer fits.
+	write("1M", "60M")
+	entries := func() []string {
+		des, _ := os.ReadDir(filepath.Join(small, "backups", id))
+		var names []string
+		for _, d := range des {
+			names = append(names, d.Name())
+		}
+		return names
+	}
+	before := entries()
+	_, err = c.BackupVM(ctx, id, api.BackupRequest{})
+	e := apiErr(t, err, http.StatusInsufficientStorage)
+	t.Logf("refused: %s", e.Problem.Detail)
+	if after := entries(); len(after) != 1 || len(before) != 1 || after[0] != before[0] {
+		t.Errorf("a refused backup changed the folder: %v, then %v", before, after)
+	}
+	if list, _ := c.VMBackups(ctx, id); len(list) != 1 {
+		t.Errorf("after a refused backup: %d backups", len(list))
 	}
 }

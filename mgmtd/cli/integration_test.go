@@ -705,8 +705,9 @@ func TestHostSettingsCommands(t *testing.T) {
 
 // TestCLIBackup: a stopped VM backed up through mgmtd (full, the reason
 // said), listed per VM and per folder, restored as a new VM with the
-// same disk content; a second backup says why it is full; a restore of a
-// backup that is not there exits with not found.
+// same disk content, then over the VM after its disk changed; a second
+// backup says why it is full; a restore of a backup that is not there
+// exits with not found.
 func TestCLIBackup(t *testing.T) {
 	r := startRig(t)
 	r.login(t)
@@ -746,6 +747,20 @@ func TestCLIBackup(t *testing.T) {
 	}
 	if out, err := exec.Command("qemu-img", "compare", "-U", disk, filepath.Join(r.ds, "bk1-copy", "disk0.qcow2")).CombinedOutput(); err != nil {
 		t.Errorf("the restored disk differs from the source: %v: %s", err, out)
+	}
+	// Over the VM: its disk, written since, is the backup's again.
+	if out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", "write -P 0xa5 0 2M", disk).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-io: %v: %s", err, out)
+	}
+	if res := r.plinth(t, "", nil, "vm", "restore", list[1].ID, "--ds", "ds1:nightly", "--replace", "--name", "x"); res.code != cli.ExitUsage {
+		t.Errorf("restore over the VM with a new name: %+v", res)
+	}
+	res = r.must(t, 0, "vm", "restore", list[1].ID, "--ds", "ds1:nightly", "--replace")
+	if !strings.Contains(res.stdout, "restored as VM bk1 ") {
+		t.Errorf("vm restore --replace:\n%s", res.stdout)
+	}
+	if out, err := exec.Command("qemu-img", "compare", "-U", disk, filepath.Join(r.ds, "bk1-copy", "disk0.qcow2")).CombinedOutput(); err != nil {
+		t.Errorf("the disk restored in place differs from the backup: %v: %s", err, out)
 	}
 	if res := r.plinth(t, "", nil, "vm", "restore", "20261206T000000Z-00000000", "--ds", "ds1:nightly"); res.code != cli.ExitNotFound {
 		t.Errorf("restore of a backup that is not there: %+v", res)
