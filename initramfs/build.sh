@@ -174,10 +174,12 @@ put /usr/share/qemu/keymaps/en-us
 for f in kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin qboot.rom bios-microvm.bin; do
 	put "/usr/share/qemu/$f"
 done
-for f in bios-256k.bin bios.bin vgabios-stdvga.bin vgabios-virtio.bin vgabios-qxl.bin vgabios-bochs-display.bin vgabios-ramfb.bin vgabios-cirrus.bin vgabios-vmware.bin; do
+# Only the firmware of devices a VM spec can ask for (vmkernel/qemu): the
+# std VGA and the two NIC models (virtio-net, e1000e) with their PXE ROMs.
+for f in bios-256k.bin vgabios-stdvga.bin; do
 	put "/usr/share/seabios/$f"
 done
-for f in efi-e1000.rom efi-e1000e.rom efi-virtio.rom efi-rtl8139.rom efi-vmxnet3.rom efi-ne2k_pci.rom efi-pcnet.rom efi-eepro100.rom; do
+for f in efi-e1000e.rom efi-virtio.rom; do
 	put "/usr/lib/ipxe/qemu/$f"
 done
 # One UEFI firmware for both kinds (vmkernel/runner): the Secure Boot build,
@@ -185,8 +187,12 @@ done
 put /usr/share/OVMF/OVMF_CODE_4M.secboot.fd
 put /usr/share/OVMF/OVMF_VARS_4M.fd
 put /usr/share/OVMF/OVMF_VARS_4M.ms.fd
-# The PCI ID database: vendor and device names in the hardware inventory.
-put /usr/share/misc/pci.ids
+# The PCI ID database: vendor, device and class names in the hardware
+# inventory (board.ParsePCIIDs), without the subsystem and programming
+# interface lines (two tabs deep) and comments it does not read.
+[ -e /usr/share/misc/pci.ids ] || die "payload file /usr/share/misc/pci.ids is missing (see initramfs/packages.lock)"
+mkdir -p "$PAY/usr/share/misc"
+grep -v -e '^		' -e '^#' -e '^$' /usr/share/misc/pci.ids >"$PAY/usr/share/misc/pci.ids" || die "pci.ids filter failed"
 mksquashfs "$PAY/usr" "$BUILD/payload-root/plinth/payload.sqfs" -noappend -quiet -no-progress \
 	-all-root -comp xz -Xbcj x86 -b 1M >/dev/null || die "mksquashfs failed"
 (cd "$BUILD/payload-root" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --quiet) > "$BUILD/payload.cpio" ||
