@@ -42,7 +42,7 @@ var parity = []struct {
 	{"menu", "Troubleshooting Options", "", "", "", "a menu of the two below"},
 	{"Troubleshooting Options", "Restart Management Agents", http.MethodPost, api.HostServicesRestartPath, "plinth host services", ""},
 	{"Troubleshooting Options", "Local Shell", "", "", "",
-		"a root shell on the host's own terminal; its remote counterpart is SSH (issue 15, not built yet)"},
+		"a root shell on the host's own terminal; from remote, SSH (`PUT /api/v1/host/ssh`, then `ssh -t HOST shell`)"},
 	{"menu", "View System Logs", http.MethodGet, api.HostLogsPath + "/{name}", "plinth host logs", ""},
 	{"menu", "View Support Information", http.MethodGet, "/host/hardware", "plinth host hardware", ""},
 	{"menu", "Reset System Configuration", http.MethodPost, api.HostResetPath, "plinth host reset", ""},
