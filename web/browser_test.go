@@ -29,19 +29,27 @@ func serve(t *testing.T) string {
 // serveRig is serve, with the vmkernel rig.
 func serveRig(t *testing.T) (string, *vmkerneltest.Rig) {
 	t.Helper()
+	rig := vmkerneltest.Start(t, vmkerneltest.Options{Datastores: []string{"ds1"}})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveOn(t, rig, l), rig
+}
+
+// serveOn runs a real mgmtd for rig on l, with the root password set where
+// the host's settings keep it (as on the appliance, mgmtd's state is the
+// rig's mgmtd directory), and answers its address.
+func serveOn(t *testing.T, rig *vmkerneltest.Rig, l net.Listener) string {
+	t.Helper()
 	if !web.Built() {
 		t.Fatal("the web client is not built: run `make web` first")
 	}
-	rig := vmkerneltest.Start(t, vmkerneltest.Options{Datastores: []string{"ds1"}})
-	state := t.TempDir()
+	state := rig.Layout.AuthDir()
 	if err := auth.SetPassword(state, api.RootUser, password); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: rig.Socket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +59,7 @@ func serveRig(t *testing.T) (string, *vmkerneltest.Rig) {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return "https://" + l.Addr().String(), rig
+	return "https://" + l.Addr().String()
 }
 
 // shots is where a test's screenshots go: build/screenshots/NAME.

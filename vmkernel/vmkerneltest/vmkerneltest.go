@@ -57,6 +57,9 @@ type Options struct {
 	SetClock func(offset time.Duration) error
 	// BackupTick is how often scheduled backups are looked for (0: a minute).
 	BackupTick time.Duration
+	// SSHAddr is where the host's SSH service listens when turned on
+	// (empty: hostconf's default, :22).
+	SSHAddr string
 }
 
 // Rig is a running vmkernel.
@@ -142,7 +145,7 @@ func Start(t testing.TB, o Options) *Rig {
 		o.SetClock = func(time.Duration) error { return nil }
 	}
 	hc := hostconf.New(hostconf.Config{Layout: lay, Net: o.Net, Power: o.Power, ApplyDelay: o.ApplyDelay, Hardware: o.Hardware, SetClock: o.SetClock,
-		SignalAgent: o.SignalAgent, Hostname: func() string { h, _ := host(); return h.Hostname }})
+		SignalAgent: o.SignalAgent, SSHAddr: o.SSHAddr, Hostname: func() string { h, _ := host(); return h.Hostname }})
 	hctx, hcancel := context.WithCancel(context.Background())
 	t.Cleanup(hcancel)
 	hc.Run(hctx)

@@ -9,6 +9,9 @@ export function setToken(t) { token = t; }
 export function hasToken() { return token !== ''; }
 export function token_() { return token; }
 export function whenLoggedOut(fn) { onLogout = fn; }
+// endSession forgets the token and goes back to the login page saying why
+// (a password change or a restart of mgmtd ended every session).
+export function endSession(why) { token = ''; onLogout(why); }
 
 // Problem is an RFC 9457 problem from the API: detail, the field at fault,
 // and every field's problem.
@@ -35,7 +38,8 @@ async function problemOf(res) {
 }
 
 // request calls the API: JSON in and out, a Problem on failure. A 401 on a
-// token that was good ends the session.
+// token that was good ends the session, unless the problem names a field
+// (a wrong root password typed into a form, as turning lockdown off asks).
 export async function request(method, path, body, opts = {}) {
   const headers = { 'Authorization': 'Bearer ' + token };
   const init = { method, headers, signal: opts.signal };
@@ -51,7 +55,7 @@ export async function request(method, path, body, opts = {}) {
   }
   if (!res.ok) {
     const p = await problemOf(res);
-    if (res.status === 401 && token) { token = ''; onLogout(p.message); }
+    if (res.status === 401 && token && !p.field) { token = ''; onLogout(p.message); }
     throw p;
   }
   if (res.status === 204) return null;
@@ -141,14 +145,20 @@ export function upload(ds, path, file, onProgress, overwrite = false) {
 
 // download fetches a file with the token and hands it to the browser as a
 // download (a plain link cannot carry the token).
+// The server's file name (Content-Disposition) wins over name; it answers
+// the name and size saved.
 export async function download(path, name) {
   const res = await fetch(path, { headers: { 'Authorization': 'Bearer ' + token } });
   if (!res.ok) throw await problemOf(res);
-  const url = URL.createObjectURL(await res.blob());
+  const m = (res.headers.get('Content-Disposition') || '').match(/filename="([^"/\\]+)"/);
+  if (m) name = m[1];
+  const blob = await res.blob();
+  const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url; a.download = name;
   document.body.appendChild(a); a.click(); a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60000);
+  return { name, size: blob.size };
 }
 
 // wsURL is the address of a VM's console websocket, with a single-use

@@ -3,7 +3,7 @@
 // certificate, upgrades and power.
 import { useState, useEffect } from 'preact/hooks';
 import * as api from './api.js';
-import { bytes, when, Progress, Modal, useForm, Field, FormError, lazy } from './ui.jsx';
+import { bytes, when, Progress, Modal, useForm, Field, FormError, lazy, Link } from './ui.jsx';
 import { refreshTasks } from './tasks.jsx';
 const Charts = lazy(() => import('./charts.jsx'), 'Charts');
 
@@ -70,6 +70,7 @@ function Network({ net, reload }) {
       {net.pending && <div class="notice" role="alert">A change of the management network waits for confirmation: it is rolled back by itself unless kept.
         <button onClick={confirmChange}>Keep this network configuration</button></div>}
       {err && <p class="error" role="alert">{err}</p>}
+      <p><Link href="/settings">Change the management network, password, lockdown, certificate…</Link></p>
     </section>
   );
 }

@@ -18,6 +18,7 @@ import 'uplot/dist/uPlot.min.css';
 import './app.css';
 
 const ConsoleWindow = lazy(() => import('./console.jsx'), 'ConsoleWindow');
+const Settings = lazy(() => import('./settings.jsx'), 'Settings');
 
 function Login({ onIn, reason }) {
   const [hostname, setHostname] = useState('');
@@ -45,7 +46,7 @@ function Login({ onIn, reason }) {
   );
 }
 
-const nav = [['/host', 'Host'], ['/vms', 'Virtual machines'], ['/storage', 'Storage'], ['/networking', 'Networking'], ['/audit', 'Audit log']];
+const nav = [['/host', 'Host'], ['/settings', 'Host settings'], ['/vms', 'Virtual machines'], ['/storage', 'Storage'], ['/networking', 'Networking'], ['/audit', 'Audit log']];
 
 function Shell({ who, onOut }) {
   const path = usePath();
@@ -58,6 +59,7 @@ function Shell({ who, onOut }) {
   else if ((m = path.match(/^\/vms\/([^/]+)$/))) page = <VMPage id={decodeURIComponent(m[1])} />;
   else if (path.startsWith('/storage')) page = <Storage path={path} />;
   else if (path === '/networking') page = <Networking />;
+  else if (path === '/settings') page = <Settings />;
   else if (path === '/audit') page = <Audit />;
   else page = <p>No page here. <Link href="/host">The host</Link>.</p>;
   return (
@@ -93,6 +95,12 @@ function App() {
     setReason('');
     setWho({ ...w, hostname: h.hostname || '' });
   }
+  // A page that changed what the header shows (lockdown) asks for it again.
+  useEffect(() => {
+    const fn = () => api.get('/api/v1/sessions/current').then(w => setWho(old => old && { ...old, ...w }), () => {});
+    window.addEventListener('plinth:who', fn);
+    return () => window.removeEventListener('plinth:who', fn);
+  }, []);
   async function out() {
     await api.logout();
     setWho(null); setReason('Logged out.');

@@ -26,6 +26,21 @@ type Site struct {
 	Marker string
 	// Slow stretches every wait (the appliance under TCG).
 	Slow time.Duration
+	// Net, when set, is the management network change the tour makes
+	// (KeepNetworkChange) before it logs out.
+	Net *NetChange
+}
+
+// NetChange is a static management address the tour gives the host on
+// the settings page and keeps from the new address.
+type NetChange struct {
+	NIC     string // the host's NIC that carries it
+	Address string // with its prefix length, e.g. 10.0.2.20/24
+	Gateway string
+	// NewURL is where this machine reaches the host at Address
+	// (https://HOST:PORT): the new address itself, or a port forwarded to
+	// it.
+	NewURL string
 }
 
 func (s Site) wait(d time.Duration) time.Duration { return d + s.Slow }
@@ -163,6 +178,11 @@ func Tour(t testing.TB, b *Browser, s Site) string {
 	b.Do("save", 20*time.Second, chromedp.Click(chromedp.CSS(`.vm-form button[type=submit]`)))
 	b.WaitFor("the new memory shown", `document.querySelector('#vm-h') && document.querySelector('dl.facts').textContent.includes('384 MiB')`, s.wait(30*time.Second))
 
+	// A host setting with its confirm step: the management network.
+	if s.Net != nil {
+		s = KeepNetworkChange(t, b, s)
+	}
+
 	// Log out: the page forgets the token and the API refuses the old one.
 	tok := Eval[string](b, `window.plinthToken()`)
 	if tok == "" {
@@ -179,6 +199,75 @@ func Tour(t testing.TB, b *Browser, s Site) string {
 	}
 	b.Shot("logged-out")
 	return name
+}
+
+// KeepNetworkChange changes the management network to s.Net's static
+// address on the settings page (a bad address first, whose problem must
+// sit beside its field), sees the change awaiting confirmation with a link
+// to the new address, opens the host there, logs in and keeps the change.
+// It answers s at its new address.
+func KeepNetworkChange(t testing.TB, b *Browser, s Site) Site {
+	t.Helper()
+	n := s.Net
+	Click(t, b, "open the host settings", `a[href="/settings"]`)
+	b.WaitFor("the management network", `document.querySelector('#net-edit') && !document.querySelector('#net-edit').disabled`, s.wait(30*time.Second))
+	Click(t, b, "change it", `#net-edit`)
+	b.WaitFor("the network form", `document.querySelector('.net-form')`, s.wait(20*time.Second))
+	choose(t, b, `.net-form [name="config.nic"]`, n.NIC)
+	choose(t, b, `.net-form [name="config.mode"]`, "static")
+	b.WaitFor("the address field", `document.querySelector('.net-form [name="config.address"]')`, 10*time.Second)
+	ip := strings.SplitN(n.Address, "/", 2)[0]
+	TypeInto(t, b, `.net-form [name="config.address"]`, ip+"/33")
+	TypeInto(t, b, `.net-form [name="config.gateway"]`, n.Gateway)
+	TypeInto(t, b, `.net-form [name="confirm_seconds"]`, "300")
+	Click(t, b, "apply a bad address", `.net-form button[type=submit]`)
+	b.WaitFor("the address's problem beside it", `document.querySelector('.net-form .error[data-field="config.address"]')`, s.wait(20*time.Second))
+	b.Shot("network-bad-address")
+	TypeInto(t, b, `.net-form [name="config.address"]`, n.Address)
+	Click(t, b, "apply", `.net-form button[type=submit]`)
+	b.WaitFor("the change awaiting confirmation, with a link to the new address", `(() => { const a = document.querySelector('#net-new-address'); return document.querySelector('#net-pending .countdown') && a && new URL(a.href).hostname === `+js(ip)+` })()`, s.wait(60*time.Second))
+	Eval[bool](b, `(document.querySelector('#net-pending').scrollIntoView({block: 'center'}), true)`)
+	b.Shot("network-pending")
+
+	// The host at its new address: a new origin, so a new login; there the
+	// change is kept.
+	s.URL = n.NewURL
+	Login(t, b, s)
+	Click(t, b, "open the host settings", `a[href="/settings"]`)
+	b.WaitFor("the change awaiting confirmation", `document.querySelector('#net-keep') && !document.querySelector('#net-keep').disabled`, s.wait(30*time.Second))
+	Click(t, b, "keep it", `#net-keep`)
+	b.WaitFor("the change kept", `(e => e && e.textContent.includes('kept'))(document.querySelector('#net-last'))`, s.wait(30*time.Second))
+	b.WaitFor("the new configuration shown", `document.querySelector('#mgmt-network dl').textContent.includes(`+js(n.Address)+`)`, s.wait(20*time.Second))
+	b.Shot("network-kept")
+	return s
+}
+
+// choose picks value in the select css, as a person does.
+func choose(t testing.TB, b *Browser, css, value string) {
+	t.Helper()
+	if !Eval[bool](b, `(s => { if (!s || ![...s.options].some(o => o.value === `+js(value)+`)) return false; s.value = `+js(value)+`; s.dispatchEvent(new Event('change', {bubbles: true})); return true })(document.querySelector(`+js(css)+`))`) {
+		b.Shot("failed-choose-" + slug(css))
+		t.Fatalf("no option %q in %s:\n%s", value, css, b.PageText())
+	}
+}
+
+// Click scrolls the element css to the middle of the window, clear of the
+// recent tasks bar that sticks to the bottom (a click at a button under it
+// lands on the bar), and clicks it.
+func Click(t testing.TB, b *Browser, what, css string) {
+	t.Helper()
+	if !Eval[bool](b, `(e => { if (!e) return false; e.scrollIntoView({block: 'center'}); return true })(document.querySelector(`+js(css)+`))`) {
+		b.Shot("failed-no-" + slug(css))
+		t.Fatalf("%s: no %s on the page:\n%s", what, css, b.PageText())
+	}
+	b.Do(what, 20*time.Second, chromedp.Click(chromedp.CSS(css)))
+}
+
+// TypeInto focuses the element css, selects what it holds and types text
+// over it, as a user would.
+func TypeInto(t testing.TB, b *Browser, css, text string) {
+	t.Helper()
+	typeInto(t, b, css, text)
 }
 
 // setField types into the form's input for the field name.
