@@ -58,6 +58,11 @@ type Options struct {
 	MemoryMiB int
 	// CPUs is the number of vCPUs; 0 means 1.
 	CPUs int
+	// IOMMU gives the guest an emulated Intel IOMMU (VT-d with interrupt
+	// remapping, which needs the split irqchip; caching-mode for VFIO), made
+	// before any other device so that all are behind it; the guest's
+	// kernel needs intel_iommu=on (Cmdline).
+	IOMMU bool
 	// ExtraArgs are appended verbatim to QEMU's command line.
 	ExtraArgs []string
 	// Accel is api.AccelKVM or api.AccelTCG; "" lets Start choose with
@@ -145,6 +150,9 @@ func (o Options) KernelCmdline() string {
 // unix socket qmpSock. It has no side effects.
 func (o Options) Args(hostPort int, qmpSock string) []string {
 	args := []string{"-machine", "q35"}
+	if o.IOMMU {
+		args = []string{"-machine", "q35,kernel-irqchip=split", "-device", "intel-iommu,intremap=on,caching-mode=on"}
+	}
 	if o.Accel == api.AccelKVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {

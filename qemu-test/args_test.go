@@ -40,6 +40,10 @@ func TestArgs(t *testing.T) {
 		{"extra args go last",
 			Options{Kernel: "/k/vmlinuz", ExtraArgs: []string{"-smbios", "type=1,serial=abc"}},
 			base("tcg", "max", "512", "1", "", "console=ttyS0 panic=-1", "-smbios", "type=1,serial=abc")},
+		{"an IOMMU: split irqchip and intel-iommu before every other device",
+			Options{Kernel: "/k/vmlinuz", IOMMU: true, Cmdline: "intel_iommu=on"},
+			append([]string{"-machine", "q35,kernel-irqchip=split", "-device", "intel-iommu,intremap=on,caching-mode=on"},
+				base("tcg", "max", "512", "1", "", "console=ttyS0 panic=-1 intel_iommu=on")[2:]...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.o.Args(4443, "/tmp/x/qmp.sock")
