@@ -15,11 +15,13 @@
 package passthrough
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -71,6 +73,9 @@ type Host struct {
 	Sys, Dev string
 	// Log receives what is done; nil discards.
 	Log *slog.Logger
+	// LoadModule asks for a kernel module by name when a driver is
+	// missing (NewHost: RequestModule); nil only waits for it.
+	LoadModule func(name string) error
 
 	mu      sync.Mutex
 	claimed map[string]string // PCI address, or "usb:" + port, to VM ID
@@ -81,7 +86,61 @@ func NewHost(log *slog.Logger) *Host {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Host{Root: board.DefaultRoot(), Sys: "/sys", Dev: "/dev", Log: log, claimed: map[string]string{}}
+	return &Host{Root: board.DefaultRoot(), Sys: "/sys", Dev: "/dev", Log: log, LoadModule: RequestModule, claimed: map[string]string{}}
+}
+
+// vfioModuleWait bounds the wait for the vfio-pci driver to register. The
+// appliance's init loads vfio_pci after the ready line, so a VM started
+// (or autostarted) soon after boot can come before it.
+var vfioModuleWait = 60 * time.Second
+
+// modprobeHelper is where the kernel's module helper is named.
+var modprobeHelper = "/proc/sys/kernel/modprobe"
+
+// RequestModule runs the kernel's module helper (the program
+// /proc/sys/kernel/modprobe names, which root alone sets: the appliance's
+// own loader) for module name, as the kernel would.
+func RequestModule(name string) error {
+	b, err := os.ReadFile(modprobeHelper)
+	if err != nil {
+		return fmt.Errorf("the kernel's module helper: %w", err)
+	}
+	helper := strings.TrimSpace(string(b))
+	if !filepath.IsAbs(helper) {
+		return fmt.Errorf("the kernel's module helper %q is not an absolute path", helper)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), vfioModuleWait)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, helper, "-q", "--", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", helper, name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// vfioDriver makes sure the vfio-pci driver is registered: when it is not
+// yet, it asks for vfio_pci (LoadModule) and waits for it, at most
+// vfioModuleWait.
+func (h *Host) vfioDriver() error {
+	dir := filepath.Join(h.Sys, "bus/pci/drivers", VFIODriver)
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	var loadErr error
+	if h.LoadModule != nil {
+		loadErr = h.LoadModule("vfio_pci")
+	}
+	for deadline := time.Now().Add(vfioModuleWait); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(dir); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	if loadErr != nil {
+		return fmt.Errorf("the %s driver is not loaded (module vfio_pci: %v): %w", VFIODriver, loadErr, ErrVFIO)
+	}
+	return fmt.Errorf("the %s driver is not loaded (module vfio_pci) after %s: %w", VFIODriver, vfioModuleWait, ErrVFIO)
 }
 
 // Hardware is board's inventory of the machine.
@@ -263,8 +322,8 @@ func (h *Host) claimedLocked() map[string]string {
 
 // bind puts rec's devices on vfio-pci and gives their groups to rec.UID.
 func (h *Host) bind(rec Record) error {
-	if _, err := os.Stat(filepath.Join(h.Sys, "bus/pci/drivers", VFIODriver)); err != nil {
-		return fmt.Errorf("the %s driver is not loaded (module vfio_pci): %w", VFIODriver, ErrVFIO)
+	if err := h.vfioDriver(); err != nil {
+		return err
 	}
 	for _, d := range rec.Devices {
 		dev := filepath.Join(h.Sys, "bus/pci/devices", d.Address)
