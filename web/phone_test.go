@@ -62,4 +62,21 @@ func TestBrowserPhoneKeyboard(t *testing.T) {
 		t.Error("the VM form is wider than the phone")
 	}
 	b.Shot("phone-form")
+
+	// The host settings fit too, and their forms answer the keyboard.
+	tab(".menu-toggle")
+	b.Do("open the menu", 5*time.Second, chromedp.KeyEvent(kb.Enter))
+	b.WaitFor("the menu open", `document.querySelector('#nav.open')`, 5*time.Second)
+	tab(`a[href="/settings"]`)
+	b.Do("follow the link", 5*time.Second, chromedp.KeyEvent(kb.Enter))
+	b.WaitFor("the settings", `document.querySelector('#time-facts') && document.querySelector('#ssh-state') && document.querySelector('table[aria-label=Logs]')`, 10*time.Second)
+	tab(`[aria-label="Authorize an SSH key"] textarea`)
+	b.Do("a key that is not one", 5*time.Second, chromedp.KeyEvent("not a key"))
+	tab(`[aria-label="Authorize an SSH key"] button[type=submit]`)
+	b.Do("submit", 5*time.Second, chromedp.KeyEvent(kb.Enter))
+	b.WaitFor("the key's problem", `document.querySelector('#ssh .error[data-field=key]')`, 10*time.Second)
+	b.Shot("phone-settings")
+	if !webtest.Eval[bool](b, fits) {
+		t.Errorf("the host settings are wider than the phone: %v", webtest.Eval[string](b, `[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join(', ')`))
+	}
 }
