@@ -650,7 +650,8 @@ func (s *Server) retain(spec api.VMSpec, ds datastore.Datastore, folder string) 
 	}
 }
 
-// errBroken is a backup whose files are not what its record says (422).
+// brokenBackup makes the error of a backup whose files are not what its
+// record says, or that names an image Plinth did not make, a 422.
 func brokenBackup(err error) error {
 	if errors.Is(err, backups.ErrBroken) || errors.Is(err, datastore.ErrRefused) {
 		return &api.ValidationError{Subject: "backup", Problems: []api.FieldProblem{{Field: "backup", Message: err.Error()}}}
@@ -658,14 +659,20 @@ func brokenBackup(err error) error {
 	return err
 }
 
+// scheduleRetry is how long a VM whose scheduled backup failed waits
+// before the scheduler tries again.
+const scheduleRetry = 15 * time.Minute
+
 // scheduleBackups takes the backups VMs' policies schedule: every tick,
 // each VM whose backup is due (by its newest backup in its policy's
 // folder) gets one, one VM at a time; a VM busy with other work, or a
-// datastore short of room, waits for a later tick.
+// datastore short of room, waits for a later tick; a backup that failed
+// is tried again after scheduleRetry.
 func (s *Server) scheduleBackups(tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	last := map[string]time.Time{} // VM ID: its newest backup's time
+	last := map[string]time.Time{}   // VM ID: its newest backup's time
+	failed := map[string]time.Time{} // VM ID: when its last scheduled backup failed
 	for {
 		select {
 		case <-s.bg.Done():
@@ -685,7 +692,7 @@ func (s *Server) scheduleBackups(tick time.Duration) {
 					last[spec.ID] = list[len(list)-1].CreatedAt
 				}
 			}
-			if !backups.Due(spec.Backup.Schedule, last[spec.ID], time.Now()) {
+			if !backups.Due(spec.Backup.Schedule, last[spec.ID], time.Now()) || time.Since(failed[spec.ID]) < scheduleRetry {
 				continue
 			}
 			done, task, err := s.startBackup(spec, ds, folder, false, "scheduler")
@@ -700,6 +707,9 @@ func (s *Server) scheduleBackups(tick time.Duration) {
 			}
 			if got, ok := s.tasks.Get(task.ID()); ok && got.State == api.TaskSucceeded {
 				last[spec.ID] = time.Now()
+				delete(failed, spec.ID)
+			} else {
+				failed[spec.ID] = time.Now() // not again at every tick
 			}
 		}
 	}
