@@ -146,6 +146,12 @@ func TestApplianceDCUIStaticNetwork(t *testing.T) {
 // network (HMP hostfwd_add through QMP) and returns the port.
 func hostfwdAdd(t *testing.T, vm *VM, guest string) int {
 	t.Helper()
+	return hostfwdAddPort(t, vm, guest, GuestAPIPort)
+}
+
+// hostfwdAddPort forwards a new localhost port to guest:guestPort.
+func hostfwdAddPort(t *testing.T, vm *VM, guest string, guestPort int) int {
+	t.Helper()
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +163,7 @@ func hostfwdAdd(t *testing.T, vm *VM, guest string) int {
 		t.Fatal("no QMP connection")
 	}
 	q.conn.SetDeadline(time.Now().Add(5 * time.Second))
-	line := fmt.Sprintf("hostfwd_add n0 tcp:127.0.0.1:%d-%s:%d", port, guest, GuestAPIPort)
+	line := fmt.Sprintf("hostfwd_add n0 tcp:127.0.0.1:%d-%s:%d", port, guest, guestPort)
 	req, _ := json.Marshal(map[string]any{"execute": "human-monitor-command", "arguments": map[string]string{"command-line": line}})
 	if _, err := q.conn.Write(append(req, '\n')); err != nil {
 		t.Fatalf("QMP %s: %v", line, err)

@@ -24,7 +24,7 @@ import (
 // type. TestMain runs the scan and fails the suite on a finding.
 
 // e2eSecrets are the passwords the end-to-end tests use, right and wrong.
-var e2eSecrets = []string{e2ePassword, pxePassword, wrongE2EPassword}
+var e2eSecrets = []string{e2ePassword, pxePassword, wrongE2EPassword, hostSettingsPassword}
 
 // wrongE2EPassword is a wrong password some tests try, so that the failed
 // login's path through mgmtd is in the logs scanned.
