@@ -202,7 +202,7 @@ func TestApplianceHardware(t *testing.T) {
 	t.Run("pci", func(t *testing.T) { checkPCI(t, hw) })
 	t.Run("nics", func(t *testing.T) { checkNICs(t, hw) })
 	t.Run("disks", func(t *testing.T) { checkDisks(t, hw) })
-	t.Run("modules", func(t *testing.T) { checkModules(t, vm.Console(), needed, hw) })
+	t.Run("modules", func(t *testing.T) { checkModules(t, initLines(t, vm, client), needed, hw) })
 	if len(hw.Gaps) > 0 {
 		t.Logf("gaps: %q", hw.Gaps)
 	}
@@ -358,14 +358,27 @@ func checkDisks(t *testing.T, hw api.Hardware) {
 	}
 }
 
+// initLines are the init's lines: those on the console before the DCUI
+// took it, then the boot log through the API (GET /host/logs/boot), where
+// the init goes on writing. The cold-plug runs beside the services and may
+// end after the ready line: the boot log is read again, with a deadline,
+// until its line is there.
+func initLines(t *testing.T, vm *VM, client *pinnedClient) []string {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		lines := append(vm.Console(), strings.Split(client.getText(t, vm.APIURL()+api.MgmtdPrefix+api.HostLogsPath+"/"+api.LogBoot), "\n")...)
+		if slices.ContainsFunc(lines, loadedRE.MatchString) || time.Now().After(deadline) {
+			return lines
+		}
+	}
+}
+
 // checkModules: the init's cold-plug and hot-plug loaded exactly what
 // board/drivers resolves for the machine's modaliases, plus its always-on set
 // and the CPU's KVM module; and the drivers of the test's devices among them.
 //
-// What the init loaded is read from its console lines; after the ready line
-// the DCUI owns the console and the init's lines go on in
-// /run/plinth/boot.log, so what it hot-plugged later is taken from the
-// inventory's live modules.
+// What the init loaded is read from its lines (initLines); what it
+// hot-plugged later is also taken from the inventory's live modules.
 func checkModules(t *testing.T, console []string, needed []string, hw api.Hardware) {
 	kvm := hw.CPU.KVMModule
 	var loaded []string
@@ -377,7 +390,7 @@ func checkModules(t *testing.T, console []string, needed []string, hw api.Hardwa
 		}
 	}
 	if !found {
-		t.Fatalf("no %q line on the console", loadedRE)
+		t.Fatalf("no %q line on the console or in the boot log", loadedRE)
 	}
 	for _, l := range console {
 		if m := hotplugRE.FindStringSubmatch(l); m != nil {
