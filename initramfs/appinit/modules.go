@@ -22,7 +22,7 @@ var bootModules = []string{"evdev", "button", "loop", "squashfs"}
 // when a STATE or datastore file system is found.
 var laterModules = []string{
 	"tun", "vhost_net", "bridge", "8021q", "bonding",
-	"vfio_pci", // PCI passthrough: vmkernel binds devices to vfio-pci
+	"vfio_pci", "vfio_iommu_type1", // PCI passthrough: vmkernel binds devices to vfio-pci; QEMU's VFIO container needs type1
 	"ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "isofs",
 }
 

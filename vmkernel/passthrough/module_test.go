@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// A VM with PCI devices started before the init has loaded vfio_pci (it
-// does after the ready line): the claim asks for the module and waits for
-// the driver, within vfioModuleWait.
+// A VM with PCI devices started before the init has loaded vfio_pci and
+// vfio_iommu_type1 (it does after the ready line): the claim asks for the
+// modules and waits for them, within vfioModuleWait.
 func TestVFIODriverWait(t *testing.T) {
 	defer func(w time.Duration) { vfioModuleWait = w }(vfioModuleWait)
 	vfioModuleWait = 2 * time.Second
@@ -24,10 +24,14 @@ func TestVFIODriverWait(t *testing.T) {
 		{"already registered", nil, false, ""},
 		{"the helper loads it", func(h *Host, drv string) func(string) error {
 			return func(name string) error {
-				if name != "vfio_pci" {
-					t.Errorf("asked for %q", name)
+				switch name {
+				case "vfio_pci":
+					return os.MkdirAll(drv, 0o755)
+				case "vfio_iommu_type1":
+					return os.MkdirAll(filepath.Join(h.Sys, "module", name), 0o755)
 				}
-				return os.MkdirAll(drv, 0o755)
+				t.Errorf("asked for %q", name)
+				return errors.New("no such module")
 			}
 		}, false, ""},
 		{"the init loads it meanwhile", nil, true, ""},
@@ -36,22 +40,25 @@ func TestVFIODriverWait(t *testing.T) {
 		}, true, ""},
 		{"never", func(*Host, string) func(string) error {
 			return func(string) error { return errors.New("no such module or alias in the image") }
-		}, false, "module vfio_pci: no such module or alias in the image"},
+		}, false, "module vfio_pci is not loaded (no such module or alias in the image)"},
 		{"never, nothing to ask", nil, false, "after 2s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Host{Sys: t.TempDir()}
 			drv := filepath.Join(h.Sys, "bus/pci/drivers", VFIODriver)
+			type1 := filepath.Join(h.Sys, "module/vfio_iommu_type1")
 			if tc.name == "already registered" {
-				if err := os.MkdirAll(drv, 0o755); err != nil {
-					t.Fatal(err)
+				for _, d := range []string{drv, type1} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			if tc.load != nil {
 				h.LoadModule = tc.load(h, drv)
 			}
 			if tc.late {
-				tm := time.AfterFunc(500*time.Millisecond, func() { os.MkdirAll(drv, 0o755) })
+				tm := time.AfterFunc(500*time.Millisecond, func() { os.MkdirAll(drv, 0o755); os.MkdirAll(type1, 0o755) })
 				defer tm.Stop()
 			}
 			t0 := time.Now()

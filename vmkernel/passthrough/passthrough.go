@@ -117,30 +117,42 @@ func RequestModule(name string) error {
 	return nil
 }
 
-// vfioDriver makes sure the vfio-pci driver is registered: when it is not
-// yet, it asks for vfio_pci (LoadModule) and waits for it, at most
-// vfioModuleWait.
+// vfioModules are what a VFIO claim needs, each with what shows it
+// loaded (under Sys): the vfio-pci driver, and type1, the IOMMU backend
+// QEMU's VFIO container uses (without it: "No available IOMMU models").
+var vfioModules = []struct{ name, sys string }{
+	{"vfio_pci", "bus/pci/drivers/" + VFIODriver},
+	{"vfio_iommu_type1", "module/vfio_iommu_type1"},
+}
+
+// vfioDriver makes sure the vfio-pci driver and the type1 IOMMU backend
+// are there: when one is not yet, it asks for its module (LoadModule) and
+// waits for it, at most vfioModuleWait.
 func (h *Host) vfioDriver() error {
-	dir := filepath.Join(h.Sys, "bus/pci/drivers", VFIODriver)
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	var loadErr error
-	if h.LoadModule != nil {
-		loadErr = h.LoadModule("vfio_pci")
-	}
-	for deadline := time.Now().Add(vfioModuleWait); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := os.Stat(dir); err == nil {
-			return nil
+	deadline := time.Now().Add(vfioModuleWait)
+	for _, m := range vfioModules {
+		p := filepath.Join(h.Sys, m.sys)
+		if _, err := os.Stat(p); err == nil {
+			continue
 		}
-		if time.Now().After(deadline) {
-			break
+		var loadErr error
+		if h.LoadModule != nil {
+			loadErr = h.LoadModule(m.name)
+		}
+		for {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				if loadErr != nil {
+					return fmt.Errorf("module %s is not loaded (%v): %w", m.name, loadErr, ErrVFIO)
+				}
+				return fmt.Errorf("module %s is not loaded after %s: %w", m.name, vfioModuleWait, ErrVFIO)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if loadErr != nil {
-		return fmt.Errorf("the %s driver is not loaded (module vfio_pci: %v): %w", VFIODriver, loadErr, ErrVFIO)
-	}
-	return fmt.Errorf("the %s driver is not loaded (module vfio_pci) after %s: %w", VFIODriver, vfioModuleWait, ErrVFIO)
+	return nil
 }
 
 // Hardware is board's inventory of the machine.
