@@ -44,6 +44,12 @@ func newVMKernelProxy(socket string, log *slog.Logger) http.Handler {
 			pr.Out.Host = "vmkernel"
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Del("Cookie")
+			// vmkernel records who made a change (a VM's history) from
+			// this header: mgmtd's authenticated user, never the client's.
+			pr.Out.Header.Del(api.UserHeader)
+			if u := principalOf(pr.In).User; u != "" {
+				pr.Out.Header.Set(api.UserHeader, u)
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {

@@ -766,3 +766,64 @@ func TestCLIBackup(t *testing.T) {
 		t.Errorf("restore of a backup that is not there: %+v", res)
 	}
 }
+
+// TestSnapshotsClonesHistoryThroughMgmtd: mgmtd forwards the snapshot,
+// clone, template, deploy and history routes to vmkernel (the client
+// against mgmtd's address, as the CLI and the web client reach them).
+func TestSnapshotsClonesHistoryThroughMgmtd(t *testing.T) {
+	r := startRig(t)
+	r.login(t)
+	r.must(t, 0, "vm", "create", "--name", "sn1", "--memory", "128M", "--disk", "ds1:sn1/disk0.qcow2,size=8M", "--firmware", "bios")
+	var cfg cli.Config
+	b, _ := os.ReadFile(filepath.Join(r.cfgDir, cli.ConfigFile))
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New("https://"+r.addr, client.WithPinnedFingerprint(r.fingerprint), client.WithToken(cfg.Servers[r.addr].Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wait := func(task api.Task, err error) api.Task {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := c.WaitTask(ctx, task.ID, 100*time.Millisecond, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done
+	}
+	wait(c.CreateSnapshot(ctx, "sn1", api.SnapshotRequest{Name: "first"}))
+	tree, err := c.Snapshots(ctx, "sn1")
+	if err != nil || len(tree.Snapshots) != 1 || tree.Snapshots[0].Name != "first" {
+		t.Fatalf("snapshots through mgmtd: %+v, %v", tree, err)
+	}
+	wait(c.RevertSnapshot(ctx, "sn1", "first", api.RevertRequest{}))
+	wait(c.CloneVM(ctx, "sn1", api.CloneRequest{Name: "sn1-copy", Linked: true}))
+	if _, err := c.GetVM(ctx, "sn1-copy"); err != nil {
+		t.Fatalf("the clone made through mgmtd: %v", err)
+	}
+	if vm, err := c.SetTemplate(ctx, "sn1-copy", true); err != nil || !vm.Spec.Template {
+		t.Fatalf("template through mgmtd: %+v, %v", vm.Spec, err)
+	}
+	wait(c.Deploy(ctx, "sn1-copy", api.DeployRequest{Count: 2, NamePattern: "dep-{n}"}))
+	for _, n := range []string{"dep-1", "dep-2"} {
+		if _, err := c.GetVM(ctx, n); err != nil {
+			t.Errorf("deployed %s: %v", n, err)
+		}
+	}
+	vs, err := c.History(ctx, "sn1")
+	if err != nil || len(vs) == 0 {
+		t.Fatalf("history through mgmtd: %+v, %v", vs, err)
+	}
+	if vs[0].User != api.RootUser || vs[len(vs)-1].User != api.RootUser {
+		t.Errorf("history's versions were made by %q and %q, want %q (mgmtd's user)", vs[0].User, vs[len(vs)-1].User, api.RootUser)
+	}
+	wait(c.DeleteSnapshot(ctx, "sn1", "first"))
+	if tree, err := c.Snapshots(ctx, "sn1"); err != nil || len(tree.Snapshots) != 0 {
+		t.Errorf("snapshots after the delete: %+v, %v", tree, err)
+	}
+}
