@@ -2,6 +2,7 @@ package vmkernel_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,4 +166,60 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestTenClonesWithCloudInit: a template with a cloud-init configuration
+// (a user and an SSH key) deployed as ten linked clones in one call: each
+// guest's real cloud-init takes its own host name (the clone's name) and
+// the key; the template's disk is unchanged.
+func TestTenClonesWithCloudInit(t *testing.T) {
+	r := startDebian(t)
+	ctx := ctxFor(t, 25*time.Minute)
+	tmplDisk := filepath.Join(r.ds, r.template)
+	before := sha256File(t, tmplDisk)
+	spec := debianSpec("ci-template", r.template)
+	spec.MemoryMiB = 384
+	spec.CloudInit = &api.CloudInit{User: "ops", SSHAuthorizedKeys: []string{testKey}}
+	tmpl, err := r.c.CreateVM(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.c.SetTemplate(ctx, tmpl.Spec.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	task, err := r.c.Deploy(ctx, tmpl.Spec.ID, api.DeployRequest{Count: 10, NamePattern: "ci-{n}", Start: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.c.WaitTask(ctx, task.ID, 200*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i := 1; i <= 10; i++ {
+		name := fmt.Sprintf("ci-%d", i)
+		vm, err := r.c.GetVM(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := waitGuestLines(t, r.c, vm.Spec.ID, 15*time.Minute)
+		if !contains(lines, "hostname="+name) || !contains(lines, "key ops "+testKey) {
+			t.Errorf("%s said %q", name, lines)
+		}
+		seen["hostname="+name] = true
+		info, err := r.c.DiskInfo(ctx, "ds", vm.Spec.Disks[0].Path)
+		if err != nil || info.BackingFile == "" {
+			t.Errorf("%s's disk is not a linked clone: %+v, %v", name, info, err)
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("%d different host names", len(seen))
+	}
+	for i := 1; i <= 10; i++ {
+		if _, err := r.c.VMAction(ctx, fmt.Sprintf("ci-%d", i), api.ActionStop); err != nil {
+			t.Error(err)
+		}
+	}
+	if after := sha256File(t, tmplDisk); after != before {
+		t.Error("the template's disk changed")
+	}
 }
