@@ -69,7 +69,7 @@ TEST_RUN := $(shell date +%s)-$(shell echo $$PPID)
 LEFTOVERS := go run ./qemu-test/cmd/plinth-leftovers -run $(TEST_RUN)
 
 unit: build/.deps web $(IMAGE)
-	@rc=0; PLINTH_TEST_RUN=$(TEST_RUN) PLINTH_REQUIRE=1 PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 15m ./... || rc=$$?; \
+	@rc=0; PLINTH_TEST_RUN=$(TEST_RUN) PLINTH_REQUIRE=1 PLINTH_REQUIRE_KERNEL=1 go test -count=1 -timeout 25m ./... || rc=$$?; \
 	$(LEFTOVERS) || rc=1; exit $$rc
 
 # Every request decoder has a fuzz target; `make test` runs each briefly,

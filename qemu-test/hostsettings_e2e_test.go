@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/internal/peers"
+	"github.com/plinth/plinth/internal/peerstest"
 	"github.com/plinth/plinth/internal/testenv"
 )
 
@@ -54,9 +54,9 @@ func TestApplianceHostSettings(t *testing.T) {
 
 	// The test's network peers, on the host's loopback: QEMU's user
 	// network takes the guest's packets to 10.0.2.2 there.
-	ntpPort, syslogPort := peers.FreePort(t), peers.FreePort(t)
-	peers.Chrony(t, "127.0.0.1", ntpPort)
-	rsyslog := peers.Rsyslog(t, "127.0.0.1", peers.SyslogPorts{TCP: syslogPort})
+	ntpPort, syslogPort := peerstest.FreePort(t), peerstest.FreePort(t)
+	peerstest.Chrony(t, "127.0.0.1", ntpPort)
+	rsyslog := peerstest.Rsyslog(t, "127.0.0.1", peerstest.SyslogPorts{TCP: syslogPort})
 	key := filepath.Join(dir, "id_ed25519")
 	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "admin@e2e", "-f", key).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)

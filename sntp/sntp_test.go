@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plinth/plinth/internal/peers"
+	"github.com/plinth/plinth/internal/peerstest"
 )
 
 // TestQueryChrony asks Debian's chronyd: its clock is this host's, so the
 // offset is within the round trip, and the stratum is its own.
 func TestQueryChrony(t *testing.T) {
-	port := peers.FreePort(t)
-	peers.Chrony(t, "127.0.0.1", port)
+	port := peerstest.FreePort(t)
+	peerstest.Chrony(t, "127.0.0.1", port)
 	r, err := Query(context.Background(), "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func TestQueryChrony(t *testing.T) {
 // TestQueryNoServer: nothing listens, so the query ends at its deadline
 // (or at the port's refusal) with the server named.
 func TestQueryNoServer(t *testing.T) {
-	port := peers.FreePort(t)
+	port := peerstest.FreePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()

@@ -24,7 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/plinth/plinth/internal/peers"
+	"github.com/plinth/plinth/internal/peerstest"
 	"github.com/plinth/plinth/internal/testenv"
 	"github.com/plinth/plinth/netconf"
 	"github.com/plinth/plinth/vmkernel/vmkerneltest"
@@ -154,8 +154,8 @@ func TestBrowserHostSettings(t *testing.T) {
 
 	// Time: a server that is not one beside the field, naming its line;
 	// then Debian's chronyd, asked at once.
-	ntpPort := peers.FreePort(t)
-	peers.Chrony(t, "127.0.0.1", ntpPort)
+	ntpPort := peerstest.FreePort(t)
+	peerstest.Chrony(t, "127.0.0.1", ntpPort)
 	webtest.TypeInto(t, b, `#time [name=servers]`, "bad_host!")
 	webtest.Click(t, b, "save the time servers", `#time button[type=submit]`)
 	b.WaitFor("the bad server beside its field", `(e => e && e.textContent.includes('line 1 (bad_host!)'))(document.querySelector('#time .error[data-field=servers]'))`, 20*time.Second)
@@ -171,8 +171,8 @@ func TestBrowserHostSettings(t *testing.T) {
 
 	// Remote logging: a target that is no syslog URL beside its field;
 	// then Debian's rsyslogd over UDP.
-	logPort := peers.FreePort(t)
-	rsyslog := peers.Rsyslog(t, "127.0.0.1", peers.SyslogPorts{UDP: logPort})
+	logPort := peerstest.FreePort(t)
+	rsyslog := peerstest.Rsyslog(t, "127.0.0.1", peerstest.SyslogPorts{UDP: logPort})
 	webtest.TypeInto(t, b, `#syslog [name=targets]`, "ftp://127.0.0.1")
 	webtest.Click(t, b, "save the syslog servers", `#syslog button[type=submit]`)
 	b.WaitFor("the bad target beside its field", `document.querySelector('#syslog .error[data-field=targets]')`, 20*time.Second)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/internal/peers"
+	"github.com/plinth/plinth/internal/peerstest"
 	"github.com/plinth/plinth/layout"
 )
 
@@ -20,9 +20,9 @@ import (
 // and an audit entry; then a TCP server that is down at first gets the
 // lines queued meanwhile once it is up.
 func TestSyslogToRsyslog(t *testing.T) {
-	udp, tcp, tlsPort := peers.FreePort(t), peers.FreePort(t), peers.FreePort(t)
-	ca, cert, key := peers.ServerCert(t, "127.0.0.1")
-	srv := peers.Rsyslog(t, "127.0.0.1", peers.SyslogPorts{UDP: udp, TCP: tcp, TLS: tlsPort, CertPEM: cert, KeyPEM: key})
+	udp, tcp, tlsPort := peerstest.FreePort(t), peerstest.FreePort(t), peerstest.FreePort(t)
+	ca, cert, key := peerstest.ServerCert(t, "127.0.0.1")
+	srv := peerstest.Rsyslog(t, "127.0.0.1", peerstest.SyslogPorts{UDP: udp, TCP: tcp, TLS: tlsPort, CertPEM: cert, KeyPEM: key})
 
 	lay := layout.Under(t.TempDir())
 	for _, d := range []string{lay.State, lay.Run, lay.LogDir(), lay.AuthDir()} {
@@ -85,7 +85,7 @@ func TestSyslogToRsyslog(t *testing.T) {
 
 	// A server that is not there yet: reported, lines queued, sent once
 	// it listens.
-	late := peers.FreePort(t)
+	late := peerstest.FreePort(t)
 	if _, err := h.SetSyslog(api.SyslogConfig{Targets: []string{"tcp://127.0.0.1:" + strconv.Itoa(late)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestSyslogToRsyslog(t *testing.T) {
 		tg := h.Syslog().Targets[0]
 		return !tg.Connected && strings.Contains(tg.Problem, "refused")
 	})
-	srv2 := peers.Rsyslog(t, "127.0.0.1", peers.SyslogPorts{TCP: late})
+	srv2 := peerstest.Rsyslog(t, "127.0.0.1", peerstest.SyslogPorts{TCP: late})
 	if _, err := srv2.Wait(40*time.Second, "1 mgmtd - - esx-log err | ", "while the server is down"); err != nil {
 		t.Fatal(err)
 	}

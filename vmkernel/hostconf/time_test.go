@@ -16,7 +16,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/internal/peers"
+	"github.com/plinth/plinth/internal/peerstest"
 	"github.com/plinth/plinth/layout"
 	"github.com/plinth/plinth/netconf"
 )
@@ -55,12 +55,12 @@ func newTestHost(t *testing.T, clock *clockLog) (*Host, layout.Host) {
 // else DHCP; each answers from Debian's chronyd, and the clock is moved
 // by what it says.
 func TestTimeSources(t *testing.T) {
-	port := peers.FreePort(t)
-	peers.Chrony(t, "127.0.0.1", port)
+	port := peerstest.FreePort(t)
+	peerstest.Chrony(t, "127.0.0.1", port)
 	// DHCP names addresses only (port 123): a chronyd of its own on a
 	// loopback address of its own.
 	dhcpIP := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(250), rand.IntN(250), 1+rand.IntN(250))
-	peers.Chrony(t, dhcpIP, 123)
+	peerstest.Chrony(t, dhcpIP, 123)
 	var clock clockLog
 	h, lay := newTestHost(t, &clock)
 	ctx := context.Background()
@@ -98,7 +98,7 @@ func TestTimeSources(t *testing.T) {
 
 	// The API wins over both; a server that does not answer is reported
 	// beside the one that does, which is used.
-	dead := "127.0.0.1:" + strconv.Itoa(peers.FreePort(t))
+	dead := "127.0.0.1:" + strconv.Itoa(peerstest.FreePort(t))
 	t0 := time.Now()
 	st, err = h.SetTime(ctx, api.TimeConfig{Enabled: true, Servers: []string{dead, local}})
 	if err != nil || !st.Synced || st.Server != local || len(st.Servers) != 2 || st.Servers[0].Source != SourceAPI ||

@@ -1,8 +1,8 @@
-// Package peers runs Debian's servers for tests to talk to: chronyd as an
+// Package peerstest runs Debian's servers for tests to talk to: chronyd as an
 // NTP server, rsyslogd as a remote log server (UDP, TCP and TLS). Each runs
 // in the foreground under the test, in a directory of its own, and is
 // killed by its cleanup; a missing binary is testenv.Unmet.
-package peers
+package peerstest
 
 import (
 	"bufio"
