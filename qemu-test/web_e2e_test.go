@@ -2,6 +2,7 @@ package qemutest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,7 +16,8 @@ import (
 // in on https://HOST/, upload an ISO to the datastore disk with its progress
 // shown, create a VM from the form, start it and see the guest's text in
 // the serial terminal and its screen over VNC, power the guest off from the
-// terminal and see the state turn to stopped with no reload, log out and
+// terminal and see the state turn to stopped with no reload, give the host
+// a static address on the settings page and keep it from that address, log out and
 // see the old session refused. The screenshots stay in
 // build/screenshots/TestApplianceWebClient.
 func TestApplianceWebClient(t *testing.T) {
@@ -49,9 +51,14 @@ func TestApplianceWebClient(t *testing.T) {
 	}
 	shots := filepath.Join(root, "build", "screenshots", t.Name())
 	os.RemoveAll(shots)
+	// The host setting with its confirm step: a static address on QEMU's
+	// user network, reached through a port forwarded to it, kept from there.
+	const newAddr = "10.0.2.20"
+	net := &webtest.NetChange{NIC: "eth0", Address: newAddr + "/24", Gateway: "10.0.2.2",
+		NewURL: fmt.Sprintf("https://127.0.0.1:%d", hostfwdAdd(t, vm, newAddr))}
 	b := webtest.Start(t, shots, 1280, 900)
 	webtest.Tour(t, b, webtest.Site{URL: vm.APIURL(), Password: e2ePassword, Datastore: "ds1", ISO: iso,
-		Marker: FloorMarker, Slow: 90 * time.Second})
+		Marker: FloorMarker, Slow: 90 * time.Second, Net: net})
 	t.Logf("screenshots in %s", shots)
 }
 
