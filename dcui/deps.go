@@ -4,7 +4,9 @@
 // changes only in Update, I/O only in commands) and a client of vmkernel's
 // local API like any other: every host setting it shows or changes — the
 // root password, lockdown, the management network, logs, power, reset —
-// goes through Host (a *client.Client on vmkernel's socket). It writes no
+// goes through Host (a *client.Client on vmkernel's socket). The home
+// screen also says how the clock syncs, whether remote logging fails and
+// whether SSH is on, as vmkernel reports them. It writes no
 // file and signals no process of its own; the one thing it runs itself is
 // the Troubleshooting shell on its own terminal.
 package dcui
@@ -48,6 +50,13 @@ type Host interface {
 	ResetConfig(ctx context.Context, confirm string) error
 	Logs(context.Context) ([]api.LogInfo, error)
 	LogTail(ctx context.Context, name string, tailBytes int64) ([]byte, error)
+
+	// Time, Syslog and SSH are the clock's sync, remote logging and the
+	// SSH service, which the home screen reports (and the support screen
+	// in full).
+	Time(context.Context) (api.TimeStatus, error)
+	Syslog(context.Context) (api.SyslogStatus, error)
+	SSH(context.Context) (api.SSHStatus, error)
 }
 
 // Deps is what the DCUI needs: the API and its terminal's few things.
@@ -68,6 +77,9 @@ type Deps struct {
 	IdleTimeout    time.Duration // console logout after no key (default 10 min)
 	ConfirmTimeout time.Duration // network change rolled back unless kept (default 60 s)
 	RefreshEvery   time.Duration // home screen refresh (default 5 s)
+	// AskWithin bounds each of the home screen's API calls (default 3 s):
+	// one that takes longer is shown as not answering, never waited on.
+	AskWithin      time.Duration
 	VMShutdownWait time.Duration // per VM, when shutting VMs down first (default 60 s)
 }
 
@@ -86,6 +98,9 @@ func (d *Deps) defaults() {
 	}
 	if d.RefreshEvery == 0 {
 		d.RefreshEvery = 5 * time.Second
+	}
+	if d.AskWithin == 0 {
+		d.AskWithin = 3 * time.Second
 	}
 	if d.ShellIdle == 0 {
 		d.ShellIdle = 5 * time.Minute

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -75,7 +76,16 @@ type facts struct {
 	runningIDs  []string
 	settings    api.HostSettings
 	settingsErr error
-	at          time.Time
+	// The clock's sync, remote logging and SSH, each from its own call.
+	time      api.TimeStatus
+	timeErr   error
+	syslog    api.SyslogStatus
+	syslogErr error
+	ssh       api.SSHStatus
+	sshErr    error
+	// got: gathered at least once (before, the screen says it is asking).
+	got bool
+	at  time.Time
 }
 
 // passwordSet: the root password is set (or the host does not say).
@@ -205,17 +215,30 @@ func (m Model) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
-// refresh gathers the home screen's facts.
+// refresh gathers the home screen's facts. Every call runs at the same
+// time, each within AskWithin, so a slow or failing one is said on its own
+// line (apiProblem) while the others are shown; the screen keeps the last
+// facts until the new ones are all in, and takes keys meanwhile (the calls
+// run in the command, never in Update).
 func (m Model) refresh() tea.Cmd {
 	d := m.d
 	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
 		var f facts
-		f.at = d.Now()
+		f.at, f.got = d.Now(), true
 		h := d.API
-		f.host, f.hostErr = h.Host(ctx)
-		{
+		var wg sync.WaitGroup
+		// Each call writes its own fields of f.
+		ask := func(call func(context.Context)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), d.AskWithin)
+				defer cancel()
+				call(ctx)
+			}()
+		}
+		ask(func(ctx context.Context) { f.host, f.hostErr = h.Host(ctx) })
+		ask(func(ctx context.Context) {
 			vms, err := h.ListVMs(ctx)
 			f.vmsErr = err
 			f.vmsTotal = len(vms)
@@ -226,13 +249,32 @@ func (m Model) refresh() tea.Cmd {
 					f.runningIDs = append(f.runningIDs, v.Spec.ID)
 				}
 			}
-		}
-		if u, err := h.UpgradeStatus(ctx); err == nil {
-			f.upgrade = &u
-		}
-		f.settings, f.settingsErr = h.HostSettings(ctx)
+		})
+		ask(func(ctx context.Context) {
+			if u, err := h.UpgradeStatus(ctx); err == nil {
+				f.upgrade = &u
+			}
+		})
+		ask(func(ctx context.Context) { f.settings, f.settingsErr = h.HostSettings(ctx) })
+		ask(func(ctx context.Context) { f.time, f.timeErr = h.Time(ctx) })
+		ask(func(ctx context.Context) { f.syslog, f.syslogErr = h.Syslog(ctx) })
+		ask(func(ctx context.Context) { f.ssh, f.sshErr = h.SSH(ctx) })
+		wg.Wait()
 		return factsMsg(f)
 	}
+}
+
+// apiProblem says why a call failed, shortly: no answer in time, the
+// API's own words, or the error.
+func apiProblem(err error, within time.Duration) string {
+	var e *client.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer from vmkernel within " + within.String()
+	case errors.As(err, &e) && e.Problem.Detail != "":
+		return e.Problem.Detail
+	}
+	return err.Error()
 }
 
 func (m Model) goTo(s screen) (Model, tea.Cmd) {
@@ -252,12 +294,12 @@ func (m Model) goTo(s screen) (Model, tea.Cmd) {
 		return m.loadNet(s)
 	case scrSupport:
 		h := m.d.API
-		return m, func() tea.Msg {
+		return m, tea.Batch(m.refresh(), func() tea.Msg {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			hw, err := h.Hardware(ctx)
 			return hardwareMsg{hw, err}
-		}
+		})
 	case scrLogsPick:
 		h := m.d.API
 		return m, func() tea.Msg {
@@ -408,7 +450,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 func (m Model) onTick(now time.Time) (tea.Model, tea.Cmd) {
 	cmds := []tea.Cmd{m.tick()}
-	if now.Sub(m.facts.at) >= m.d.RefreshEvery && (m.scr == scrHome || m.scr == scrPower) {
+	if now.Sub(m.facts.at) >= m.d.RefreshEvery && (m.scr == scrHome || m.scr == scrPower || m.scr == scrSupport) {
 		cmds = append(cmds, m.refresh())
 		m.facts.at = now // not twice while one is under way
 	}

@@ -29,6 +29,9 @@ var parity = []struct {
 	consoleOnlyWhy string // an action without a route says why
 }{
 	{"home", "host facts, VMs, management URL, certificate fingerprint", http.MethodGet, api.HostSettingsPath, "plinth host info", ""},
+	{"home", "time: synced with whom, or NOT SYNCED and why (each NTP server's error)", http.MethodGet, api.HostTimePath, "plinth host time", ""},
+	{"home", "remote logging: where to, or FAILING and why", http.MethodGet, api.HostSyslogPath, "plinth host syslog", ""},
+	{"home", "SSH: a warning while it is on", http.MethodGet, api.HostSSHPath, "plinth host ssh", ""},
 	{"home", "F2: log in (root password)", http.MethodPost, "/sessions", "plinth login", ""},
 	{"home", "F12: Shut Down/Restart", http.MethodPost, "/host/power", "plinth host power", ""},
 	{"menu", "Change Root Password", http.MethodPut, api.HostPasswordPath, "plinth host password", ""},

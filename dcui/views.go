@@ -244,7 +244,7 @@ var menuHelp = []string{
 	"Back to DHCP on the first NIC with a link.",
 	"Restart the management agents; a local shell.",
 	"Boot log, vmkernel and mgmtd logs.",
-	"Serial number, BIOS, version, certificate fingerprint.",
+	"Serial number, BIOS, version, certificate, time, remote logging, SSH.",
 	"Forget the configuration (VMs are kept) and restart.",
 }
 
@@ -336,6 +336,7 @@ func (m Model) homeView() (string, []string, string) {
 		vms = "unknown (" + f.vmsErr.Error() + ")"
 	}
 	b = append(b, "  VMs:        "+vms)
+	b = append(b, m.homeStatusLines(cw)...)
 	b = append(b, upgradeLines(f.upgrade, cw)...)
 	switch h.Acceleration.Mode {
 	case api.AccelKVM:

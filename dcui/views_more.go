@@ -123,6 +123,7 @@ func (m Model) supportView() (string, []string, string) {
 		"  TLS certificate SHA-256 fingerprint:",
 	}
 	b = append(b, indent("    ", fingerprintLines(m.facts.settings.Certificate.Fingerprint))...)
+	b = append(b, m.supportStatusLines()...)
 	if m.hwErr != nil {
 		b = append(b, "", "  "+truncate("Hardware inventory: "+m.hwErr.Error(), m.w-4))
 	}
