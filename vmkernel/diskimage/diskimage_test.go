@@ -15,10 +15,19 @@ import (
 // qemuImg runs qemu-img in dir (it must be installed: make deps does).
 func qemuImg(t *testing.T, dir string, args ...string) {
 	t.Helper()
-	cmd := exec.Command("qemu-img", args...)
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
+	// LUKS creation times PBKDF2 by the thread's CPU time, which the kernel
+	// counts in ticks: a round that took less than one reads as none, and
+	// qemu-img gives up ("Unable to get accurate CPU usage"). Tried again.
+	for try := 1; ; try++ {
+		cmd := exec.Command("qemu-img", args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return
+		}
+		if try == 3 || !strings.Contains(string(out), "Unable to get accurate CPU usage") {
+			t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
 

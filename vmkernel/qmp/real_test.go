@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +47,10 @@ func startQEMU(t *testing.T) (string, *exec.Cmd) {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		// The socket's file appears at bind, a moment before QEMU
+		// listens: connect (and hang up) rather than look for the file.
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			return sock, cmd
 		}
 		select {
