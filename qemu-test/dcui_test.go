@@ -71,8 +71,13 @@ func TestApplianceDCUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The log opens at its end, following new lines (the init's modules
-	// loaded after the ready line, the services' lines).
+	// loaded after the ready line, the services' lines); its lines come
+	// from the API a moment after the title, and a search before they are
+	// there finds nothing: wait for the init's lines to be drawn.
 	if err := vm.ExpectScreen("FOLLOWING new lines", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.ExpectScreen(" plinth-init: ", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// Search back to the ready line, which came before.
