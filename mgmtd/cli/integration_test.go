@@ -7,9 +7,11 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -822,6 +824,30 @@ func TestSnapshotsClonesHistoryThroughMgmtd(t *testing.T) {
 	if vs[0].User != api.RootUser || vs[len(vs)-1].User != api.RootUser {
 		t.Errorf("history's versions were made by %q and %q, want %q (mgmtd's user)", vs[0].User, vs[len(vs)-1].User, api.RootUser)
 	}
+	// A client cannot name another user: mgmtd replaces the header.
+	vm, err := c.GetVM(ctx, "sn1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.Spec.MemoryMiB = 192
+	body, _ := json.Marshal(vm.Spec)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "https://"+r.addr+api.MgmtdVMsPath+"/sn1?reason=spoof", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+cfg.Servers[r.addr].Token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.UserHeader, "mallory")
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT the VM with a user header: %s", resp.Status)
+	}
+	if vs, err := c.History(ctx, "sn1"); err != nil || vs[len(vs)-1].Reason != "spoof" || vs[len(vs)-1].User != api.RootUser {
+		t.Errorf("a change sent with %s: mallory is recorded as %+v, %v", api.UserHeader, vs[len(vs)-1], err)
+	}
+
 	wait(c.DeleteSnapshot(ctx, "sn1", "first"))
 	if tree, err := c.Snapshots(ctx, "sn1"); err != nil || len(tree.Snapshots) != 0 {
 		t.Errorf("snapshots after the delete: %+v, %v", tree, err)
