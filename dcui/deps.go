@@ -3,7 +3,7 @@
 // on ESXi's DCUI. It is a bubbletea program (the Elm architecture: state
 // changes only in Update, I/O only in commands) and a client of vmkernel's
 // local API like any other: every host setting it shows or changes — the
-// root password, lockdown, the management network, logs, power, reset —
+// root password, lockdown, the management network, SSH, logs, power, reset —
 // goes through Host (a *client.Client on vmkernel's socket). The home
 // screen also says how the clock syncs, whether remote logging fails and
 // whether SSH is on, as vmkernel reports them. It writes no
@@ -57,6 +57,8 @@ type Host interface {
 	Time(context.Context) (api.TimeStatus, error)
 	Syslog(context.Context) (api.SyslogStatus, error)
 	SSH(context.Context) (api.SSHStatus, error)
+	// SetSSH turns SSH on or off (Troubleshooting Options).
+	SetSSH(context.Context, api.SSHConfig) (api.SSHStatus, error)
 }
 
 // Deps is what the DCUI needs: the API and its terminal's few things.

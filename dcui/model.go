@@ -41,6 +41,7 @@ const (
 	scrBusy
 	scrInstall
 	scrInstallConfirm
+	scrSSH // Enable or Disable SSH's confirmation
 )
 
 // Menu items of Customize System, in order.
@@ -59,7 +60,7 @@ var menuItems = []string{
 }
 
 // Items of Troubleshooting Options, in order.
-var troubleItems = []string{"Restart Management Agents", "Local Shell"}
+var troubleItems = []string{"Restart Management Agents", "Local Shell", sshItem}
 
 var menuScreens = []screen{scrChangePassword, scrLockdown, scrNet, scrNetRestart, scrNetTest,
 	scrNetRestore, scrTrouble, scrLogsPick, scrSupport, scrReset, scrInstall}
@@ -315,6 +316,8 @@ func (m Model) goTo(s screen) (Model, tea.Cmd) {
 	case scrPower:
 		m.power.sel = 1
 		return m, m.refresh()
+	case scrTrouble:
+		return m, m.refresh() // SSH's item says whether it is on
 	}
 	return m, nil
 }
@@ -432,6 +435,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case installTargetsMsg, installProgressMsg, installDoneMsg:
 		return m.onInstallMsg(msg)
+	case sshSetMsg:
+		return m.onSSHSet(msg)
 	case doneMsg:
 		m.busy = ""
 		if msg.err != nil {
@@ -619,9 +624,14 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		switch key {
 		case "esc":
 			return m.goTo(scrMenu)
-		case "up", "k", "down", "j", "tab":
-			m.troubleSel = 1 - m.troubleSel
+		case "up", "k":
+			m.troubleSel = (m.troubleSel + len(troubleItems) - 1) % len(troubleItems)
+		case "down", "j", "tab":
+			m.troubleSel = (m.troubleSel + 1) % len(troubleItems)
 		case "enter":
+			if troubleItems[m.troubleSel] == sshItem {
+				return m.sshAsk()
+			}
 			if m.troubleSel == 0 {
 				m.scr, m.busy = scrBusy, "Restarting the management agents..."
 				h := m.d.API
@@ -659,6 +669,8 @@ func (m Model) onKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case scrPower:
 		return m.onPowerKey(key)
+	case scrSSH:
+		return m.onSSHKey(key)
 	case scrInstall, scrInstallConfirm:
 		return m.onInstallKey(k)
 	case scrBusy:

@@ -216,11 +216,13 @@ func (m Model) screenView() (title string, body []string, hints string) {
 		b := []string{
 			menuLine(troubleItems[0]+" (mgmtd)", m.troubleSel == 0, m.w),
 			menuLine(troubleItems[1]+" (ends after "+spelled(m.d.ShellIdle)+" without input)", m.troubleSel == 1, m.w),
+			menuLine(m.sshItemLine(), m.troubleSel == 2, m.w),
 			"",
 		}
 		b = append(b, indent("  ", wrap([]string{
 			"Restarting the agents drops API sessions; VMs keep running.",
 			"A root shell on this console. Type exit to come back here.",
+			m.sshItemHelp(),
 		}[m.troubleSel], m.w-4))...)
 		return "Troubleshooting Options", b, "<Up/Down> Select  <Enter> Run  <Esc> Back"
 	case scrPower:
@@ -231,6 +233,8 @@ func (m Model) screenView() (title string, body []string, hints string) {
 		return "Please Wait", nil, ""
 	case scrInstall, scrInstallConfirm:
 		return m.installView()
+	case scrSSH:
+		return m.sshConfirmView()
 	}
 	return "", nil, ""
 }
@@ -242,7 +246,7 @@ var menuHelp = []string{
 	"Apply the saved management network configuration again.",
 	"Ping the gateway and DNS servers; resolve the host name.",
 	"Back to DHCP on the first NIC with a link.",
-	"Restart the management agents; a local shell.",
+	"Restart the management agents; a local shell; SSH on or off.",
 	"Boot log, vmkernel and mgmtd logs.",
 	"Serial number, BIOS, version, certificate, time, remote logging, SSH.",
 	"Forget the configuration (VMs are kept) and restart.",
