@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,37 +57,86 @@ func needTmux(t *testing.T) {
 	}
 }
 
-// startTmux runs argv in a detached 80x24 tmux session on a private server.
+// startTmux runs argv in a detached 80x24 tmux session on a private
+// server. The server is the test's child, not a daemon (tmux -D), and is
+// killed when the test's process ends (a test binary killed, or timed
+// out, runs no cleanup): its panes hang up and what they run ends with it,
+// where a daemon's DCUI ran on for hours.
 func startTmux(t *testing.T, env []string, argv ...string) *tmux {
 	t.Helper()
 	tm := &tmux{t: t, sock: "plinth-dcui-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10), target: "dcui"}
+	srv := exec.Command("tmux", "-L", tm.sock, "-f", "/dev/null", "-D")
+	var srvOut bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	srv.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := startTied(t, srv); err != nil {
+		t.Fatalf("tmux -D: %v", err)
+	}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Wait() }()
+	t.Cleanup(func() {
+		// kill-server hangs the pane's terminal up, but a process that no
+		// longer has it as its controlling terminal is not told (the
+		// DCUI's local shell takes the terminal for its own session):
+		// end everything the pane started first, and fail on any of it
+		// still running.
+		if b, err := exec.Command("tmux", "-L", tm.sock, "display-message", "-p", "-t", tm.target, "#{pane_pid}").Output(); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				if left := killTree(pid); len(left) > 0 {
+					t.Errorf("processes of the tmux pane still run 5 s after SIGKILL: %v", left)
+				}
+			}
+		}
+		exec.Command("tmux", "-L", tm.sock, "kill-server").Run()
+		select {
+		case <-srvDone:
+		case <-time.After(5 * time.Second):
+			srv.Process.Kill()
+			<-srvDone
+			t.Errorf("the tmux server did not end on kill-server:\n%s", srvOut.String())
+		}
+	})
 	args := []string{"-L", tm.sock, "-f", "/dev/null", "new-session", "-d", "-s", tm.target, "-x", "80", "-y", "24"}
 	for _, e := range env {
 		args = append(args, "-e", e)
 	}
 	args = append(args, strings.Join(quoteAll(argv), " ")+"; sleep 30")
-	if b, err := exec.Command("tmux", args...).CombinedOutput(); err != nil {
-		t.Fatalf("tmux new-session: %v\n%s", err, b)
-	}
-	t.Cleanup(func() {
-		// kill-server hangs the pane's terminal up, but a process that no
-		// longer has it as its controlling terminal is not told (the
-		// DCUI's local shell takes the terminal for its own session, and a
-		// DCUI left behind that way ran on for an hour): end everything
-		// the pane started first.
-		if b, err := exec.Command("tmux", "-L", tm.sock, "display-message", "-p", "-t", tm.target, "#{pane_pid}").Output(); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				killTree(pid)
-			}
+	// The server listens a moment after it starts.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, err := exec.Command("tmux", args...).CombinedOutput()
+		if err == nil {
+			break
 		}
-		exec.Command("tmux", "-L", tm.sock, "kill-server").Run()
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("tmux new-session: %v\n%s\nthe server: %s", err, b, srvOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return tm
 }
 
+// startTied starts c so that the kernel kills it when the test's process
+// ends (Pdeathsig), cleanup or not. The signal comes when the thread that
+// forked c ends, so that thread is held, locked, until the test's cleanup.
+func startTied(t *testing.T, c *exec.Cmd) error {
+	if c.SysProcAttr == nil {
+		c.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	c.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started, release := make(chan error), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		started <- c.Start()
+		<-release
+	}()
+	t.Cleanup(func() { close(release) })
+	return <-started
+}
+
 // killTree kills pid and every process descended from it, and waits (a
-// few seconds at most) until they are gone.
-func killTree(root int) {
+// few seconds at most) until they are gone; it returns those that are not.
+func killTree(root int) []int {
 	parent := map[int]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -113,17 +163,19 @@ func killTree(root int) {
 	for _, pid := range tree {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	var alive []int
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		alive := 0
+		alive = alive[:0]
 		for _, pid := range tree {
 			if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
-				alive++
+				alive = append(alive, pid)
 			}
 		}
-		if alive == 0 {
-			return
+		if len(alive) == 0 {
+			return nil
 		}
 	}
+	return alive
 }
 
 func quoteAll(argv []string) []string {
@@ -266,7 +318,9 @@ func startServicesIn(t *testing.T, bin, ns string) services {
 	for _, c := range []*exec.Cmd{vmk, mg} {
 		var out bytes.Buffer
 		c.Stdout, c.Stderr = &out, &out
-		if err := c.Start(); err != nil {
+		// Killed with the test's process, which runs no cleanup when it
+		// is killed or times out.
+		if err := startTied(t, c); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
