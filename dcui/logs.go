@@ -26,6 +26,10 @@ type logView struct {
 	search    field
 	last      string // the last search
 	note      string
+	// loaded: the log's lines have come from the API (at least once).
+	// A search asked for before is pending, made once they come.
+	loaded  bool
+	pending bool
 }
 
 func newLogView(f api.LogInfo) logView { return logView{file: f, follow: true} }
@@ -38,7 +42,7 @@ func (v logView) read(h Host) tea.Cmd {
 		defer cancel()
 		logs, err := h.Logs(ctx)
 		if err != nil {
-			return logMsg{err: err}
+			return logMsg{name: name, err: err}
 		}
 		for _, l := range logs {
 			if l.Name == name && l.Size == size && size > 0 {
@@ -50,7 +54,7 @@ func (v logView) read(h Host) tea.Cmd {
 		}
 		b, err := h.LogTail(ctx, name, logTail)
 		if err != nil {
-			return logMsg{err: err}
+			return logMsg{name: name, err: err}
 		}
 		text := strings.TrimRight(string(b), "\n")
 		if int64(len(b)) < size { // drop the cut first line
@@ -62,11 +66,13 @@ func (v logView) read(h Host) tea.Cmd {
 		if text != "" {
 			lines = strings.Split(strings.ReplaceAll(text, "\r", ""), "\n")
 		}
-		return logMsg{lines: lines, size: size}
+		return logMsg{name: name, lines: lines, size: size}
 	}
 }
 
-func (v *logView) load(m logMsg) {
+// load takes the log's lines as read; a search asked for before the
+// first lines came is made now (height is the view's).
+func (v *logView) load(m logMsg, height int) {
 	v.err = m.err
 	if m.err != nil {
 		return
@@ -77,6 +83,12 @@ func (v *logView) load(m logMsg) {
 	}
 	if v.follow {
 		v.top = len(v.lines) // clamped by the view
+	}
+	v.loaded = true
+	if v.pending {
+		v.pending = false
+		v.clamp(height)
+		v.find(v.top, height)
 	}
 }
 
@@ -142,6 +154,10 @@ func (v *logView) key(k tea.KeyMsg, height int) {
 // insensitive), wrapping around.
 func (v *logView) find(from, height int) {
 	if v.last == "" {
+		return
+	}
+	if !v.loaded {
+		v.pending, v.note = true, "searching for "+v.last+" once the log's lines arrive"
 		return
 	}
 	q := strings.ToLower(v.last)

@@ -138,6 +138,7 @@ type (
 		err error
 	}
 	logMsg struct {
+		name  string // the log read
 		lines []string
 		size  int64
 		err   error
@@ -429,8 +430,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case logMsg:
-		if msg.lines != nil || msg.err != nil || msg.size > 0 {
-			m.log.load(msg)
+		if m.scr == scrLogView && msg.name == m.log.file.Name { // not a read of a log left meanwhile
+			m.log.load(msg, m.bodyHeight()-2)
 		}
 		return m, nil
 	case installTargetsMsg, installProgressMsg, installDoneMsg:

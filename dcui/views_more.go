@@ -76,6 +76,8 @@ func (m Model) logViewLines() (string, []string, string) {
 	switch {
 	case v.err != nil:
 		b = append(b, "  Cannot read the "+v.file.Name+" log: "+v.err.Error())
+	case !v.loaded:
+		b = append(b, "  (reading the log...)")
 	case len(v.lines) == 0:
 		b = append(b, "  (the log is empty)")
 	}
@@ -95,11 +97,14 @@ func (m Model) logViewLines() (string, []string, string) {
 	if v.follow {
 		status += "  FOLLOWING new lines"
 	}
-	if v.last != "" {
+	if !v.loaded {
+		status = ""
+	}
+	if v.last != "" && !v.pending {
 		status += "  search: " + v.last + " (* marks matches)"
 	}
-	if v.note != "" {
-		status += "  " + v.note
+	if v.note != "" { // first: the line is cut at the screen's width
+		status = " " + v.note + " " + status
 	}
 	if v.searching {
 		status = " Search for: " + v.search.view(30, true)
