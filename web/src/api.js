@@ -79,9 +79,13 @@ export async function login(user, password) {
   return s;
 }
 
+// logout forgets the token at once, then asks the host to end the session
+// (the page holds no token while the answer is on its way).
 export async function logout() {
-  try { await request('DELETE', '/api/v1/sessions/current'); } catch { /* the session may be gone already */ }
+  const t = token;
   token = '';
+  await fetch('/api/v1/sessions/current', { method: 'DELETE', headers: { 'Authorization': 'Bearer ' + t } })
+    .catch(() => { /* the host is unreachable; the session ends at its expiry */ });
 }
 
 // events follows the server-sent event stream with fetch (EventSource

@@ -189,7 +189,8 @@ func Tour(t testing.TB, b *Browser, s Site) string {
 		t.Fatal("no session token in the page before logging out")
 	}
 	b.Do("log out", 20*time.Second, chromedp.Click(chromedp.CSS(`#logout`)))
-	b.WaitFor("the login page", `document.querySelector('input[name=password]')`, s.wait(20*time.Second))
+	// (The settings page has password fields too: wait for the login form.)
+	b.WaitFor("the login page", `document.querySelector('form[aria-label="Log in"] input[name=password]')`, s.wait(20*time.Second))
 	status := Eval[float64](b, `fetch('/api/v1/vms', {headers: {Authorization: 'Bearer ' + `+js(tok)+`}}).then(r => r.status)`)
 	if status != 401 {
 		t.Fatalf("after logging out the old session still gets %v from the API", status)
