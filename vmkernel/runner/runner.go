@@ -425,7 +425,8 @@ func (m *Manager) launch(ctx context.Context, v *vm) error {
 		if v.lastExit != nil && v.lastExit.Reason == api.ExitCrash {
 			state = api.VMCrashed
 		}
-		m.setState(v, state)
+		// The event says why (an autostart has no caller to tell).
+		m.setStateDetail(v, state, "start failed: "+err.Error())
 		return err
 	}
 	v.inst = inst
@@ -629,13 +630,6 @@ func (m *Manager) exited(v *vm, inst *instance) {
 
 // setState changes v's run state (m.mu held) and reports a change to OnState.
 func (m *Manager) setState(v *vm, state string) {
-	if v.state == state {
-		return
-	}
-	v.state = state
-	if m.cfg.OnState == nil {
-		return
-	}
 	var detail string
 	if (state == api.VMStopped || state == api.VMCrashed) && v.lastExit != nil {
 		detail = v.lastExit.Reason + ": " + v.lastExit.Status
@@ -643,7 +637,18 @@ func (m *Manager) setState(v *vm, state string) {
 			detail += " (" + v.lastExit.Detail + ")"
 		}
 	}
-	m.cfg.OnState(v.id, v.spec.Name, state, detail)
+	m.setStateDetail(v, state, detail)
+}
+
+// setStateDetail is setState with the event's detail given.
+func (m *Manager) setStateDetail(v *vm, state, detail string) {
+	if v.state == state {
+		return
+	}
+	v.state = state
+	if m.cfg.OnState != nil {
+		m.cfg.OnState(v.id, v.spec.Name, state, detail)
+	}
 }
 
 // running returns v's instance if v is in one of states, else a StateError.

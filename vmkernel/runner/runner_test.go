@@ -370,7 +370,9 @@ func TestSymlinkOutOfDatastoreRefused(t *testing.T) {
 func TestAccelNowDecidesEachStart(t *testing.T) {
 	asked := 0
 	why := errors.New("kvm_amd is still loading")
+	var events []string
 	m, err := New(Config{QEMU: "qemu-system-x86_64", Accel: api.AccelKVM, RunRoot: runnertest.Dir(t, "run"), StateRoot: t.TempDir(),
+		OnState: func(id, name, state, detail string) { events = append(events, state+" "+detail) },
 		AccelNow: func(ctx context.Context) (string, error) {
 			asked++
 			if ctx == nil {
@@ -391,5 +393,9 @@ func TestAccelNowDecidesEachStart(t *testing.T) {
 	}
 	if st := m.Status(spec.ID); st.State == api.VMRunning || st.State == api.VMStarting || st.PID != 0 {
 		t.Fatalf("status after a refused start: %+v", st)
+	}
+	// The events say why (an autostart has no caller to tell).
+	if len(events) != 2 || events[0] != api.VMStarting+" " || !strings.HasPrefix(events[1], api.VMStopped+" start failed: ") || !strings.Contains(events[1], why.Error()) {
+		t.Errorf("state events %q; want starting, then stopped saying the start failed and why", events)
 	}
 }
