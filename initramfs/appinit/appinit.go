@@ -527,7 +527,7 @@ func (p *initProc) startServices() error {
 	sock := p.cfg.Layout.VMKernelSocket()
 	// Host power through the API reaches this process: vmkernel signals it.
 	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", p.cfg.Layout.VMRunDir(),
-		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades", "-ksm", "on",
+		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades", "-ksm", p.ksmMode(),
 		"-kvm-loading", p.cfg.Layout.KVMLoading()}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
@@ -697,6 +697,20 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// ksmMode is KSM's setting for vmkernel: on (merge identical pages of VMs,
+// as Proxmox does by default) unless plinth.ksm=off asks otherwise.
+func (p *initProc) ksmMode() string {
+	switch v, ok := p.cfg.Cmdline["plinth.ksm"]; {
+	case !ok || v == "on":
+		return "on"
+	case v == "off":
+		return "off"
+	default:
+		p.logf("plinth.ksm=%q: want on or off; KSM stays on", v)
+		return "on"
+	}
 }
 
 // shutdownVMs asks vmkernel to shut every running VM down (ACPI power button,

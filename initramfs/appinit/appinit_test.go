@@ -1,6 +1,7 @@
 package appinit
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -226,6 +227,30 @@ func TestNeededForReady(t *testing.T) {
 	} {
 		if got := neededForReady(path); got != want {
 			t.Errorf("neededForReady(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+// KSM is on unless the command line turns it off; a value that is neither
+// on nor off keeps it on and says so on the console.
+func TestKSMMode(t *testing.T) {
+	for _, c := range []struct {
+		cmdline Cmdline
+		want    string
+		says    bool
+	}{
+		{Cmdline{}, "on", false},
+		{Cmdline{"plinth.ksm": "on"}, "on", false},
+		{Cmdline{"plinth.ksm": "off"}, "off", false},
+		{Cmdline{"plinth.ksm": "maybe"}, "on", true},
+	} {
+		var console bytes.Buffer
+		p := &initProc{cfg: Config{Console: &console, Cmdline: c.cmdline}}
+		if got := p.ksmMode(); got != c.want {
+			t.Errorf("%v: ksmMode() = %q, want %q", c.cmdline, got, c.want)
+		}
+		if said := strings.Contains(console.String(), "plinth.ksm="); said != c.says {
+			t.Errorf("%v: console %q", c.cmdline, console.String())
 		}
 	}
 }
