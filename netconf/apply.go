@@ -240,13 +240,7 @@ func (a *Applier) apply(ctx context.Context, cfg Config) (Result, *dhcpv4.DHCPv4
 // interfaces an earlier configuration made on link.
 func (a *Applier) vlan(link netlink.Link, id int) (netlink.Link, error) {
 	name := link.Attrs().Name
-	want := ""
-	if id > 0 {
-		want = name + "." + strconv.Itoa(id)
-		if len(want) > 15 {
-			want = "mgmt." + strconv.Itoa(id)
-		}
-	}
+	want := VLANInterface(name, id)
 	links, _ := netlink.LinkList()
 	for _, l := range links {
 		if v, ok := l.(*netlink.Vlan); ok && v.ParentIndex == link.Attrs().Index && v.Name != want {
@@ -271,6 +265,19 @@ func (a *Applier) vlan(link netlink.Link, id int) (netlink.Link, error) {
 		return nil, err
 	}
 	return l, netlink.LinkSetUp(l)
+}
+
+// VLANInterface is the name of nic's VLAN interface for VLAN id: NIC.ID
+// (eth0.20), or mgmt.ID when that is over the kernel's 15 characters; ""
+// for id 0 (untagged).
+func VLANInterface(nic string, id int) string {
+	if id == 0 {
+		return ""
+	}
+	if n := nic + "." + strconv.Itoa(id); len(n) <= 15 {
+		return n
+	}
+	return "mgmt." + strconv.Itoa(id)
 }
 
 func (a *Applier) ipv6(ifname string, cfg Config) {

@@ -26,6 +26,11 @@ func TestValidate(t *testing.T) {
 	if err := static("192.0.2.10/24", "192.0.2.1", "9.9.9.9", "1.1.1.1").Validate(); err != nil {
 		t.Errorf("good static: %v", err)
 	}
+	for _, id := range []int{0, 1, 4094} {
+		if err := (Config{Mode: ModeDHCP, VLAN: id}).Validate(); err != nil {
+			t.Errorf("VLAN %d: %v", id, err)
+		}
+	}
 	for _, tc := range []struct {
 		c     Config
 		field string
@@ -83,5 +88,22 @@ func TestSaveLoad(t *testing.T) {
 	}
 	if _, ok, _ := Load(dir); ok {
 		t.Error("still there after Remove")
+	}
+}
+
+func TestVLANInterface(t *testing.T) {
+	for _, tc := range []struct {
+		nic  string
+		id   int
+		want string
+	}{
+		{"eth0", 0, ""},
+		{"eth0", 20, "eth0.20"},
+		{"enp1s0f1", 4094, "enp1s0f1.4094"},
+		{"enx0123456789a", 20, "mgmt.20"}, // 17 characters: over the kernel's 15
+	} {
+		if got := VLANInterface(tc.nic, tc.id); got != tc.want {
+			t.Errorf("VLANInterface(%q, %d) = %q, want %q", tc.nic, tc.id, got, tc.want)
+		}
 	}
 }
