@@ -1,6 +1,7 @@
 package vmkernel
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -74,6 +75,13 @@ func (s *Server) hostProblem(w http.ResponseWriter, err error) {
 		return
 	case errors.Is(err, errBadRequest):
 		p.Status = http.StatusBadRequest
+		// A value of the wrong JSON type ("vlan": "20") names its field.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			msg := fmt.Sprintf("is a JSON %s, want %s", te.Value, te.Type)
+			p.Detail, p.Field = te.Field+": "+msg, te.Field
+			p.Problems = []api.FieldProblem{{Field: te.Field, Message: msg}}
+		}
 	case errors.Is(err, hostconf.ErrConflict):
 		p.Status = http.StatusConflict
 	case errors.Is(err, hostconf.ErrNotFound):
