@@ -20,8 +20,10 @@ const (
 type NetworkConfig struct {
 	// NIC is the uplink; "" means the first NIC with a link.
 	NIC string `json:"nic,omitempty"`
-	// VLAN is the 802.1Q VLAN ID, 0 for none.
-	VLAN int `json:"vlan,omitempty"`
+	// VLAN is the 802.1Q VLAN ID of the management network, 1 to 4094;
+	// 0 or absent: untagged. The address goes on the NIC's VLAN interface
+	// (eth0.20).
+	VLAN int `json:"vlan,omitempty" schema:"minimum=0,maximum=4094"`
 	// Mode is "dhcp" or "static" (IPv4).
 	Mode string `json:"mode"`
 	// Address is the static IPv4 address with its prefix length.

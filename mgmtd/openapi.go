@@ -184,6 +184,23 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any) {
 		if name == "" {
 			name = f.Name
 		}
-		props[name] = g.ref(f.Type)
+		prop := g.ref(f.Type)
+		for k, v := range schemaBounds(f.Tag.Get("schema")) {
+			prop[k] = v
+		}
+		props[name] = prop
 	}
+}
+
+// schemaBounds reads a field's `schema:"minimum=0,maximum=4094"` tag: the
+// numeric keywords of its JSON Schema.
+func schemaBounds(tag string) map[string]any {
+	out := map[string]any{}
+	for _, kv := range strings.Split(tag, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if n, err := strconv.ParseInt(v, 10, 64); ok && err == nil && (k == "minimum" || k == "maximum") {
+			out[k] = n
+		}
+	}
+	return out
 }

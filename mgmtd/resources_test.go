@@ -88,6 +88,10 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if _, ok := doc.Components.Schemas["VMSpec"]; !ok {
 		t.Error("VMSpec has no schema")
 	}
+	// A field's bounds (its schema tag) are in its schema.
+	if got := mustJSON(doc.Components.Schemas["NetworkConfig"]); !strings.Contains(got, `"vlan":{"maximum":4094,"minimum":0,"type":"integer"}`) {
+		t.Errorf("NetworkConfig's vlan has no bounds: %s", got)
+	}
 }
 
 func mustJSON(v any) string {
