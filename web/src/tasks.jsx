@@ -64,3 +64,18 @@ export function RecentBar() {
     </aside>
   );
 }
+
+// waitTask follows a task the page started (the answer of a POST that
+// answered 202) until it ends, showing it in the recent tasks meanwhile:
+// the finished task, or its error as a Problem.
+export async function waitTask(t, onProgress = () => {}) {
+  refreshTasks();
+  for (let wait = 300; t.state === 'running'; wait = Math.min(wait * 2, 2000)) {
+    await new Promise(r => setTimeout(r, wait));
+    t = await api.get('/api/v1/tasks/' + api.enc(t.id));
+    onProgress(t);
+  }
+  refreshTasks();
+  if (t.state !== 'succeeded') throw new api.Problem(0, { detail: `${t.kind} ${t.state}${t.error ? ': ' + t.error : ''}` });
+  return t;
+}

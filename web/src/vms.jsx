@@ -6,6 +6,11 @@ import * as api from './api.js';
 import { Link, navigate, useForm, Field, FormError, bytes, Modal, lazy } from './ui.jsx';
 import { onEvent } from './tasks.jsx';
 const ConsolePanel = lazy(() => import('./console.jsx'), 'ConsolePanel');
+const work = () => import('./vmwork.jsx');
+const SnapshotsTab = lazy(work, 'SnapshotsTab');
+const HistoryTab = lazy(work, 'HistoryTab');
+const CloneVM = lazy(work, 'CloneVM');
+const Deploy = lazy(work, 'Deploy');
 
 const PAGE = 50;
 const actions = {
@@ -86,6 +91,8 @@ export function VMPage({ id }) {
   const [busy, setBusy] = useState('');
   const [editing, setEditing] = useState(false);
   const [deleting, setDeleting] = useState(false);
+  const [tab, setTab] = useState('consoles');
+  const [dialog, setDialog] = useState('');
   const load = () => api.get('/api/v1/vms/' + api.enc(id)).then(setVM, e => setErr(e.message));
   const cur = useRef(null);
   cur.current = vm;
@@ -106,18 +113,31 @@ export function VMPage({ id }) {
       setVM(await api.post(`/api/v1/vms/${api.enc(vm.spec.id)}/${a}`, body));
     } catch (e) { setErr(e.message); } finally { setBusy(''); }
   }
+  // template marks a stopped VM as a template (it never starts or
+  // changes; VMs are deployed from it), or makes it a VM again.
+  async function template(on) {
+    setBusy('template'); setErr('');
+    try { setVM(await api.post(`/api/v1/vms/${api.enc(vm.spec.id)}/template`, { template: on })); } catch (e) { setErr(e.message); } finally { setBusy(''); }
+  }
   if (err && !vm) return <p class="error" role="alert">{err}</p>;
   if (!vm) return <p>Loading…</p>;
   const s = vm.spec;
   const state = vm.runtime.state;
+  const stopped = state === 'stopped' || state === 'crashed';
   if (editing) return <VMForm initial={s} onDone={v => { setEditing(false); if (v) setVM(v); }} />;
   return (
     <section aria-labelledby="vm-h">
       <div class="toolbar">
         <h1 id="vm-h">{s.name}</h1>
         <span class={'state state-' + state} id="vm-state" aria-live="polite">{state}</span>
-        {(actions[state] || []).map(a => <button key={a} disabled={!!busy} onClick={() => act(a)} data-action={a}>{a[0].toUpperCase() + a.slice(1)}</button>)}
-        <button id="vm-edit" disabled={state !== 'stopped' && state !== 'crashed'} onClick={() => setEditing(true)} title="A VM can be edited when stopped">Edit</button>
+        {s.template && <span class="badge" id="vm-template">template</span>}
+        {(s.template ? [] : actions[state] || []).map(a => <button key={a} disabled={!!busy} onClick={() => act(a)} data-action={a}>{a[0].toUpperCase() + a.slice(1)}</button>)}
+        <button id="vm-edit" disabled={s.template || (state !== 'stopped' && state !== 'crashed')} onClick={() => setEditing(true)} title="A VM can be edited when stopped">Edit</button>
+        <button id="vm-clone" onClick={() => setDialog('clone')} title="A stopped VM can be cloned (a running one from a snapshot)">Clone…</button>
+        {s.template ? <>
+          <button id="vm-deploy" onClick={() => setDialog('deploy')}>Deploy…</button>
+          <button id="vm-untemplate" disabled={!!busy} onClick={() => template(false)}>Make a VM again</button>
+        </> : <button id="vm-template-mark" disabled={!!busy || !stopped} onClick={() => template(true)} title="A stopped VM can become a template">Mark as template</button>}
         <button class="danger" disabled={state === 'running' || state === 'paused'} onClick={() => setDeleting(true)}>Delete</button>
       </div>
       {err && <p class="error" role="alert">{err}</p>}
@@ -131,7 +151,15 @@ export function VMPage({ id }) {
         <dt>Autostart</dt><dd>{s.autostart && s.autostart.enabled ? 'yes' : 'no'}</dd>
         {vm.runtime.last_exit && <><dt>Last exit</dt><dd>{vm.runtime.last_exit.reason} {vm.runtime.last_exit.detail}</dd></>}
       </dl>
-      <ConsolePanel vm={vm} />
+      <div class="tabs vm-tabs" role="tablist" aria-label="About this VM">
+        {[['consoles', 'Consoles'], ['snapshots', 'Snapshots'], ['history', 'History']].map(([k, label]) =>
+          <button role="tab" key={k} id={'vm-tab-' + k} aria-selected={tab === k} onClick={() => setTab(k)}>{label}</button>)}
+      </div>
+      {tab === 'consoles' && <ConsolePanel vm={vm} />}
+      {tab === 'snapshots' && <SnapshotsTab vm={vm} />}
+      {tab === 'history' && <HistoryTab vm={vm} />}
+      {dialog === 'clone' && <CloneVM vm={vm} onClose={() => setDialog('')} />}
+      {dialog === 'deploy' && <Deploy vm={vm} onClose={() => setDialog('')} />}
       {deleting && <DeleteVM vm={vm} onClose={() => setDeleting(false)} />}
     </section>
   );
