@@ -111,6 +111,15 @@ func TestBrowserSnapshotsClonesHistory(t *testing.T) {
 	b.WaitFor("the history: created by local, then changed by root", `(rows => rows.length >= 2 && rows.at(-1).textContent.includes('created') && rows.at(-1).textContent.includes('local') &&
 		rows[0].textContent.includes('root') && rows[0].textContent.includes('template: — → true'))([...document.querySelectorAll('#history tbody tr')])`, 20*time.Second)
 	b.Shot("history")
+	// going back to version 1 would unmark the template its clones rest on:
+	// the dry run shows the change, the API's refusal is shown
+	webtest.Click(t, b, "revert the definition", `#history tr[data-version="1"] button`)
+	b.WaitFor("what would change", `(e => e && e.textContent.includes('template: true → —'))(document.querySelector('#def-revert-diff'))`, 20*time.Second)
+	webtest.TypeInto(t, b, `.modal [name=reason]`, "undo")
+	webtest.Click(t, b, "revert", `#def-revert-yes`)
+	b.WaitFor("the refusal", `(e => e && e.textContent.includes('clone'))(document.querySelector('.modal .error.banner'))`, 20*time.Second)
+	b.Shot("definition-revert-refused")
+	webtest.Click(t, b, "cancel", `.modal button[type=button]`)
 
 	b.Do("the VM list", 20*time.Second, chromedp.Click(chromedp.CSS(`a[href="/vms"]`)))
 	b.WaitFor("the deployed VMs listed", `document.querySelector('#vm-list tr[data-vm=web-1]') && document.querySelector('#vm-list tr[data-vm=web-2]')`, 20*time.Second)

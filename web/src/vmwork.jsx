@@ -207,6 +207,7 @@ export function HistoryTab({ vm }) {
   const [vs, setVs] = useState(null);
   const [diffs, setDiffs] = useState({});
   const [shown, setShown] = useState(20);
+  const [reverting, setReverting] = useState(null);
   const [err, setErr] = useState('');
   const load = () => api.get(vmPath(vm) + '/history').then(v => setVs((v || []).slice().reverse()), e => setErr(e.message));
   useVMFeed(vm, load);
@@ -220,27 +221,60 @@ export function HistoryTab({ vm }) {
   }, [vs, shown]);
   if (err) return <p class="error" role="alert">{err}</p>;
   if (!vs) return <p>Loading…</p>;
-  const show = x => x === undefined ? '—' : JSON.stringify(x);
   const what = v => {
     if (v.version === 1) return 'created';
     const d = diffs[v.version];
     if (!d) return '…';
     if (d.error) return d.error;
     if (!d.changes.length) return 'no change to the definition';
-    return d.changes.map(c => <div class="mono">{c.field}: {show(c.old)} → {show(c.new)}{c.restart ? ' (at the next start)' : ''}</div>);
+    return <Changes changes={d.changes} />;
   };
   return (
     <section aria-labelledby="hist-h" id="history">
       <h2 id="hist-h">History of the definition</h2>
       <table class="list" aria-label="Versions of the definition">
-        <thead><tr><th>Version</th><th>When</th><th>Who</th><th>Why</th><th>What changed</th></tr></thead>
+        <thead><tr><th>Version</th><th>When</th><th>Who</th><th>Why</th><th>What changed</th><th></th></tr></thead>
         <tbody>
           {vs.slice(0, shown).map(v => <tr key={v.version} data-version={v.version}>
             <td>{v.version}</td><td>{when(v.time)}</td><td>{v.user}</td><td>{v.reason || ''}</td><td>{what(v)}</td>
+            <td class="actions">{v.version !== vs[0].version && <button onClick={() => setReverting(v)}>Revert to this…</button>}</td>
           </tr>)}
         </tbody>
       </table>
       {vs.length > shown && <button onClick={() => setShown(shown + 20)}>Show older versions</button>}
+      {reverting && <RevertDefinition vm={vm} version={reverting} onClose={() => { setReverting(null); load(); }} />}
     </section>
+  );
+}
+
+const show = x => x === undefined ? '—' : JSON.stringify(x);
+
+function Changes({ changes }) {
+  return changes.map(c => <div class="mono">{c.field}: {show(c.old)} → {show(c.new)}{c.restart ? ' (at the next start)' : ''}</div>);
+}
+
+// RevertDefinition puts the definition back as it was at a version (a new
+// version), first showing what would change (the API's dry run).
+function RevertDefinition({ vm, version, onClose }) {
+  const [diff, setDiff] = useState(null);
+  const f = useForm({ reason: '' });
+  const body = dry => ({ version: version.version, reason: f.v.reason || undefined, dry_run: dry || undefined });
+  useEffect(() => { api.post(vmPath(vm) + '/history/revert', body(true)).then(setDiff, e => f.setErrs({ '': e.message })); }, []);
+  async function save(e) {
+    e.preventDefault();
+    try { await f.submit(() => api.post(vmPath(vm) + '/history/revert', body(false)), ['reason']); onClose(); } catch { /* shown */ }
+  }
+  return (
+    <Modal title={'Revert the definition to version ' + version.version} onClose={onClose}>
+      <form onSubmit={save} noValidate>
+        <FormError errs={f.errs} />
+        {!diff ? <p>Loading…</p> : <div id="def-revert-diff">
+          {diff.changes.length ? <><p>What changes:</p><Changes changes={diff.changes} /></> : <p>Nothing changes: the definition is already so.</p>}
+          {diff.needs_restart && <p class="hint">Some of it takes effect at the VM's next start{diff.running ? ': a running VM must be stopped first' : ''}.</p>}
+        </div>}
+        <Field label="Why (kept in the history)" name="reason" errs={f.errs}><input value={f.v.reason} onInput={e => f.set('reason', e.target.value)} /></Field>
+        <div class="buttons"><button type="submit" disabled={f.busy || !diff} id="def-revert-yes">Revert</button><button type="button" onClick={onClose}>Cancel</button></div>
+      </form>
+    </Modal>
   );
 }
