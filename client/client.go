@@ -96,6 +96,11 @@ func WithToken(token string) Option { return func(o *options) { o.token = token 
 // WithTimeout bounds each request (default 30 s) when ctx has no earlier deadline.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
+// CloseIdleConnections closes the client's kept-alive connections; a
+// program that makes many clients in one process (the CLI's Run, called
+// again and again) calls it when it is done with one.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // New makes a client of mgmtd's API at baseURL, e.g. "https://host:443".
 func New(baseURL string, opts ...Option) (*Client, error) {
 	o := options{timeout: 30 * time.Second}

@@ -405,6 +405,10 @@ func (a *app) call(ctx context.Context, timeout time.Duration, f func(c *client.
 	if err != nil {
 		return err
 	}
+	// Nothing outlives the command: a Run called again and again in one
+	// process (tests, a program embedding the CLI) leaves no connection
+	// open to count against mgmtd's per-client bound.
+	defer c.CloseIdleConnections()
 	return a.explain(ctx, addr, f(c))
 }
 
