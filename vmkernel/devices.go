@@ -83,7 +83,7 @@ func (s *Server) liveChange(w http.ResponseWriter, r *http.Request, edit func(sp
 			return
 		}
 	}
-	if err := s.cfg.Inventory.Update(next); err != nil {
+	if err := s.cfg.Inventory.UpdateBy(next, inventoryChange(requestUser(r), "")); err != nil {
 		s.problem(w, err)
 		return
 	}
