@@ -105,10 +105,17 @@ func (c *Client) History(ctx context.Context, vm string) ([]api.SpecVersion, err
 	return out, err
 }
 
-// HistoryDiff is what differs between two versions of the VM's definition.
+// HistoryDiff is what differs between two versions of the VM's definition
+// (to 0: the newest; from 0: the one before to).
 func (c *Client) HistoryDiff(ctx context.Context, vm string, from, to int) (api.SpecDiff, error) {
 	var out api.SpecDiff
-	q := url.Values{"from": {strconv.Itoa(from)}, "to": {strconv.Itoa(to)}}
+	q := url.Values{}
+	if from > 0 {
+		q.Set("from", strconv.Itoa(from))
+	}
+	if to > 0 {
+		q.Set("to", strconv.Itoa(to))
+	}
 	err := c.get(ctx, c.vmSub(vm, api.VMHistory+"/"+api.VMDiff)+"?"+q.Encode(), &out)
 	return out, err
 }

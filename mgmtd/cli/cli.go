@@ -190,6 +190,24 @@ func init() {
 			run: (*app).vmBackups, flags: []string{"--ds"}},
 		{path: "vm restore", args: "BACKUP", help: "restore a backup (checksums checked) as a new VM, or --replace over its stopped VM",
 			run: (*app).vmRestore, flags: []string{"--ds", "--name", "--target-ds", "--replace", "--start"}},
+		{path: "vm snapshot ls", args: "VM", help: "a VM's snapshot tree: names, descriptions, times, memory or not, the current one marked",
+			run: (*app).vmSnapshotList},
+		{path: "vm snapshot take", args: "VM NAME", help: "snapshot a VM, running or stopped (its file systems frozen when its guest agent answers)",
+			run: (*app).vmSnapshotTake, flags: []string{"--description", "--memory"}},
+		{path: "vm snapshot revert", args: "VM SNAPSHOT", help: "take a VM back to a snapshot (to a memory snapshot: the guest resumes where it was)",
+			run: (*app).vmSnapshotRevert, flags: []string{"--start"}},
+		{path: "vm snapshot rm", args: "VM SNAPSHOT", help: "delete a snapshot (its data merged: the chain one shorter)", run: (*app).vmSnapshotRemove},
+		{path: "vm clone", args: "VM NEWNAME", help: "a new VM of a stopped VM or of one of its snapshots, full or --linked",
+			run: (*app).vmClone, flags: []string{"--linked", "--snapshot", "--start"}},
+		{path: "vm template", args: "VM", help: "mark a VM as a template (never started; deploy from it), or --off",
+			run: (*app).vmTemplate, flags: []string{"--off"}},
+		{path: "vm deploy", args: "TEMPLATE", help: "make --count VMs of a template named by --name-pattern (linked clones unless --full)",
+			run: (*app).vmDeploy, flags: []string{"--count", "--name-pattern", "--first", "--full", "--start"}},
+		{path: "vm history", args: "VM", help: "the versions of a VM's definition: who changed it, when and why", run: (*app).vmHistory},
+		{path: "vm history diff", args: "VM [FROM [TO]]", help: "what differs between two versions (default: the newest and the one before)",
+			run: (*app).vmHistoryDiff},
+		{path: "vm history revert", args: "VM VERSION", help: "make an earlier version the VM's definition again (--dry-run: show the change)",
+			run: (*app).vmHistoryRevert, flags: []string{"--reason", "--dry-run"}},
 		{path: "ds ls", args: "[DS[:PATH]]", help: "list datastores, or a datastore directory", run: (*app).dsList},
 		{path: "ds fetch", args: "URL DS:PATH", help: "fetch a file (disk image, ISO, OVA) from an https:// URL into a datastore",
 			run: (*app).dsFetch, flags: []string{"--sha256", "--fingerprint"}},
@@ -235,14 +253,19 @@ func (a *app) run(ctx context.Context, args []string) error {
 		}
 	}
 	if best == nil {
-		var subs []string
-		for _, c := range commands {
-			if first, rest, ok := strings.Cut(c.path, " "); ok && first == args[0] {
-				subs = append(subs, rest)
+		// The longest run of the arguments that starts commands ("vm
+		// snapshot"): what may follow it.
+		for n := len(args); n > 0; n-- {
+			prefix := strings.Join(args[:n], " ") + " "
+			var subs []string
+			for _, c := range commands {
+				if rest, ok := strings.CutPrefix(c.path, prefix); ok {
+					subs = append(subs, rest)
+				}
 			}
-		}
-		if len(subs) > 0 {
-			return usageErrorf("%s: want one of %s", args[0], strings.Join(subs, ", "))
+			if len(subs) > 0 {
+				return usageErrorf("%s: want one of %s", strings.TrimSpace(prefix), strings.Join(subs, ", "))
+			}
 		}
 		return usageErrorf("unknown command %q (see plinth help)", args[0])
 	}

@@ -221,6 +221,16 @@ func TestUsageExitCodes(t *testing.T) {
 		{[]string{"ds", "rm", "nocolon"}, ExitUsage, "DATASTORE:PATH"},
 		{[]string{"ds", "rm", "ds1:../etc"}, ExitUsage, ".."},
 		{[]string{"token", "create", "x", "--expires", "soon"}, ExitUsage, "--expires"},
+		{[]string{"vm", "snapshot"}, ExitUsage, "vm snapshot: want one of ls, take, revert, rm"},
+		{[]string{"vm", "snapshot", "bogus"}, ExitUsage, "vm snapshot: want one of ls"},
+		{[]string{"vm", "snapshot", "take", "x"}, ExitUsage, "missing argument (VM NAME)"},
+		{[]string{"vm", "snapshot", "take", "x", "y", "--description", "a\x01b"}, ExitUsage, "control character"},
+		{[]string{"vm", "snapshot", "revert", "x"}, ExitUsage, "missing argument (VM SNAPSHOT)"},
+		{[]string{"vm", "clone", "x", "bad/name"}, ExitUsage, "name"},
+		{[]string{"vm", "deploy", "t"}, ExitUsage, "name_pattern"},
+		{[]string{"vm", "deploy", "t", "--count", "0", "--name-pattern", "web-{n}"}, ExitUsage, "count"},
+		{[]string{"vm", "history", "diff", "x", "one"}, ExitUsage, "version \"one\""},
+		{[]string{"vm", "history", "revert", "x"}, ExitUsage, "missing argument (VM VERSION)"},
 		{[]string{"help"}, ExitOK, ""},
 		{[]string{"vm", "list", "--help"}, ExitOK, ""},
 	} {
@@ -449,9 +459,14 @@ func TestCompletionScripts(t *testing.T) {
 		_, script, _ := run(t, nil, "", "completion", "bash")
 		cmd := exec.Command("bash", "-c", script+`
 COMP_WORDS=(plinth vm ""); COMP_CWORD=2; _plinth_complete; echo "${COMPREPLY[*]}"
-COMP_WORDS=(plinth vm create --me); COMP_CWORD=3; _plinth_complete; echo "${COMPREPLY[*]}"`)
+COMP_WORDS=(plinth vm create --me); COMP_CWORD=3; _plinth_complete; echo "${COMPREPLY[*]}"
+COMP_WORDS=(plinth vm snapshot ""); COMP_CWORD=3; _plinth_complete; echo "snapshot: ${COMPREPLY[*]}"
+COMP_WORDS=(plinth vm snapshot take web1 --me); COMP_CWORD=5; _plinth_complete; echo "take: ${COMPREPLY[*]}"
+COMP_WORDS=(plinth host ssh keys ""); COMP_CWORD=4; _plinth_complete; echo "keys: ${COMPREPLY[*]}"`)
 		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "list create show start") || !strings.Contains(string(out), "--memory") {
+		if err != nil || !strings.Contains(string(out), "list create show start") || !strings.Contains(string(out), "--memory") ||
+			!strings.Contains(string(out), "snapshot: ls take revert rm\n") || !strings.Contains(string(out), "take: --memory\n") ||
+			!strings.Contains(string(out), "keys: add rm\n") || strings.Contains(string(out), "snapshot ls snapshot") {
 			t.Errorf("bash completion: %v\n%s", err, out)
 		}
 	}

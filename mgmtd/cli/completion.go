@@ -34,31 +34,60 @@ func (a *app) completion(_ context.Context, args []string) error {
 	return nil
 }
 
-// groups are the first words of two-word commands ("vm", "ds", ...).
-func groups() map[string][]string {
-	g := map[string][]string{}
+// nextWords maps each command path prefix ("" for none, "vm", "vm
+// snapshot") to the words that may follow it, in the table's order.
+func nextWords() map[string][]string {
+	next := map[string][]string{}
 	for _, c := range commands {
-		if first, rest, ok := strings.Cut(c.path, " "); ok {
-			g[first] = append(g[first], rest)
+		words := strings.Fields(c.path)
+		for i, w := range words {
+			prefix := strings.Join(words[:i], " ")
+			if !slices.Contains(next[prefix], w) {
+				next[prefix] = append(next[prefix], w)
+			}
 		}
 	}
-	return g
+	return next
 }
 
+// vmArgCommands take a VM's name as their first argument.
+var vmArgCommands = []string{"vm show", "vm start", "vm stop", "vm shutdown", "vm reset", "vm delete", "vm console",
+	"vm vnc", "vm export", "vm backup", "vm backups", "vm balloon", "vm disk add", "vm disk rm", "vm nic add", "vm nic rm",
+	"vm usb add", "vm usb rm", "vm snapshot ls", "vm snapshot take", "vm snapshot revert", "vm snapshot rm", "vm clone",
+	"vm template", "vm deploy", "vm history", "vm history diff", "vm history revert"}
+
 func writeBashCompletion(w io.Writer) {
-	g := groups()
-	var top []string
-	for _, c := range commands {
-		first, _, _ := strings.Cut(c.path, " ")
-		if !slices.Contains(top, first) {
-			top = append(top, first)
-		}
-	}
+	next := nextWords()
 	fmt.Fprintf(w, `# bash completion for plinth: eval "$(plinth completion bash)", or save it
 # as /etc/bash_completion.d/plinth
+_plinth_next() {
+    case "$1" in
+`)
+	for _, prefix := range slices.Sorted(maps.Keys(next)) {
+		fmt.Fprintf(w, "    %q) echo %q ;;\n", prefix, strings.Join(next[prefix], " "))
+	}
+	var paths []string
+	for _, c := range commands {
+		paths = append(paths, fmt.Sprintf("%q", c.path))
+	}
+	quoted := func(list []string) string {
+		q := make([]string, len(list))
+		for i, s := range list {
+			q[i] = fmt.Sprintf("%q", s)
+		}
+		return strings.Join(q, "|")
+	}
+	fmt.Fprintf(w, `    esac
+}
+_plinth_cmd() {
+    case "$1" in
+    %s) return 0 ;;
+    esac
+    return 1
+}
 _plinth_complete() {
     local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
-    local i w key="" server=""
+    local i n k w key="" server=""
     local -a pos=()
     for ((i = 1; i < COMP_CWORD; i++)); do
         w="${COMP_WORDS[i]}"
@@ -69,23 +98,24 @@ _plinth_complete() {
         esac
     done
     case "$prev" in
-    --server|--name|--memory|--cpus|--expires|--fingerprint|--user|--timeout|--limit|--state|--cmdline|--boot|--interval)
+    --server|--name|--memory|--cpus|--expires|--fingerprint|--user|--timeout|--limit|--state|--cmdline|--boot|--interval|--description|--count|--name-pattern|--first|--reason)
         return ;;
     --file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --firmware) COMPREPLY=($(compgen -W "bios uefi" -- "$cur")); return ;;
     --machine) COMPREPLY=($(compgen -W "q35 pc microvm" -- "$cur")); return ;;
     esac
     if [[ ${#pos[@]} -eq 0 ]]; then
-        COMPREPLY=($(compgen -W "%s --server --json" -- "$cur"))
+        COMPREPLY=($(compgen -W "$(_plinth_next "") --server --json" -- "$cur"))
         return
     fi
-    case "${pos[0]}" in
-`, strings.Join(top, " "))
-	for _, first := range slices.Sorted(maps.Keys(g)) {
-		fmt.Fprintf(w, "    %s)\n        if [[ ${#pos[@]} -eq 1 ]]; then COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return; fi\n        key=\"${pos[0]} ${pos[1]}\" ;;\n",
-			first, strings.Join(g[first], " "))
-	}
-	fmt.Fprintf(w, "    *) key=\"${pos[0]}\" ;;\n    esac\n")
+    # The command: the longest run of the first words that names one (or
+    # the start of one).
+    for ((n = ${#pos[@]}; n > 0; n--)); do
+        k="${pos[0]}"
+        for ((i = 1; i < n; i++)); do k+=" ${pos[i]}"; done
+        if _plinth_cmd "$k" || [[ -n "$(_plinth_next "$k")" ]]; then key="$k"; break; fi
+    done
+`, strings.Join(paths, "|"))
 	fmt.Fprintf(w, "    if [[ \"$cur\" == -* ]]; then\n        local flags=\"--server --json --help\"\n        case \"$key\" in\n")
 	for _, c := range commands {
 		if len(c.flags) > 0 {
@@ -93,11 +123,18 @@ _plinth_complete() {
 		}
 	}
 	fmt.Fprintf(w, "        esac\n        COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))\n        return\n    fi\n")
-	fmt.Fprintf(w, `    local -a srv=()
+	fmt.Fprintf(w, `    local words=""
+    [[ $n -eq ${#pos[@]} ]] && words="$(_plinth_next "$key")"
+    if ! _plinth_cmd "$key"; then
+        COMPREPLY=($(compgen -W "$words" -- "$cur"))
+        return
+    fi
+    local -a srv=()
     [[ -n "$server" ]] && srv=(--server "$server")
     case "$key" in
-    "vm show"|"vm start"|"vm stop"|"vm shutdown"|"vm reset"|"vm delete"|"vm console")
-        COMPREPLY=($(compgen -W "$(plinth "${srv[@]}" __complete vms 2>/dev/null)" -- "$cur")) ;;
+    %s)
+        [[ $n -eq ${#pos[@]} ]] && words+=" $(plinth "${srv[@]}" __complete vms 2>/dev/null)"
+        COMPREPLY=($(compgen -W "$words" -- "$cur")) ;;
     "ds ls"|"ds rm")
         compopt -o nospace 2>/dev/null
         COMPREPLY=($(compgen -W "$(plinth "${srv[@]}" __complete datastores 2>/dev/null)" -- "$cur")) ;;
@@ -105,10 +142,11 @@ _plinth_complete() {
         if [[ ${#pos[@]} -eq 2 ]]; then COMPREPLY=($(compgen -f -- "$cur"))
         else compopt -o nospace 2>/dev/null; COMPREPLY=($(compgen -W "$(plinth "${srv[@]}" __complete datastores 2>/dev/null)" -- "$cur")); fi ;;
     "completion") COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
+    *) COMPREPLY=($(compgen -W "$words" -- "$cur")) ;;
     esac
 }
 complete -o default -F _plinth_complete plinth
-`)
+`, quoted(vmArgCommands))
 }
 
 // complete answers the completion script's questions ("__complete vms",

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -851,5 +852,155 @@ func TestSnapshotsClonesHistoryThroughMgmtd(t *testing.T) {
 	wait(c.DeleteSnapshot(ctx, "sn1", "first"))
 	if tree, err := c.Snapshots(ctx, "sn1"); err != nil || len(tree.Snapshots) != 0 {
 		t.Errorf("snapshots after the delete: %+v, %v", tree, err)
+	}
+}
+
+// TestCLISnapshotsClones: through mgmtd, a stopped VM's snapshots taken
+// (with a description), listed as a tree with the current one marked,
+// reverted (the disk's data back as it was), removed; a linked clone of
+// a snapshot; a template deployed twice; the definition's history and a
+// diff; an unknown snapshot or VM, and missing arguments, are clear errors.
+func TestCLISnapshotsClones(t *testing.T) {
+	r := startRig(t)
+	r.login(t)
+	r.must(t, 0, "vm", "create", "--name", "sn1", "--memory", "128M", "--disk", "ds1:sn1/disk0.qcow2,size=8M", "--firmware", "bios")
+	disk := filepath.Join(r.ds, "sn1", "disk0.qcow2")
+	qemuIO := func(path, cmd string) string {
+		t.Helper()
+		out, err := exec.Command("qemu-io", "-f", "qcow2", "-c", cmd, path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("qemu-io %s: %v: %s", cmd, err, out)
+		}
+		return string(out)
+	}
+	qemuIO(disk, "write -P 0x5a 1M 1M")
+
+	res := r.must(t, 0, "vm", "snapshot", "take", "sn1", "first", "--description", "before the upgrade")
+	if !strings.Contains(res.stdout, "snapshot first of sn1 taken (disks)") {
+		t.Errorf("vm snapshot take:\n%s", res.stdout)
+	}
+	qemuIO(disk, "write -P 0xa5 1M 1M")
+	r.must(t, 0, "vm", "snapshot", "take", "sn1", "second")
+	tree := decode[api.SnapshotTree](t, r.must(t, 0, "vm", "snapshot", "ls", "sn1", "--json"))
+	if len(tree.Snapshots) != 2 || tree.Snapshots[0].Name != "first" || tree.Snapshots[0].Description != "before the upgrade" ||
+		tree.Snapshots[1].Parent != tree.Snapshots[0].ID || tree.Current != tree.Snapshots[1].ID {
+		t.Fatalf("vm snapshot ls --json: %+v", tree)
+	}
+	res = r.must(t, 0, "vm", "snapshot", "ls", "sn1")
+	if !regexp.MustCompile(`(?m)^first\s+\S+\s+.*\bno\s+stopped\s+before the upgrade$`).MatchString(res.stdout) ||
+		!regexp.MustCompile(`(?m)^  second \(current\)\s`).MatchString(res.stdout) {
+		t.Errorf("vm snapshot ls (second under first, current):\n%s", res.stdout)
+	}
+
+	res = r.must(t, 0, "vm", "snapshot", "revert", "sn1", "first")
+	if !strings.Contains(res.stdout, "sn1 reverted to snapshot first: stopped") {
+		t.Errorf("vm snapshot revert:\n%s", res.stdout)
+	}
+	if out := qemuIO(disk, "read -P 0x5a 1M 1M"); strings.Contains(out, "verification failed") {
+		t.Errorf("the disk after the revert is not the snapshot's: %s", out)
+	}
+	if tree := decode[api.SnapshotTree](t, r.must(t, 0, "vm", "snapshot", "ls", "sn1", "--json")); tree.Current != tree.Snapshots[0].ID {
+		t.Errorf("current after the revert: %+v", tree)
+	}
+	for _, args := range [][]string{
+		{"vm", "snapshot", "revert", "sn1", "nosuch"},
+		{"vm", "snapshot", "rm", "sn1", "nosuch"},
+		{"vm", "clone", "sn1", "x1", "--snapshot", "nosuch"},
+	} {
+		if res := r.plinth(t, "", nil, args...); res.code != cli.ExitNotFound || !strings.Contains(res.stderr, "nosuch") {
+			t.Errorf("plinth %s: exit %d, want %d naming the snapshot: %s", strings.Join(args, " "), res.code, cli.ExitNotFound, res.stderr)
+		}
+	}
+	if res := r.plinth(t, "", nil, "vm", "snapshot", "take", "nosuchvm", "x"); res.code != cli.ExitNotFound || !strings.Contains(res.stderr, "nosuchvm") {
+		t.Errorf("a snapshot of an unknown VM: exit %d: %s", res.code, res.stderr)
+	}
+	for _, args := range [][]string{
+		{"vm", "snapshot", "take", "sn1"},
+		{"vm", "snapshot", "rm", "sn1"},
+		{"vm", "clone", "sn1"},
+		{"vm", "deploy", "sn1", "--count", "2"},
+		{"vm", "history", "revert", "sn1", "latest"},
+	} {
+		if res := r.plinth(t, "", nil, args...); res.code != cli.ExitUsage {
+			t.Errorf("plinth %s: exit %d, want %d: %s", strings.Join(args, " "), res.code, cli.ExitUsage, res.stderr)
+		}
+	}
+
+	// A linked clone of the second snapshot: an overlay holding its data.
+	res = r.must(t, 0, "vm", "clone", "sn1", "sn1-linked", "--linked", "--snapshot", "second")
+	if !strings.HasPrefix(res.stdout, "sn1-linked ") || !strings.HasSuffix(res.stdout, " stopped\n") {
+		t.Errorf("vm clone:\n%s", res.stdout)
+	}
+	clone := decode[api.VM](t, r.must(t, 0, "vm", "show", "sn1-linked", "--json"))
+	if len(clone.Spec.Disks) != 1 {
+		t.Fatalf("the clone's spec: %+v", clone.Spec)
+	}
+	cdisk := filepath.Join(r.ds, clone.Spec.Disks[0].Path)
+	if out, err := exec.Command("qemu-img", "info", "-U", "--output=json", cdisk).CombinedOutput(); err != nil || !strings.Contains(string(out), `"backing-filename"`) {
+		t.Errorf("the linked clone's disk has no backing file: %v: %s", err, out)
+	}
+	if out := qemuIO(cdisk, "read -P 0xa5 1M 1M"); strings.Contains(out, "verification failed") {
+		t.Errorf("the clone's disk is not the snapshot's: %s", out)
+	}
+
+	res = r.must(t, 0, "vm", "snapshot", "rm", "sn1", "second")
+	if !strings.Contains(res.stdout, "snapshot second of sn1 deleted") {
+		t.Errorf("vm snapshot rm:\n%s", res.stdout)
+	}
+	if tree := decode[api.SnapshotTree](t, r.must(t, 0, "vm", "snapshot", "ls", "sn1", "--json")); len(tree.Snapshots) != 1 || tree.Snapshots[0].Name != "first" {
+		t.Errorf("snapshots after rm: %+v", tree)
+	}
+
+	// The clone as a template, deployed twice.
+	if res := r.must(t, 0, "vm", "template", "sn1-linked"); !strings.Contains(res.stdout, "sn1-linked: a template") {
+		t.Errorf("vm template:\n%s", res.stdout)
+	}
+	res = r.must(t, 0, "vm", "deploy", "sn1-linked", "--count", "2", "--name-pattern", "dep-{n}")
+	if !regexp.MustCompile(`(?m)^dep-1 \S+ stopped\ndep-2 \S+ stopped$`).MatchString(res.stdout) {
+		t.Errorf("vm deploy:\n%s", res.stdout)
+	}
+	if res := r.plinth(t, "", nil, "vm", "start", "sn1-linked"); res.code == 0 {
+		t.Errorf("a template started: %+v", res)
+	}
+
+	// History: the revert to "first" was a change of the definition.
+	vs := decode[[]api.SpecVersion](t, r.must(t, 0, "vm", "history", "sn1", "--json"))
+	if len(vs) == 0 || vs[0].Version != 1 || vs[0].User != api.RootUser {
+		t.Fatalf("vm history --json: %+v", vs)
+	}
+	res = r.must(t, 0, "vm", "history", "sn1")
+	if !regexp.MustCompile(`(?m)^VERSION\s+TIME\s+USER\s+REASON\n1\s+.*\broot\b`).MatchString(res.stdout) {
+		t.Errorf("vm history:\n%s", res.stdout)
+	}
+	// A change (a NIC added), its diff, and the definition taken back.
+	r.must(t, 0, "vm", "nic", "add", "sn1", "nat")
+	if vs := decode[[]api.SpecVersion](t, r.must(t, 0, "vm", "history", "sn1", "--json")); vs[len(vs)-1].User != api.RootUser {
+		t.Errorf("the NIC added through mgmtd is recorded as made by %q, want %q", vs[len(vs)-1].User, api.RootUser)
+	}
+	res = r.must(t, 0, "vm", "history", "diff", "sn1")
+	if !regexp.MustCompile(`(?m)^nics\S*\s+.*\s+(yes|no)$`).MatchString(res.stdout) {
+		t.Errorf("vm history diff (the NIC added):\n%s", res.stdout)
+	}
+	n := len(decode[[]api.SpecVersion](t, r.must(t, 0, "vm", "history", "sn1", "--json")))
+	res = r.must(t, 0, "vm", "history", "revert", "sn1", strconv.Itoa(n-1), "--dry-run")
+	if !strings.Contains(res.stdout, "nics") {
+		t.Errorf("vm history revert --dry-run:\n%s", res.stdout)
+	}
+	if len(decode[[]api.SpecVersion](t, r.must(t, 0, "vm", "history", "sn1", "--json"))) != n {
+		t.Errorf("a dry run made a version")
+	}
+	res = r.must(t, 0, "vm", "history", "revert", "sn1", strconv.Itoa(n-1), "--reason", "no second NIC")
+	if !strings.Contains(res.stdout, fmt.Sprintf("sn1: the definition of version %d again", n-1)) {
+		t.Errorf("vm history revert:\n%s", res.stdout)
+	}
+	vs = decode[[]api.SpecVersion](t, r.must(t, 0, "vm", "history", "sn1", "--json"))
+	if len(vs) != n+1 || vs[n].Reason != "no second NIC" || len(vs[n].Spec.NICs) != len(vs[n-2].Spec.NICs) {
+		t.Errorf("history after the revert: %+v", vs)
+	}
+	if res := r.plinth(t, "", nil, "vm", "history", "diff", "sn1", "99"); res.code != cli.ExitNotFound || !strings.Contains(res.stderr, "99") {
+		t.Errorf("a diff from a version that is not there: exit %d: %s", res.code, res.stderr)
+	}
+	if res := r.plinth(t, "", nil, "vm", "history", "nosuchvm"); res.code != cli.ExitNotFound {
+		t.Errorf("the history of an unknown VM: exit %d: %s", res.code, res.stderr)
 	}
 }
