@@ -43,16 +43,23 @@ var ErrNoCapture = errors.New("no capture on the console")
 // modulesDir (the image build's build/modules/lib/modules) as /lib/modules.
 // It needs the go command and runs from the repository root.
 func BuildCapture(dir, modulesDir string) (string, error) {
+	return BuildGuest(dir, modulesDir, "captureinit")
+}
+
+// BuildGuest builds the initramfs of a guest whose /init is the program
+// ./qemu-test/<name> (with the appliance's modules, as BuildCapture) into
+// dir and returns its path, dir/<name>.cpio.
+func BuildGuest(dir, modulesDir, name string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "captureinit")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./qemu-test/captureinit")
+	bin := filepath.Join(dir, name)
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./qemu-test/"+name)
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building captureinit: %v: %s", err, out)
+		return "", fmt.Errorf("building %s: %v: %s", name, err, out)
 	}
 	init, err := os.ReadFile(bin)
 	if err != nil {
@@ -83,17 +90,17 @@ func BuildCapture(dir, modulesDir string) (string, error) {
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("capture initramfs: modules: %w", err)
+		return "", fmt.Errorf("%s initramfs: modules: %w", name, err)
 	}
 	var buf bytes.Buffer
 	w := cpio.NewDedupWriter(cpio.Newc.Writer(&buf))
 	if err := cpio.WriteRecordsAndDirs(w, recs); err != nil {
-		return "", fmt.Errorf("writing capture cpio: %w", err)
+		return "", fmt.Errorf("writing %s cpio: %w", name, err)
 	}
 	if err := cpio.WriteTrailer(w); err != nil {
-		return "", fmt.Errorf("writing capture cpio: %w", err)
+		return "", fmt.Errorf("writing %s cpio: %w", name, err)
 	}
-	out := filepath.Join(dir, "capture.cpio")
+	out := filepath.Join(dir, name+".cpio")
 	return out, os.WriteFile(out, buf.Bytes(), 0o644)
 }
 
@@ -130,6 +137,25 @@ type Capture struct {
 // printed its capture and powered off, or ctx ends. Every console line goes
 // to logw when it is not nil.
 func RunCapture(ctx context.Context, args []string, logw io.Writer) (*Capture, error) {
+	lines, err := RunGuest(ctx, args, logw)
+	if err != nil && lines == nil {
+		return nil, err
+	}
+	c, perr := ParseCapture(lines)
+	if perr != nil {
+		if err != nil {
+			perr = fmt.Errorf("%w (%v)", perr, err)
+		}
+		return nil, fmt.Errorf("%w%s", perr, formatTail(lines[max(0, len(lines)-TailLines):]))
+	}
+	return c, nil
+}
+
+// RunGuest runs QEMU with args until the guest powers off or ctx ends and
+// returns its console lines (each also to logw when it is not nil); err
+// says why QEMU did not end well (ctx's error, or QEMU's with its stderr),
+// and lines is nil only when QEMU did not start.
+func RunGuest(ctx context.Context, args []string, logw io.Writer) ([]string, error) {
 	cmd := exec.CommandContext(ctx, QEMUBinary, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -143,7 +169,7 @@ func RunCapture(ctx context.Context, args []string, logw io.Writer) (*Capture, e
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStartFailed, err)
 	}
-	var lines []string
+	lines := []string{}
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -154,16 +180,13 @@ func RunCapture(ctx context.Context, args []string, logw io.Writer) (*Capture, e
 		}
 	}
 	werr := cmd.Wait()
-	c, err := ParseCapture(lines)
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", err, ctx.Err())
-		} else if werr != nil {
-			err = fmt.Errorf("%w (qemu: %v%s)", err, werr, stderrSuffix(stderr.String()))
-		}
-		return nil, fmt.Errorf("%w%s", err, formatTail(lines[max(0, len(lines)-TailLines):]))
+	switch {
+	case ctx.Err() != nil:
+		return lines, ctx.Err()
+	case werr != nil:
+		return lines, fmt.Errorf("qemu: %v%s", werr, stderrSuffix(stderr.String()))
 	}
-	return c, nil
+	return lines, nil
 }
 
 // ParseCapture finds the capture in a capture guest's console lines and
