@@ -691,6 +691,12 @@ func TestHostSettingsCommands(t *testing.T) {
 	if res := r.must(t, 1, "host", "network", "set", "--address", "192.0.2.300/24"); !strings.Contains(res.stderr, "config.address") {
 		t.Errorf("a bad address: %q", res.stderr)
 	}
+	if res := r.must(t, 1, "host", "network", "set", "--dhcp", "--vlan", "4095"); !strings.Contains(res.stderr, "config.vlan") {
+		t.Errorf("VLAN 4095: %q", res.stderr)
+	}
+	if res := r.plinth(t, "", nil, "host", "network", "set", "--dhcp", "--vlan", "twenty"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, "-vlan") {
+		t.Errorf("a VLAN that is no number: exit %d, %q", res.code, res.stderr)
+	}
 	if res := r.must(t, 1, "host", "reset", "--confirm", "not-this-host"); !strings.Contains(res.stderr, "confirm") {
 		t.Errorf("a reset confirmed with another name: %q", res.stderr)
 	}
