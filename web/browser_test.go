@@ -1,19 +1,13 @@
 package web_test
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/plinth/plinth/api"
-	"github.com/plinth/plinth/auth"
-	"github.com/plinth/plinth/mgmtd"
 	qemutest "github.com/plinth/plinth/qemu-test"
 	"github.com/plinth/plinth/vmkernel/vmkerneltest"
-	"github.com/plinth/plinth/web"
 	"github.com/plinth/plinth/web/webtest"
 )
 
@@ -42,24 +36,7 @@ func serveRig(t *testing.T) (string, *vmkerneltest.Rig) {
 // rig's mgmtd directory), and answers its address.
 func serveOn(t *testing.T, rig *vmkerneltest.Rig, l net.Listener) string {
 	t.Helper()
-	if !web.Built() {
-		t.Fatal("the web client is not built: run `make web` first")
-	}
-	state := rig.Layout.AuthDir()
-	if err := auth.SetPassword(state, api.RootUser, password); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := mgmtd.New(mgmtd.Config{StateDir: state, VMKernelSocket: rig.Socket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return "https://" + l.Addr().String()
+	return webtest.Serve(t, rig.Layout.AuthDir(), rig.Socket, password, l)
 }
 
 // shots is where a test's screenshots go: build/screenshots/NAME.
