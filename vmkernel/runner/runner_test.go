@@ -150,6 +150,11 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return c
 }
 
+// stateWait is how long a test waits for a state that follows at once from
+// what it did (a pause, a resume, a QEMU killed): a deadline that tells a
+// missed change from a slow machine, not a bound on how fast it is.
+const stateWait = 20 * time.Second
+
 func wantState(t *testing.T, m *Manager, id, want string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -199,11 +204,11 @@ func TestLifecycle(t *testing.T) {
 	if err := m.Pause(ctxT(t, 5*time.Second), spec.ID); err != nil {
 		t.Fatal(err)
 	}
-	wantState(t, m, spec.ID, api.VMPaused, time.Second)
+	wantState(t, m, spec.ID, api.VMPaused, stateWait)
 	if err := m.Resume(ctxT(t, 5*time.Second), spec.ID); err != nil {
 		t.Fatal(err)
 	}
-	wantState(t, m, spec.ID, api.VMRunning, time.Second)
+	wantState(t, m, spec.ID, api.VMRunning, stateWait)
 	if err := m.Reset(ctxT(t, 5*time.Second), spec.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +262,7 @@ func TestCrashNoticedAndRestarted(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	noticed := wantState(t, m, spec.ID, api.VMCrashed, time.Second)
+	noticed := wantState(t, m, spec.ID, api.VMCrashed, stateWait)
 	tail, _ := m.ConsoleTail(spec.ID, 0)
 	markers := bytes.Count(tail, []byte(runnertest.Marker))
 	t.Logf("kill -9 noticed after %v", noticed)
@@ -305,7 +310,7 @@ func TestReattachAfterManagerRestart(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kill -9 of a re-attached QEMU noticed after %v", wantState(t, m2, spec.ID, api.VMCrashed, 2*time.Second))
+	t.Logf("kill -9 of a re-attached QEMU noticed after %v", wantState(t, m2, spec.ID, api.VMCrashed, stateWait))
 	if e := m2.Status(spec.ID).LastExit; e == nil || e.Reason != api.ExitCrash {
 		t.Fatalf("exit %+v", e)
 	}
@@ -328,7 +333,7 @@ func TestCrashRestartGivesUp(t *testing.T) {
 			t.Fatalf("restarts %d, want %d", st.Restarts, i)
 		}
 		syscall.Kill(st.PID, syscall.SIGKILL)
-		wantState(t, m, spec.ID, api.VMCrashed, time.Second)
+		wantState(t, m, spec.ID, api.VMCrashed, stateWait)
 	}
 	// The fourth crash within the window: no more restarts.
 	time.Sleep(restartBackoff<<maxRestarts + 500*time.Millisecond)
