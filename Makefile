@@ -100,6 +100,7 @@ bench: build/.deps $(IMAGE)
 	go run ./bench/api -runs 3
 	go run ./bench/dcui -n 11
 	go test -run XXX -bench . ./bench/backupbench ./bench/webbench
+	go test -run XXX -bench . -benchmem -count 5 ./bench/boardbench
 
 clean:
 	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log build/plinth-*.img build/plinth-*.iso build/media build/iso-root build/esp.img build/plinth-*.upgrade build/next

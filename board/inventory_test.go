@@ -193,30 +193,6 @@ func TestLive(t *testing.T) {
 	t.Logf("%d PCI devices, %d NICs, %d disks, %d sensors; gaps %q", len(hw.PCI), len(hw.NICs), len(hw.Disks), len(hw.Sensors), hw.Gaps)
 }
 
-// BenchmarkRead gathers the full inventory of this machine (with the
-// distribution's pci.ids when it has one: parsing it is most of the cost),
-// of this machine without names, and of the q35 fixture with the same
-// database. The target is under 50 ms (docs/PERFORMANCE.md).
-func BenchmarkRead(b *testing.B) {
-	live := DefaultRoot()
-	bare := live
-	bare.PCIIDs = ""
-	q35 := fixtureRoot("testdata/qemu-q35")
-	q35.PCIIDs = live.PCIIDs
-	for _, c := range []struct {
-		name string
-		root Root
-	}{{"live", live}, {"live-without-pci.ids", bare}, {"qemu-q35", q35}} {
-		b.Run(c.name, func(b *testing.B) {
-			for b.Loop() {
-				if _, err := Read(c.root); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
 func TestWriteTable(t *testing.T) {
 	hw, err := Read(fixtureRoot("testdata/broken"))
 	if err != nil {
