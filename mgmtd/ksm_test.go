@@ -2,8 +2,6 @@ package mgmtd_test
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,14 +56,7 @@ func TestKSMMergesIdenticalGuests(t *testing.T) {
 	c := loggedIn(t, r)
 	metric := func() float64 {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(deadline(t), http.MethodGet, r.url+api.MgmtdMetricsPath, nil)
-		req.Header.Set("Authorization", "Bearer "+c.Token())
-		resp, err := rawClient().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_, body := getMetrics(t, r, c)
 		m := regexp.MustCompile(`(?m)^plinth_host_ksm_saved_bytes (\S+)$`).FindSubmatch(body)
 		if m == nil {
 			t.Fatalf("/metrics has no plinth_host_ksm_saved_bytes:\n%s", body)

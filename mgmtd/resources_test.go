@@ -109,14 +109,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequestWithContext(deadline(t), http.MethodGet, r.url+api.MgmtdMetricsPath, nil)
-	req.Header.Set("Authorization", "Bearer "+c.Token())
-	resp, err := rawClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := getMetrics(t, r, c)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("metrics: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -155,6 +148,20 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// getMetrics fetches mgmtd's /metrics as c's user.
+func getMetrics(t *testing.T, r running, c *client.Client) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(deadline(t), http.MethodGet, r.url+api.MgmtdMetricsPath, nil)
+	req.Header.Set("Authorization", "Bearer "+c.Token())
+	resp, err := rawClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, body
 }
 
 // TestUploadIsATask uploads through mgmtd and follows it as a task.
