@@ -72,7 +72,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	t := s.tasks.Start(taskKindUpload, pathVar(r, "name")+":"+rel, principalOf(r).User, r.ContentLength)
 	w.Header().Set(uploadHeader, t.ID())
 	r.Body = io.NopCloser(&progressReader{r: r.Body, t: t, rc: http.NewResponseController(w)})
-	sw := &statusWriter{ResponseWriter: w, keepProblem: true}
+	// The answer (a small JSON body) is held until the task is finished, so
+	// a client that lists the tasks after it sees the upload's outcome (the
+	// proxy flushes each write at once, for the event streams).
+	sw := &statusWriter{ResponseWriter: heldFlush{w}, keepProblem: true}
 	s.proxy.ServeHTTP(sw, r)
 	var err error
 	switch {
@@ -83,3 +86,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	s.tasks.Finish(t, err)
 }
+
+// heldFlush is a ResponseWriter whose flushes do nothing: what is written
+// stays in the server's buffer until the handler returns (or the buffer
+// fills). Deadlines and the rest still reach w through Unwrap.
+type heldFlush struct{ http.ResponseWriter }
+
+func (heldFlush) FlushError() error             { return nil }
+func (h heldFlush) Unwrap() http.ResponseWriter { return h.ResponseWriter }
