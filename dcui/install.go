@@ -14,9 +14,10 @@ import (
 	"github.com/plinth/plinth/client"
 )
 
-// installForm is Install Plinth to Disk: the disks, the one chosen, the
-// typed confirmation.
-type installForm struct {
+// installScreen is Install Plinth to Disk: the disks, the one chosen, the
+// typed confirmation (scrInstall, scrInstallConfirm), then the install as
+// an API task whose progress is the busy line.
+type installScreen struct {
 	cands   []api.InstallCandidate
 	err     error
 	loaded  bool
@@ -44,10 +45,10 @@ type (
 // installTimeout bounds an install from the console.
 const installTimeout = time.Hour
 
-func (m Model) loadInstall() (Model, tea.Cmd) {
-	m.inst = installForm{}
+func (f *installScreen) open(m *Model, _ screen) tea.Cmd {
+	*f = installScreen{}
 	targets := m.d.API.InstallTargets
-	return m, func() tea.Msg {
+	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c, err := targets(ctx)
@@ -58,9 +59,18 @@ func (m Model) loadInstall() (Model, tea.Cmd) {
 // eligible reports whether c can be installed to.
 func eligible(c api.InstallCandidate) bool { return !c.BootMedium && c.Refused == "" }
 
-func (m Model) onInstallKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+func (f *installScreen) update(m *Model, msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case installTargetsMsg, installProgressMsg, installDoneMsg:
+		return f.onMsg(m, msg)
+	case tea.KeyMsg:
+		return f.onKey(m, msg)
+	}
+	return nil
+}
+
+func (f *installScreen) onKey(m *Model, k tea.KeyMsg) tea.Cmd {
 	key := k.String()
-	f := &m.inst
 	switch m.scr {
 	case scrInstall:
 		switch key {
@@ -76,37 +86,37 @@ func (m Model) onInstallKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			}
 		case "enter":
 			if len(f.cands) == 0 {
-				return m, nil
+				return nil
 			}
 			c := f.cands[f.sel]
 			if !eligible(c) {
 				m.problem = fmt.Sprintf("%s cannot be a target: %s", c.Disk.Name, verdict(c))
-				return m, nil
+				return nil
 			}
 			m.problem = ""
 			f.confirm.value = ""
 			m.scr = scrInstallConfirm
 		}
-		return m, nil
+		return nil
 	case scrInstallConfirm:
 		switch key {
 		case "esc":
 			m.scr, m.problem = scrInstall, ""
-			return m, nil
+			return nil
 		case "enter":
 			disk := f.cands[f.sel].Disk.Name
 			if f.confirm.value != disk {
 				m.problem = fmt.Sprintf("Type %s to confirm.", disk)
-				return m, nil
+				return nil
 			}
 			overwrite := len(f.cands[f.sel].Warnings) > 0 // the typed name is the consent
 			m.scr, m.busy, m.problem = scrBusy, "Installing Plinth to "+disk+"...", ""
-			return m, startInstall(apiInstall(m.d.API), disk, overwrite)
+			return startInstall(apiInstall(m.d.API), disk, overwrite)
 		}
 		f.confirm.key(k)
-		return m, nil
+		return nil
 	}
-	return m, nil
+	return nil
 }
 
 // apiInstall installs through the API (vmkernel runs it as a task) and
@@ -157,22 +167,22 @@ func startInstall(install func(context.Context, string, bool, func(api.InstallPr
 	return next
 }
 
-func (m Model) onInstallMsg(msg tea.Msg) (tea.Model, tea.Cmd) {
+func (f *installScreen) onMsg(m *Model, msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case installTargetsMsg:
 		var e *client.Error
 		if errors.As(msg.err, &e) && e.Status == http.StatusNotImplemented {
 			return m.message("Install Plinth to Disk", "The installer is not present on this host.", scrMenu)
 		}
-		m.inst.cands, m.inst.err, m.inst.loaded = msg.cands, msg.err, true
-		m.inst.sel = 0
+		f.cands, f.err, f.loaded = msg.cands, msg.err, true
+		f.sel = 0
 		for i, c := range msg.cands { // start on the first disk that can be a target
 			if eligible(c) {
-				m.inst.sel = i
+				f.sel = i
 				break
 			}
 		}
-		return m, nil
+		return nil
 	case installProgressMsg:
 		p := msg.p
 		line := "Installing: " + p.Step
@@ -183,7 +193,7 @@ func (m Model) onInstallMsg(msg tea.Msg) (tea.Model, tea.Cmd) {
 			line += " (" + p.Message + ")"
 		}
 		m.busy = line
-		return m, msg.next
+		return msg.next
 	case installDoneMsg:
 		m.busy = ""
 		if msg.err != nil {
@@ -191,7 +201,7 @@ func (m Model) onInstallMsg(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m.message("Install Plinth to Disk", "Plinth is installed on "+msg.disk+", with this host's configuration. Remove the stick and restart the host (F12) to boot from "+msg.disk+".", scrMenu)
 	}
-	return m, nil
+	return nil
 }
 
 func verdict(c api.InstallCandidate) string {
@@ -206,8 +216,7 @@ func verdict(c api.InstallCandidate) string {
 	return "blank"
 }
 
-func (m Model) installView() (string, []string, string) {
-	f := m.inst
+func (f *installScreen) view(m *Model) (string, []string, string) {
 	title := "Install Plinth to Disk"
 	if m.scr == scrInstallConfirm {
 		c := f.cands[f.sel]

@@ -2,6 +2,7 @@ package dcui
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -9,6 +10,88 @@ import (
 
 	"github.com/plinth/plinth/api"
 )
+
+// logsScreen is View System Logs: the list of logs (from the API), then
+// one log in the pager (logView).
+type logsScreen struct {
+	list  []api.LogInfo
+	sel   int
+	pager logView
+}
+
+type (
+	logsMsg struct {
+		logs []api.LogInfo
+		err  error
+	}
+	logMsg struct {
+		name  string // the log read
+		lines []string
+		size  int64
+		err   error
+	}
+)
+
+func (s *logsScreen) open(m *Model, _ screen) tea.Cmd {
+	h := m.d.API
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		logs, err := h.Logs(ctx)
+		return logsMsg{logs, err}
+	}
+}
+
+func (s *logsScreen) update(m *Model, msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case logsMsg:
+		s.list = msg.logs
+		if msg.err != nil {
+			m.problem = msg.err.Error()
+		}
+	case logMsg:
+		if m.scr == scrLogView && msg.name == s.pager.file.Name { // not a read of a log left meanwhile
+			s.pager.load(msg, m.bodyHeight()-2)
+		}
+	case tea.KeyMsg:
+		key := msg.String()
+		if m.scr == scrLogView {
+			if key == "esc" && !s.pager.searching {
+				m.scr = scrLogsPick
+				return nil
+			}
+			s.pager.key(msg, m.bodyHeight()-2)
+			return nil
+		}
+		switch key {
+		case "esc":
+			return m.goTo(scrMenu)
+		case "up", "k":
+			s.sel = (s.sel + len(s.list) - 1) % max(1, len(s.list))
+		case "down", "j", "tab":
+			s.sel = (s.sel + 1) % max(1, len(s.list))
+		case "enter":
+			if len(s.list) == 0 {
+				return nil
+			}
+			m.scr = scrLogView
+			s.pager = newLogView(s.list[s.sel%len(s.list)])
+			return s.pager.read(m.d.API)
+		}
+	}
+	return nil
+}
+
+func (s *logsScreen) view(m *Model) (string, []string, string) {
+	if m.scr == scrLogView {
+		return s.pagerView(m)
+	}
+	b := []string{"  Which log?", ""}
+	for i, l := range s.list {
+		b = append(b, menuLine(fmt.Sprintf("%-10s %s", l.Name, l.Description), i == s.sel, m.w))
+	}
+	return "View System Logs", b, "<Up/Down> Select  <Enter> View  <Esc> Back"
+}
 
 // logTail is how much of a log file the viewer reads (its end).
 const logTail = 256 << 10
@@ -171,4 +254,50 @@ func (v *logView) find(from, height int) {
 		}
 	}
 	v.note = "not found: " + v.last
+}
+
+// pagerView is the log itself, a line of status under it.
+func (s *logsScreen) pagerView(m *Model) (string, []string, string) {
+	v := s.pager
+	height := m.bodyHeight() - 2
+	v.clamp(height)
+	var b []string
+	switch {
+	case v.err != nil:
+		b = append(b, "  Cannot read the "+v.file.Name+" log: "+v.err.Error())
+	case !v.loaded:
+		b = append(b, "  (reading the log...)")
+	case len(v.lines) == 0:
+		b = append(b, "  (the log is empty)")
+	}
+	end := min(v.top+height, len(v.lines))
+	for i := v.top; i < end; i++ {
+		l := v.lines[i]
+		if v.last != "" && strings.Contains(strings.ToLower(l), strings.ToLower(v.last)) {
+			b = append(b, truncate("*"+l, m.w))
+		} else {
+			b = append(b, truncate(" "+l, m.w))
+		}
+	}
+	for len(b) < height {
+		b = append(b, "")
+	}
+	status := fmt.Sprintf(" lines %d-%d of %d", min(v.top+1, len(v.lines)), end, len(v.lines))
+	if v.follow {
+		status += "  FOLLOWING new lines"
+	}
+	if !v.loaded {
+		status = ""
+	}
+	if v.last != "" && !v.pending {
+		status += "  search: " + v.last + " (* marks matches)"
+	}
+	if v.note != "" { // first: the line is cut at the screen's width
+		status = " " + v.note + " " + status
+	}
+	if v.searching {
+		status = " Search for: " + v.search.view(30, true)
+	}
+	b = append(b, "", truncate(status, m.w))
+	return "Log: " + v.file.Name + " (" + v.file.Description + ")", b, "<Up/Down/PgUp/PgDn> Scroll  </> Search  <n> Next  <F> Follow  <Esc> Back"
 }

@@ -28,8 +28,8 @@ func TestLogSearchBeforeTheLinesArrive(t *testing.T) {
 	h.want(scrMenu)
 	h.menu("View System Logs")
 	h.want(scrLogsPick)
-	if h.m.logs[h.m.logSel].Name != "boot" {
-		t.Fatalf("the first log is %q, want boot", h.m.logs[h.m.logSel].Name)
+	if h.m.logs.list[h.m.logs.sel].Name != "boot" {
+		t.Fatalf("the first log is %q, want boot", h.m.logs.list[h.m.logs.sel].Name)
 	}
 
 	// Enter opens the view; its read is held back.
@@ -57,8 +57,8 @@ func TestLogSearchBeforeTheLinesArrive(t *testing.T) {
 	if strings.Contains(scr, "not found") || strings.Contains(scr, "searching once") || strings.Contains(scr, "FOLLOWING") {
 		t.Errorf("after the pending search is made:\n%s", scr)
 	}
-	if h.m.log.top != 10 {
-		t.Errorf("the view starts at line %d, want the match's (10)", h.m.log.top)
+	if h.m.logs.pager.top != 10 {
+		t.Errorf("the view starts at line %d, want the match's (10)", h.m.logs.pager.top)
 	}
 
 	// A search for what the log lacks, before its lines come, says so

@@ -365,7 +365,7 @@ func (h *harness) menu(item string) {
 	h.t.Helper()
 	for i, it := range menuItems {
 		if it == item {
-			h.m.menuSel = i
+			h.m.menu.sel = i
 			h.keys("enter")
 			return
 		}
@@ -426,11 +426,11 @@ func TestConfigureNetworkCommitConfirmed(t *testing.T) {
 		t.Fatal("an invalid configuration was applied")
 	}
 	// Fix the gateway and DNS; no VLAN (this kernel may have none).
-	h.m.net.focus = fVLAN
+	h.m.net.form.focus = fVLAN
 	h.keys("ctrl+u")
-	h.m.net.focus = fGW
+	h.m.net.form.focus = fGW
 	h.keys("ctrl+u", "192.0.2.1")
-	h.m.net.focus = fDNS
+	h.m.net.form.focus = fDNS
 	h.keys("ctrl+u", "9.9.9.9, 1.1.1.1", "enter")
 	h.screenUntil(scrNetConfirm, 30*time.Second)
 	h.golden("network-confirm")
@@ -448,8 +448,8 @@ func TestConfigureNetworkCommitConfirmed(t *testing.T) {
 	// Again, and kept this time.
 	h.keys("enter")
 	h.menu("Configure Management Network")
-	h.m.net.fields[fMode].value = api.NetModeStatic
-	h.m.net.fields[fAddr].value, h.m.net.fields[fMask].value = "192.0.2.10", "24"
+	h.m.net.form.fields[fMode].value = api.NetModeStatic
+	h.m.net.form.fields[fAddr].value, h.m.net.form.fields[fMask].value = "192.0.2.10", "24"
 	h.keys("enter")
 	h.screenUntil(scrNetConfirm, 30*time.Second)
 	h.keys("y")
@@ -461,8 +461,8 @@ func TestConfigureNetworkCommitConfirmed(t *testing.T) {
 	// The form shows the saved configuration next time.
 	h.keys("enter")
 	h.menu("Configure Management Network")
-	if h.m.net.fields[fAddr].value != "192.0.2.10" || h.m.net.fields[fMask].value != "255.255.255.0" {
-		t.Errorf("form does not show the saved configuration: %+v", h.m.net.fields)
+	if h.m.net.form.fields[fAddr].value != "192.0.2.10" || h.m.net.form.fields[fMask].value != "255.255.255.0" {
+		t.Errorf("form does not show the saved configuration: %+v", h.m.net.form.fields)
 	}
 	h.keys("esc")
 	h.want(scrMenu)
@@ -509,7 +509,7 @@ func TestRestartRestoreTestNetwork(t *testing.T) {
 	}
 	h.keys("enter")
 	h.menu("Test Management Network")
-	h.until(20*time.Second, "the test's lines", func() bool { return h.m.checks != nil })
+	h.until(20*time.Second, "the test's lines", func() bool { return h.m.net.checks != nil })
 	if scr := h.m.View(); !strings.Contains(scr, "ping gateway 192.0.2.1") || !strings.Contains(scr, "FAILED") {
 		t.Errorf("test screen:\n%s", scr)
 	}
@@ -645,8 +645,8 @@ func TestHomeRefreshesAndQR(t *testing.T) {
 func TestTypedAheadKeysOneByOne(t *testing.T) {
 	h := loggedIn(t)
 	h.send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("jjj")})
-	if h.m.menuSel != 3 {
-		t.Errorf("menu selection %d after jjj, want 3", h.m.menuSel)
+	if h.m.menu.sel != 3 {
+		t.Errorf("menu selection %d after jjj, want 3", h.m.menu.sel)
 	}
 }
 

@@ -17,8 +17,8 @@ import (
 func (h *harness) applyStatic() {
 	h.t.Helper()
 	h.menu("Configure Management Network")
-	h.m.net.fields[fMode].value = api.NetModeStatic
-	h.m.net.fields[fAddr].value, h.m.net.fields[fMask].value = "192.0.2.10", "24"
+	h.m.net.form.fields[fMode].value = api.NetModeStatic
+	h.m.net.form.fields[fAddr].value, h.m.net.form.fields[fMask].value = "192.0.2.10", "24"
 	h.keys("enter")
 	h.screenUntil(scrNetConfirm, 30*time.Second)
 }

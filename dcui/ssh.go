@@ -70,8 +70,12 @@ func orWarning(w string) string {
 	return w
 }
 
-// sshAsk opens the confirmation of turning SSH on or off.
-func (m Model) sshAsk() (tea.Model, tea.Cmd) {
+// sshScreen is the confirmation of turning SSH on or off (scrSSH); what
+// it says comes from the facts.
+type sshScreen struct{}
+
+// ask opens the confirmation of turning SSH on or off.
+func (sshScreen) ask(m *Model) tea.Cmd {
 	if !m.sshKnown() {
 		text := "vmkernel has not said whether SSH is on yet; try again in a moment."
 		if m.facts.sshErr != nil {
@@ -80,17 +84,17 @@ func (m Model) sshAsk() (tea.Model, tea.Cmd) {
 		return m.message("SSH", text, scrTrouble)
 	}
 	m.scr, m.problem, m.info = scrSSH, "", ""
-	return m, nil
+	return nil
 }
 
-// sshConfirmView is the confirmation screen.
-func (m Model) sshConfirmView() (string, []string, string) {
+// view is the confirmation screen.
+func (sshScreen) view(m *Model) (string, []string, string) {
 	s := m.facts.ssh
 	var text []string
 	if s.Config.Enabled {
 		text = append(text, "Turn SSH OFF?", "")
 		text = append(text, fmt.Sprintf("The SSH service stops and its %d open session(s) end now (an SSH session showing this console too).", s.Sessions))
-		return "Disable SSH", m.sshBody(text), "<Enter> Turn SSH off  <Esc> Cancel"
+		return "Disable SSH", sshBody(text, m.w), "<Enter> Turn SSH off  <Esc> Cancel"
 	}
 	login := "an authorized key"
 	if s.Config.PasswordLogin {
@@ -108,22 +112,33 @@ func (m Model) sshConfirmView() (string, []string, string) {
 	if m.facts.settings.Lockdown.Enabled {
 		text = append(text, "", "Lockdown mode is on: vmkernel will refuse.")
 	}
-	return "Enable SSH", m.sshBody(text), "<Enter> Turn SSH on  <Esc> Cancel"
+	return "Enable SSH", sshBody(text, m.w), "<Enter> Turn SSH on  <Esc> Cancel"
 }
 
-func (m Model) sshBody(paras []string) []string {
+// sshBody wraps paragraphs to the screen, an empty one a blank line.
+func sshBody(paras []string, w int) []string {
 	var b []string
 	for _, p := range paras {
 		if p == "" {
 			b = append(b, "")
 			continue
 		}
-		b = append(b, indent("  ", wrap(p, m.w-4))...)
+		b = append(b, indent("  ", wrap(p, w-4))...)
 	}
 	return b
 }
 
-func (m Model) onSSHKey(key string) (tea.Model, tea.Cmd) {
+func (sshScreen) update(m *Model, msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case sshSetMsg:
+		return onSSHSet(m, msg)
+	case tea.KeyMsg:
+		return onSSHKey(m, msg.String())
+	}
+	return nil
+}
+
+func onSSHKey(m *Model, key string) tea.Cmd {
 	switch key {
 	case "esc":
 		return m.goTo(scrTrouble)
@@ -134,7 +149,7 @@ func (m Model) onSSHKey(key string) (tea.Model, tea.Cmd) {
 			m.busy = "Turning SSH on..."
 		}
 		h := m.d.API
-		return m, func() tea.Msg {
+		return func() tea.Msg {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			// The rest of the configuration (password login, the
@@ -149,12 +164,12 @@ func (m Model) onSSHKey(key string) (tea.Model, tea.Cmd) {
 			return sshSetMsg{on: on, st: st, err: err}
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // onSSHSet says the API's answer and refreshes the home screen's facts
 // (its SSH line).
-func (m Model) onSSHSet(msg sshSetMsg) (tea.Model, tea.Cmd) {
+func onSSHSet(m *Model, msg sshSetMsg) tea.Cmd {
 	m.busy = ""
 	title := map[bool]string{true: "Enable SSH", false: "Disable SSH"}[msg.on]
 	var text string
@@ -180,6 +195,6 @@ func (m Model) onSSHSet(msg sshSetMsg) (tea.Model, tea.Cmd) {
 		m.facts.ssh, m.facts.sshErr = msg.st, nil
 		text = "SSH is off; no one can log in over SSH."
 	}
-	mm, _ := m.message(title, text, scrTrouble)
-	return mm, mm.refresh()
+	m.message(title, text, scrTrouble)
+	return m.refresh()
 }

@@ -50,7 +50,7 @@ func (h *harness) troubleSSH() {
 	h.t.Helper()
 	h.menu("Troubleshooting Options")
 	h.want(scrTrouble)
-	for h.m.troubleSel != 2 {
+	for h.m.trouble.sel != 2 {
 		h.keys("down")
 	}
 }
