@@ -34,6 +34,7 @@ var menuHelp = []string{
 	"Boot log, vmkernel and mgmtd logs.",
 	"Serial number, BIOS, version, certificate, time, remote logging, SSH.",
 	"Forget the configuration (VMs are kept) and restart.",
+	"Write Plinth and this host's configuration to a disk, to boot from it.",
 }
 
 // menuScreen is System Customization, the menu behind the login; Esc
