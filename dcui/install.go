@@ -48,12 +48,10 @@ const installTimeout = time.Hour
 func (f *installScreen) open(m *Model, _ screen) tea.Cmd {
 	*f = installScreen{}
 	targets := m.d.API.InstallTargets
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+	return within(30*time.Second, func(ctx context.Context) tea.Msg {
 		c, err := targets(ctx)
 		return installTargetsMsg{c, err}
-	}
+	})
 }
 
 // eligible reports whether c can be installed to.

@@ -25,12 +25,10 @@ type lockMsg struct {
 
 func (s *lockdownScreen) open(m *Model, _ screen) tea.Cmd {
 	h := m.d.API
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	return within(10*time.Second, func(ctx context.Context) tea.Msg {
 		st, err := h.Lockdown(ctx)
 		return lockMsg{st.Enabled, err}
-	}
+	})
 }
 
 func (s *lockdownScreen) update(m *Model, msg tea.Msg) tea.Cmd {
@@ -51,12 +49,10 @@ func (s *lockdownScreen) update(m *Model, msg tea.Msg) tea.Cmd {
 				return nil
 			}
 			h, on := m.d.API, !s.on
-			return func() tea.Msg {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
+			return within(10*time.Second, func(ctx context.Context) tea.Msg {
 				st, err := h.SetLockdown(ctx, api.LockdownRequest{Enabled: on})
 				return lockMsg{st.Enabled, err}
-			}
+			})
 		}
 	}
 	return nil

@@ -37,11 +37,9 @@ func (s *loginScreen) update(m *Model, msg tea.Msg) tea.Cmd {
 		}
 		h, pw := m.d.API, s.pw.value
 		m.busy = "Checking the password..."
-		return func() tea.Msg {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
+		return within(30*time.Second, func(ctx context.Context) tea.Msg {
 			return authMsg{h.VerifyPassword(ctx, pw)}
-		}
+		})
 	}
 	s.pw.key(k)
 	return nil

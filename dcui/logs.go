@@ -34,12 +34,10 @@ type (
 
 func (s *logsScreen) open(m *Model, _ screen) tea.Cmd {
 	h := m.d.API
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	return within(10*time.Second, func(ctx context.Context) tea.Msg {
 		logs, err := h.Logs(ctx)
 		return logsMsg{logs, err}
-	}
+	})
 }
 
 func (s *logsScreen) update(m *Model, msg tea.Msg) tea.Cmd {
@@ -120,9 +118,7 @@ func newLogView(f api.LogInfo) logView { return logView{file: f, follow: true} }
 // read loads the end of the log through the API (a command).
 func (v logView) read(h Host) tea.Cmd {
 	name, size := v.file.Name, v.size
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
+	return within(5*time.Second, func(ctx context.Context) tea.Msg {
 		logs, err := h.Logs(ctx)
 		if err != nil {
 			return logMsg{name: name, err: err}
@@ -150,7 +146,7 @@ func (v logView) read(h Host) tea.Cmd {
 			lines = strings.Split(strings.ReplaceAll(text, "\r", ""), "\n")
 		}
 		return logMsg{name: name, lines: lines, size: size}
-	}
+	})
 }
 
 // load takes the log's lines as read; a search asked for before the

@@ -1,6 +1,7 @@
 package dcui
 
 import (
+	"context"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -249,4 +250,13 @@ func (m *Model) onKey(k tea.KeyMsg) tea.Cmd {
 		return tea.ClearScreen
 	}
 	return m.current().update(m, k)
+}
+
+// within is a command that calls the API with fn, bounded by d.
+func within(d time.Duration, fn func(context.Context) tea.Msg) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return fn(ctx)
+	}
 }

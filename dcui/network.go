@@ -65,23 +65,19 @@ func (s *networkScreens) open(m *Model, next screen) tea.Cmd {
 	m.scr = next
 	s.form = netForm{}
 	h := m.d.API
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	return within(10*time.Second, func(ctx context.Context) tea.Msg {
 		n, err := h.HostNetwork(ctx)
 		return netLoadedMsg{n: n, err: err, next: next}
-	}
+	})
 }
 
 // poll asks the API how the change in flight goes.
 func (s *networkScreens) poll(m *Model) tea.Cmd {
 	h := m.d.API
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
+	return within(5*time.Second, func(ctx context.Context) tea.Msg {
 		n, err := h.HostNetwork(ctx)
 		return netPollMsg{n, err}
-	}
+	})
 }
 
 func (s *networkScreens) update(m *Model, msg tea.Msg) tea.Cmd {
@@ -98,15 +94,13 @@ func (s *networkScreens) update(m *Model, msg tea.Msg) tea.Cmd {
 			s.checks = nil
 			m.busy = "Testing the management network..."
 			h := m.d.API
-			return func() tea.Msg {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
+			return within(20*time.Second, func(ctx context.Context) tea.Msg {
 				checks, err := h.TestNetwork(ctx)
 				if err != nil {
 					checks = []api.NetworkCheck{{What: "test", Info: err.Error()}}
 				}
 				return netTestMsg(checks)
-			}
+			})
 		}
 		return nil
 	case netTestMsg:
@@ -176,9 +170,7 @@ func (s *networkScreens) onKey(m *Model, k tea.KeyMsg) tea.Cmd {
 func (s *networkScreens) apply(m *Model, kind int, cfg api.NetworkConfig, what string) tea.Cmd {
 	m.scr, m.busy, m.problem = scrBusy, what, ""
 	h, secs := m.d.API, int(m.d.ConfirmTimeout/time.Second)
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	return within(10*time.Second, func(ctx context.Context) tea.Msg {
 		var ch api.NetworkChange
 		var err error
 		switch kind {
@@ -190,7 +182,7 @@ func (s *networkScreens) apply(m *Model, kind int, cfg api.NetworkConfig, what s
 			ch, err = h.RestartNetwork(ctx)
 		}
 		return netAcceptedMsg{ch, err}
-	}
+	})
 }
 
 func (s *networkScreens) onAccepted(m *Model, msg netAcceptedMsg) tea.Cmd {
@@ -267,9 +259,7 @@ func (s *networkScreens) settle(m *Model, keep bool) tea.Cmd {
 		m.busy = "You chose to roll back: rolling back to the previous configuration..."
 	}
 	h := m.d.API
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	return within(10*time.Second, func(ctx context.Context) tea.Msg {
 		var err error
 		if keep {
 			_, err = h.ConfirmNetwork(ctx)
@@ -281,7 +271,7 @@ func (s *networkScreens) settle(m *Model, keep bool) tea.Cmd {
 		}
 		n, err := h.HostNetwork(ctx)
 		return netPollMsg{n, err}
-	}
+	})
 }
 
 func (s *networkScreens) view(m *Model) (string, []string, string) {

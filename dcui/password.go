@@ -63,16 +63,14 @@ func (s *passwordScreen) update(m *Model, msg tea.Msg) tea.Cmd {
 		}
 		h, pw := m.d.API, s.pw[0].value
 		m.busy = "Setting the password..."
-		return func() tea.Msg {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
+		return within(30*time.Second, func(ctx context.Context) tea.Msg {
 			err := h.SetPassword(ctx, pw)
 			var e *client.Error
 			if errors.As(err, &e) {
 				err = errors.New(e.Problem.Detail)
 			}
 			return authMsg{err}
-		}
+		})
 	default:
 		s.pw[s.focus].key(k)
 	}

@@ -59,9 +59,7 @@ func (s *powerScreen) update(m *Model, msg tea.Msg) tea.Cmd {
 			m.busy = fmt.Sprintf("%s first %s %d running VM(s)...", m.busy,
 				map[bool]string{true: "shutting down", false: "stopping"}[graceful], len(ids))
 		}
-		return func() tea.Msg {
-			ctx, cancel := context.WithTimeout(context.Background(), d.VMShutdownWait+30*time.Second)
-			defer cancel()
+		return within(d.VMShutdownWait+30*time.Second, func(ctx context.Context) tea.Msg {
 			var errs []error
 			for _, id := range ids {
 				var err error
@@ -81,7 +79,7 @@ func (s *powerScreen) update(m *Model, msg tea.Msg) tea.Cmd {
 			err := d.API.HostPower(ctx, action, "asked on the console (DCUI)", name)
 			what := map[bool]string{true: "restarting", false: "shutting down"}[reboot]
 			return doneMsg{"Shut Down/Restart", errors.Join(append(errs, err)...), "The host is " + what + "."}
-		}
+		})
 	}
 	return nil
 }

@@ -33,11 +33,9 @@ func (s *resetScreen) update(m *Model, msg tea.Msg) tea.Cmd {
 		}
 		m.scr, m.busy = scrBusy, "Resetting the configuration and restarting..."
 		h, name := m.d.API, m.facts.host.Hostname
-		return func() tea.Msg {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
+		return within(30*time.Second, func(ctx context.Context) tea.Msg {
 			return doneMsg{"Reset System Configuration", h.ResetConfig(ctx, name), "The configuration is reset; the host is restarting."}
-		}
+		})
 	}
 	s.confirm.key(k)
 	return nil

@@ -149,9 +149,7 @@ func onSSHKey(m *Model, key string) tea.Cmd {
 			m.busy = "Turning SSH on..."
 		}
 		h := m.d.API
-		return func() tea.Msg {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+		return within(10*time.Second, func(ctx context.Context) tea.Msg {
 			// The rest of the configuration (password login, the
 			// session) stays as the API has it now.
 			cur, err := h.SSH(ctx)
@@ -162,7 +160,7 @@ func onSSHKey(m *Model, key string) tea.Cmd {
 			cfg.Enabled = on
 			st, err := h.SetSSH(ctx, cfg)
 			return sshSetMsg{on: on, st: st, err: err}
-		}
+		})
 	}
 	return nil
 }

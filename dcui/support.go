@@ -25,12 +25,10 @@ type hardwareMsg struct {
 
 func (s *supportScreen) open(m *Model, _ screen) tea.Cmd {
 	h := m.d.API
-	return tea.Batch(m.refresh(), func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	return tea.Batch(m.refresh(), within(10*time.Second, func(ctx context.Context) tea.Msg {
 		hw, err := h.Hardware(ctx)
 		return hardwareMsg{hw, err}
-	})
+	}))
 }
 
 func (s *supportScreen) update(m *Model, msg tea.Msg) tea.Cmd {

@@ -49,12 +49,10 @@ func (s *troubleScreen) update(m *Model, msg tea.Msg) tea.Cmd {
 			if s.sel == 0 {
 				m.scr, m.busy = scrBusy, "Restarting the management agents..."
 				h := m.d.API
-				return func() tea.Msg {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
+				return within(10*time.Second, func(ctx context.Context) tea.Msg {
 					return doneMsg{"Restart Management Agents", h.RestartServices(ctx, api.ServiceMgmtd),
 						"mgmtd is being restarted; its supervisor starts it again within seconds."}
-				}
+				})
 			}
 			if m.d.Shell == nil {
 				return m.message("Local Shell", "No shell on this host.", scrTrouble)
