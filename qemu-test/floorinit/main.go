@@ -26,9 +26,9 @@
 // "PLINTH-TPM none: WHY". With mem (after loading /modules, where the
 // balloon driver is) it prints "PLINTH-MEM total_kb=N free_kb=N" now and
 // every 2 s. With watch it reports block devices and network interfaces
-// as they come and go (hot-plug): "PLINTH-DISK name bytes" and
-// "PLINTH-NIC name mac" for each new one, "PLINTH-GONE name" for each
-// that left. With root:DEV:INIT (e.g.
+// and USB devices as they come and go (hot-plug): "PLINTH-DISK name
+// bytes", "PLINTH-NIC name mac" and "PLINTH-USB port vendor:product" for
+// each new one, "PLINTH-GONE name" for each that left. With root:DEV:INIT (e.g.
 // plinthfloor=root:/dev/vda:/usr/sbin/plinth-guest) it loads /modules,
 // mounts the ext4 file system on DEV and hands over to INIT there
 // (switch_root): a guest with a real root file system (qemu-test's Debian
@@ -384,8 +384,8 @@ func printMemory() {
 	}()
 }
 
-// watchDevices prints block devices and network interfaces as they appear
-// and disappear, polling sysfs every 100 ms.
+// watchDevices prints block devices, network interfaces and USB devices
+// as they appear and disappear, polling sysfs every 100 ms.
 func watchDevices() {
 	seen := map[string]bool{}
 	for first := true; ; first = false {
@@ -413,6 +413,19 @@ func watchDevices() {
 			if !seen["net:"+n] {
 				mac, _ := os.ReadFile("/sys/class/net/" + n + "/address")
 				fmt.Printf("PLINTH-NIC %s %s\n", n, strings.TrimSpace(string(mac)))
+			}
+		}
+		usbs, _ := os.ReadDir("/sys/bus/usb/devices")
+		for _, e := range usbs {
+			n := e.Name()
+			if strings.ContainsAny(n, ":") || strings.HasPrefix(n, "usb") {
+				continue // interfaces and root hubs
+			}
+			now["usb:"+n] = true
+			if !seen["usb:"+n] {
+				v, _ := os.ReadFile("/sys/bus/usb/devices/" + n + "/idVendor")
+				p, _ := os.ReadFile("/sys/bus/usb/devices/" + n + "/idProduct")
+				fmt.Printf("PLINTH-USB %s %s:%s\n", n, strings.TrimSpace(string(v)), strings.TrimSpace(string(p)))
 			}
 		}
 		for k := range seen {
