@@ -89,7 +89,9 @@ func jsonUnmarshal(b []byte, v any) {
 // Reattach finds the QEMU processes a previous vmkernel left running (from
 // the runtime records in the state root) and watches them again without
 // restarting them. A record is used only when its pid is alive with the
-// recorded start time and its QMP socket answers; stale records are removed.
+// recorded start time and its QMP socket answers (waited for, within ctx,
+// while the process lives: a busy QEMU answers late); stale records are
+// removed.
 // specs are the defined VMs (for crash policies); records of VMs not among
 // them are left alone. It returns the IDs re-attached.
 func (m *Manager) Reattach(ctx context.Context, specs []api.VMSpec) ([]string, error) {
@@ -205,9 +207,25 @@ func (m *Manager) attach(ctx context.Context, rec runtimeRecord) (*instance, err
 			}
 		}
 	}()
-	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// The process is the recorded QEMU: its QMP is waited for as long as
+	// it lives (within ctx). A QEMU saving a snapshot (snapshot-save
+	// writes the guest's memory with its main loop held) answers only when
+	// done, seconds or minutes later; taken for stale, it would run on
+	// unwatched, its VM shown stopped.
+	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-inst.exited:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	slow := time.AfterFunc(2*time.Second, func() {
+		m.cfg.Log.Warn("runner: a running QEMU's QMP does not answer yet (busy, e.g. saving a snapshot): waiting", "pid", rec.PID)
+	})
 	inst.mon, err = qmp.Dial(dctx, rec.QMPSocket)
+	slow.Stop()
 	if err != nil {
 		close(stop)
 		return nil, fmt.Errorf("QMP socket does not answer: %w", err)

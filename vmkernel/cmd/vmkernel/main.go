@@ -39,6 +39,10 @@ import (
 	"github.com/plinth/plinth/vmkernel/vswitch"
 )
 
+// reattachTimeout bounds the re-attaching of the VMs a previous vmkernel
+// left running, the QMP of a busy QEMU waited for.
+const reattachTimeout = 10 * time.Minute
+
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(log, os.Args[1:]); err != nil {
@@ -209,7 +213,9 @@ func run(log *slog.Logger, args []string) error {
 		return err
 	}
 	defer mgr.Close() // detach only: the VMs keep running for the next vmkernel
-	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Long: a QEMU that was saving a snapshot when the last vmkernel died
+	// answers only when the save is done.
+	actx, acancel := context.WithTimeout(context.Background(), reattachTimeout)
 	ids, err := mgr.Reattach(actx, inv.List())
 	acancel()
 	if err != nil {
