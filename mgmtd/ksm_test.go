@@ -2,8 +2,6 @@ package mgmtd_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -22,33 +20,9 @@ import (
 // its settings back, unmerging what it merged, when it ends.
 func TestKSMMergesIdenticalGuests(t *testing.T) {
 	testenv.Root(t, "KSM's switch is in sysfs, root's to write")
-	ksm := "/sys/kernel/mm/ksm"
-	if _, err := os.Stat(ksm); err != nil {
-		t.Fatalf("this kernel has no KSM (%v); every Debian kernel has it", err)
-	}
 	// The kernel's default pace (100 pages every 20 ms) takes minutes over
 	// two guests under TCG; the test scans faster and puts the pace back.
-	saved := map[string][]byte{}
-	for _, f := range []string{"pages_to_scan", "sleep_millisecs", "run"} {
-		b, err := os.ReadFile(filepath.Join(ksm, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		saved[f] = b
-	}
-	t.Cleanup(func() {
-		if err := hostinfo.SetKSM("off"); err != nil { // unmerges
-			t.Error(err)
-		}
-		for _, f := range []string{"pages_to_scan", "sleep_millisecs", "run"} {
-			os.WriteFile(filepath.Join(ksm, f), saved[f], 0)
-		}
-	})
-	for f, v := range map[string]string{"pages_to_scan": "1000", "sleep_millisecs": "20"} {
-		if err := os.WriteFile(filepath.Join(ksm, f), []byte(v), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	vmkerneltest.FastKSM(t)
 
 	vr := vmkerneltest.Start(t, vmkerneltest.Options{Datastores: []string{"ds1"}})
 	runnertest.Install(t, runnertest.Kernel(t, "../build/vmlinuz"), vr.DS["ds1"])

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,8 +16,6 @@ import (
 	"github.com/plinth/plinth/vmkernel/runner/runnertest"
 	"github.com/plinth/plinth/vmkernel/vmkerneltest"
 )
-
-const ksmDir = "/sys/kernel/mm/ksm"
 
 // BenchmarkKSM: the memory KSM saves (pages_sharing, what vmkernel's
 // /metrics reports as plinth_host_ksm_saved_bytes) with N = 1, 2, 4
@@ -34,32 +31,7 @@ const ksmDir = "/sys/kernel/mm/ksm"
 func BenchmarkKSM(b *testing.B) {
 	testenv.Command(b, "qemu-system-x86_64")
 	testenv.Root(b, "KSM's switch is in sysfs, root's to write")
-	if _, err := os.Stat(ksmDir); err != nil {
-		b.Fatalf("this kernel has no KSM: %v", err)
-	}
-	saved := map[string][]byte{}
-	for _, f := range []string{"pages_to_scan", "sleep_millisecs", "run"} {
-		v, err := os.ReadFile(filepath.Join(ksmDir, f))
-		if err != nil {
-			b.Fatal(err)
-		}
-		saved[f] = v
-	}
-	b.Cleanup(func() {
-		if err := hostinfo.SetKSM("off"); err != nil { // unmerges
-			b.Error(err)
-		}
-		for _, f := range []string{"pages_to_scan", "sleep_millisecs", "run"} {
-			if err := os.WriteFile(filepath.Join(ksmDir, f), saved[f], 0); err != nil {
-				b.Errorf("putting KSM's %s back: %v", f, err)
-			}
-		}
-	})
-	for f, v := range map[string]string{"pages_to_scan": "1000", "sleep_millisecs": "20"} {
-		if err := os.WriteFile(filepath.Join(ksmDir, f), []byte(v), 0); err != nil {
-			b.Fatal(err)
-		}
-	}
+	vmkerneltest.FastKSM(b)
 	kernel := runnertest.Kernel(b, "../../build/vmlinuz")
 	rig := vmkerneltest.Start(b, vmkerneltest.Options{})
 	c, ds := rig.Client, rig.DS["ds"]
@@ -77,8 +49,7 @@ func BenchmarkKSM(b *testing.B) {
 		}
 		return k
 	}
-	// settle restarts KSM (unmerged) and returns what it saves with none
-	// of the set's guests, after two passes.
+	// restart turns KSM off (unmerging everything) and on again.
 	restart := func() {
 		b.Helper()
 		if err := hostinfo.SetKSM("off"); err != nil {
