@@ -99,7 +99,7 @@ bench: build/.deps $(IMAGE)
 	go run ./bench/poweron -n 20 -libvirt
 	go run ./bench/api -runs 3
 	go run ./bench/dcui -n 11
-	go test -run XXX -bench . ./bench/backupbench ./bench/webbench ./bench/hwbench
+	go test -run XXX -bench . ./bench/backupbench ./bench/webbench ./bench/hwbench ./bench/snapbench
 	go test -run XXX -bench . -benchmem -count 5 ./bench/boardbench
 
 clean:

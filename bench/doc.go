@@ -1,6 +1,6 @@
 // Package bench is the home of Plinth's benchmarks: the commands (boot,
 // poweron, api, memory), the Go benchmarks (backupbench, webbench,
-// boardbench, hwbench, run by go test -bench, never by make test) and the
+// boardbench, hwbench, snapbench, run by go test -bench, never by make test) and the
 // rigs they run (bootbench, powerbench, apibench, stats). Each measures against a
 // floor or a peer in the same run, interleaved, with warm-ups and medians,
 // and prints a section for docs/PERFORMANCE.md. Nothing here is product
