@@ -147,8 +147,9 @@ func (s *Server) consoleStream(w http.ResponseWriter, r *http.Request) {
 		if len(view.Tail) > 0 && !write(view.Tail) {
 			return
 		}
-		for b := range view.Output() {
-			if !write(b) {
+		for {
+			b, ok := view.Next()
+			if !ok || !write(b) {
 				return
 			}
 		}

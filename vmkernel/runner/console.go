@@ -76,17 +76,15 @@ func (c *console) Write(b []byte) (int, error) {
 	if err := c.writeFile(b); err != nil && c.err == nil {
 		c.err = err
 	}
-	if len(c.viewers) > 0 {
-		// One copy shared by all viewers: they only read it.
-		cp := append([]byte(nil), b...)
-		for v := range c.viewers {
-			select {
-			case v.out <- cp:
-			default: // fallen behind: dropped, never waited for
-				v.dropped = true
-				c.dropLocked(v)
-			}
+	for v := range c.viewers {
+		if len(v.pending)+len(b) > viewerMaxPending {
+			// Fallen behind: dropped, never waited for.
+			v.dropped = true
+			c.dropLocked(v)
+			continue
 		}
+		v.pending = append(v.pending, b...)
+		v.wakeUp()
 	}
 	return len(b), nil
 }
@@ -171,33 +169,64 @@ func (c *console) closeFile() {
 	}
 }
 
-// viewerQueue is how many console writes (each up to 32 KiB) a viewer may
-// have pending before it is dropped.
-const viewerQueue = 256
+// viewerMaxPending is how many bytes of console output a viewer may have
+// waiting before it is dropped. The guest's serial port arrives a few
+// bytes at a time (QEMU sends what the UART got), so the bound is on bytes,
+// not writes: a burst of boot messages is a few KiB in a thousand writes.
+const viewerMaxPending = 1 << 20
 
 // ConsoleViewer is one live viewer of a VM's serial console: it gets the
 // console's tail at attach time, then every byte the guest prints, and its
-// writes go to the guest's serial port. A viewer that does not take its
-// output fast enough is dropped (Output is closed) rather than ever
-// slowing the console reader, and every viewer ends when the VM's QEMU does.
+// writes go to the guest's serial port. A viewer that lets more than
+// viewerMaxPending bytes wait is dropped rather than ever slowing the
+// console reader, and every viewer ends when the VM's QEMU does.
 type ConsoleViewer struct {
-	// Tail is what the console kept when the viewer attached; Output
+	// Tail is what the console kept when the viewer attached; Next
 	// continues exactly where it ends.
 	Tail []byte
 
-	con     *console
-	serial  *serialConn
-	out     chan []byte
-	dropped bool // under con.mu
+	con    *console
+	serial *serialConn
+	wake   chan struct{} // one token: pending grew or the viewer ended
+
+	// Under con.mu:
+	pending []byte
+	ended   bool
+	dropped bool
 }
 
-// Output delivers the guest's output; it is closed when the viewer ends.
-func (v *ConsoleViewer) Output() <-chan []byte { return v.out }
+// Next waits for the guest's output and answers all of it that has come
+// since the last call, or false once the viewer has ended and everything
+// before its end has been taken.
+func (v *ConsoleViewer) Next() ([]byte, bool) {
+	for {
+		v.con.mu.Lock()
+		b, ended := v.pending, v.ended
+		v.pending = nil
+		v.con.mu.Unlock()
+		if len(b) > 0 {
+			return b, true
+		}
+		if ended {
+			return nil, false
+		}
+		<-v.wake
+	}
+}
+
+// wakeUp lets a waiting Next look again (con.mu held).
+func (v *ConsoleViewer) wakeUp() {
+	select {
+	case v.wake <- struct{}{}:
+	default: // a token is already there
+	}
+}
 
 // Write sends p to the guest's serial port.
 func (v *ConsoleViewer) Write(p []byte) (int, error) { return v.serial.write(p) }
 
-// Close detaches the viewer (closing Output); it may be called more than once.
+// Close detaches the viewer (Next answers what was pending, then false); it
+// may be called more than once.
 func (v *ConsoleViewer) Close() {
 	v.con.mu.Lock()
 	defer v.con.mu.Unlock()
@@ -220,7 +249,7 @@ func (c *console) attach(serial *serialConn) *ConsoleViewer {
 	if len(r) > ConsoleTailMax {
 		r = r[len(r)-ConsoleTailMax:]
 	}
-	v := &ConsoleViewer{Tail: append([]byte{}, r...), con: c, serial: serial, out: make(chan []byte, viewerQueue)}
+	v := &ConsoleViewer{Tail: append([]byte{}, r...), con: c, serial: serial, wake: make(chan struct{}, 1)}
 	if c.viewers == nil {
 		c.viewers = map[*ConsoleViewer]struct{}{}
 	}
@@ -228,11 +257,12 @@ func (c *console) attach(serial *serialConn) *ConsoleViewer {
 	return v
 }
 
-// dropLocked removes v and closes its output (c.mu held).
+// dropLocked removes v and ends it (c.mu held).
 func (c *console) dropLocked(v *ConsoleViewer) {
 	if _, ok := c.viewers[v]; ok {
 		delete(c.viewers, v)
-		close(v.out)
+		v.ended = true
+		v.wakeUp()
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -12,7 +11,7 @@ import (
 // TestConsoleViewersFanOut: viewers attached to a console get its tail and
 // then every write, in order; one that does not read is dropped instead of
 // slowing the console's writer, while a reading one keeps everything; a
-// closed or ended viewer's output is closed.
+// closed or ended viewer's Next ends.
 func TestConsoleViewersFanOut(t *testing.T) {
 	c := newConsole(t.TempDir())
 	defer c.closeFile()
@@ -23,48 +22,40 @@ func TestConsoleViewersFanOut(t *testing.T) {
 		t.Fatalf("tails %q %q", fast.Tail, slow.Tail)
 	}
 	var got bytes.Buffer
-	var read atomic.Int64 // bytes the fast viewer has taken
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for b := range fast.Output() {
+		for {
+			b, ok := fast.Next()
+			if !ok {
+				return
+			}
 			got.Write(b)
-			read.Add(int64(len(b)))
 		}
 	}()
 	var want bytes.Buffer
-	var writing time.Duration
-	for i := range 10 * viewerQueue {
+	for i := 0; want.Len() <= 2*viewerMaxPending; i++ {
 		line := fmt.Appendf(nil, "line %d\n", i)
 		want.Write(line)
-		t0 := time.Now()
 		c.Write(line)
-		writing += time.Since(t0)
-		if i%(viewerQueue/2) == 0 {
-			// The fast viewer keeps up: it is let catch up every half
-			// queue, however busy the machine (the slow one never reads).
-			deadline := time.Now().Add(10 * time.Second)
-			for read.Load() < int64(want.Len()) {
-				if fast.Dropped() || time.Now().After(deadline) {
-					t.Fatalf("after %d writes the reading viewer has %d of %d bytes (dropped %v)", i+1, read.Load(), want.Len(), fast.Dropped())
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
+		if i%1000 == 0 {
+			time.Sleep(time.Millisecond) // the reader may run on a busy machine
 		}
-	}
-	if writing > 60*time.Second { // a viewer that blocked the console would hold it for ever
-		t.Errorf("writes took %v: a viewer slowed the console", writing)
 	}
 	if !slow.Dropped() {
 		t.Error("a viewer that never reads was not dropped")
 	}
-	n := 0
-	for range slow.Output() { // closed: ranging ends
-		n++
+	var kept int
+	for {
+		b, ok := slow.Next() // what it had before the drop, then the end
+		if !ok {
+			break
+		}
+		kept += len(b)
 	}
-	if n != viewerQueue {
-		t.Errorf("slow viewer had %d writes queued, want %d", n, viewerQueue)
+	if kept == 0 || kept > viewerMaxPending {
+		t.Errorf("the dropped viewer had %d bytes waiting, want 1..%d", kept, viewerMaxPending)
 	}
 	fast.Close()
 	fast.Close() // twice is fine
@@ -75,18 +66,59 @@ func TestConsoleViewersFanOut(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {
 		t.Fatalf("fast viewer got %d bytes, want %d", got.Len(), want.Len())
 	}
-	// Ending the viewers (QEMU gone) closes their output.
+	// Ending the viewers (QEMU gone) ends their Next.
 	v := c.attach(newSerialConn())
 	c.endViewers()
+	ended := make(chan bool)
+	go func() { _, ok := v.Next(); ended <- ok }()
 	select {
-	case _, ok := <-v.Output():
+	case ok := <-ended:
 		if ok {
 			t.Fatal("output after endViewers")
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("output not closed by endViewers")
+		t.Fatal("Next still waiting after endViewers")
 	}
 	if _, err := v.Write([]byte("x")); err == nil {
 		t.Error("input without a serial connection accepted")
+	}
+}
+
+// TestConsoleViewerKeepsUpWithAByteAtATime: a guest's boot messages come a
+// byte or two per write (QEMU forwards what the UART got); a viewer whose
+// reader pauses (a busy browser, a loaded host) for longer than a burst
+// takes must get all of it, not be dropped part way through a line.
+func TestConsoleViewerKeepsUpWithAByteAtATime(t *testing.T) {
+	c := newConsole(t.TempDir())
+	defer c.closeFile()
+	v := c.attach(newSerialConn())
+	var got bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			b, ok := v.Next()
+			if !ok {
+				return
+			}
+			got.Write(b)
+			time.Sleep(50 * time.Millisecond) // a stalled reader
+		}
+	}()
+	var want bytes.Buffer
+	for i := range 200 {
+		line := fmt.Appendf(nil, "[    %d.%06d] a kernel message of a usual length, written a byte at a time\n", i/100, i)
+		want.Write(line)
+		for k := range line {
+			c.Write(line[k : k+1])
+		}
+	}
+	v.Close()
+	<-done
+	if v.Dropped() {
+		t.Fatalf("a viewer behind by %d bytes (in %d one-byte writes) was dropped", want.Len(), want.Len())
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("the viewer got %d bytes, want %d", got.Len(), want.Len())
 	}
 }
