@@ -59,20 +59,48 @@ function Serial({ id, full }) {
     window.addEventListener('resize', onResize);
     let sock;
     let closed = false;
+    let timer = null;
+    let tries = 0;
     const enc = new TextEncoder();
-    api.wsURL(id, 'console').then(url => {
+    // A connection lost while the page shows the console (mgmtd restarted,
+    // the network blinked) is made again, a little later each time; each
+    // attach replays the console's kept tail, so the terminal starts over.
+    const again = () => {
       if (closed) return;
-      sock = new WebSocket(url);
-      ws.current = sock;
-      sock.binaryType = 'arraybuffer';
-      sock.onopen = () => { setState('connected'); term.focus(); };
-      sock.onmessage = e => term.write(new Uint8Array(e.data));
-      sock.onclose = e => setState('disconnected' + (e.reason ? ': ' + e.reason : ''));
-      sock.onerror = () => setState('disconnected');
-    });
+      const wait = Math.min(1000 * 2 ** tries, 15000);
+      tries++;
+      timer = setTimeout(connect, wait);
+    };
+    const connect = () => {
+      timer = null;
+      if (closed) return;
+      api.wsURL(id, 'console').then(url => {
+        if (closed) return;
+        sock = new WebSocket(url);
+        ws.current = sock;
+        el.current.socket = sock; // the tests cut the connection here
+        sock.binaryType = 'arraybuffer';
+        let fresh = true;
+        sock.onopen = () => { tries = 0; setState('connected'); term.focus(); };
+        sock.onmessage = e => {
+          if (fresh) { term.reset(); fresh = false; }
+          term.write(new Uint8Array(e.data));
+        };
+        sock.onclose = e => {
+          if (closed) return;
+          setState('disconnected' + (e.reason ? ': ' + e.reason : '') + '; reconnecting');
+          again();
+        };
+      }, e => {
+        if (closed) return;
+        setState('disconnected: ' + e.message + '; retrying');
+        again();
+      });
+    };
+    connect();
     const sub = term.onData(d => { if (sock && sock.readyState === 1) sock.send(enc.encode(d)); });
     el.current.terminal = term; // the tests read the screen from here
-    return () => { closed = true; sub.dispose(); window.removeEventListener('resize', onResize); sock && sock.close(); term.dispose(); };
+    return () => { closed = true; clearTimeout(timer); sub.dispose(); window.removeEventListener('resize', onResize); sock && sock.close(); term.dispose(); };
   }, [id]);
   async function paste() {
     let text = '';

@@ -137,8 +137,18 @@ func Tour(t testing.TB, b *Browser, s Site) string {
 	// Start it; the serial terminal shows the guest's text.
 	b.Do("start", 20*time.Second, chromedp.Click(chromedp.CSS(`button[data-action=start]`)))
 	b.WaitFor("running", `document.querySelector('#vm-state').textContent === 'running'`, s.wait(60*time.Second))
-	b.WaitFor("the guest's marker in the serial terminal", `(() => { const t = document.querySelector('#serial-term'); if (!t || !t.terminal) return false; const b = t.terminal.buffer.active; let s = ''; for (let i = 0; i < b.length; i++) s += b.getLine(i).translateToString(true) + '\n'; return s.includes(`+js(s.Marker)+`) })()`, s.wait(240*time.Second))
+	// On failure, what the guest printed as the host kept it: did the guest
+	// stop, or did its output not reach the page?
+	consoleTail := func() string {
+		text, err := chromedp.Run(b.deadline(20*time.Second), chromedp.Evaluate[string](`(async () => { const l = await fetch('/api/v1/vms', {headers: {Authorization: 'Bearer ' + window.plinthToken()}}).then(r => r.json()); const v = l.find(v => v.spec.name === `+js(name)+`); if (!v) return 'no VM named '+`+js(name)+`; const t = await fetch('/api/v1/vms/' + encodeURIComponent(v.spec.id) + '/console', {headers: {Authorization: 'Bearer ' + window.plinthToken()}}).then(r => r.text()); return t.slice(-3000) })()`, chromedp.EvalAwaitPromise))
+		return fmt.Sprintf("the VM's console as the API has it (%v):\n%s", err, text)
+	}
+	b.WaitForExplained("the guest's marker in the serial terminal", terminalHas(s.Marker), s.wait(240*time.Second), consoleTail)
 	b.Shot("serial-console")
+	// A connection that breaks is made again by itself, and the terminal
+	// shows the console from its kept tail once more.
+	Eval[bool](b, `(() => { const t = document.querySelector('#serial-term'); t.terminal.reset(); t.socket.close(); return true })()`)
+	b.WaitFor("the serial console reconnected", `document.querySelector('#serial-term').socket.readyState === 1 && document.querySelector('.console .conn').textContent === 'connected' && `+terminalHas(s.Marker), s.wait(30*time.Second))
 
 	// The screen: noVNC's canvas must hold more than one colour.
 	b.Do("the screen tab", 20*time.Second, chromedp.Click(chromedp.CSS(`#tab-vnc`)))
@@ -321,4 +331,9 @@ func Listed(t testing.TB, b *Browser, s Site, name string) {
 	b.Do("open the datastore", s.wait(20*time.Second), chromedp.Click(chromedp.CSS(`a[href="/storage"]`)))
 	b.Do("open "+s.Datastore, s.wait(20*time.Second), chromedp.Click(chromedp.CSS(`a[href="/storage/`+s.Datastore+`"]`)))
 	b.WaitFor(name+" listed", `[...document.querySelectorAll('table.list td')].some(td => td.textContent === `+js(name)+`)`, s.wait(30*time.Second))
+}
+
+// terminalHas is a page expression: the serial terminal's buffer holds text.
+func terminalHas(text string) string {
+	return `(() => { const t = document.querySelector('#serial-term'); if (!t || !t.terminal) return false; const b = t.terminal.buffer.active; let s = ''; for (let i = 0; i < b.length; i++) s += b.getLine(i).translateToString(true) + '\n'; return s.includes(` + js(text) + `) })()`
 }

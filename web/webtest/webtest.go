@@ -110,6 +110,16 @@ func (b *Browser) WaitFor(what, expr string, d time.Duration) {
 	}
 }
 
+// WaitForExplained is WaitFor whose failure also says what explain
+// answers then (e.g. the same facts read through the API).
+func (b *Browser) WaitForExplained(what, expr string, d time.Duration, explain func() string) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.deadline(d+5*time.Second), chromedp.Poll[any](expr, chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		b.Shot("failed-" + slug(what))
+		b.t.Fatalf("waiting %s for %s (%s): %v\n%s\npage text:\n%s", d, what, expr, err, explain(), b.PageText())
+	}
+}
+
 // PageText is the page's visible text (for failure messages).
 func (b *Browser) PageText() string {
 	v, err := chromedp.Run(b.deadline(5*time.Second), chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
