@@ -80,11 +80,12 @@ export async function login(user, password) {
 }
 
 // logout forgets the token at once, then asks the host to end the session
-// (the page holds no token while the answer is on its way).
+// (the page holds no token while the answer is on its way), waiting for
+// the answer at most 5 s.
 export async function logout() {
   const t = token;
   token = '';
-  await fetch('/api/v1/sessions/current', { method: 'DELETE', headers: { 'Authorization': 'Bearer ' + t } })
+  await fetch('/api/v1/sessions/current', { method: 'DELETE', headers: { 'Authorization': 'Bearer ' + t }, signal: AbortSignal.timeout(5000) })
     .catch(() => { /* the host is unreachable; the session ends at its expiry */ });
 }
 
