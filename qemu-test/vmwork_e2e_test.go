@@ -1,0 +1,287 @@
+package qemutest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plinth/plinth/api"
+	"github.com/plinth/plinth/client"
+)
+
+// TestNestedKVMSnapshots is issue 17's main snapshot paths again where
+// they run on KVM: inside the appliance (booted under TCG with -cpu max,
+// kvm_amd gives vmkernel a nested /dev/kvm). A guest with an ext4 disk
+// writes a marker file, a snapshot keeps its memory, the guest overwrites
+// the file, the revert brings the guest back running and it reads the first
+// marker; a middle snapshot is deleted and the chain is one shorter with the
+// data of the last intact. Everything goes through mgmtd's API with the one
+// client.
+//
+// It is not one of make e2e's TestAppliance tests: on this machine the
+// nested KVM runs on QEMU 7.2's TCG emulation of AMD's SVM, which decides
+// its outcome more than Plinth does. Of 5 runs on 2026-12-06, 3 passed;
+// in one the outer QEMU aborted ("tcg_handle_interrupt: assertion failed:
+// (qemu_mutex_iothread_locked())") and in one the nested guest stopped
+// taking interrupts after a revert (its serial output ended mid-line). The
+// same paths, and a UEFI guest's variables across a revert, are make
+// test's under TCG (vmkernel's TestSnapshotRevertWithMemory and
+// TestSnapshotUEFIVariables). Run it with
+//
+//	PLINTH_E2E=1 go test -count=1 -v -run TestNestedKVMSnapshots ./qemu-test/
+func TestNestedKVMSnapshots(t *testing.T) {
+	o := e2eOptions(t)
+	dir := t.TempDir()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := os.ReadFile(filepath.Join(root, "build", "kernel-release"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := filepath.Join(root, "build", "modules", "lib", "modules", strings.TrimSpace(string(release)))
+	seed := filepath.Join(dir, "ds-seed")
+	if err := os.MkdirAll(seed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The file-system guest (floorinit's "mark", "cat", "efiset", "efiget"
+	// on its serial console) and an ext4 disk for each VM.
+	if err := InstallGuest(o.Kernel, seed, func(d string) (string, error) {
+		return BuildFloorWithModules(d, mods, "virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "efivarfs")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ext4Disk(t, filepath.Join(seed, "bios", "disk.qcow2"))
+	dsImg := filepath.Join(dir, "ds1.img")
+	mkfs(t, "PLINTH-DS1", seed, dsImg, "768M")
+	o.CPUs, o.MemoryMiB = 2, 2048
+	o.ExtraArgs = []string{"-drive", "file=" + dsImg + ",if=virtio,format=raw"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	vm, _, err := StartReady(ctx, o, 240*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if err := SetPasswordViaDCUI(ctx, vm, e2ePassword); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(vm.APIURL(), client.WithInsecureSkipVerify(), client.WithTimeout(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Login(ctx, api.RootUser, e2ePassword); err != nil {
+		t.Fatal(err)
+	}
+	// The point is KVM: vmkernel decides once kvm_amd has loaded.
+	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		h, err := c.Host(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Acceleration.Mode == api.AccelKVM {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the appliance's VMs run on %s (%s), not KVM", h.Acceleration.Mode, h.Acceleration.Reason)
+		}
+	}
+	w := vmWork{t: t, ctx: ctx, c: c, vm: vm}
+
+	// BIOS: memory snapshot, overwrite, revert.
+	const cmdline = "console=ttyS0 quiet panic=-1 plinthfloor=fs,console"
+	bios := w.create(api.VMSpec{Name: "snappy", MemoryMiB: 256, Machine: api.MachinePC, Serial: true,
+		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: cmdline},
+		Disks:  []api.Disk{{Datastore: "ds1", Path: "bios/disk.qcow2"}}})
+	w.start(bios, 1)
+	w.say(bios, "mark first", "floor: marked first")
+	t0 := time.Now()
+	w.task(bios)(c.CreateSnapshot(ctx, bios, api.SnapshotRequest{Name: "first", Memory: true}))
+	t.Logf("memory snapshot on KVM: %v", time.Since(t0).Round(time.Millisecond))
+	w.running(bios, "after a memory snapshot")
+	w.say(bios, "mark second", "floor: marked second")
+	w.task(bios)(c.CreateSnapshot(ctx, bios, api.SnapshotRequest{Name: "second"}))
+	w.say(bios, "mark third", "floor: marked third")
+	w.task(bios)(c.CreateSnapshot(ctx, bios, api.SnapshotRequest{Name: "third", Memory: true}))
+	w.say(bios, "mark fourth", "floor: marked fourth")
+	t0 = time.Now()
+	w.task(bios)(c.RevertSnapshot(ctx, bios, "first", api.RevertRequest{}))
+	t.Logf("revert to the memory snapshot on KVM: %v", time.Since(t0).Round(time.Millisecond))
+	w.running(bios, "after the revert")
+	w.say(bios, "cat", "floor: marker=first")
+
+	// The middle snapshot goes; the chain is one shorter, third's data kept.
+	if d := w.depth(bios, "third"); d != 3 {
+		t.Fatalf("depth of third %d, want 3 (first, second, third)", d)
+	}
+	w.task(bios)(c.DeleteSnapshot(ctx, bios, "second"))
+	if d := w.depth(bios, "third"); d != 2 {
+		t.Fatalf("after deleting the middle snapshot: depth of third %d, want 2", d)
+	}
+	w.task(bios)(c.RevertSnapshot(ctx, bios, "third", api.RevertRequest{}))
+	w.running(bios, "after the revert to third")
+	w.say(bios, "cat", "floor: marker=third")
+	if _, err := c.VMAction(ctx, bios, api.ActionStop); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ext4Disk makes a 64 MiB ext4 file system labelled "floor" as a qcow2
+// image at path (the file-system guest mounts it).
+func ext4Disk(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(t.TempDir(), "fs.raw")
+	for _, args := range [][]string{
+		{"mke2fs", "-q", "-F", "-t", "ext4", "-L", "floor", raw, "64M"},
+		{"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", args[0], err, out)
+		}
+	}
+}
+
+// vmWork drives VMs in the appliance through the client, failing the test
+// with the VM's console and vmkernel's log when a step does not happen.
+type vmWork struct {
+	t   *testing.T
+	ctx context.Context
+	c   *client.Client
+	vm  *VM
+}
+
+func (w vmWork) fail(id, format string, args ...any) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	con, err := w.c.VMConsole(ctx, id)
+	if len(con) > 4000 {
+		con = con[len(con)-4000:]
+	}
+	msg := fmt.Sprintf("%s\nthe VM's console (%v):\n%s", fmt.Sprintf(format, args...), err, con)
+	for _, name := range []string{api.LogVMKernel, api.LogMgmtd} {
+		log, err := w.c.LogTail(ctx, name, 6<<10)
+		msg += fmt.Sprintf("\n%s's log (%v):\n%s", name, err, log)
+	}
+	w.t.Fatalf("%s%s", msg, formatTail(w.vm.Tail(TailLines)))
+}
+
+func (w vmWork) create(spec api.VMSpec) string {
+	w.t.Helper()
+	v, err := w.c.CreateVM(w.ctx, spec)
+	if err != nil {
+		w.t.Fatalf("creating %s: %v", spec.Name, err)
+	}
+	return v.Spec.ID
+}
+
+// start starts the VM and waits for the guest's nth marker.
+func (w vmWork) start(id string, n int) {
+	w.t.Helper()
+	if _, err := w.c.VMAction(w.ctx, id, api.ActionStart); err != nil {
+		w.fail(id, "start: %v", err)
+	}
+	w.marker(id, n)
+}
+
+func (w vmWork) console(id string) string {
+	w.t.Helper()
+	b, err := w.c.VMConsole(w.ctx, id)
+	if err != nil {
+		w.t.Fatalf("console of %s: %v", id, err)
+	}
+	return string(b)
+}
+
+// marker waits for the guest's nth marker since the console log began.
+func (w vmWork) marker(id string, n int) {
+	w.t.Helper()
+	for end := time.Now().Add(3 * time.Minute); strings.Count(w.console(id), FloorMarker) < n; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(end) {
+			w.fail(id, "no marker #%d from %s in 3 min", n, id)
+		}
+	}
+}
+
+// say types line on the VM's serial console (mgmtd's websocket) and waits
+// until the console shows want once more than before.
+func (w vmWork) say(id, line, want string) {
+	w.t.Helper()
+	n := strings.Count(w.console(id), want)
+	ws, err := w.c.ConsoleWebsocket(w.ctx, id)
+	if err != nil {
+		w.fail(id, "console websocket: %v", err)
+	}
+	defer ws.Close()
+	if _, err := ws.Write([]byte(line + "\n")); err != nil {
+		w.fail(id, "typing %q: %v", line, err)
+	}
+	for end := time.Now().Add(90 * time.Second); strings.Count(w.console(id), want) <= n; time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(end) {
+			w.fail(id, "typed %q; no %q in 90 s", line, want)
+		}
+	}
+}
+
+// task answers a function that waits for a task the API started on the
+// VM id and fails the test if it failed.
+func (w vmWork) task(id string) func(api.Task, error) {
+	return func(task api.Task, err error) {
+		w.t.Helper()
+		if err != nil {
+			w.fail(id, "starting a task: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(w.ctx, 5*time.Minute)
+		defer cancel()
+		done, err := w.c.WaitTask(ctx, task.ID, 200*time.Millisecond, nil)
+		if err != nil {
+			w.fail(id, "task %s (%s): %v", task.ID, task.Kind, err)
+		}
+		if done.State != api.TaskSucceeded {
+			w.fail(id, "task %s (%s): %s %s", task.ID, task.Kind, done.State, done.Error)
+		}
+	}
+}
+
+func (w vmWork) running(id, when string) {
+	w.t.Helper()
+	v, err := w.c.GetVM(w.ctx, id)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if v.Runtime.State != api.VMRunning {
+		w.fail(id, "%s the VM is %s, want running", when, v.Runtime.State)
+	}
+}
+
+// depth is the length of the chain from the root snapshot to name.
+func (w vmWork) depth(id, name string) int {
+	w.t.Helper()
+	tree, err := w.c.Snapshots(w.ctx, id)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	byID := map[string]api.Snapshot{}
+	for _, s := range tree.Snapshots {
+		byID[s.ID] = s
+	}
+	for _, s := range tree.Snapshots {
+		if s.Name == name {
+			n := 0
+			for id := s.ID; id != ""; id = byID[id].Parent {
+				n++
+			}
+			return n
+		}
+	}
+	return 0
+}
