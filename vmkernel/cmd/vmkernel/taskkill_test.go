@@ -103,12 +103,14 @@ func TestKill9DuringSnapshotAndBackup(t *testing.T) {
 	}
 	// QEMU answers no QMP until the save is done: held for 3 s (SIGSTOP),
 	// it stands for the save of a guest with more memory than this one.
+	// Stopped only once vmkernel is gone: a stopped QEMU in a process group
+	// orphaned by its parent's death gets SIGHUP from the kernel, and quits.
+	d.kill9(t)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	cont := time.AfterFunc(3*time.Second, func() { syscall.Kill(pid, syscall.SIGCONT) })
 	defer cont.Stop()
-	d.kill9(t)
 	d = r.start(t)
 	reattached("a memory snapshot")
 	tree, err := r.c.Snapshots(ctxT(t, 10*time.Second), id)
