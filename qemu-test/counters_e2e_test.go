@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,24 +23,7 @@ import (
 func TestApplianceNetCounters(t *testing.T) {
 	o := e2eOptions(t)
 	dir := t.TempDir()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := os.ReadFile(filepath.Join(root, "build", "kernel-release"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods := filepath.Join(root, "build", "modules", "lib", "modules", strings.TrimSpace(string(release)))
-	seed := filepath.Join(dir, "ds-seed")
-	if err := os.MkdirAll(seed, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := InstallGuest(o.Kernel, seed, func(d string) (string, error) {
-		return BuildFloorWithModules(d, mods, "virtio_pci", "virtio_net")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	seed := floorDatastore(t, o.Kernel, dir, "virtio_pci", "virtio_net")
 	dsImg := filepath.Join(dir, "ds1.img")
 	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
 	o.CPUs, o.MemoryMiB = 2, 2048

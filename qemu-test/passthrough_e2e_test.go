@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,24 +26,7 @@ import (
 func TestAppliancePassthrough(t *testing.T) {
 	o := e2eOptions(t)
 	dir := t.TempDir()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := os.ReadFile(filepath.Join(root, "build", "kernel-release"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods := filepath.Join(root, "build", "modules", "lib", "modules", strings.TrimSpace(string(release)))
-	seed := filepath.Join(dir, "ds-seed")
-	if err := os.MkdirAll(seed, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := InstallGuest(o.Kernel, seed, func(d string) (string, error) {
-		return BuildFloorWithModules(d, mods, "e1000e")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	seed := floorDatastore(t, o.Kernel, dir, "e1000e")
 	dsImg := filepath.Join(dir, "ds1.img")
 	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
 

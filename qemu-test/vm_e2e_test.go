@@ -148,6 +148,25 @@ func mkfs(t *testing.T, label, seed, img, size string) {
 	}
 }
 
+// floorDatastore makes a datastore's seed folder in dir holding the floor
+// guest for nested VMs: the appliance's kernel (vmlinuz) and the floor's
+// init (init.cpio) with the image's kernel modules mods. The test may add
+// files, then makes the image with mkfs.
+func floorDatastore(t *testing.T, kernel, dir string, mods ...string) string {
+	t.Helper()
+	seed := filepath.Join(dir, "ds-seed")
+	if err := os.MkdirAll(seed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	modDir := filepath.Join(ImageModules(kernel), kernelRelease(t, kernel))
+	if err := InstallGuest(kernel, seed, func(d string) (string, error) {
+		return BuildFloorWithModules(d, modDir, mods...)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return seed
+}
+
 // hostLogTail is the last n lines of one of the appliance's logs, read
 // through the API (for failure messages: after the ready line the console
 // belongs to the DCUI, and STATE's file system is not settled while the

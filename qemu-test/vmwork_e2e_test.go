@@ -37,26 +37,9 @@ import (
 func TestNestedKVMSnapshots(t *testing.T) {
 	o := e2eOptions(t)
 	dir := t.TempDir()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	release, err := os.ReadFile(filepath.Join(root, "build", "kernel-release"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods := filepath.Join(root, "build", "modules", "lib", "modules", strings.TrimSpace(string(release)))
-	seed := filepath.Join(dir, "ds-seed")
-	if err := os.MkdirAll(seed, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// The file-system guest (floorinit's "mark", "cat", "efiset", "efiget"
-	// on its serial console) and an ext4 disk for each VM.
-	if err := InstallGuest(o.Kernel, seed, func(d string) (string, error) {
-		return BuildFloorWithModules(d, mods, "virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "efivarfs")
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// The file-system guest (floorinit's "mark" and "cat" on its serial
+	// console) and an ext4 disk for it.
+	seed := floorDatastore(t, o.Kernel, dir, "virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
 	ext4Disk(t, filepath.Join(seed, "bios", "disk.qcow2"))
 	dsImg := filepath.Join(dir, "ds1.img")
 	mkfs(t, "PLINTH-DS1", seed, dsImg, "768M")
