@@ -70,7 +70,7 @@ func BenchmarkHotplug(b *testing.B) {
 	q := startBare(b, ds, "bare", cpu, memMiB, watchCmdline)
 	tail := func() ([]byte, error) { return c.VMConsole(ctx, id) }
 	waitCount(b, tail, runnertest.Marker, 1, 180*time.Second)
-	waitCount(b, q.tail, runnertest.Marker, 1, 180*time.Second)
+	waitCount(b, q.Tail, runnertest.Marker, 1, 180*time.Second)
 
 	disk := api.Disk{Datastore: "ds", Path: "extra.raw", Format: api.FormatRaw}
 	diskLine := fmt.Sprintf("PLINTH-DISK vda %d", diskSize)
@@ -94,16 +94,16 @@ func BenchmarkHotplug(b *testing.B) {
 		// The floor, bare QEMU's QMP.
 		node, dev := fmt.Sprintf("bn%d", round), fmt.Sprintf("bd%d", round)
 		t0 = time.Now()
-		q.run(b, "blockdev-add", map[string]any{"driver": "raw", "node-name": node,
-			"file": map[string]any{"driver": "file", "filename": filepath.Join(ds, fmt.Sprintf("bare%d.raw", round))}})
-		q.run(b, "device_add", map[string]any{"driver": "virtio-blk-pci", "id": dev, "drive": node, "bus": "hp0"})
-		waitCount(b, q.tail, diskLine, round+1, 60*time.Second)
+		q.Run(b, "blockdev-add", map[string]any{"driver": "raw", "node-name": node,
+			"file": map[string]any{"driver": "file", "filename": filepath.Join(ds, fmt.Sprintf("bare%d.raw", round))}}, "")
+		q.Run(b, "device_add", map[string]any{"driver": "virtio-blk-pci", "id": dev, "drive": node, "bus": "hp0"}, "")
+		waitCount(b, q.Tail, diskLine, round+1, 60*time.Second)
 		fd := time.Since(t0)
 		netdev, nic := fmt.Sprintf("nn%d", round), fmt.Sprintf("nd%d", round)
 		t0 = time.Now()
-		q.run(b, "netdev_add", map[string]any{"type": "user", "id": netdev})
-		q.run(b, "device_add", map[string]any{"driver": "virtio-net-pci", "id": nic, "netdev": netdev, "mac": mac, "bus": "hp1"})
-		waitCount(b, q.tail, "PLINTH-NIC eth0 "+mac, 1, 60*time.Second)
+		q.Run(b, "netdev_add", map[string]any{"type": "user", "id": netdev}, "")
+		q.Run(b, "device_add", map[string]any{"driver": "virtio-net-pci", "id": nic, "netdev": netdev, "mac": mac, "bus": "hp1"}, "")
+		waitCount(b, q.Tail, "PLINTH-NIC eth0 "+mac, 1, 60*time.Second)
 		fn := time.Since(t0)
 
 		// Unplug both sides (not timed): each waits for its guest.
@@ -113,11 +113,11 @@ func BenchmarkHotplug(b *testing.B) {
 		if _, err := c.RemoveDisk(ctx, id, 0); err != nil {
 			b.Fatal(err)
 		}
-		q.unplug(b, nic)
-		q.run(b, "netdev_del", map[string]any{"id": netdev})
-		q.unplug(b, dev)
+		unplug(b, q, nic)
+		q.Run(b, "netdev_del", map[string]any{"id": netdev}, "")
+		unplug(b, q, dev)
 		waitCount(b, tail, "PLINTH-GONE vda", round+1, 60*time.Second)
-		waitCount(b, q.tail, "PLINTH-GONE vda", round+1, 60*time.Second)
+		waitCount(b, q.Tail, "PLINTH-GONE vda", round+1, 60*time.Second)
 		if round == 0 {
 			continue // warm-up
 		}

@@ -3,6 +3,7 @@ package hwbench
 import (
 	"context"
 	"fmt"
+	"github.com/plinth/plinth/bench/barevm"
 	"os"
 	"slices"
 	"strconv"
@@ -153,20 +154,18 @@ func BenchmarkKSM(b *testing.B) {
 		b.Helper()
 		restart()
 		base := measure(true)
-		var qs []*bare
+		var qs []*barevm.VM
 		var pids []int
 		for i := range n {
 			q := startBare(b, ds, fmt.Sprintf("ksm%d-%d", set, i), cpu, memMiB, runnertest.Cmdline)
-			qs, pids = append(qs, q), append(pids, q.cmd.Process.Pid)
+			qs, pids = append(qs, q), append(pids, q.Cmd.Process.Pid)
 		}
 		for _, q := range qs {
-			waitCount(b, q.tail, runnertest.Marker, 1, 180*time.Second)
+			waitCount(b, q.Tail, runnertest.Marker, 1, 180*time.Second)
 		}
 		r := result{saved: measure(false), base: base, rss: rss(pids)}
 		for _, q := range qs {
-			q.mon.Close()
-			q.cmd.Process.Kill()
-			q.cmd.Wait()
+			q.Kill()
 		}
 		return r
 	}

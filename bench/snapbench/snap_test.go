@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/plinth/plinth/bench/barevm"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,9 +112,12 @@ func BenchmarkSnapshots(b *testing.B) {
 		defer cancel()
 		c.VMAction(stop, id, api.ActionStop)
 	})
-	q := startBare(b, ds, "barevm", memMiB, runnertest.Cmdline, bareDisk)
+	q := barevm.Start(b, ds, "barevm", memMiB, runnertest.Cmdline, "-machine", "pc",
+		"-blockdev", "driver=file,filename="+bareDisk+",node-name=disk0-file",
+		"-blockdev", "driver=qcow2,file=disk0-file,node-name=disk0",
+		"-device", "virtio-blk-pci,drive=disk0")
 	runnertest.WaitConsole(b, func() ([]byte, error) { return c.VMConsole(ctx, id) }, runnertest.Marker, 3*time.Minute)
-	runnertest.WaitConsole(b, q.tail, runnertest.Marker, 3*time.Minute)
+	runnertest.WaitConsole(b, q.Tail, runnertest.Marker, 3*time.Minute)
 
 	n := max(*rounds, b.N)
 	b.ResetTimer()
@@ -121,17 +125,17 @@ func BenchmarkSnapshots(b *testing.B) {
 	for round := range n + 1 {
 		m, d := fmt.Sprintf("m%d", round), fmt.Sprintf("d%d", round)
 		fm := timed(func() {
-			q.run(b, "snapshot-save", map[string]any{"job-id": "save", "tag": m, "vmstate": "disk0", "devices": []string{"disk0"}}, "save")
+			q.Run(b, "snapshot-save", map[string]any{"job-id": "save", "tag": m, "vmstate": "disk0", "devices": []string{"disk0"}}, "save")
 		})
 		pm := timed(func() { wait(c.CreateSnapshot(ctx, id, api.SnapshotRequest{Name: m, Memory: true})) })
 		fd := timed(func() {
-			q.run(b, "transaction", map[string]any{"actions": []map[string]any{{"type": "blockdev-snapshot-internal-sync",
+			q.Run(b, "transaction", map[string]any{"actions": []map[string]any{{"type": "blockdev-snapshot-internal-sync",
 				"data": map[string]string{"device": "disk0", "name": d}}}}, "")
 		})
 		pd := timed(func() { wait(c.CreateSnapshot(ctx, id, api.SnapshotRequest{Name: d})) })
 		fr := timed(func() {
-			q.run(b, "snapshot-load", map[string]any{"job-id": "load", "tag": m, "vmstate": "disk0", "devices": []string{"disk0"}}, "load")
-			q.run(b, "cont", nil, "")
+			q.Run(b, "snapshot-load", map[string]any{"job-id": "load", "tag": m, "vmstate": "disk0", "devices": []string{"disk0"}}, "load")
+			q.Run(b, "cont", nil, "")
 		})
 		pr := timed(func() { wait(c.RevertSnapshot(ctx, id, m, api.RevertRequest{})) })
 		if got, err := c.GetVM(ctx, id); err != nil || got.Runtime.State != api.VMRunning {
@@ -140,7 +144,7 @@ func BenchmarkSnapshots(b *testing.B) {
 		// Not timed: the round's snapshots go on both sides.
 		for _, s := range []string{m, d} {
 			wait(c.DeleteSnapshot(ctx, id, s))
-			q.run(b, "snapshot-delete", map[string]any{"job-id": "del", "tag": s, "devices": []string{"disk0"}}, "del")
+			q.Run(b, "snapshot-delete", map[string]any{"job-id": "del", "tag": s, "devices": []string{"disk0"}}, "del")
 		}
 		if round == 0 {
 			continue // warm-up
@@ -154,13 +158,13 @@ func BenchmarkSnapshots(b *testing.B) {
 	// which is the guest's shutdown, not the revert), against qemu-img
 	// snapshot -a of the bare disk.
 	wait(c.CreateSnapshot(ctx, id, api.SnapshotRequest{Name: "base"}))
-	q.run(b, "transaction", map[string]any{"actions": []map[string]any{{"type": "blockdev-snapshot-internal-sync",
+	q.Run(b, "transaction", map[string]any{"actions": []map[string]any{{"type": "blockdev-snapshot-internal-sync",
 		"data": map[string]string{"device": "disk0", "name": "base"}}}}, "")
 	if _, err := c.VMAction(ctx, id, api.ActionStop); err != nil {
 		b.Fatal(err)
 	}
-	q.run(b, "quit", nil, "")
-	q.cmd.Wait()
+	q.Run(b, "quit", nil, "")
+	q.Cmd.Wait()
 	for round := range n + 1 {
 		fr := timed(func() {
 			if out, err := exec.Command("qemu-img", "snapshot", "-a", "base", bareDisk).CombinedOutput(); err != nil {
