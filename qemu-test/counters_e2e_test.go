@@ -16,7 +16,7 @@ import (
 )
 
 // TestApplianceNetCounters: two VMs on a virtual switch of the appliance;
-// one sends a known 16 MiB of broadcast frames (floor init send=16), the
+// one sends a known 4 MiB of broadcast frames (floor init send=4), the
 // other takes them in. /metrics' network counters say the receiver got
 // what was sent (a tap's transmit is what its guest receives) and the
 // sender sent it, and the history's receive rates add up to the same.
@@ -39,7 +39,13 @@ func TestApplianceNetCounters(t *testing.T) {
 	firstLogin(ctx, t, vm, c)
 	base := vm.APIURL()
 	c.sendJSON(t, "POST", base+api.MgmtdSwitchesPath, api.SwitchSpec{Name: "lan"}, 201)
-	const mib = 16
+	// 4 MiB, four times the tolerance below. (It was 16: the guests run on
+	// KVM nested on QEMU 7.2's TCG emulation of SVM, which now and then
+	// corrupts the appliance under a storm of guest interrupts, as in a
+	// rehearsal on 2026-12-06 with KSM off: "stack guard page was hit" in
+	// the inner QEMU, then "corrupted stack end detected inside
+	// scheduler". A quarter of the traffic is a quarter of that exposure.)
+	const mib = 4
 	mk := func(name, mode string) api.VM {
 		var v api.VM
 		out := c.sendJSON(t, "POST", base+api.MgmtdVMsPath, api.VMSpec{Name: name, MemoryMiB: 256, Serial: true,
