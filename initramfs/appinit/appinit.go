@@ -201,10 +201,20 @@ func Run(cfg Config) error {
 	// Drivers: the module image first, then the cold-plug in the background.
 	_ = p.step("modules_image", func() error {
 		dev, err := mountModules(p.cfg.ModulesDir)
-		if err == nil {
-			p.logf("modules: %s on %s (%s)", ModulesImage, p.cfg.ModulesDir, dev)
+		if err != nil {
+			return err
 		}
-		return err
+		p.logf("modules: %s on %s (%s)", ModulesImage, p.cfg.ModulesDir, dev)
+		if p.cfg.PID1 {
+			made, err := staticNodes("/dev", p.cfg.ModulesDir, "tun", "vhost_net")
+			if err != nil {
+				p.logf("modules: device nodes for on-demand loading: %v", err)
+			}
+			if len(made) > 0 {
+				p.logf("modules: device nodes for on-demand loading: %s", strings.Join(made, " "))
+			}
+		}
+		return nil
 	})
 	l, err := drivers.NewLoader(p.cfg.ModulesDir, "/sys", p.logf)
 	if err != nil {

@@ -2,10 +2,16 @@ package appinit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/plinth/plinth/board/drivers"
 )
@@ -88,4 +94,50 @@ func (p *initProc) loadLaterModules() {
 	more, _ := p.mods.Load(laterModules...)
 	loaded = append(loaded, more...)
 	p.logf("modules: loaded %d more in %s: %s", len(loaded), time.Since(t0).Round(time.Millisecond), strings.Join(loaded, " "))
+}
+
+// staticNodes makes in devDir the device nodes of modules.devname that
+// are missing (as kmod's static-nodes does for udev), for the modules
+// named: vmkernel opens /dev/net/tun (a VM's tap) and /dev/vhost-net as
+// root, maybe before tun and vhost_net load after the ready line
+// (laterModules), and opening the node makes the kernel ask its modprobe
+// helper for the module at once. Only those: a node made here keeps mode
+// 0600 when its module loads, and other nodes are opened by QEMU, which
+// runs unprivileged (devtmpfs gives /dev/vfio/vfio 0666 when vfio loads).
+// It answers the nodes made.
+func staticNodes(devDir, modulesDir string, modules ...string) ([]string, error) {
+	f, err := os.Open(filepath.Join(modulesDir, "modules.devname"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	nodes, err := drivers.ParseDevnames(f)
+	if err != nil {
+		return nil, err
+	}
+	var made []string
+	var errs []error
+	for _, n := range nodes {
+		if !slices.Contains(modules, n.Module) {
+			continue
+		}
+		path := filepath.Join(devDir, n.Name)
+		if _, err := os.Lstat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		mode := uint32(unix.S_IFCHR)
+		if n.Block {
+			mode = unix.S_IFBLK
+		}
+		if err := unix.Mknod(path, mode|0o600, int(unix.Mkdev(n.Major, n.Minor))); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("mknod %s: %w", path, err))
+			continue
+		}
+		made = append(made, n.Name)
+	}
+	return made, errors.Join(errs...)
 }
