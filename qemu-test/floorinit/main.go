@@ -32,7 +32,12 @@
 // plinthfloor=root:/dev/vda:/usr/sbin/plinth-guest) it loads /modules,
 // mounts the ext4 file system on DEV and hands over to INIT there
 // (switch_root): a guest with a real root file system (qemu-test's Debian
-// guest) booted with the appliance's kernel.
+// guest) booted with the appliance's kernel. With memcg it does, before
+// the marker, what the appliance's vmkernel did in a boot that stalled
+// under TCG: the first memory cgroup made (which turns on the kernel's
+// memcg_kmem static key, patching its call sites) while another CPU runs
+// through those sites (stat calls allocate from a slab cache); it prints
+// "PLINTH-MEMCG made" (see qemu-test's TestStaticKeyStall).
 package main
 
 import (
@@ -97,6 +102,9 @@ func main() {
 	if slices.Contains(modes, "fs") {
 		loadModules()
 		mountFS()
+	}
+	if slices.Contains(modes, "memcg") {
+		firstMemcg()
 	}
 	fmt.Printf("%s uptime_ms=%d\n", marker, ts.Nano()/1e6)
 	if slices.Contains(modes, "console") {
@@ -584,4 +592,40 @@ func switchRoot(dev, init string) {
 	os.Chdir("/")
 	err = unix.Exec(init, []string{init}, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=vt100"})
 	fmt.Println("floorinit: exec", init, err)
+}
+
+// firstMemcg mounts cgroup2, enables the memory controller for children
+// and makes the first child, while goroutines on the other CPU stat a
+// path as fast as they can (each stat allocates the name from a slab
+// cache, through the call sites the static key patches).
+func firstMemcg() {
+	must := func(what string, err error) {
+		if err != nil {
+			fmt.Printf("floorinit: memcg: %s: %v\n", what, err)
+		}
+	}
+	os.MkdirAll("/sys", 0o755)
+	must("mount sysfs", unix.Mount("sysfs", "/sys", "sysfs", 0, ""))
+	must("mount cgroup2", unix.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, ""))
+	stop := make(chan struct{})
+	for range 4 {
+		go func() {
+			var st unix.Stat_t
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for range 1000 {
+					unix.Stat("/sys/fs/cgroup", &st)
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	must("subtree_control", os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+memory"), 0o644))
+	must("mkdir", os.Mkdir("/sys/fs/cgroup/first", 0o755))
+	close(stop)
+	fmt.Println("PLINTH-MEMCG made")
 }
