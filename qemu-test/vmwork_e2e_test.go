@@ -25,10 +25,12 @@ import (
 //
 // It is not one of make e2e's TestAppliance tests: on this machine the
 // nested KVM runs on QEMU 7.2's TCG emulation of AMD's SVM, which decides
-// its outcome more than Plinth does. Of 5 runs on 2026-12-06, 3 passed;
-// in one the outer QEMU aborted ("tcg_handle_interrupt: assertion failed:
-// (qemu_mutex_iothread_locked())") and in one the nested guest stopped
-// taking interrupts after a revert (its serial output ended mid-line). The
+// its outcome more than Plinth does. On 2026-12-06 this version passed 2
+// of 3 runs (in the third the nested guest stopped taking interrupts after
+// a revert: its serial output ended mid-line); two runs of an earlier
+// version, which also took a UEFI guest through a revert, lost the outer
+// QEMU (one "tcg_handle_interrupt: assertion failed:
+// (qemu_mutex_iothread_locked())", one gone without a word). The
 // same paths, and a UEFI guest's variables across a revert, are make
 // test's under TCG (vmkernel's TestSnapshotRevertWithMemory and
 // TestSnapshotUEFIVariables). Run it with
