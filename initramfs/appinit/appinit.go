@@ -538,7 +538,7 @@ func (p *initProc) startServices() error {
 	// Host power through the API reaches this process: vmkernel signals it.
 	vmkArgs := []string{"-socket", sock, "-state", vmkState, "-run", p.cfg.Layout.VMRunDir(),
 		"-init-pid", strconv.Itoa(os.Getpid()), "-installer", "-upgrades", "-ksm", p.ksmMode(),
-		"-kvm-loading", p.cfg.Layout.KVMLoading()}
+		"-kvm-loading", p.cfg.Layout.KVMLoading(), "-accel", p.accelMode()}
 	for _, d := range p.datastores {
 		vmkArgs = append(vmkArgs, "-datastore", d)
 	}
@@ -720,6 +720,21 @@ func (p *initProc) ksmMode() string {
 	default:
 		p.logf("plinth.ksm=%q: want on or off; KSM stays on", v)
 		return "on"
+	}
+}
+
+// accelMode is vmkernel's -accel: auto (KVM when the host has it) unless
+// plinth.accel=kvm or tcg asks otherwise; tcg runs the VMs emulated on a
+// host whose KVM misbehaves (or a nested one that is only emulated itself).
+func (p *initProc) accelMode() string {
+	switch v, ok := p.cfg.Cmdline["plinth.accel"]; {
+	case !ok:
+		return "auto"
+	case v == "auto" || v == api.AccelKVM || v == api.AccelTCG:
+		return v
+	default:
+		p.logf("plinth.accel=%q: want auto, kvm or tcg; using auto", v)
+		return "auto"
 	}
 }
 

@@ -254,3 +254,28 @@ func TestKSMMode(t *testing.T) {
 		}
 	}
 }
+
+// vmkernel's -accel is auto unless the command line names kvm or tcg; any
+// other value keeps auto and says so on the console.
+func TestAccelMode(t *testing.T) {
+	for _, c := range []struct {
+		cmdline Cmdline
+		want    string
+		says    bool
+	}{
+		{Cmdline{}, "auto", false},
+		{Cmdline{"plinth.accel": "tcg"}, "tcg", false},
+		{Cmdline{"plinth.accel": "kvm"}, "kvm", false},
+		{Cmdline{"plinth.accel": "auto"}, "auto", false},
+		{Cmdline{"plinth.accel": "xen"}, "auto", true},
+	} {
+		var console bytes.Buffer
+		p := &initProc{cfg: Config{Console: &console, Cmdline: c.cmdline}}
+		if got := p.accelMode(); got != c.want {
+			t.Errorf("%v: accelMode() = %q, want %q", c.cmdline, got, c.want)
+		}
+		if said := strings.Contains(console.String(), "plinth.accel="); said != c.says {
+			t.Errorf("%v: console %q", c.cmdline, console.String())
+		}
+	}
+}
