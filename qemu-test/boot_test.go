@@ -190,7 +190,7 @@ func TestApplianceBoot(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		c.getJSON(t, vm.APIURL()+"/api/v1/host", &host)
 	}
-	if want, err := hostinfo.QEMUVersion(context.Background(), QEMUBinary); err == nil && host.QEMU != want {
+	if want, err := hostinfo.QEMUVersion(context.Background(), "qemu-system-x86_64"); err == nil && host.QEMU != want {
 		t.Errorf("qemu = %q, want %q (the build host's pinned QEMU)%s", host.QEMU, want, formatTail(vm.Tail(TailLines)))
 	}
 	if host.Hostname != ready["hostname"] {

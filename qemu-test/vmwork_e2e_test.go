@@ -3,9 +3,12 @@ package qemutest
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +272,138 @@ func (w vmWork) depth(id, name string) int {
 		}
 	}
 	return 0
+}
+
+// TestNestedGuestStarts measures how often a nested guest fails to boot in
+// the appliance on this machine: it boots the appliance once and starts
+// the floor guest (as TestApplianceCLI does: machine pc, 256 MiB, direct
+// kernel boot) PLINTH_NESTED_STARTS times (default 10), each to its marker
+// within 3 minutes, then stops it. A start that gets no marker is counted
+// with the tail of the guest's console, and the loop goes on. It is not one
+// of make e2e's tests (it measures the rig, not Plinth);
+// PLINTH_NESTED_ACCEL=tcg boots the appliance with plinth.accel=tcg:
+//
+//	PLINTH_E2E=1 PLINTH_NESTED_STARTS=20 go test -count=1 -v -timeout 90m -run TestNestedGuestStarts ./qemu-test/
+func TestNestedGuestStarts(t *testing.T) {
+	markerLine := regexp.MustCompile(regexp.QuoteMeta(FloorMarker) + ` uptime_ms=[0-9]+`)
+	o := e2eOptions(t)
+	starts := 10
+	if s := os.Getenv("PLINTH_NESTED_STARTS"); s != "" {
+		if _, err := fmt.Sscan(s, &starts); err != nil || starts < 1 {
+			t.Fatalf("PLINTH_NESTED_STARTS=%q: want a count", s)
+		}
+	}
+	dir := t.TempDir()
+	seed := floorDatastore(t, o.Kernel, dir)
+	dsImg := filepath.Join(dir, "ds1.img")
+	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
+	o.CPUs, o.MemoryMiB = 2, 2048
+	o.ExtraArgs = []string{"-drive", "file=" + dsImg + ",if=virtio,format=raw"}
+	if a := os.Getenv("PLINTH_NESTED_ACCEL"); a != "" { // e.g. tcg: the VMs emulated
+		o.Cmdline = "plinth.accel=" + a
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(starts)*4*time.Minute+10*time.Minute)
+	defer cancel()
+	vm, _, err := StartReady(ctx, o, 240*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if err := SetPasswordViaDCUI(ctx, vm, e2ePassword); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(vm.APIURL(), client.WithInsecureSkipVerify(), client.WithTimeout(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Login(ctx, api.RootUser, e2ePassword); err != nil {
+		t.Fatal(err)
+	}
+	var accel api.Acceleration
+	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		h, err := c.Host(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if accel = h.Acceleration; accel.Mode != "" || time.Now().After(end) {
+			break
+		}
+	}
+	t.Logf("the appliance's VMs run on %s (%s)", accel.Mode, accel.Reason)
+	w := vmWork{t: t, ctx: ctx, c: c, vm: vm}
+	id := w.create(api.VMSpec{Name: "inner", MemoryMiB: 256, Machine: api.MachinePC, Serial: true,
+		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio",
+			Cmdline: "console=ttyS0 panic=-1 " + FloorHangCmdline}})
+	var failed int
+	var took []time.Duration
+	for i := 1; i <= starts; i++ {
+		if vm.Exited() {
+			t.Fatalf("start %d: the appliance is gone%s", i, formatTail(vm.Tail(TailLines)))
+		}
+		// The console API gives the log's tail, which slides: a start's
+		// marker is a marker line not there before (each has the guest's
+		// uptime in ms).
+		before := map[string]bool{}
+		for _, m := range markerLine.FindAllString(w.console(id), -1) {
+			before[m] = true
+		}
+		t0 := time.Now()
+		if _, err := c.VMAction(ctx, id, api.ActionStart); err != nil {
+			w.fail(id, "start %d: %v", i, err)
+		}
+		// The same console as a viewer gets it: mgmtd's websocket.
+		ws, err := c.ConsoleWebsocket(ctx, id)
+		if err != nil {
+			w.fail(id, "start %d: console websocket: %v", i, err)
+		}
+		viewer := &watchBuffer{seen: make(chan struct{})}
+		go io.Copy(viewer, ws)
+		isNew := func(con string) bool {
+			return slices.ContainsFunc(markerLine.FindAllString(con, -1), func(m string) bool { return !before[m] })
+		}
+		var inLog, onWS time.Duration
+		for end := t0.Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+			con := w.console(id)
+			if inLog == 0 && isNew(con) {
+				inLog = time.Since(t0)
+			}
+			if onWS == 0 && isNew(viewer.String()) {
+				onWS = time.Since(t0)
+			}
+			if inLog > 0 && onWS > 0 {
+				took = append(took, inLog)
+				t.Logf("start %d: marker after %v (log), %v (websocket)", i, inLog.Round(100*time.Millisecond), onWS.Round(100*time.Millisecond))
+				break
+			}
+			if time.Now().After(end) {
+				failed++
+				if len(con) > 1500 {
+					con = con[len(con)-1500:]
+				}
+				v := viewer.String()
+				if len(v) > 1500 {
+					v = v[len(v)-1500:]
+				}
+				t.Logf("start %d: NO MARKER in 3 min (log %v, websocket %v); the console log ends:\n%s\nthe websocket's ends:\n%s", i, inLog, onWS, con, v)
+				break
+			}
+		}
+		ws.Close()
+		if _, err := c.VMAction(ctx, id, api.ActionStop); err != nil {
+			w.fail(id, "power off after start %d: %v", i, err)
+		}
+		for end := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+			v, err := c.GetVM(ctx, id)
+			if err == nil && v.Runtime.State == api.VMStopped {
+				break
+			}
+			if time.Now().After(end) {
+				w.fail(id, "not stopped a minute after power off (start %d): %+v %v", i, v.Runtime, err)
+			}
+		}
+	}
+	t.Logf("%s: %d of %d starts got no marker; marker times %v", accel.Mode, failed, starts, took)
+	if failed > 0 {
+		t.Errorf("%d of %d nested guest starts got no marker", failed, starts)
+	}
 }

@@ -34,6 +34,50 @@ if [ ${#need[@]} -gt 0 ]; then
 		case " ${need[*]} " in *" $s "*) command -v systemctl >/dev/null && systemctl disable --now "$s" >/dev/null 2>&1 || true ;; esac
 	done
 fi
+# The test rig's QEMU (what boots the appliance under TCG in make run, the
+# end-to-end tests and the benchmarks) is Debian's newer one from
+# bookworm-backports, unpacked under build/cache/rig-qemu: QEMU 7.2's TCG
+# emulation of AMD's SVM, on which the appliance's VMs run nested, freezes
+# or corrupts the appliance every few nested guest starts (README, "The two
+# commands"). The system's QEMU stays as it is: the image's payload is taken
+# from it (initramfs/packages.lock). apt fetches with a list and a state of
+# its own, checking Debian's signatures as it does for the system.
+RIG_QEMU_VERSION="1:10.0.2+ds-2+deb13u1~bpo12+1"
+RIG_SEABIOS_VERSION="1.16.3-2~bpo12+1" # QEMU 10 with bookworm's SeaBIOS 1.16.2 takes 30 s to reach the kernel
+RIG="$ROOT/build/cache/rig-qemu"
+if [ ! -x "$RIG/qemu-system-x86_64" ]; then
+	echo "deps: fetching the test rig's QEMU from bookworm-backports"
+	rm -rf "$RIG.tmp" && mkdir -p "$RIG.tmp/lists/partial" "$RIG.tmp/cache/archives/partial" "$RIG.tmp/debs"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main" >"$RIG.tmp/sources.list"
+	apt=(apt-get -q -o Dir::Etc::SourceList="$RIG.tmp/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+		-o Dir::State::Lists="$RIG.tmp/lists" -o Dir::Cache="$RIG.tmp/cache")
+	"${apt[@]}" update >/dev/null || { echo "deps: apt-get update of bookworm-backports failed" >&2; exit 1; }
+	# The pinned version; once backports has moved on, its newest.
+	(cd "$RIG.tmp/debs" && { "${apt[@]}" download "qemu-system-x86=$RIG_QEMU_VERSION" "qemu-system-data=$RIG_QEMU_VERSION" "seabios=$RIG_SEABIOS_VERSION" >/dev/null 2>&1 ||
+		{ echo "deps: QEMU $RIG_QEMU_VERSION is no longer in bookworm-backports; taking its newest" >&2
+		"${apt[@]}" download qemu-system-x86/bookworm-backports qemu-system-data/bookworm-backports seabios/bookworm-backports >/dev/null; }; }) ||
+		{ echo "deps: downloading QEMU from bookworm-backports failed" >&2; exit 1; }
+	for d in "$RIG.tmp"/debs/*.deb; do dpkg-deb -x "$d" "$RIG.tmp/root"; done
+	# Its libraries come from bookworm itself; install those missing.
+	libs=()
+	for p in $(dpkg-deb -f "$RIG.tmp"/debs/qemu-system-x86_*.deb Depends | tr ',' '\n' | sed -n 's/^ *\(lib[^ ]*\).*/\1/p'); do
+		case "$(have "$p")" in "install ok installed"*) ;; *) libs+=("$p") ;; esac
+	done
+	if [ ${#libs[@]} -gt 0 ]; then
+		echo "deps: installing the rig QEMU's libraries ${libs[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${libs[@]}" >/dev/null ||
+			{ echo "deps: apt-get install ${libs[*]} failed" >&2; exit 1; }
+	fi
+	# Its own ROMs and SeaBIOS first, then the system's (iPXE).
+	cat >"$RIG.tmp/qemu-system-x86_64" <<-'EOF'
+		#!/bin/sh
+		d="$(dirname "$(readlink -f "$0")")/root"
+		exec "$d/usr/bin/qemu-system-x86_64" -L "$d/usr/share/qemu" -L "$d/usr/share/seabios" -L /usr/share/qemu "$@"
+	EOF
+	chmod +x "$RIG.tmp/qemu-system-x86_64"
+	rm -rf "$RIG.tmp/lists" "$RIG.tmp/cache" "$RIG.tmp/debs" "$RIG" && mv "$RIG.tmp" "$RIG"
+	"$RIG/qemu-system-x86_64" --version | head -1 | sed 's/^/deps: rig: /'
+fi
 command -v go >/dev/null || { echo "deps: Go is not installed (need Go 1.26 at /usr/local/go or on PATH)" >&2; exit 1; }
 (cd "$ROOT" && go mod download) || { echo "deps: go mod download failed" >&2; exit 1; }
 echo "deps: ok"
