@@ -231,51 +231,37 @@ func TestNeededForReady(t *testing.T) {
 	}
 }
 
-// KSM is on unless the command line turns it off; a value that is neither
-// on nor off keeps it on and says so on the console.
-func TestKSMMode(t *testing.T) {
-	for _, c := range []struct {
-		cmdline Cmdline
-		want    string
-		says    bool
-	}{
-		{Cmdline{}, "on", false},
-		{Cmdline{"plinth.ksm": "on"}, "on", false},
-		{Cmdline{"plinth.ksm": "off"}, "off", false},
-		{Cmdline{"plinth.ksm": "maybe"}, "on", true},
-	} {
-		var console bytes.Buffer
-		p := &initProc{cfg: Config{Console: &console, Cmdline: c.cmdline}}
-		if got := p.ksmMode(); got != c.want {
-			t.Errorf("%v: ksmMode() = %q, want %q", c.cmdline, got, c.want)
-		}
-		if said := strings.Contains(console.String(), "plinth.ksm="); said != c.says {
-			t.Errorf("%v: console %q", c.cmdline, console.String())
-		}
-	}
-}
 
-// vmkernel's -accel is auto unless the command line names kvm or tcg; any
-// other value keeps auto and says so on the console.
-func TestAccelMode(t *testing.T) {
+// The command line's switches for vmkernel: KSM is on unless plinth.ksm
+// turns it off; -accel is auto unless plinth.accel names kvm or tcg. A
+// value that is none of those keeps the default and says so on the console.
+func TestCmdlineSwitches(t *testing.T) {
+	ksm := func(p *initProc) string { return p.ksmMode() }
+	acc := func(p *initProc) string { return p.accelMode() }
 	for _, c := range []struct {
+		key     string
+		get     func(*initProc) string
 		cmdline Cmdline
 		want    string
 		says    bool
 	}{
-		{Cmdline{}, "auto", false},
-		{Cmdline{"plinth.accel": "tcg"}, "tcg", false},
-		{Cmdline{"plinth.accel": "kvm"}, "kvm", false},
-		{Cmdline{"plinth.accel": "auto"}, "auto", false},
-		{Cmdline{"plinth.accel": "xen"}, "auto", true},
+		{"plinth.ksm", ksm, Cmdline{}, "on", false},
+		{"plinth.ksm", ksm, Cmdline{"plinth.ksm": "on"}, "on", false},
+		{"plinth.ksm", ksm, Cmdline{"plinth.ksm": "off"}, "off", false},
+		{"plinth.ksm", ksm, Cmdline{"plinth.ksm": "maybe"}, "on", true},
+		{"plinth.accel", acc, Cmdline{}, "auto", false},
+		{"plinth.accel", acc, Cmdline{"plinth.accel": "tcg"}, "tcg", false},
+		{"plinth.accel", acc, Cmdline{"plinth.accel": "kvm"}, "kvm", false},
+		{"plinth.accel", acc, Cmdline{"plinth.accel": "auto"}, "auto", false},
+		{"plinth.accel", acc, Cmdline{"plinth.accel": "xen"}, "auto", true},
 	} {
 		var console bytes.Buffer
 		p := &initProc{cfg: Config{Console: &console, Cmdline: c.cmdline}}
-		if got := p.accelMode(); got != c.want {
-			t.Errorf("%v: accelMode() = %q, want %q", c.cmdline, got, c.want)
+		if got := c.get(p); got != c.want {
+			t.Errorf("%s with %v = %q, want %q", c.key, c.cmdline, got, c.want)
 		}
-		if said := strings.Contains(console.String(), "plinth.accel="); said != c.says {
-			t.Errorf("%v: console %q", c.cmdline, console.String())
+		if said := strings.Contains(console.String(), c.key+"="); said != c.says {
+			t.Errorf("%s with %v: console %q", c.key, c.cmdline, console.String())
 		}
 	}
 }
