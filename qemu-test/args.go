@@ -184,8 +184,9 @@ func (o Options) KernelCmdline() string {
 		// (soft lockup at kmem_cache_alloc+0x5d): 9 of 40 boots of the
 		// floor guest doing only that (qemu-test/cmd/plinth-stallrepro),
 		// 0 of 25 with kernel memory accounting off, which leaves that key
-		// alone. VMs' memory limits still hold; the appliance's kernel
-		// allocations are not charged to them.
+		// alone (the 10.0 rig: 0 of 40 without it; kept for a rig that falls
+		// back to 7.2). VMs' memory limits still hold; the appliance's
+		// kernel allocations are not charged to them.
 		s += " cgroup.memory=nokmem"
 	}
 	if c := strings.TrimSpace(o.Cmdline); c != "" {

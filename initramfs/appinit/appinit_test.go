@@ -231,7 +231,6 @@ func TestNeededForReady(t *testing.T) {
 	}
 }
 
-
 // The command line's switches for vmkernel: KSM is on unless plinth.ksm
 // turns it off; -accel is auto unless plinth.accel names kvm or tcg. A
 // value that is none of those keeps the default and says so on the console.
