@@ -23,6 +23,7 @@ func (vm *VM) Type(s string) error {
 	if vm.stdin == nil {
 		return fmt.Errorf("qemutest: no serial input")
 	}
+	vm.typed = true
 	if _, err := vm.stdin.Write([]byte(s)); err != nil {
 		return fmt.Errorf("qemutest: typing on the serial console: %w", err)
 	}

@@ -3,7 +3,6 @@ package qemutest
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,34 +62,6 @@ func hardwareArgs(t *testing.T, dir string) []string {
 			"-device", d.device+",drive="+d.id+",serial="+d.serial)
 	}
 	return args
-}
-
-// qmpRun runs one QMP command with arguments (the harness's own QMP
-// helper takes none).
-func (vm *VM) qmpRun(command string, args map[string]any) error {
-	vm.qmpMu.Lock()
-	defer vm.qmpMu.Unlock()
-	if vm.qmp == nil {
-		return fmt.Errorf("qemutest: no QMP connection")
-	}
-	req, _ := json.Marshal(map[string]any{"execute": command, "arguments": args})
-	if err := vm.qmp.conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
-		return err
-	}
-	if _, err := vm.qmp.conn.Write(append(req, '\n')); err != nil {
-		return fmt.Errorf("qmp: %s: %w", command, err)
-	}
-	for {
-		m, err := vm.qmp.read()
-		switch {
-		case err != nil:
-			return fmt.Errorf("qmp: %s: %w", command, err)
-		case m.Error != nil:
-			return fmt.Errorf("qmp: %s: %s: %s", command, m.Error.Class, m.Error.Desc)
-		case m.Return != nil:
-			return nil
-		}
-	}
 }
 
 // loadedRE matches the appliance init's line listing what its cold-plug
@@ -170,7 +141,7 @@ func TestApplianceHardware(t *testing.T) {
 	}
 	t.Cleanup(vm.Close)
 	for _, id := range []string{"hwnic1", "hwnic2"} {
-		if err := vm.qmpRun("set_link", map[string]any{"name": id, "up": false}); err != nil {
+		if _, err := vm.qmpRun("set_link", map[string]any{"name": id, "up": false}); err != nil {
 			t.Fatal(err)
 		}
 	}

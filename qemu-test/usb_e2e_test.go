@@ -110,7 +110,7 @@ func TestApplianceUSBVanishes(t *testing.T) {
 	}
 
 	// Pulled out of the appliance while attached.
-	if err := vm.qmpRun("device_del", map[string]any{"id": "ukbd"}); err != nil {
+	if _, err := vm.qmpRun("device_del", map[string]any{"id": "ukbd"}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()

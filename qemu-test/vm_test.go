@@ -3,6 +3,7 @@ package qemutest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -27,6 +28,9 @@ var floor struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if n := RigRelaunches.Load(); n > 0 {
+		fmt.Printf("qemutest: %d boot(s) started again after the rig QEMU's assertion (vm.go, rigAbort)\n", n)
+	}
 	if floor.dir != "" {
 		os.RemoveAll(floor.dir)
 	}

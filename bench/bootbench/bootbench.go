@@ -57,6 +57,9 @@ type Result struct {
 	LoopErr error
 	// Boots counts every appliance boot of the run, warm-up included.
 	Boots int
+	// Relaunched counts the boots qemutest started again after the rig
+	// QEMU's own assertion (VM.WaitReady): not stalls, but said.
+	Relaunched int
 }
 
 // Run boots the floor guest and the appliance Runs+1 times each,
@@ -117,6 +120,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		})
 		return d, ready, err
 	}
+	relaunches := qemutest.RigRelaunches.Load()
+	defer func() { res.Relaunched = int(qemutest.RigRelaunches.Load() - relaunches) }()
 	for i := 0; i <= o.Runs; i++ {
 		what := fmt.Sprintf("run %d/%d", i, o.Runs)
 		if i == 0 {
@@ -205,6 +210,9 @@ func (r *Result) Markdown(w io.Writer) {
 			fmt.Fprintf(w, ", each to its ready line: **no stall**; %d appliance boots in this run without one (median %s s, slowest %s s).\n\n",
 				r.Boots, secs(stats.Median(r.Loop)), secs(slices.Max(r.Loop)))
 		}
+	}
+	if r.Relaunched > 0 {
+		fmt.Fprintf(w, "%d of the boots ended in the rig QEMU's own assertion (`msix_table_mmio_write`) and were booted again (qemutest's WaitReady).\n\n", r.Relaunched)
 	}
 	r.timeline(w, ma, mf)
 }
