@@ -35,6 +35,7 @@ func rawSum(t *testing.T, img string) string {
 // killed then gets a full backup, saying why; a backup whose file was
 // changed is not restored.
 func TestIncrementalBackupRestore(t *testing.T) {
+	t.Parallel() // see startVMs
 	r := fsRig(t)
 	ctx := longCtx(t)
 	wait := waiter(t, r.c)

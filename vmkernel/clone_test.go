@@ -39,6 +39,7 @@ func fileSum(t *testing.T, p string) string {
 // TestTenClonesWithCloudInit's); the template's disk is unchanged, and
 // nothing pulls it from under its clones.
 func TestClonesTemplateDeploy(t *testing.T) {
+	t.Parallel() // see startVMs
 	r := fsRig(t)
 	ctx := longCtx(t)
 	wait := waiter(t, r.c)

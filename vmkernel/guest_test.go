@@ -112,6 +112,7 @@ func waitGuestLines(t *testing.T, c *client.Client, id string, timeout time.Dura
 // the API; and a shutdown, which the guest's missing ACPI handling would
 // turn into a hard stop at its deadline, is carried out by the agent.
 func TestCloudInitAndGuestAgent(t *testing.T) {
+	t.Parallel() // see startVMs
 	r := startDebian(t)
 	ctx := ctxFor(t, 10*time.Minute)
 	if err := r.dsOverlay(ctx, "ci/disk.qcow2", r.template); err != nil {

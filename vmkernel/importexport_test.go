@@ -142,6 +142,7 @@ func upload(t *testing.T, r *vmRig, local, rel string) {
 // manifest, streamOptimized disk), it re-imports and boots. A package whose
 // disk does not match its manifest is refused, leaving nothing.
 func TestImportExportOVA(t *testing.T) {
+	t.Parallel() // see startVMs
 	kernel := runnertest.Kernel(t, "../build/vmlinuz")
 	modDir := runnertest.Modules(t, "../build")
 	r := startVMs(t)

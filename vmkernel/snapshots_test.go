@@ -100,6 +100,7 @@ func waitTask(t *testing.T, c *client.Client, task api.Task, err error) api.Task
 // snapshot (the chain one shorter, the data of the others intact), and a
 // revert of the stopped VM to a memory snapshot follow.
 func TestSnapshotRevertWithMemory(t *testing.T) {
+	t.Parallel() // see startVMs
 	r := fsRig(t)
 	ctx := longCtx(t)
 	vm, err := r.c.CreateVM(ctx, fsGuest(t, r, "snappy"))
@@ -218,6 +219,7 @@ func longCtx(t *testing.T) context.Context {
 // firmware reading its variables from the image) the variable still has
 // the snapshot's value: the variables are part of the snapshot.
 func TestSnapshotUEFIVariables(t *testing.T) {
+	t.Parallel() // see startVMs
 	r := fsRig(t)
 	ctx := longCtx(t)
 	wait := waiter(t, r.c)

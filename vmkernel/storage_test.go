@@ -95,6 +95,7 @@ func TestDatastoreRoutes(t *testing.T) {
 // the API and reads the disk's size from the guest's console, before and
 // after growing it.
 func TestGuestSeesDisk(t *testing.T) {
+	t.Parallel() // see startVMs
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		testenv.Unmet(t, "qemu-system-x86_64 not installed")
 	}
