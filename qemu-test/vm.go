@@ -369,18 +369,10 @@ func (vm *VM) mayRelaunch() bool {
 // options, port, disks and UEFI variables (a power cycle), the console log
 // continued, and the QMP commands sent before the first boot sent again.
 func (vm *VM) relaunch() error {
-	vm.qmpMu.Lock()
-	if vm.qmp != nil {
-		vm.qmp.close()
-		vm.qmp = nil
-	}
-	vm.qmpMu.Unlock()
 	if vm.logFile != nil {
 		fmt.Fprintf(vm.logFile, "\nqemutest: the rig QEMU aborted (%s); booting again\n", strings.TrimSpace(rigAbort.FindString(vm.stderr.String())))
-		vm.logFile.Close()
-		vm.logFile = nil
 	}
-	os.RemoveAll(vm.dir)
+	vm.release()
 	vm.relaunched = true
 	if err := vm.launch(); err != nil {
 		return err
@@ -494,17 +486,24 @@ func (vm *VM) Close() {
 			// Not reaped in time (cannot normally happen after SIGKILL):
 			// leave the reaper running rather than hang the caller.
 		}
-		vm.qmpMu.Lock()
-		if vm.qmp != nil {
-			vm.qmp.close()
-			vm.qmp = nil
-		}
-		vm.qmpMu.Unlock()
-		if vm.logFile != nil {
-			vm.logFile.Close()
-		}
-		os.RemoveAll(vm.dir)
+		vm.release()
 	})
+}
+
+// release closes what the harness holds of a QEMU that is gone: the QMP
+// connection, the console log, the QMP socket's directory.
+func (vm *VM) release() {
+	vm.qmpMu.Lock()
+	if vm.qmp != nil {
+		vm.qmp.close()
+		vm.qmp = nil
+	}
+	vm.qmpMu.Unlock()
+	if vm.logFile != nil {
+		vm.logFile.Close()
+		vm.logFile = nil
+	}
+	os.RemoveAll(vm.dir)
 }
 
 // CPUTime is the CPU time (user and system) QEMU has used so far: under a
