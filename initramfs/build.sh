@@ -251,14 +251,14 @@ cmds+=(./installer/cmd/plinth-install ./installer/cmd/plinth-pxe)
 # runtime that reads cpu.cfs_quota_us keeps u-root's cgroup v1 cpu hierarchy
 # open, so the init cannot hand the cpu controller to cgroup v2 (VM CPU weight
 # and caps).
+GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0,containermaxprocs=0,updatemaxprocs=0"
+CPIO="$OUT/initramfs.cpio"
 # gobusybox passes "go build -a", which compiles every package again, the
 # standard library too, in every build (60 s here, twice in make test: the
 # image and --next); -a=false, given after it, lets Go's build cache answer
 # for what has not changed (its entries are keyed by content, and -trimpath,
 # which gobusybox also sets, keeps the temporary source path out of them):
 # 10 s with a warm cache.
-GODEBUG_LD="-X=runtime.godebugDefault=httpmuxgo121=0,containermaxprocs=0,updatemaxprocs=0"
-CPIO="$OUT/initramfs.cpio"
 (cd "$ROOT" && GOFLAGS=-mod=mod go run github.com/u-root/mkuimage/cmd/mkuimage \
 	-initcmd=plinth-init -defaultsh=gosh \
 	-go-extra-args=-a=false -go-extra-args="-ldflags=-s -w -buildid= $GODEBUG_LD -X github.com/plinth/plinth/api.Version=$VERSION -X github.com/plinth/plinth/api.Release=$RELEASE -X github.com/plinth/plinth/upgrade.PublicKey=$PUBKEY" \

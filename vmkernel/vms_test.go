@@ -28,13 +28,13 @@ type vmRig struct {
 }
 
 // startVMs serves a vmkernel with an inventory and a runner (QEMU under
-// TCG) on a real unix socket; every VM left is killed at the end.
-// startVMs starts a vmkernel of the test's own (socket, state, datastore
-// in temporary directories), so tests that share nothing else run in
-// parallel: those booting one or a few guests of their own under TCG (each
-// about a core) say t.Parallel, two at a time beside the package's
-// sequential tests, the longest of which (TestTenClonesWithCloudInit) keeps
-// both cores busy by itself.
+// TCG) on a real unix socket; every VM left is killed at the end. The
+// vmkernel is the test's own (socket, state and datastore in temporary
+// directories), so tests that share nothing else run in parallel: those
+// booting one or a few guests of their own under TCG (each about a core)
+// say t.Parallel and run two at a time, after the package's sequential
+// tests, the longest of which (TestTenClonesWithCloudInit) keeps both
+// cores busy by itself.
 func startVMs(t *testing.T) *vmRig {
 	t.Helper()
 	r := vmkerneltest.Start(t, vmkerneltest.Options{})
