@@ -64,6 +64,7 @@ type VM struct {
 	typed      bool // something was typed on the console
 	readySeen  bool // a ready line came
 	relaunched bool
+	killed     atomic.Bool // the harness killed QEMU (Kill)
 
 	closeOnce sync.Once
 }
@@ -157,6 +158,7 @@ func (vm *VM) launch() (err error) {
 	vm.stderr = &tailBuffer{max: 16 << 10}
 	vm.done = make(chan struct{})
 	vm.exitCode, vm.exitErr = 0, nil
+	vm.killed.Store(false)
 	defer func() {
 		if err != nil {
 			if vm.cmd == nil {
@@ -469,6 +471,7 @@ func (vm *VM) Kill() error {
 	if vm.cmd == nil || vm.cmd.Process == nil || vm.Exited() {
 		return nil
 	}
+	vm.killed.Store(true)
 	if err := syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("qemutest: killing QEMU: %w", err)
 	}
@@ -479,6 +482,14 @@ func (vm *VM) Kill() error {
 // files. It is idempotent and safe to call at any time.
 func (vm *VM) Close() {
 	vm.closeOnce.Do(func() {
+		// A QEMU that died on its own (a signal, not ours; or an error exit)
+		// is what a test's failure was about, whatever the test saw
+		// ("connection refused"): say how it ended, and its stderr.
+		if vm.cmd != nil && vm.Exited() && !vm.killed.Load() {
+			if ws, ok := vm.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && (ws.Signaled() || ws.ExitStatus() != 0) {
+				vm.logf("qemutest: QEMU had ended on its own: %s%s", vm.cmd.ProcessState, stderrSuffix(vm.stderr.String()))
+			}
+		}
 		vm.Kill()
 		select {
 		case <-vm.done:

@@ -189,3 +189,31 @@ func TestCPUTime(t *testing.T) {
 	}
 	t.Logf("the floor's boot took %v of CPU", d)
 }
+
+// TestCloseSaysHowQEMUDied: a QEMU that dies on its own (here SIGABRT, as
+// the rig's assertions end it) is named in the test's log by Close, with
+// its exit; one the harness killed is not.
+func TestCloseSaysHowQEMUDied(t *testing.T) {
+	for _, ownDeath := range []bool{true, false} {
+		o := floorOptions(t)
+		o.Cmdline = FloorHangCmdline
+		var logged []string
+		o.Logf = func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+		vm := startVM(t, o)
+		if ownDeath {
+			if err := syscall.Kill(vm.Pid(), syscall.SIGABRT); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := vm.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := vm.Wait(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		vm.Close()
+		said := strings.Contains(strings.Join(logged, "\n"), "QEMU had ended on its own: signal: aborted")
+		if said != ownDeath {
+			t.Errorf("QEMU died on its own: %v; Close said so: %v (%q)", ownDeath, said, logged)
+		}
+	}
+}
