@@ -29,24 +29,42 @@ type history struct {
 	acc    []api.HostSample // fine samples not yet averaged into coarse
 }
 
-// run samples every step until ctx ends.
+// run samples every step until ctx ends. Until the first snapshot is
+// taken (at boot mgmtd may ask before vmkernel answers) it asks again
+// every retry, so the first sample comes a step after vmkernel answers,
+// not up to two.
 func (h *history) run(ctx context.Context, stats func(context.Context) (api.Stats, error)) {
 	step := h.step
+	retry := min(time.Second, step)
 	tick := time.NewTicker(step)
 	defer tick.Stop()
 	for {
 		sctx, cancel := context.WithTimeout(ctx, step)
 		st, err := stats(sctx)
 		cancel()
+		wait := tick.C
 		if err == nil {
+			if !h.based() {
+				tick.Reset(step) // the steps count from the base
+			}
 			h.add(st)
+		} else if !h.based() {
+			wait = time.After(retry)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-wait:
 		}
 	}
+}
+
+// based reports whether the first snapshot, the base of the first
+// sample's rates, has been taken.
+func (h *history) based() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.prev != nil
 }
 
 // add takes one snapshot of the counters; the first only sets the base.

@@ -1,6 +1,9 @@
 package mgmtd
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,4 +62,38 @@ func TestHistoryRates(t *testing.T) {
 	if d := day.Samples[0]; d.DiskWriteBytesPerSecond < want-1 || d.DiskWriteBytesPerSecond > want+1 {
 		t.Errorf("day's average write rate %v, want %v", d.DiskWriteBytesPerSecond, want)
 	}
+}
+
+// Until vmkernel first answers, the history asks again every second, not
+// every step: the first snapshot is taken as soon as it can be, and the
+// steps count from it.
+func TestHistoryFirstSnapshotRetried(t *testing.T) {
+	h := &history{step: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.run(ctx, func(context.Context) (api.Stats, error) {
+			if calls.Add(1) < 3 {
+				return api.Stats{}, errors.New("vmkernel: connection refused")
+			}
+			return api.Stats{Time: time.Now()}, nil
+		})
+	}()
+	for end := time.Now().Add(10 * time.Second); !h.based(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no base 10 s after the start with a step of an hour (%d calls)", calls.Load())
+		}
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d calls to take the base, want 3 (two refused, one answered)", n)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d calls: once based, the history waits its step", n)
+	}
+	cancel()
+	<-done
 }
