@@ -72,6 +72,7 @@ type Options struct {
 	// accel.Detect (Args alone treats "" as TCG).
 	Accel string
 	// ConsoleLog, when set, is a file that receives the raw serial console.
+	// QEMU's own log goes beside it (ResetLog).
 	ConsoleLog string
 	// HostPort is the localhost port forwarded to guest port 443; 0 picks a
 	// free one (retrying if it is taken meanwhile).
@@ -195,6 +196,18 @@ func (o Options) KernelCmdline() string {
 	return s
 }
 
+// ResetLog is where QEMU logs each CPU reset with the CPU's state, and
+// says "Triple fault" when a fault caused it, and the guest's errors QEMU
+// notices: beside ConsoleLog, "" without one. With -no-reboot a guest that
+// resets ends QEMU with status 0 and says nothing on its console; this log
+// says what happened.
+func (o Options) ResetLog() string {
+	if o.ConsoleLog == "" {
+		return ""
+	}
+	return strings.TrimSuffix(o.ConsoleLog, ".console.log") + ".qemu.log"
+}
+
 // Args returns QEMU's arguments (without the binary) for a guest whose port
 // 443 is forwarded to 127.0.0.1:hostPort and whose QMP server listens on the
 // unix socket qmpSock. It has no side effects.
@@ -218,6 +231,9 @@ func (o Options) Args(hostPort int, qmpSock string) []string {
 	)
 	if !o.AllowReboot {
 		args = append(args, "-no-reboot")
+	}
+	if l := o.ResetLog(); l != "" {
+		args = append(args, "-d", "cpu_reset,guest_errors", "-D", l)
 	}
 	if o.Firmware == FirmwareUEFI {
 		args = append(args,

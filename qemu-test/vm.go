@@ -1,6 +1,7 @@
 package qemutest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,6 +66,7 @@ type VM struct {
 	readySeen  bool // a ready line came
 	relaunched bool
 	killed     atomic.Bool // the harness killed QEMU (Kill)
+	poweredOff atomic.Bool // the test pressed the power button (PowerDown)
 
 	closeOnce sync.Once
 }
@@ -159,6 +161,7 @@ func (vm *VM) launch() (err error) {
 	vm.done = make(chan struct{})
 	vm.exitCode, vm.exitErr = 0, nil
 	vm.killed.Store(false)
+	vm.poweredOff.Store(false)
 	defer func() {
 		if err != nil {
 			if vm.cmd == nil {
@@ -439,6 +442,7 @@ func (vm *VM) PowerDown() error {
 	if vm.qmp == nil {
 		return errors.New("qemutest: no QMP connection")
 	}
+	vm.poweredOff.Store(true)
 	_, err := vm.qmp.run("system_powerdown", time.Now().Add(5*time.Second))
 	return err
 }
@@ -486,8 +490,15 @@ func (vm *VM) Close() {
 		// is what a test's failure was about, whatever the test saw
 		// ("connection refused"): say how it ended, and its stderr.
 		if vm.cmd != nil && vm.Exited() && !vm.killed.Load() {
-			if ws, ok := vm.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && (ws.Signaled() || ws.ExitStatus() != 0) {
-				vm.logf("qemutest: QEMU had ended on its own: %s%s", vm.cmd.ProcessState, stderrSuffix(vm.stderr.String()))
+			ws, _ := vm.cmd.ProcessState.Sys().(syscall.WaitStatus)
+			switch {
+			case ws.Signaled() || ws.ExitStatus() != 0:
+				vm.logf("qemutest: QEMU had ended on its own: %s%s%s", vm.cmd.ProcessState, stderrSuffix(vm.stderr.String()), vm.resetLogTail())
+			case !vm.poweredOff.Load():
+				// -no-reboot: a guest's reset (a triple fault; a kernel
+				// panic, with panic=-1) ends QEMU with status 0, and the
+				// console may say nothing of it.
+				vm.logf("qemutest: QEMU had exited (status 0) with no power-down asked: the guest reset itself (a triple fault, or a panic) or powered off%s", vm.resetLogTail())
 			}
 		}
 		vm.Kill()
@@ -499,6 +510,26 @@ func (vm *VM) Close() {
 		}
 		vm.release()
 	})
+}
+
+// resetLogTail is the end of QEMU's own log (Options.ResetLog: the CPU's
+// state at each reset), for a message about a QEMU that ended.
+func (vm *VM) resetLogTail() string {
+	path := vm.opts.ResetLog()
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	const n = 40
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	triple := ""
+	if bytes.Contains(b, []byte("Triple fault")) {
+		triple = ", which names a triple fault"
+	}
+	return fmt.Sprintf("\nQEMU's log %s%s ends:\n%s", path, triple, strings.Join(lines, "\n"))
 }
 
 // release closes what the harness holds of a QEMU that is gone: the QMP

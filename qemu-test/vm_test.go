@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -214,6 +215,48 @@ func TestCloseSaysHowQEMUDied(t *testing.T) {
 		said := strings.Contains(strings.Join(logged, "\n"), "QEMU had ended on its own: signal: aborted")
 		if said != ownDeath {
 			t.Errorf("QEMU died on its own: %v; Close said so: %v (%q)", ownDeath, said, logged)
+		}
+	}
+}
+
+// A guest that ends QEMU by itself (with -no-reboot, a reset does; here
+// the floor powers off) without the test's power button: Close says so and
+// shows QEMU's own log (Options.ResetLog, the CPU's state at each reset);
+// after PowerDown it says nothing.
+func TestCloseSaysTheGuestEndedQEMU(t *testing.T) {
+	for _, pressed := range []bool{false, true} {
+		o := floorOptions(t)
+		o.ConsoleLog = filepath.Join(t.TempDir(), "floor.console.log")
+		if pressed {
+			o.Cmdline = FloorHangCmdline
+		}
+		var logged []string
+		o.Logf = func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+		vm := startVM(t, o)
+		if _, err := vm.Expect(FloorMarker, 120*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if pressed {
+			// The floor ignores the button: QEMU's quit stands for the
+			// guest's power-off.
+			if err := vm.PowerDown(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := vm.qmpRun("quit", nil); err != nil && !vm.Exited() {
+				t.Fatal(err)
+			}
+		}
+		if code, err := vm.Wait(60 * time.Second); err != nil || code != 0 {
+			t.Fatalf("QEMU exit = %d, %v; want 0", code, err)
+		}
+		vm.Close()
+		all := strings.Join(logged, "\n")
+		said := strings.Contains(all, "QEMU had exited (status 0) with no power-down asked")
+		if said == pressed {
+			t.Errorf("power button pressed: %v; Close said the guest ended QEMU: %v (%q)", pressed, said, logged)
+		}
+		if !pressed && (!strings.Contains(all, "QEMU's log "+o.ResetLog()+" ends:\n") || !strings.Contains(all, "CPU Reset (CPU 0)")) {
+			t.Errorf("Close did not show QEMU's reset log %s: %q", o.ResetLog(), logged)
 		}
 	}
 }
