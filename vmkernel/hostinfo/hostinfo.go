@@ -167,11 +167,22 @@ func ParseUptime(r io.Reader) (float64, error) {
 // QEMUVersion runs `binary --version` and returns the version it prints,
 // e.g. "7.2.19 (Debian 1:7.2+dfsg-7+deb12u18+b3)". It proves that QEMU and
 // its libraries load, which the appliance's payload image must guarantee.
+// It waits until ctx ends, or 20 s when ctx has no deadline; an answer
+// that did not come in time is an error that wraps
+// context.DeadlineExceeded.
 func QEMUVersion(ctx context.Context, binary string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "--version").CombinedOutput()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, binary, "--version")
+	cmd.WaitDelay = 5 * time.Second // a child holding its output open does not hold us
+	out, err := cmd.CombinedOutput()
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("%s --version: no answer in time: %w", binary, ctx.Err())
+		}
 		return "", fmt.Errorf("%s --version: %w: %s", binary, err, strings.TrimSpace(string(out)))
 	}
 	return ParseQEMUVersion(string(out))

@@ -147,7 +147,7 @@ func run(log *slog.Logger, args []string) error {
 	var qemu atomic.Value
 	qemu.Store("")
 	go func() {
-		v, err := hostinfo.QEMUVersion(context.Background(), *qemuBin)
+		v, err := qemuVersion(*qemuBin, log, time.Minute)
 		if err != nil {
 			log.Warn("vmkernel: WARNING: QEMU does not run; virtual machines cannot start", "err", err)
 			return
@@ -410,4 +410,22 @@ func openBanks(write bool) (upgrade.Host, func(), error) {
 	}
 	return upgrade.Host{ESP: esp, StateDir: layout.StateDir, Running: upgrade.RunningBank(string(cmdline)),
 		Version: api.Version, Release: rel, Firmware: upgrade.Firmware("/sys")}, release, nil
+}
+
+// qemuVersion asks QEMU its version, and asks again when an answer is
+// slow rather than wrong: the first run pages QEMU in from the payload
+// image, which under TCG on a busy host took longer than a try's minute
+// (what a killed try read stays in the page cache, so the next is
+// quicker). Five slow tries, or any other failure, and QEMU does not run.
+func qemuVersion(bin string, log *slog.Logger, perTry time.Duration) (string, error) {
+	const tries = 5
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), perTry)
+		v, err := hostinfo.QEMUVersion(ctx, bin)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || try == tries {
+			return v, err
+		}
+		log.Info("vmkernel: QEMU is slow to answer --version (paging in); asking again", "try", try, "of", tries, "each", perTry)
+	}
 }
