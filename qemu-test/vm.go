@@ -498,7 +498,9 @@ func (vm *VM) Close() {
 				// -no-reboot: a guest's reset (a triple fault; a kernel
 				// panic, with panic=-1) ends QEMU with status 0, and the
 				// console may say nothing of it.
-				vm.logf("qemutest: QEMU had exited (status 0) with no power-down asked: the guest reset itself (a triple fault, or a panic) or powered off%s", vm.resetLogTail())
+				// QEMU also ends with status 0 on SIGTERM, SIGINT or
+				// SIGHUP, and names the sender on stderr.
+				vm.logf("qemutest: QEMU had exited (status 0) with no power-down asked: the guest reset itself (a triple fault, or a panic) or powered off, or a signal ended QEMU%s%s", stderrSuffix(vm.stderr.String()), vm.resetLogTail())
 			}
 		}
 		vm.Kill()
