@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -23,7 +24,8 @@ type qmpMessage struct {
 		Class string `json:"class"`
 		Desc  string `json:"desc"`
 	} `json:"error"`
-	Event string `json:"event"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
 }
 
 // qmpHandshake reads QEMU's greeting and leaves the capabilities-negotiation
@@ -93,3 +95,23 @@ func (c *qmpConn) runArgs(command string, args any, deadline time.Time) (json.Ra
 }
 
 func (c *qmpConn) close() error { return c.conn.Close() }
+
+// unreadEvents returns the events QEMU sent that no command's answer has
+// read yet (a QEMU that has ended leaves them in the socket: its SHUTDOWN
+// event says why it ended), each as "NAME DATA", reading until deadline or
+// the connection's end.
+func (c *qmpConn) unreadEvents(deadline time.Time) []string {
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return nil
+	}
+	var evs []string
+	for {
+		m, err := c.read()
+		if err != nil {
+			return evs
+		}
+		if m.Event != "" {
+			evs = append(evs, strings.TrimSpace(m.Event+" "+string(m.Data)))
+		}
+	}
+}

@@ -500,7 +500,7 @@ func (vm *VM) Close() {
 				// console may say nothing of it.
 				// QEMU also ends with status 0 on SIGTERM, SIGINT or
 				// SIGHUP, and names the sender on stderr.
-				vm.logf("qemutest: QEMU had exited (status 0) with no power-down asked: the guest reset itself (a triple fault, or a panic) or powered off, or a signal ended QEMU%s%s", stderrSuffix(vm.stderr.String()), vm.resetLogTail())
+				vm.logf("qemutest: QEMU had exited (status 0) with no power-down asked: the guest reset itself (a triple fault, or a panic) or powered off, or a signal ended QEMU%s%s%s", vm.lastEvents(), stderrSuffix(vm.stderr.String()), vm.resetLogTail())
 			}
 		}
 		vm.Kill()
@@ -512,6 +512,22 @@ func (vm *VM) Close() {
 		}
 		vm.release()
 	})
+}
+
+// lastEvents is what QEMU said on QMP that nobody read, for a message
+// about a QEMU that ended: its SHUTDOWN event gives the reason
+// (guest-shutdown, guest-reset, host-signal, ...).
+func (vm *VM) lastEvents() string {
+	vm.qmpMu.Lock()
+	defer vm.qmpMu.Unlock()
+	if vm.qmp == nil {
+		return ""
+	}
+	evs := vm.qmp.unreadEvents(time.Now().Add(time.Second))
+	if len(evs) == 0 {
+		return "; no QMP event unread"
+	}
+	return "; QMP events unread: " + strings.Join(evs, "; ")
 }
 
 // resetLogTail is the end of QEMU's own log (Options.ResetLog: the CPU's

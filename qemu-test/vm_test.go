@@ -255,6 +255,9 @@ func TestCloseSaysTheGuestEndedQEMU(t *testing.T) {
 		if said == pressed {
 			t.Errorf("power button pressed: %v; Close said the guest ended QEMU: %v (%q)", pressed, said, logged)
 		}
+		if !pressed && !strings.Contains(all, `QMP events unread: SHUTDOWN {"guest": true, "reason": "guest-shutdown"}`) {
+			t.Errorf("Close did not give QEMU's SHUTDOWN event and its reason: %q", logged)
+		}
 		if !pressed && (!strings.Contains(all, "QEMU's log "+o.ResetLog()+" ends:\n") || !strings.Contains(all, "CPU Reset (CPU 0)")) {
 			t.Errorf("Close did not show QEMU's reset log %s: %q", o.ResetLog(), logged)
 		}
