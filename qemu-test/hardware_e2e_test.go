@@ -69,6 +69,7 @@ func hardwareArgs(t *testing.T, dir string) []string {
 // hotplugRE its lines for modules loaded for devices that appeared later.
 var (
 	loadedRE  = regexp.MustCompile(`plinth-init: modules: loaded \d+: (.*)$`)
+	laterRE   = regexp.MustCompile(`plinth-init: modules: loaded \d+ more in `)
 	hotplugRE = regexp.MustCompile(`plinth-init: modules: hot-plug \S+: loaded (.*)$`)
 )
 
@@ -150,6 +151,9 @@ func TestApplianceHardware(t *testing.T) {
 	}
 	client := newPinnedClient()
 	firstLogin(ctx, t, vm, client)
+	// The init loads the modules it held back after the ready line (a
+	// busy host makes that slow): the inventory is read once they are in.
+	lines := initLines(t, vm, client)
 	// A USB stick's disk appears a second or more after usb-storage binds
 	// (its SCSI scan is delayed), maybe after the ready line: poll, with a
 	// deadline, until every disk is there.
@@ -173,7 +177,7 @@ func TestApplianceHardware(t *testing.T) {
 	t.Run("pci", func(t *testing.T) { checkPCI(t, hw) })
 	t.Run("nics", func(t *testing.T) { checkNICs(t, hw) })
 	t.Run("disks", func(t *testing.T) { checkDisks(t, hw) })
-	t.Run("modules", func(t *testing.T) { checkModules(t, initLines(t, vm, client), needed, hw) })
+	t.Run("modules", func(t *testing.T) { checkModules(t, lines, needed, hw) })
 	if len(hw.Gaps) > 0 {
 		t.Logf("gaps: %q", hw.Gaps)
 	}
@@ -332,13 +336,13 @@ func checkDisks(t *testing.T, hw api.Hardware) {
 // initLines are the init's lines: those on the console before the DCUI
 // took it, then the boot log through the API (GET /host/logs/boot), where
 // the init goes on writing. The cold-plug runs beside the services and may
-// end after the ready line: the boot log is read again, with a deadline,
-// until its line is there.
+// end after the ready line, and the held-back modules are loaded after it:
+// the boot log is read again, with a deadline, until both lines are there.
 func initLines(t *testing.T, vm *VM, client *pinnedClient) []string {
 	t.Helper()
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
 		lines := append(vm.Console(), strings.Split(client.getText(t, vm.APIURL()+api.MgmtdPrefix+api.HostLogsPath+"/"+api.LogBoot), "\n")...)
-		if slices.ContainsFunc(lines, loadedRE.MatchString) || time.Now().After(deadline) {
+		if slices.ContainsFunc(lines, loadedRE.MatchString) && slices.ContainsFunc(lines, laterRE.MatchString) || time.Now().After(deadline) {
 			return lines
 		}
 	}
