@@ -414,8 +414,8 @@ func openBanks(write bool) (upgrade.Host, func(), error) {
 
 // qemuVersion asks QEMU its version, and asks again when an answer is
 // slow rather than wrong: the first run pages QEMU in from the payload
-// image, which under TCG on a busy host took longer than a try's minute
-// (what a killed try read stays in the page cache, so the next is
+// image, which under TCG on a busy host took longer than the 20 s it once
+// had (what a killed try read stays in the page cache, so the next is
 // quicker). Five slow tries, or any other failure, and QEMU does not run.
 func qemuVersion(bin string, log *slog.Logger, perTry time.Duration) (string, error) {
 	const tries = 5
