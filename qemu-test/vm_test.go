@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -220,15 +221,22 @@ func TestCloseSaysHowQEMUDied(t *testing.T) {
 }
 
 // A guest that ends QEMU by itself (with -no-reboot, a reset does; here
-// the floor powers off) without the test's power button: Close says so and
-// shows QEMU's own log (Options.ResetLog, the CPU's state at each reset);
-// after PowerDown it says nothing.
+// the floor powers off, or reboots by a triple fault) without the test's
+// power button: Close says so and shows QEMU's own log (Options.ResetLog,
+// the CPU's state at each reset), and names a triple fault with
+// RigTripleFault; after PowerDown it says nothing.
 func TestCloseSaysTheGuestEndedQEMU(t *testing.T) {
-	for _, pressed := range []bool{false, true} {
+	for _, c := range []struct {
+		pressed, triple bool
+	}{{false, false}, {false, true}, {true, false}} {
+		pressed := c.pressed
 		o := floorOptions(t)
 		o.ConsoleLog = filepath.Join(t.TempDir(), "floor.console.log")
-		if pressed {
+		switch {
+		case pressed:
 			o.Cmdline = FloorHangCmdline
+		case c.triple:
+			o.Cmdline = "plinthfloor=reboot reboot=t"
 		}
 		var logged []string
 		o.Logf = func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
@@ -255,10 +263,17 @@ func TestCloseSaysTheGuestEndedQEMU(t *testing.T) {
 		if said == pressed {
 			t.Errorf("power button pressed: %v; Close said the guest ended QEMU: %v (%q)", pressed, said, logged)
 		}
-		if !pressed && !strings.Contains(all, `QMP events unread: SHUTDOWN {"guest": true, "reason": "guest-shutdown"}`) {
-			t.Errorf("Close did not give QEMU's SHUTDOWN event and its reason: %q", logged)
+		reason := "guest-shutdown"
+		if c.triple {
+			reason = "guest-reset"
 		}
-		if !pressed && (!strings.Contains(all, "QEMU's log "+o.ResetLog()+" ends:\n") || !strings.Contains(all, "CPU Reset (CPU 0)")) {
+		if !pressed && !strings.Contains(all, `QMP events unread: SHUTDOWN {"guest": true, "reason": "`+reason+`"}`) {
+			t.Errorf("Close did not give QEMU's SHUTDOWN event and its reason %s: %q", reason, logged)
+		}
+		if named := strings.Contains(all, RigTripleFault); named != c.triple {
+			t.Errorf("triple fault: %v; Close named one: %v (%q)", c.triple, named, logged)
+		}
+		if !pressed && (!regexp.MustCompile(`QEMU's log `+regexp.QuoteMeta(o.ResetLog())+`(, which names a triple fault)? ends:\n`).MatchString(all) || !strings.Contains(all, "CPU Reset (CPU 0)")) {
 			t.Errorf("Close did not show QEMU's reset log %s: %q", o.ResetLog(), logged)
 		}
 	}

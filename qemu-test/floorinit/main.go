@@ -2,7 +2,8 @@
 // do. It prints FloorMarker on the console and powers the machine off, so a
 // boot to it measures the kernel and QEMU alone. With plinthfloor=hang on the
 // kernel command line (the kernel hands it to init as an environment
-// variable) it prints the marker and then waits forever instead. Modes
+// variable) it prints the marker and then waits forever instead; with
+// plinthfloor=reboot it reboots instead (with reboot=t, by a triple fault). Modes
 // combine with commas: with plinthfloor=disks (e.g. plinthfloor=disks,hang)
 // it first loads the kernel modules the initramfs holds in /modules (in name
 // order), mounts sysfs and prints one "PLINTH-DISK <name> <bytes>" line per
@@ -116,6 +117,14 @@ func main() {
 		}
 	}
 	unix.Sync()
+	if slices.Contains(modes, "reboot") {
+		// With reboot=t on the command line the kernel reboots by a
+		// triple fault: a guest that ends its QEMU (-no-reboot) the way
+		// the appliance does when the rig loses it.
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+			fmt.Println("floorinit: reboot:", err)
+		}
+	}
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		// PID 1 exiting panics the kernel; panic=-1 and -no-reboot end QEMU.
 		fmt.Println("floorinit: power off:", err)
