@@ -56,7 +56,7 @@ func runIn(t *testing.T, dir string) (string, error) {
 	t.Helper()
 	t.Chdir(dir)
 	var out strings.Builder
-	err := run([]string{"-timeout", "2m", "-rerun-timeout", "1m", "-run", "^Test", "."}, &out)
+	err := run([]string{"-timeout", "2m", "-reruns", "2", "-rerun-timeout", "1m", "-run", "^Test", "."}, &out)
 	return out.String(), err
 }
 
@@ -66,34 +66,34 @@ func runs(t *testing.T, count string) int {
 }
 
 func TestRerunsOnlyTheRigsTripleFault(t *testing.T) {
-	// Lost once: run again, alone, and passed.
-	dir, count := fakePackage(t, 1, false)
+	// Lost twice: run again, alone, twice, and passed.
+	dir, count := fakePackage(t, 2, false)
 	out, err := runIn(t, dir)
 	if err != nil {
-		t.Fatalf("lost once to the rig: %v\n%s", err, out)
+		t.Fatalf("lost twice to the rig: %v\n%s", err, out)
 	}
-	if n := runs(t, count); n != 2 {
-		t.Errorf("TestLost ran %d times, want 2", n)
+	if n := runs(t, count); n != 3 {
+		t.Errorf("TestLost ran %d times, want 3", n)
 	}
-	for _, want := range []string{"=== RUN   TestFine", "--- FAIL: TestLost", "running it once more", "passed on the second run: TestLost"} {
+	for _, want := range []string{"=== RUN   TestFine", "--- FAIL: TestLost", "running it again (run 2)", "running it again (run 3)", "passed; the rig's QEMU lost the appliance to a triple fault 2 times on the way: TestLost, TestLost"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 	if strings.Count(out, "=== RUN   TestFine") != 1 {
-		t.Errorf("the second run was not TestLost alone:\n%s", out)
+		t.Errorf("the runs again were not of TestLost alone:\n%s", out)
 	}
 
-	// Lost twice: fails.
-	dir, count = fakePackage(t, 2, false)
-	if out, err := runIn(t, dir); err == nil || !strings.Contains(err.Error(), "failed again after the rig's triple fault: TestLost") {
-		t.Errorf("lost twice: %v\n%s", err, out)
+	// Lost three times: fails.
+	dir, count = fakePackage(t, 3, false)
+	if out, err := runIn(t, dir); err == nil || !strings.Contains(err.Error(), "lost the appliance to a triple fault 3 times in a row in TestLost") {
+		t.Errorf("lost three times: %v\n%s", err, out)
 	}
-	if n := runs(t, count); n != 2 {
-		t.Errorf("TestLost ran %d times, want 2", n)
+	if n := runs(t, count); n != 3 {
+		t.Errorf("TestLost ran %d times, want 3", n)
 	}
 
-	// A failure of another kind beside it: no second run.
+	// A failure of another kind beside it: no run again.
 	dir, count = fakePackage(t, 1, true)
 	if out, err := runIn(t, dir); err == nil || !strings.Contains(err.Error(), "failed: TestLost, TestOther") {
 		t.Errorf("with another failure: %v\n%s", err, out)
@@ -104,7 +104,7 @@ func TestRerunsOnlyTheRigsTripleFault(t *testing.T) {
 
 	// Nothing lost: one run.
 	dir, count = fakePackage(t, 0, false)
-	if out, err := runIn(t, dir); err != nil || strings.Contains(out, "once more") {
+	if out, err := runIn(t, dir); err != nil || strings.Contains(out, "again") {
 		t.Errorf("all passing: %v\n%s", err, out)
 	}
 	if n := runs(t, count); n != 1 {
