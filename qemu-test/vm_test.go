@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -224,7 +225,7 @@ func TestCloseSaysHowQEMUDied(t *testing.T) {
 // the floor powers off, or reboots by a triple fault) without the test's
 // power button: Close says so and shows QEMU's own log (Options.ResetLog,
 // the CPU's state at each reset), and names a triple fault with
-// RigTripleFault; after PowerDown it says nothing.
+// RigLostGuest; after PowerDown it says nothing.
 func TestCloseSaysTheGuestEndedQEMU(t *testing.T) {
 	for _, c := range []struct {
 		pressed, triple bool
@@ -270,11 +271,40 @@ func TestCloseSaysTheGuestEndedQEMU(t *testing.T) {
 		if !pressed && !strings.Contains(all, `QMP events unread: SHUTDOWN {"guest": true, "reason": "`+reason+`"}`) {
 			t.Errorf("Close did not give QEMU's SHUTDOWN event and its reason %s: %q", reason, logged)
 		}
-		if named := strings.Contains(all, RigTripleFault); named != c.triple {
+		if named := strings.Contains(all, RigLostGuest+" the guest's CPU triple-faulted"); named != c.triple {
 			t.Errorf("triple fault: %v; Close named one: %v (%q)", c.triple, named, logged)
 		}
 		if !pressed && (!regexp.MustCompile(`QEMU's log `+regexp.QuoteMeta(o.ResetLog())+`(, which names a triple fault)? ends:\n`).MatchString(all) || !strings.Contains(all, "CPU Reset (CPU 0)")) {
 			t.Errorf("Close did not show QEMU's reset log %s: %q", o.ResetLog(), logged)
+		}
+	}
+}
+
+// The rig's other way of losing the appliance: its kernel panics on a
+// corrupted stack (the lines of a make test run on 2026-12-07, the
+// appliance's console while the web client's tour ran a nested guest).
+// rigLoss names it from the console; a console without it, and a QEMU log
+// without a triple fault, name nothing.
+func TestRigLossFromTheConsole(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		console, qemuLog, want string
+	}{
+		{"[   74.974037] BUG: TASK stack guard page was hit at 00000000bf2e016d (stack is 00000000b9e1cde1..000000005c5fcc8a)\n" +
+			"[   74.994692] Kernel panic - not syncing: corrupted stack end detected inside scheduler\n",
+			"CPU Reset (CPU 0)\n", "the guest's kernel found its stack corrupted: [   74.974037] BUG: TASK stack guard page was hit"},
+		{"[   80.1] Kernel panic - not syncing: corrupted stack end detected inside scheduler\n", "", "the guest's kernel found its stack corrupted: [   80.1] Kernel panic"},
+		{"plinth-init: powering off\n", "CPU Reset (CPU 0)\nTriple fault\n", "the guest's CPU triple-faulted (QEMU's log names it)"},
+		{"plinth-init: powering off\n[  9.0] reboot: Power down\n", "CPU Reset (CPU 0)\n", ""},
+	} {
+		log := filepath.Join(dir, "g.console.log")
+		if err := os.WriteFile(filepath.Join(dir, "g.qemu.log"), []byte(c.qemuLog), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vm := &VM{opts: Options{ConsoleLog: log}, console: newConsole(io.Discard)}
+		vm.console.Write([]byte(c.console))
+		if got := vm.rigLoss(); !strings.HasPrefix(got, c.want) || (c.want == "") != (got == "") {
+			t.Errorf("console %q, QEMU's log %q: rigLoss = %q, want %q...", c.console, c.qemuLog, got, c.want)
 		}
 	}
 }

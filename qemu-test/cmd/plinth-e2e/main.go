@@ -1,15 +1,17 @@
 // Command plinth-e2e runs the appliance tests for make e2e: `go test
 // -json` on the package, its output printed as `go test -v` prints it. A
-// test that failed because the test rig's QEMU lost the appliance to a
-// triple fault (the harness says so with a line starting with
-// qemutest.RigTripleFault) is run once more, alone, and the run says
+// test that failed because the test rig's QEMU lost the appliance (a
+// triple fault, or its kernel's stack corrupted: the harness says so with
+// a line starting with qemutest.RigLostGuest) is run again, alone, and the
+// run says
 // which and how that went (up to -reruns times); any other failure fails
 // the run at once.
 //
 // The appliance's VMs run nested on the rig's TCG emulation of AMD's SVM,
-// and there the appliance's kernel triple-faults now and then, printing
-// nothing (docs/PERFORMANCE.md, "The vanishing appliance is a triple
-// fault"): about one nested-guest test in four loses it. Running it again
+// and there the appliance's kernel now and then triple-faults, printing
+// nothing, or panics on a corrupted stack (docs/PERFORMANCE.md, "The
+// vanishing appliance"): about one nested-guest test in four loses it in
+// a full run. Running it again
 // is what a person would do by hand; a test lost more than -reruns times
 // in a row fails.
 //
@@ -42,7 +44,7 @@ func main() {
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("plinth-e2e", flag.ContinueOnError)
 	timeout := fs.String("timeout", "75m", "go test's -timeout")
-	reruns := fs.Int("reruns", 1, "how many more times a test the rig lost to a triple fault runs")
+	reruns := fs.Int("reruns", 1, "how many more times a test the rig lost the appliance in runs")
 	rerunTimeout := fs.String("rerun-timeout", "20m", "go test's -timeout for each run again")
 	pattern := fs.String("run", "^TestAppliance", "go test's -run")
 	if err := fs.Parse(args); err != nil {
@@ -61,22 +63,22 @@ func run(args []string, out io.Writer) error {
 		again, others := res.rigLost()
 		if len(others) > 0 || len(again) == 0 {
 			if n > 1 {
-				return fmt.Errorf("failed on run %d, after the rig's triple fault: %s", n, res.describe())
+				return fmt.Errorf("failed on run %d, after the rig lost the appliance: %s", n, res.describe())
 			}
 			return fmt.Errorf("failed: %s", res.describe())
 		}
 		lost = append(lost, again...)
 		if n > *reruns {
-			return fmt.Errorf("the rig's QEMU lost the appliance to a triple fault %d times in a row in %s", n, strings.Join(again, ", "))
+			return fmt.Errorf("the rig lost the appliance %d times in a row in %s", n, strings.Join(again, ", "))
 		}
-		fmt.Fprintf(out, "plinth-e2e: the rig's QEMU lost the appliance to a triple fault in %s; running %s again (run %d)\n",
-			strings.Join(again, ", "), plural(len(again), "it", "them"), n+1)
+		fmt.Fprintf(out, "plinth-e2e: the rig lost the appliance in %s (%q above); running %s again (run %d)\n",
+			strings.Join(again, ", "), qemutest.RigLostGuest, plural(len(again), "it", "them"), n+1)
 		if res, err = goTest(out, pkg, "^("+strings.Join(quoteAll(again), "|")+")$", *rerunTimeout); err != nil {
 			return err
 		}
 	}
 	if len(lost) > 0 {
-		fmt.Fprintf(out, "plinth-e2e: passed; the rig's QEMU lost the appliance to a triple fault %d %s on the way: %s\n",
+		fmt.Fprintf(out, "plinth-e2e: passed; the rig lost the appliance %d %s on the way: %s\n",
 			len(lost), plural(len(lost), "time", "times"), strings.Join(lost, ", "))
 	}
 	return nil
@@ -95,12 +97,12 @@ type result struct {
 func (r result) passed() bool { return r.exitStatus == 0 && len(r.failed) == 0 }
 
 // rigLost splits the failed tests into those whose output has the
-// harness's triple-fault line and the others; a run that failed outside
+// harness's line for a guest the rig lost and the others; a run that failed outside
 // its tests (no failed test, or a panic: the deadline's among them)
 // counts as an other.
 func (r result) rigLost() (rig, others []string) {
 	for name := range r.failed {
-		if strings.Contains(r.output[name].String(), qemutest.RigTripleFault) {
+		if strings.Contains(r.output[name].String(), qemutest.RigLostGuest) {
 			rig = append(rig, name)
 		} else {
 			others = append(others, name)

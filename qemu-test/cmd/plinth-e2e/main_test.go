@@ -43,7 +43,7 @@ func TestOther(t *testing.T) {
 }
 
 func TestFine(t *testing.T) {}
-`, count, count, lostRuns, qemutest.RigTripleFault, other)
+`, count, count, lostRuns, qemutest.RigLostGuest, other)
 	for name, text := range map[string]string{"go.mod": "module fake\n\ngo 1.22\n", "fake_test.go": src} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -75,7 +75,7 @@ func TestRerunsOnlyTheRigsTripleFault(t *testing.T) {
 	if n := runs(t, count); n != 3 {
 		t.Errorf("TestLost ran %d times, want 3", n)
 	}
-	for _, want := range []string{"=== RUN   TestFine", "--- FAIL: TestLost", "running it again (run 2)", "running it again (run 3)", "passed; the rig's QEMU lost the appliance to a triple fault 2 times on the way: TestLost, TestLost"} {
+	for _, want := range []string{"=== RUN   TestFine", "--- FAIL: TestLost", "running it again (run 2)", "running it again (run 3)", "passed; the rig lost the appliance 2 times on the way: TestLost, TestLost"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -86,7 +86,7 @@ func TestRerunsOnlyTheRigsTripleFault(t *testing.T) {
 
 	// Lost three times: fails.
 	dir, count = fakePackage(t, 3, false)
-	if out, err := runIn(t, dir); err == nil || !strings.Contains(err.Error(), "lost the appliance to a triple fault 3 times in a row in TestLost") {
+	if out, err := runIn(t, dir); err == nil || !strings.Contains(err.Error(), "the rig lost the appliance 3 times in a row in TestLost") {
 		t.Errorf("lost three times: %v\n%s", err, out)
 	}
 	if n := runs(t, count); n != 3 {
