@@ -2,18 +2,16 @@
 // -json` on the package, its output printed as `go test -v` prints it. A
 // test that failed because the test rig's QEMU lost the appliance (a
 // triple fault, or its kernel's stack corrupted: the harness says so with
-// a line starting with qemutest.RigLostGuest) is run again, alone, and the
-// run says
-// which and how that went (up to -reruns times); any other failure fails
-// the run at once.
+// a line starting with qemutest.RigLostGuest) is run again, alone, up to
+// -reruns times, and the run says which and how that went; any other
+// failure fails the run at once.
 //
 // The appliance's VMs run nested on the rig's TCG emulation of AMD's SVM,
 // and there the appliance's kernel now and then triple-faults, printing
 // nothing, or panics on a corrupted stack (docs/PERFORMANCE.md, "The
 // vanishing appliance"): about one nested-guest test in four loses it in
-// a full run. Running it again
-// is what a person would do by hand; a test lost more than -reruns times
-// in a row fails.
+// a full run. Running it again is what a person would do by hand; a test
+// lost more than -reruns times in a row fails.
 //
 //	go run ./qemu-test/cmd/plinth-e2e -timeout 60m -reruns 2 -rerun-timeout 20m -run '^TestAppliance' ./qemu-test/
 package main
@@ -97,9 +95,9 @@ type result struct {
 func (r result) passed() bool { return r.exitStatus == 0 && len(r.failed) == 0 }
 
 // rigLost splits the failed tests into those whose output has the
-// harness's line for a guest the rig lost and the others; a run that failed outside
-// its tests (no failed test, or a panic: the deadline's among them)
-// counts as an other.
+// harness's line for a guest the rig lost and the others; a run that
+// failed outside its tests (no failed test, or a panic: the deadline's
+// among them) counts as an other.
 func (r result) rigLost() (rig, others []string) {
 	for name := range r.failed {
 		if strings.Contains(r.output[name].String(), qemutest.RigLostGuest) {
