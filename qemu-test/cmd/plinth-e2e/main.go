@@ -13,7 +13,7 @@
 // a full run. Running it again is what a person would do by hand; a test
 // lost more than -reruns times in a row fails.
 //
-//	go run ./qemu-test/cmd/plinth-e2e -timeout 60m -reruns 2 -rerun-timeout 20m -run '^TestAppliance' ./qemu-test/
+//	go run ./qemu-test/cmd/plinth-e2e -timeout 60m -reruns 3 -rerun-timeout 20m -run '^TestAppliance' ./qemu-test/
 package main
 
 import (
