@@ -109,11 +109,11 @@ fuzz: build/.deps
 
 # The appliance tests took 19 minutes in one clean-clone run and 37 in a
 # later one on the same machine (its CPU doing half the work a second):
-# the deadline is 60 minutes. plinth-e2e runs them (as go test -v shows
-# them) and runs again, alone and within 20 minutes, up to three times, a test
-# that lost its appliance to the rig's TCG (a triple fault, or a panic on
-# a corrupted stack, with VMs running nested), saying so;
-# any other failure fails at once (README, "The two commands").
+# the first pass has 60 minutes. plinth-e2e runs them (as go test -v
+# shows them) and runs again, alone and within 20 minutes each time, up to
+# three times, a test that lost its appliance to the rig's TCG (a triple
+# fault, or a panic on a corrupted stack, with VMs running nested), saying
+# so; any other failure fails at once (README, "The two commands").
 e2e: build/.deps $(IMAGE) iso next
 	@rc=0; PLINTH_TEST_RUN=$(TEST_RUN) PLINTH_E2E=1 PLINTH_REQUIRE=1 go run ./qemu-test/cmd/plinth-e2e -timeout 60m -reruns 3 -rerun-timeout 20m -run '^TestAppliance' ./qemu-test/ || rc=$$?; \
 	$(LEFTOVERS) || rc=1; exit $$rc
