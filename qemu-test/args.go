@@ -123,12 +123,14 @@ func NewUEFIVars(dir string) (string, error) {
 // system's.
 var QEMUBinary = rigQEMU()
 
-// RigQEMU is where scripts/deps.sh puts the test rig's QEMU (a newer one
-// than the system's, from bookworm-backports), relative to the repository
-// root: QEMU 7.2's TCG emulation of AMD's SVM, on which the appliance's VMs
-// run nested when this host runs it under TCG, froze the appliance at its
-// fifth nested guest start in one run of TestNestedGuestStarts and lost
-// one or two end-to-end tests per make test; 10.0 ran 15 starts clean.
+// RigQEMU is where scripts/deps.sh puts the test rig's QEMU (11.1, from
+// trixie-backports, newer than the system's), relative to the repository
+// root. The appliance's VMs run nested on its TCG emulation of AMD's SVM
+// when this host runs it under TCG: 7.2 froze the appliance every few
+// nested guest starts; 10.0 raced other threads on the vCPU's
+// pending-interrupt bits at every VMRUN and #VMEXIT and lost the appliance
+// (a triple fault, a panic on a corrupted stack) in about one nested-guest
+// test of four (scripts/deps.sh says more).
 const RigQEMU = "build/cache/rig-qemu/qemu-system-x86_64"
 
 func rigQEMU() string {

@@ -36,51 +36,64 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The test rig's QEMU (what boots the appliance under TCG in make run, the
 # end-to-end tests and the benchmarks) is Debian's newer one from
-# bookworm-backports, unpacked under build/cache/rig-qemu: QEMU 7.2's TCG
-# emulation of AMD's SVM, on which the appliance's VMs run nested, freezes
-# or corrupts the appliance every few nested guest starts (README, "The two
-# commands"). The system's QEMU stays as it is: the image's payload is taken
-# from it (initramfs/packages.lock). apt fetches with a list and a state of
-# its own, checking Debian's signatures as it does for the system.
-RIG_QEMU_VERSION="1:10.0.2+ds-2+deb13u1~bpo12+1"
-RIG_SEABIOS_VERSION="1.16.3-2~bpo12+1" # QEMU 10 with bookworm's SeaBIOS 1.16.2 takes 30 s to reach the kernel
+# trixie-backports, unpacked under build/cache/rig-qemu with the libraries
+# it was built against (trixie's, its C library among them) and run through
+# their own dynamic loader, so nothing of it touches the system. The
+# appliance's VMs run nested on its TCG emulation of AMD's SVM: 7.2's
+# froze the appliance every few nested guest starts; 10.0's
+# (bookworm-backports) lost it to a triple fault or a panic on a corrupted
+# stack in about one nested-guest test of four, and stalled nested guests
+# now and then. 10.0 sets and clears the vCPU's pending-interrupt bits at
+# VMRUN and #VMEXIT with plain read-modify-writes, outside the lock every
+# other thread holds when it raises an interrupt on that vCPU (an IPI, a
+# timer): a raced interrupt is lost, or one already taken is raised again.
+# QEMU made them atomic after 10.1 ("add cpu_test_interrupt()/
+# cpu_set_interrupt() helpers and use them tree wide", qemu-devel, August
+# 2025, where Paolo Bonzini names helper_vmrun's); 11.1 has it. README,
+# "The two commands". The system's QEMU stays as it is: the image's payload is
+# taken from it (initramfs/packages.lock). apt fetches with a list, a state
+# and an (empty) package status of its own, so it fetches the whole
+# closure, checking Debian's signatures as it does for the system.
+RIG_QEMU_VERSION="1:11.1.3+ds-2~bpo13+1"
 RIG="$ROOT/build/cache/rig-qemu"
 fetch_rig() {
-	echo "deps: fetching the test rig's QEMU from bookworm-backports"
-	rm -rf "$RIG.tmp" && mkdir -p "$RIG.tmp/lists/partial" "$RIG.tmp/cache/archives/partial" "$RIG.tmp/debs" || return 1
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main" >"$RIG.tmp/sources.list"
+	echo "deps: fetching the test rig's QEMU from trixie-backports"
+	rm -rf "$RIG.tmp" && mkdir -p "$RIG.tmp/lists/partial" "$RIG.tmp/cache/archives/partial" "$RIG.tmp/root" || return 1
+	: >"$RIG.tmp/status"
+	local suite
+	for suite in trixie trixie-updates trixie-backports; do
+		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main"
+	done >"$RIG.tmp/sources.list"
 	local apt=(apt-get -q -o Dir::Etc::SourceList="$RIG.tmp/sources.list" -o Dir::Etc::SourceParts=/nonexistent
-		-o Dir::State::Lists="$RIG.tmp/lists" -o Dir::Cache="$RIG.tmp/cache")
-	"${apt[@]}" --error-on=any update >/dev/null || { echo "deps: apt-get update of bookworm-backports failed" >&2; return 1; }
-	# The pinned versions; once backports has moved on, its newest.
-	(cd "$RIG.tmp/debs" && { "${apt[@]}" download "qemu-system-x86=$RIG_QEMU_VERSION" "qemu-system-data=$RIG_QEMU_VERSION" "seabios=$RIG_SEABIOS_VERSION" >/dev/null 2>&1 ||
-		{ echo "deps: QEMU $RIG_QEMU_VERSION or SeaBIOS $RIG_SEABIOS_VERSION is no longer in bookworm-backports; taking its newest" >&2
-		"${apt[@]}" download qemu-system-x86/bookworm-backports qemu-system-data/bookworm-backports seabios/bookworm-backports >/dev/null; }; }) ||
-		{ echo "deps: downloading QEMU from bookworm-backports failed" >&2; return 1; }
-	for d in "$RIG.tmp"/debs/*.deb; do dpkg-deb -x "$d" "$RIG.tmp/root" || return 1; done
-	# Its libraries come from bookworm itself; install those missing.
-	local libs=() p
-	for p in $(dpkg-deb -f "$RIG.tmp"/debs/qemu-system-x86_*.deb Depends | tr ',' '\n' | sed -n 's/^ *\(lib[^ ]*\).*/\1/p'); do
-		case "$(have "$p")" in "install ok installed"*) ;; *) libs+=("$p") ;; esac
-	done
-	if [ ${#libs[@]} -gt 0 ]; then
-		echo "deps: installing the rig QEMU's libraries ${libs[*]}"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${libs[@]}" >/dev/null ||
-			{ echo "deps: apt-get install ${libs[*]} failed" >&2; return 1; }
-	fi
-	# Its own ROMs and SeaBIOS first, then the system's (iPXE).
+		-o Dir::State::Lists="$RIG.tmp/lists" -o Dir::Cache="$RIG.tmp/cache" -o Dir::State::status="$RIG.tmp/status"
+		-o Debug::NoLocking=1 -o APT::Install-Recommends=false)
+	"${apt[@]}" --error-on=any update >/dev/null || { echo "deps: apt-get update of trixie-backports failed" >&2; return 1; }
+	# The pinned version; once backports has moved on, its newest.
+	"${apt[@]}" -y -t trixie-backports install --download-only "qemu-system-x86=$RIG_QEMU_VERSION" >/dev/null 2>&1 ||
+		{ echo "deps: QEMU $RIG_QEMU_VERSION is no longer in trixie-backports; taking its newest" >&2
+		"${apt[@]}" -y -t trixie-backports install --download-only qemu-system-x86 >/dev/null; } ||
+		{ echo "deps: downloading QEMU from trixie-backports failed" >&2; return 1; }
+	local d
+	for d in "$RIG.tmp"/cache/archives/*.deb; do dpkg-deb -x "$d" "$RIG.tmp/root" || return 1; done
+	rm -rf "$RIG.tmp"/root/usr/share/{doc,man,locale,lintian}
+	# Its own loader, libraries, modules, ROMs and SeaBIOS, then the
+	# system's ROMs.
 	cat >"$RIG.tmp/qemu-system-x86_64" <<-'EOF'
 		#!/bin/sh
 		d="$(dirname "$(readlink -f "$0")")/root"
-		exec "$d/usr/bin/qemu-system-x86_64" -L "$d/usr/share/qemu" -L "$d/usr/share/seabios" -L /usr/share/qemu "$@"
+		QEMU_MODULE_DIR="$d/usr/lib/x86_64-linux-gnu/qemu" exec "$d/usr/lib64/ld-linux-x86-64.so.2" \
+			--library-path "$d/usr/lib/x86_64-linux-gnu" --argv0 "$0" "$d/usr/bin/qemu-system-x86_64" \
+			-L "$d/usr/share/qemu" -L "$d/usr/share/seabios" -L /usr/share/qemu "$@"
 	EOF
 	chmod +x "$RIG.tmp/qemu-system-x86_64"
 	"$RIG.tmp/qemu-system-x86_64" --version >/dev/null || { echo "deps: the rig QEMU does not run" >&2; return 1; }
-	rm -rf "$RIG.tmp/lists" "$RIG.tmp/cache" "$RIG.tmp/debs" "$RIG" && mv "$RIG.tmp" "$RIG" || return 1
+	echo "$RIG_QEMU_VERSION" >"$RIG.tmp/pinned"
+	rm -rf "$RIG.tmp/lists" "$RIG.tmp/cache" "$RIG" && mv "$RIG.tmp" "$RIG" || return 1
 	"$RIG/qemu-system-x86_64" --version | head -1 | sed 's/^/deps: rig: /'
 }
-# Without it the tests still run, on the system's QEMU, and say so.
-if [ ! -x "$RIG/qemu-system-x86_64" ] && ! fetch_rig; then
+# Fetched again when the pin moves. Without it the tests still run, on the
+# system's QEMU, and say so.
+if { [ ! -x "$RIG/qemu-system-x86_64" ] || [ "$(cat "$RIG/pinned" 2>/dev/null)" != "$RIG_QEMU_VERSION" ]; } && ! fetch_rig; then
 	rm -rf "$RIG.tmp"
 	echo "deps: WARNING: no rig QEMU; the appliance is booted with the system's $(qemu-system-x86_64 --version | head -1), whose nested KVM freezes the appliance now and then" >&2
 fi
