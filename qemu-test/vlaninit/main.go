@@ -275,17 +275,19 @@ func wire() (string, error) {
 	if err := ph.LinkAdd(v); err != nil {
 		return "", fmt.Errorf("the peer's VLAN 20: %w", err)
 	}
-	for name, addr := range map[string]string{nics[1]: "198.51.100.1/24", nics[1] + ".20": "192.0.2.1/24"} {
-		l, err := ph.LinkByName(name)
+	// The NIC before its VLAN: a VLAN whose NIC is down cannot go up
+	// (ENETDOWN, "network is down"; a map's order made it fail now and then).
+	for _, p := range []struct{ name, addr string }{{nics[1], "198.51.100.1/24"}, {nics[1] + ".20", "192.0.2.1/24"}} {
+		l, err := ph.LinkByName(p.name)
 		if err != nil {
 			return "", err
 		}
-		a, _ := netlink.ParseAddr(addr)
+		a, _ := netlink.ParseAddr(p.addr)
 		if err := ph.AddrAdd(l, a); err != nil {
-			return "", fmt.Errorf("the peer's %s on %s: %w", addr, name, err)
+			return "", fmt.Errorf("the peer's %s on %s: %w", p.addr, p.name, err)
 		}
 		if err := ph.LinkSetUp(l); err != nil {
-			return "", err
+			return "", fmt.Errorf("the peer's %s up: %w", p.name, err)
 		}
 	}
 	if lo, err := ph.LinkByName("lo"); err == nil {
