@@ -487,6 +487,16 @@ func (vm *VM) Kill() error {
 // files. It is idempotent and safe to call at any time.
 func (vm *VM) Close() {
 	vm.closeOnce.Do(func() {
+		// A guest the rig lost takes its QEMU down, but a test can fail on
+		// the lost guest (a refused connection) before QEMU has exited and
+		// been reaped: let it, so that what follows says how it ended (on
+		// 2026-12-07 a triple fault went unnamed, and was not run again).
+		if vm.cmd != nil && !vm.Exited() && !vm.killed.Load() && vm.rigLoss() != "" {
+			select {
+			case <-vm.done:
+			case <-time.After(10 * time.Second):
+			}
+		}
 		// A QEMU that died on its own (a signal, not ours; or an error exit)
 		// is what a test's failure was about, whatever the test saw
 		// ("connection refused"): say how it ended, and its stderr.
