@@ -28,7 +28,7 @@ func TestApplianceNetCounters(t *testing.T) {
 	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
 	o.CPUs, o.MemoryMiB = 2, 2048
 	o.ExtraArgs = []string{"-drive", "file=" + dsImg + ",if=virtio,format=raw"}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	vm, _, err := StartReady(ctx, o, 240*time.Second)
 	if err != nil {
@@ -62,9 +62,9 @@ func TestApplianceNetCounters(t *testing.T) {
 		u := base + api.MgmtdVMsPath + "/" + url.PathEscape(v.Spec.ID)
 		c.sendJSON(t, "POST", u+"/start", nil, 200)
 		var console string
-		for end := time.Now().Add(240 * time.Second); !strings.Contains(console, pat); time.Sleep(time.Second) {
+		for end := time.Now().Add(NestedMarkerWait); !strings.Contains(console, pat); time.Sleep(time.Second) {
 			if time.Now().After(end) {
-				t.Fatalf("%s: no %q on the console in 240 s:\n%s%s", v.Spec.Name, pat, console, formatTail(vm.Tail(TailLines)))
+				t.Fatalf("%s: no %q on the console in %v:\n%s%s", v.Spec.Name, pat, NestedMarkerWait, console, formatTail(vm.Tail(TailLines)))
 			}
 			console = c.getText(t, u+"/console")
 		}

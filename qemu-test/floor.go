@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
 
@@ -15,6 +16,15 @@ import (
 
 // FloorMarker is the line the floor guest's init prints (see floorinit).
 const FloorMarker = "PLINTH-FLOOR-UP"
+
+// NestedMarkerWait is how long a test waits for a floor guest the
+// appliance runs (on KVM nested on the rig's TCG emulation of SVM) to
+// print its marker. It takes 40 to 75 s on a quiet machine
+// (docs/PERFORMANCE.md, "The test rig's QEMU: nested guest starts"), and
+// more than twice that while this shared machine slowed (2026-12-07: a run
+// in which every appliance test took 1.4 to 2.2 times its usual time, and
+// one marker came only after 240 s, the wait then).
+const NestedMarkerWait = 420 * time.Second
 
 // FloorHangCmdline makes the floor guest print its marker and then stay up.
 const FloorHangCmdline = "plinthfloor=hang"

@@ -101,9 +101,9 @@ func TestAppliancePassthrough(t *testing.T) {
 	c.sendJSON(t, "POST", vmURL(pt)+"/start", nil, 200)
 	want := "PLINTH-NIC eth0 " + spareMAC
 	var console string
-	for end := time.Now().Add(240 * time.Second); !strings.Contains(console, want); time.Sleep(time.Second) {
+	for end := time.Now().Add(NestedMarkerWait); !strings.Contains(console, want); time.Sleep(time.Second) {
 		if time.Now().After(end) {
-			t.Fatalf("no %q on the guest's console in 240 s:\n%s%s", want, console, formatTail(vm.Tail(TailLines)))
+			t.Fatalf("no %q on the guest's console in %v:\n%s%s", want, NestedMarkerWait, console, formatTail(vm.Tail(TailLines)))
 		}
 		console = c.getText(t, vmURL(pt)+"/console")
 	}

@@ -99,7 +99,7 @@ func TestApplianceUSBVanishes(t *testing.T) {
 	}
 	c.sendJSON(t, "POST", vmURL+"/start", nil, 200)
 	defer c.sendJSON(t, "POST", vmURL+"/stop", nil, 200)
-	waitConsole(regexp.MustCompile(regexp.QuoteMeta(FloorMarker)), 240*time.Second)
+	waitConsole(regexp.MustCompile(regexp.QuoteMeta(FloorMarker)), NestedMarkerWait)
 
 	// Attached live: the guest's USB stack sees the keyboard.
 	c.sendJSON(t, "POST", vmURL+"/usb", api.USBPassthrough{VendorID: vendor, ProductID: product}, 200)

@@ -73,7 +73,7 @@ func TestApplianceAutostartsVM(t *testing.T) {
 		"-drive", "file=" + stateImg + ",if=virtio,format=raw",
 		"-drive", "file=" + dsImg + ",if=virtio,format=raw",
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	vm, _, err := StartReady(ctx, o, 240*time.Second)
 	if err != nil {
@@ -111,9 +111,9 @@ func TestApplianceAutostartsVM(t *testing.T) {
 	// ...and its guest reaches its marker on the serial console.
 	t0 := time.Now()
 	var console string
-	for deadline := time.Now().Add(240 * time.Second); !strings.Contains(console, FloorMarker); {
+	for deadline := time.Now().Add(NestedMarkerWait); !strings.Contains(console, FloorMarker); {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s on the VM's console after 240 s; console:\n%s%s", FloorMarker, console, formatTail(vm.Tail(TailLines)))
+			t.Fatalf("no %s on the VM's console after %v; console:\n%s%s", FloorMarker, NestedMarkerWait, console, formatTail(vm.Tail(TailLines)))
 		}
 		time.Sleep(time.Second)
 		console = c.getText(t, vmURL+"/console")

@@ -214,9 +214,9 @@ func (w vmWork) console(id string) string {
 // marker waits for the guest's nth marker since the console log began.
 func (w vmWork) marker(id string, n int) {
 	w.t.Helper()
-	for end := time.Now().Add(3 * time.Minute); strings.Count(w.console(id), FloorMarker) < n; time.Sleep(500 * time.Millisecond) {
+	for end := time.Now().Add(NestedMarkerWait); strings.Count(w.console(id), FloorMarker) < n; time.Sleep(500 * time.Millisecond) {
 		if time.Now().After(end) {
-			w.fail(id, "no marker #%d from %s in 3 min", n, id)
+			w.fail(id, "no marker #%d from %s in %v", n, id, NestedMarkerWait)
 		}
 	}
 }
