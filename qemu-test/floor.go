@@ -23,7 +23,8 @@ const FloorMarker = "PLINTH-FLOOR-UP"
 // (docs/PERFORMANCE.md, "The test rig's QEMU: nested guest starts"), and
 // more than twice that while this shared machine slowed (2026-12-07: a run
 // in which every appliance test took 1.4 to 2.2 times its usual time, and
-// one marker came only after 240 s, the wait then).
+// one nested guest's marker, by its test's timing, not within 240 s, the
+// wait then).
 const NestedMarkerWait = 420 * time.Second
 
 // FloorHangCmdline makes the floor guest print its marker and then stay up.

@@ -47,10 +47,10 @@ fi
 # VMRUN and #VMEXIT with plain read-modify-writes, outside the lock every
 # other thread holds when it raises an interrupt on that vCPU (an IPI, a
 # timer): a raced interrupt is lost, or one already taken is raised again.
-# QEMU made them atomic after 10.1 ("add cpu_test_interrupt()/
+# QEMU's developers made them atomic after 10.1 ("add cpu_test_interrupt()/
 # cpu_set_interrupt() helpers and use them tree wide", qemu-devel, August
-# 2025, where Paolo Bonzini names helper_vmrun's); 11.1 has it. README,
-# "The two commands". The system's QEMU stays as it is: the image's payload is
+# 2025, where Paolo Bonzini names helper_vmrun's); 11.1 loses the
+# appliance far less (docs/PERFORMANCE.md). README, "The two commands". The system's QEMU stays as it is: the image's payload is
 # taken from it (initramfs/packages.lock). apt fetches with a list, a state
 # and an (empty) package status of its own, so it fetches the whole
 # closure, checking Debian's signatures as it does for the system.
@@ -95,7 +95,11 @@ fetch_rig() {
 # system's QEMU, and say so.
 if { [ ! -x "$RIG/qemu-system-x86_64" ] || [ "$(cat "$RIG/pinned" 2>/dev/null)" != "$RIG_QEMU_VERSION" ]; } && ! fetch_rig; then
 	rm -rf "$RIG.tmp"
-	echo "deps: WARNING: no rig QEMU; the appliance is booted with the system's $(qemu-system-x86_64 --version | head -1), whose nested KVM freezes the appliance now and then" >&2
+	if [ -x "$RIG/qemu-system-x86_64" ]; then
+		echo "deps: WARNING: could not fetch the rig QEMU $RIG_QEMU_VERSION; the appliance is booted with the one already here, $("$RIG/qemu-system-x86_64" --version | head -1)" >&2
+	else
+		echo "deps: WARNING: no rig QEMU; the appliance is booted with the system's $(qemu-system-x86_64 --version | head -1), whose nested KVM freezes the appliance now and then" >&2
+	fi
 fi
 command -v go >/dev/null || { echo "deps: Go is not installed (need Go 1.26 at /usr/local/go or on PATH)" >&2; exit 1; }
 (cd "$ROOT" && go mod download) || { echo "deps: go mod download failed" >&2; exit 1; }
