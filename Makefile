@@ -134,4 +134,4 @@ bench: build/.deps $(IMAGE)
 	go test -run XXX -bench . -benchmem -count 5 ./bench/boardbench
 
 clean:
-	rm -rf build/*.cpio* build/vmlinuz build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log build/plinth-*.img build/plinth-*.iso build/media build/iso-root build/esp.img build/plinth-*.upgrade build/next
+	rm -rf build/*.cpio* build/vmlinuz build/pvh build/modules build/payload build/payload-root build/size-report.txt build/e2e-*.log build/plinth-*.img build/plinth-*.iso build/media build/iso-root build/esp.img build/plinth-*.upgrade build/next

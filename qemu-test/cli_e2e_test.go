@@ -40,7 +40,7 @@ func TestApplianceCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	dsImg := filepath.Join(dir, "ds1.img")
-	mkfs(t, "PLINTH-DS1", ds, dsImg, "64M")
+	mkfs(t, "PLINTH-DS1", ds, dsImg, "160M")
 	o.CPUs, o.MemoryMiB = 2, 2048
 	o.ExtraArgs = []string{"-drive", "file=" + dsImg + ",if=virtio,format=raw"}
 

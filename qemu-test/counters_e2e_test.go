@@ -25,7 +25,7 @@ func TestApplianceNetCounters(t *testing.T) {
 	dir := t.TempDir()
 	seed := floorDatastore(t, o.Kernel, dir, "virtio_pci", "virtio_net")
 	dsImg := filepath.Join(dir, "ds1.img")
-	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
+	mkfs(t, "PLINTH-DS1", seed, dsImg, "160M")
 	o.CPUs, o.MemoryMiB = 2, 2048
 	o.ExtraArgs = []string{"-drive", "file=" + dsImg + ",if=virtio,format=raw"}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)

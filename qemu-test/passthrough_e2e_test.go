@@ -28,7 +28,7 @@ func TestAppliancePassthrough(t *testing.T) {
 	dir := t.TempDir()
 	seed := floorDatastore(t, o.Kernel, dir, "e1000e")
 	dsImg := filepath.Join(dir, "ds1.img")
-	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
+	mkfs(t, "PLINTH-DS1", seed, dsImg, "160M")
 
 	const spareMAC = "52:54:00:18:00:02"
 	o.CPUs, o.MemoryMiB = 2, 2048

@@ -30,7 +30,7 @@ func TestApplianceUSBVanishes(t *testing.T) {
 	dir := t.TempDir()
 	seed := floorDatastore(t, o.Kernel, dir, "xhci_pci", "usbhid", "hid_generic")
 	dsImg := filepath.Join(dir, "ds1.img")
-	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
+	mkfs(t, "PLINTH-DS1", seed, dsImg, "160M")
 
 	o.CPUs, o.MemoryMiB = 2, 2048
 	o.ExtraArgs = []string{

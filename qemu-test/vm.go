@@ -98,6 +98,17 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	if o.Kernel != "" && !o.ServerBoot {
+		k, err := PVHKernel(o.Kernel)
+		switch {
+		case errors.Is(err, ErrNoPVH):
+			logf("qemutest: booting %s as a bzImage: %v", o.Kernel, err)
+		case err != nil:
+			return nil, fmt.Errorf("%w: %v", ErrStartFailed, err)
+		default:
+			o.Kernel = k
+		}
+	}
 	acc := api.Acceleration{Mode: o.Accel, Reason: "chosen by the caller"}
 	if o.Accel == "" {
 		acc = accel.Detect()

@@ -65,7 +65,7 @@ func TestApplianceAutostartsVM(t *testing.T) {
 	}
 	stateImg, dsImg := filepath.Join(dir, "state.img"), filepath.Join(dir, "ds1.img")
 	mkfs(t, "PLINTH-STATE", state, stateImg, "64M")
-	mkfs(t, "PLINTH-DS1", ds, dsImg, "64M")
+	mkfs(t, "PLINTH-DS1", ds, dsImg, "160M")
 
 	o.CPUs, o.MemoryMiB = 2, 2048
 	o.Cmdline = "plinth.vm_shutdown_timeout=5"

@@ -317,7 +317,7 @@ func TestNestedGuestStarts(t *testing.T) {
 	dir := t.TempDir()
 	seed := floorDatastore(t, o.Kernel, dir)
 	dsImg := filepath.Join(dir, "ds1.img")
-	mkfs(t, "PLINTH-DS1", seed, dsImg, "64M")
+	mkfs(t, "PLINTH-DS1", seed, dsImg, "160M")
 	o.CPUs, o.MemoryMiB = 2, 2048
 	o.ExtraArgs = []string{"-drive", "file=" + dsImg + ",if=virtio,format=raw"}
 	if a := os.Getenv("PLINTH_NESTED_ACCEL"); a != "" { // e.g. tcg: the VMs emulated

@@ -10,10 +10,11 @@ have() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null; }
 # npm fetches the web client's pinned packages (web/package-lock.json);
 # chromium drives it in the end-to-end browser tests; qemu-guest-agent and
 # debootstrap give the guest agent and cloud-init tests their real peers;
+# xz-utils unpacks the kernel the tests boot through its PVH entry;
 # chrony (an NTP server), rsyslog with its TLS driver (a syslog server) and
 # the OpenSSH client are the host settings tests' (never started as
 # services: the tests run them in the foreground).
-for p in npm chromium qemu-guest-agent debootstrap chrony rsyslog rsyslog-gnutls openssh-client kmod zstd cpio e2fsprogs squashfs-tools iproute2 ca-certificates curl tmux gdisk mtools dosfstools syslinux syslinux-common xorriso grub-pc-bin systemd-boot-efi ipxe; do
+for p in npm chromium qemu-guest-agent debootstrap chrony rsyslog rsyslog-gnutls openssh-client kmod xz-utils zstd cpio e2fsprogs squashfs-tools iproute2 ca-certificates curl tmux gdisk mtools dosfstools syslinux syslinux-common xorriso grub-pc-bin systemd-boot-efi ipxe; do
 	case "$p" in npm) command -v npm >/dev/null && continue ;; esac # a newer Node.js may be installed otherwise
 	case "$(have "$p")" in "install ok installed"*) ;; *) need+=("$p") ;; esac
 done

@@ -23,11 +23,11 @@ const (
 	// Marker is the line the guest's init prints on ttyS0.
 	Marker = qemutest.FloorMarker
 	// Cmdline is the kernel command line for the guest.
-	Cmdline = "console=ttyS0 quiet panic=-1 " + qemutest.FloorHangCmdline
+	Cmdline = "console=ttyS0 quiet panic=-1 " + qemutest.NoSelfTests + " " + qemutest.FloorHangCmdline
 	// DisksCmdline is Cmdline with the guest printing its block devices
 	// (qemutest.FloorDiskLine) before the marker; it needs the initramfs of
 	// InstallDisks.
-	DisksCmdline = "console=ttyS0 quiet panic=-1 " + qemutest.FloorDisksCmdline
+	DisksCmdline = "console=ttyS0 quiet panic=-1 " + qemutest.NoSelfTests + " " + qemutest.FloorDisksCmdline
 )
 
 // DiskModules are the kernel modules the guest needs to see a virtio-blk
@@ -43,7 +43,7 @@ var FSModules = append(append([]string(nil), DiskModules...), "crc32c_generic", 
 // mounted and its console answering the file-system commands (floorinit:
 // "mark TEXT", "cat", "efiset TEXT", "efiget"); it needs the initramfs of
 // InstallFS.
-const FSCmdline = "console=ttyS0 quiet panic=-1 plinthfloor=fs,console"
+const FSCmdline = "console=ttyS0 quiet panic=-1 " + qemutest.NoSelfTests + " plinthfloor=fs,console"
 
 // InstallFS is Install with FSModules (from modDir, see Modules) in the
 // initramfs, for a guest booted with FSCmdline.
