@@ -58,8 +58,8 @@ func TestDiskCountersMatchGuestWrites(t *testing.T) {
 	}
 	vm, err := c.CreateVM(deadline(t), api.VMSpec{Name: "writer", MemoryMiB: 256, Serial: true,
 		Disks: []api.Disk{{Datastore: "ds1", Path: "w/disk.qcow2"}},
-		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio",
-			Cmdline: fmt.Sprintf("console=ttyS0 quiet panic=-1 plinthfloor=write=%d,hang", mib)}})
+		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio",
+			Cmdline: runnertest.FloorCmdline(fmt.Sprintf("write=%d,hang", mib))}})
 	if err != nil {
 		t.Fatal(err)
 	}

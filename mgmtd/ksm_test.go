@@ -44,7 +44,7 @@ func TestKSMMergesIdenticalGuests(t *testing.T) {
 	}
 	for _, name := range []string{"twin-a", "twin-b"} {
 		vm, err := c.CreateVM(deadline(t), api.VMSpec{Name: name, MemoryMiB: 256, Serial: true,
-			Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 plinthfloor=hang"}})
+			Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.Cmdline}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,7 +30,7 @@ type Options struct {
 	// Kernel is the bzImage to boot directly; empty means the firmware
 	// boots from Disks or CDROM (their boot loader's command line then
 	// holds console=ttyS0). Start boots it through its PVH entry
-	// (PVHKernel) unless ServerBoot is set.
+	// (PVHKernel) unless ServerBoot is set or the firmware is OVMF.
 	Kernel string
 	// ServerBoot boots Kernel as a server does: the bzImage through its
 	// own decompressor, with the kernel's crypto self-tests. Without it a

@@ -50,7 +50,7 @@ func TestApplianceNetCounters(t *testing.T) {
 		var v api.VM
 		out := c.sendJSON(t, "POST", base+api.MgmtdVMsPath, api.VMSpec{Name: name, MemoryMiB: 256, Serial: true,
 			NICs:   []api.NIC{{Model: api.NICVirtio, Switch: "lan"}},
-			Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 plinthfloor=" + mode + ",hang"}}, 201)
+			Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 " + NoSelfTests + " plinthfloor=" + mode + ",hang"}}, 201)
 		if err := json.Unmarshal(out, &v); err != nil {
 			t.Fatal(err)
 		}

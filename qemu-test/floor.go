@@ -154,23 +154,29 @@ func moduleName(file string) string {
 }
 
 // InstallGuest lays a test guest out in a datastore directory dir, as the
-// VM specs of the tests expect it: the kernel copied to dir/vmlinuz (a copy:
-// the image build may replace the file meanwhile), uncompressed for its PVH
-// entry where it has one (PVHKernel: the guest then starts seconds sooner
-// under TCG, and QEMU tells the two apart by their headers), and the
-// initramfs that build makes (BuildFloor, or a variant) at dir/init.cpio.
+// VM specs of the tests expect it: the kernel copied (the image build may
+// replace the file meanwhile) to dir/vmlinuz as it is, the bzImage that
+// firmware and boot loaders load (OVMF, GRUB), and to dir/vmlinux
+// uncompressed for its PVH entry (PVHKernel), which a BIOS guest booted
+// directly reaches seconds sooner under TCG (where the kernel has no PVH
+// entry, vmlinux is the bzImage again: QEMU tells them apart by their
+// headers); and the initramfs that build makes (BuildFloor, or a variant)
+// at dir/init.cpio.
 func InstallGuest(kernel, dir string, build func(dir string) (string, error)) error {
-	if k, err := PVHKernel(kernel); err == nil {
-		kernel = k
-	} else if !errors.Is(err, ErrNoPVH) {
+	pvh, err := PVHKernel(kernel)
+	if errors.Is(err, ErrNoPVH) {
+		pvh = kernel
+	} else if err != nil {
 		return fmt.Errorf("guest kernel: %w", err)
 	}
-	b, err := os.ReadFile(kernel)
-	if err != nil {
-		return fmt.Errorf("guest kernel: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), b, 0o644); err != nil {
-		return err
+	for name, from := range map[string]string{"vmlinuz": kernel, "vmlinux": pvh} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return fmt.Errorf("guest kernel: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return err
+		}
 	}
 	tmp, err := os.MkdirTemp("", "plinth-guest-")
 	if err != nil {

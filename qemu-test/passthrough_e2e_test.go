@@ -67,7 +67,7 @@ func TestAppliancePassthrough(t *testing.T) {
 		var v api.VM
 		spec := api.VMSpec{Name: name, MemoryMiB: 256, Serial: true,
 			PCIDevices: []api.PCIPassthrough{dev},
-			Kernel:     &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 plinthfloor=watch,hang"}}
+			Kernel:     &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 " + NoSelfTests + " plinthfloor=watch,hang"}}
 		if err := json.Unmarshal(c.sendJSON(t, "POST", base+api.MgmtdVMsPath, spec, 201), &v); err != nil {
 			t.Fatal(err)
 		}

@@ -67,7 +67,7 @@ func TestApplianceUSBVanishes(t *testing.T) {
 	t.Logf("the appliance's USB keyboard: port %s, bus %d device %d", kbd.Port, kbd.Bus, kbd.Device)
 
 	spec := api.VMSpec{Name: "usb", MemoryMiB: 256, Serial: true,
-		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 plinthfloor=watch,hang"}}
+		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 " + NoSelfTests + " plinthfloor=watch,hang"}}
 	var v api.VM
 	if err := json.Unmarshal(c.sendJSON(t, "POST", base+api.MgmtdVMsPath, spec, 201), &v); err != nil {
 		t.Fatal(err)

@@ -98,7 +98,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	if o.Kernel != "" && !o.ServerBoot {
+	if o.Kernel != "" && !o.ServerBoot && o.Firmware != FirmwareUEFI { // OVMF loads bzImages only
 		k, err := PVHKernel(o.Kernel)
 		switch {
 		case errors.Is(err, ErrNoPVH):

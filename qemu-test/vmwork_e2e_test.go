@@ -66,9 +66,9 @@ func TestNestedKVMSnapshots(t *testing.T) {
 	w := vmWork{t: t, ctx: ctx, c: c, vm: vm}
 
 	// BIOS: memory snapshot, overwrite, revert.
-	const cmdline = "console=ttyS0 quiet panic=-1 plinthfloor=fs,console"
+	const cmdline = "console=ttyS0 quiet panic=-1 " + NoSelfTests + " plinthfloor=fs,console"
 	bios := w.create(api.VMSpec{Name: "snappy", MemoryMiB: 256, Machine: api.MachinePC, Serial: true,
-		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: cmdline},
+		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: cmdline},
 		Disks:  []api.Disk{{Datastore: "ds1", Path: "bios/disk.qcow2"}}})
 	w.start(bios, 1)
 	w.say(bios, "mark first", "floor: marked first")
@@ -330,8 +330,8 @@ func TestNestedGuestStarts(t *testing.T) {
 	t.Logf("the appliance's VMs run on %s (%s)", acc.Mode, acc.Reason)
 	w := vmWork{t: t, ctx: ctx, c: c, vm: vm}
 	id := w.create(api.VMSpec{Name: "inner", MemoryMiB: 256, Machine: api.MachinePC, Serial: true,
-		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinuz", Initrd: "init.cpio",
-			Cmdline: "console=ttyS0 panic=-1 " + FloorHangCmdline}})
+		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio",
+			Cmdline: "console=ttyS0 panic=-1 " + NoSelfTests + " " + FloorHangCmdline}})
 	var failed int
 	var took []time.Duration
 	for i := 1; i <= starts; i++ {

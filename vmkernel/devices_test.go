@@ -37,7 +37,7 @@ func TestDeviceRoutesWithQEMU(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	spec := api.VMSpec{Name: "devices", MemoryMiB: 384, Serial: true, Balloon: &api.Balloon{MinMiB: 160},
-		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 plinthfloor=watch,hang"}}
+		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.FloorCmdline("watch,hang")}}
 	vm, err := c.CreateVM(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestDeviceRoutesWithQEMU(t *testing.T) {
 	// host is a problem of the spec's field; one without an IOMMU group
 	// (this host has none) a conflict that says why.
 	pci := api.VMSpec{Name: "pci", MemoryMiB: 128, Serial: true, PCIDevices: []api.PCIPassthrough{{Address: "0000:00:1f.7"}},
-		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: runnertest.Cmdline}}
+		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.Cmdline}}
 	pvm, err := c.CreateVM(ctx, pci)
 	if err != nil {
 		t.Fatal(err)

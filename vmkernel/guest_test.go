@@ -81,7 +81,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 func debianSpec(name, disk string) api.VMSpec {
 	return api.VMSpec{
 		Name: name, MemoryMiB: 512, Serial: true,
-		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: qemutest.DebianCmdline},
+		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: qemutest.DebianCmdline},
 		Disks:  []api.Disk{{Datastore: "ds", Path: disk}},
 		NICs:   []api.NIC{{NAT: true}},
 	}

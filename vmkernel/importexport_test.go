@@ -189,8 +189,8 @@ func TestImportExportOVA(t *testing.T) {
 		}
 		// Booted from its disk: the kernel directly, the root from the
 		// imported disk (the guest has no boot loader of its own).
-		s.Kernel = &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio",
-			Cmdline: "console=ttyS0 quiet panic=-1 plinthfloor=root:/dev/sda:/sbin/init"}
+		s.Kernel = &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio",
+			Cmdline: runnertest.FloorCmdline("root:/dev/sda:/sbin/init")}
 		s.Serial = true
 		if vm, err = r.c.UpdateVM(ctx, s); err != nil {
 			t.Fatal(err)

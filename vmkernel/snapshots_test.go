@@ -225,6 +225,7 @@ func TestSnapshotUEFIVariables(t *testing.T) {
 	wait := waiter(t, r.c)
 	spec := fsGuest(t, r, "uefi-snap")
 	spec.Firmware, spec.Machine, spec.MemoryMiB = api.FirmwareUEFI, api.MachineQ35, 256
+	spec.Kernel.Kernel = "vmlinuz" // OVMF loads a bzImage, not the PVH ELF
 	vm, err := r.c.CreateVM(ctx, spec)
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,7 @@ func startVMs(t *testing.T) *vmRig {
 func guest(name string) api.VMSpec {
 	return api.VMSpec{
 		Name: name, MemoryMiB: 128, Machine: api.MachinePC, Serial: true,
-		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
+		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
 	}
 }
 

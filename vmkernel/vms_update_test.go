@@ -93,7 +93,7 @@ func TestDeleteVMWithDisks(t *testing.T) {
 	if _, err := r.c.CreateDisk(ctx, "ds", api.CreateDiskRequest{Path: "raw.img", Format: api.FormatRaw, SizeBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"cd.iso", "vmlinuz", "init.cpio"} {
+	for _, f := range []string{"cd.iso", "vmlinux", "init.cpio"} {
 		os.WriteFile(filepath.Join(r.ds, f), []byte("x"), 0o644)
 	}
 	one := guest("one")
@@ -122,7 +122,7 @@ func TestDeleteVMWithDisks(t *testing.T) {
 	if !slices.Equal(res.KeptFiles, []api.DatastoreFile{{Datastore: "ds", Path: "shared.qcow2"}}) {
 		t.Fatalf("kept %+v", res.KeptFiles)
 	}
-	for f, exists := range map[string]bool{"one.qcow2": false, "raw.img": false, "shared.qcow2": true, "cd.iso": true, "vmlinuz": true, "init.cpio": true} {
+	for f, exists := range map[string]bool{"one.qcow2": false, "raw.img": false, "shared.qcow2": true, "cd.iso": true, "vmlinux": true, "init.cpio": true} {
 		if _, err := os.Stat(filepath.Join(r.ds, f)); (err == nil) != exists {
 			t.Errorf("%s: exists=%v, want %v", f, err == nil, exists)
 		}

@@ -487,7 +487,7 @@ func TestCLIVNC(t *testing.T) {
 	runnertest.Install(t, kernel, r.ds)
 	r.login(t)
 	r.must(t, 0, "vm", "create", "--name", "screen", "--memory", "128M", "--machine", "pc", "--vnc",
-		"--kernel", "ds1:vmlinuz", "--initrd", "ds1:init.cpio", "--cmdline", runnertest.Cmdline)
+		"--kernel", "ds1:vmlinux", "--initrd", "ds1:init.cpio", "--cmdline", runnertest.Cmdline)
 	if res := r.plinth(t, "", nil, "vm", "vnc", "screen", "--listen", "127.0.0.1:0"); res.code != cli.ExitConflict {
 		t.Errorf("vnc of a stopped VM: %+v", res)
 	}
@@ -537,7 +537,7 @@ func TestCLIConsole(t *testing.T) {
 
 	// Not running yet: the websocket is refused with the server's reason.
 	r.must(t, 0, "vm", "create", "--name", "guest", "--memory", "128M", "--machine", "pc",
-		"--kernel", "ds1:vmlinuz", "--initrd", "ds1:init.cpio", "--cmdline", runnertest.Cmdline)
+		"--kernel", "ds1:vmlinux", "--initrd", "ds1:init.cpio", "--cmdline", runnertest.Cmdline)
 	if res := r.plinth(t, "", nil, "vm", "console", "guest"); res.code != cli.ExitConflict {
 		t.Errorf("console of a stopped VM: %+v", res)
 	}

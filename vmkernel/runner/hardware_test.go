@@ -30,7 +30,10 @@ func TestTPM(t *testing.T) {
 	spec := guestSpec("tpm", api.OnCrashStayStopped)
 	spec.Machine = api.MachineQ35
 	spec.TPM = true
-	spec.Kernel.Cmdline = "console=ttyS0 quiet panic=-1 plinthfloor=tpm,hang"
+	// The bzImage: booted through its PVH entry the guest found no
+	// /dev/tpm0 (2026-12-07; not looked into further).
+	spec.Kernel.Kernel = "vmlinuz"
+	spec.Kernel.Cmdline = runnertest.FloorCmdline("tpm,hang")
 	if err := r.m.Start(ctxT(t, 60*time.Second), spec); err != nil {
 		t.Fatal(err)
 	}

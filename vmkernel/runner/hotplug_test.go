@@ -37,7 +37,7 @@ func TestHotplugDiskAndNIC(t *testing.T) {
 	r := hwRig(t)
 	spec := guestSpec("hot", api.OnCrashStayStopped)
 	spec.Machine = api.MachineQ35
-	spec.Kernel.Cmdline = "console=ttyS0 quiet panic=-1 plinthfloor=watch,hang"
+	spec.Kernel.Cmdline = runnertest.FloorCmdline("watch,hang")
 	if err := r.m.Start(ctxT(t, 60*time.Second), spec); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestBalloon(t *testing.T) {
 	spec.Machine = api.MachineQ35
 	spec.MemoryMiB = 512
 	spec.Balloon = &api.Balloon{MinMiB: 192}
-	spec.Kernel.Cmdline = "console=ttyS0 quiet panic=-1 plinthfloor=mem,hang"
+	spec.Kernel.Cmdline = runnertest.FloorCmdline("mem,hang")
 	if err := r.m.Start(ctxT(t, 60*time.Second), spec); err != nil {
 		t.Fatal(err)
 	}

@@ -132,7 +132,7 @@ func guestSpec(name, onCrash string) api.VMSpec {
 	s := api.VMSpec{
 		ID: api.NewUUID(), Name: name, MemoryMiB: 128, Machine: api.MachinePC, Serial: true,
 		OnCrash: onCrash,
-		Kernel:  &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
+		Kernel:  &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
 	}
 	s.Defaults()
 	return s

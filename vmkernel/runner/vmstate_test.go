@@ -22,7 +22,8 @@ func TestUEFIVarsImageAndPausedStart(t *testing.T) {
 	m := r.m
 	spec := guestSpec("uefi", api.OnCrashStayStopped)
 	spec.Firmware, spec.Machine = api.FirmwareUEFI, api.MachineQ35
-	spec.MemoryMiB = 256 // OVMF faults loading a direct-boot kernel in 128
+	spec.Kernel.Kernel = "vmlinuz" // OVMF loads a bzImage, not the PVH ELF
+	spec.MemoryMiB = 256           // OVMF faults loading a direct-boot kernel in 128
 	dir := filepath.Join(r.cfg.StateRoot, spec.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)

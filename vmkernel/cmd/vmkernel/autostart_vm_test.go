@@ -27,7 +27,7 @@ func TestAutostartAtStart(t *testing.T) {
 	mk := func(name string, on bool, order, delay int) api.VMSpec {
 		s := api.VMSpec{
 			Name: name, MemoryMiB: 256, Machine: api.MachinePC, Serial: true,
-			Kernel:    &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
+			Kernel:    &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
 			Autostart: api.Autostart{Enabled: on, Order: order, DelaySeconds: delay},
 		}
 		if err := inv.Create(&s); err != nil {

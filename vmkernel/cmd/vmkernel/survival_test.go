@@ -240,7 +240,7 @@ func TestSurvivesKill9(t *testing.T) {
 	for i, onCrash := range []string{api.OnCrashStayStopped, api.OnCrashStayStopped, api.OnCrashRestart} {
 		spec := api.VMSpec{
 			Name: fmt.Sprintf("survivor%d", i), MemoryMiB: 256, Machine: api.MachinePC, Serial: true, OnCrash: onCrash,
-			Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
+			Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
 		}
 		vm, err := r.c.CreateVM(ctxT(t, 10*time.Second), spec)
 		if err != nil {

@@ -59,7 +59,7 @@ func TestKill9DuringSnapshotAndBackup(t *testing.T) {
 
 	spec := api.VMSpec{
 		Name: "busy", MemoryMiB: 512, Machine: api.MachinePC, Serial: true,
-		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinuz", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
+		Kernel: &api.DirectBoot{Datastore: "ds", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: runnertest.Cmdline},
 		Disks:  []api.Disk{{Datastore: "ds", Path: "busy.qcow2"}},
 	}
 	vm, err := r.c.CreateVM(ctxT(t, 10*time.Second), spec)

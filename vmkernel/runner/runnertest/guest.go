@@ -23,12 +23,20 @@ const (
 	// Marker is the line the guest's init prints on ttyS0.
 	Marker = qemutest.FloorMarker
 	// Cmdline is the kernel command line for the guest.
-	Cmdline = "console=ttyS0 quiet panic=-1 " + qemutest.NoSelfTests + " " + qemutest.FloorHangCmdline
+	Cmdline = floorPrefix + "hang"
 	// DisksCmdline is Cmdline with the guest printing its block devices
 	// (qemutest.FloorDiskLine) before the marker; it needs the initramfs of
 	// InstallDisks.
-	DisksCmdline = "console=ttyS0 quiet panic=-1 " + qemutest.NoSelfTests + " " + qemutest.FloorDisksCmdline
+	DisksCmdline = floorPrefix + "disks,hang"
 )
+
+// floorPrefix starts every floor guest's command line; the mode follows
+// (qemutest's FloorHangCmdline and FloorDisksCmdline name two).
+const floorPrefix = "console=ttyS0 quiet panic=-1 " + qemutest.NoSelfTests + " plinthfloor="
+
+// FloorCmdline is the kernel command line of a floor guest in mode (the
+// value of plinthfloor=, e.g. "watch,hang"; floorinit says what each does).
+func FloorCmdline(mode string) string { return floorPrefix + mode }
 
 // DiskModules are the kernel modules the guest needs to see a virtio-blk
 // disk (the appliance kernel builds no disk driver in).
@@ -43,7 +51,7 @@ var FSModules = append(append([]string(nil), DiskModules...), "crc32c_generic", 
 // mounted and its console answering the file-system commands (floorinit:
 // "mark TEXT", "cat", "efiset TEXT", "efiget"); it needs the initramfs of
 // InstallFS.
-const FSCmdline = "console=ttyS0 quiet panic=-1 " + qemutest.NoSelfTests + " plinthfloor=fs,console"
+const FSCmdline = floorPrefix + "fs,console"
 
 // InstallFS is Install with FSModules (from modDir, see Modules) in the
 // initramfs, for a guest booted with FSCmdline.
@@ -122,7 +130,8 @@ func Kernel(t testing.TB, rel string) string {
 }
 
 // Install copies the kernel and a freshly built initramfs into dir as
-// "vmlinuz" and "init.cpio".
+// "vmlinuz", "vmlinux" (qemutest.InstallGuest says which is which) and
+// "init.cpio".
 func Install(t testing.TB, kernel, dir string) {
 	t.Helper()
 	install(t, kernel, dir, qemutest.BuildFloor)
