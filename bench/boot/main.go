@@ -3,7 +3,8 @@
 // /init that only prints a marker) measured in the same run (see package
 // bootbench), and prints a markdown section for docs/PERFORMANCE.md.
 // Progress goes to stderr. -loop N boots the appliance N more times to
-// count stalls.
+// count stalls; -test-boot boots both as the tests do (qemutest's
+// Options.ServerBoot says how that differs).
 //
 //	flock /work/heavy.lock go run ./bench/boot -n 7 -loop 40 > /tmp/boot.md
 package main
@@ -41,6 +42,7 @@ func run(args []string) error {
 	cpus := fs.Int("cpus", 2, "vCPUs per guest")
 	mem := fs.Int("mem", 1024, "MiB of memory per guest")
 	timeout := fs.Duration("timeout", 240*time.Second, "deadline for each appliance boot to PLINTH-READY")
+	testBoot := fs.Bool("test-boot", false, "boot both as the tests do (the kernel's PVH entry, no crypto self-tests), not as a server does")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func run(args []string) error {
 	defer stop()
 	res, err := bootbench.Run(ctx, bootbench.Options{
 		Kernel: kernel, Initrd: initrd, Runs: *n, Loop: *loop, CPUs: *cpus, MemoryMiB: *mem,
-		ReadyTimeout: *timeout, Logf: log.Printf,
+		ReadyTimeout: *timeout, TestBoot: *testBoot, Logf: log.Printf,
 	})
 	if err != nil {
 		return err

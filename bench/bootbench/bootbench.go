@@ -6,8 +6,8 @@
 // difference and ratio, and the appliance's boot timeline (the ready line's
 // *_ms moments). A Loop of further appliance boots counts stalls. Both
 // boot as a server does (qemutest.Options.ServerBoot: the bzImage through
-// its own decompressor, the kernel's crypto self-tests run), not as the
-// tests boot them.
+// its own decompressor, the kernel's crypto self-tests run) unless
+// Options.TestBoot says to boot them as the tests do.
 package bootbench
 
 import (
@@ -37,7 +37,10 @@ type Options struct {
 	CPUs         int
 	MemoryMiB    int
 	ReadyTimeout time.Duration
-	Logf         func(format string, args ...any)
+	// TestBoot boots both as the tests do: through the kernel's PVH entry,
+	// without the crypto self-tests (see qemutest.Options.ServerBoot).
+	TestBoot bool
+	Logf     func(format string, args ...any)
 }
 
 // Result is what Run measured.
@@ -92,7 +95,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Options: o, Date: time.Now()}
 	var cpu time.Duration // of the last boot
 	boot := func(initrd string, wait func(*qemutest.VM) error) (time.Duration, error) {
-		vm, err := qemutest.Start(ctx, qemutest.Options{Kernel: o.Kernel, ServerBoot: true, Initrd: initrd, CPUs: o.CPUs, MemoryMiB: o.MemoryMiB})
+		vm, err := qemutest.Start(ctx, qemutest.Options{Kernel: o.Kernel, ServerBoot: !o.TestBoot, Initrd: initrd, CPUs: o.CPUs, MemoryMiB: o.MemoryMiB})
 		if err != nil {
 			return 0, err
 		}
@@ -180,6 +183,11 @@ func (r *Result) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "- Guests: q35, %d vCPUs, %d MiB, kernel `%s` (%s); appliance initramfs `%s` (%s)\n",
 		o.CPUs, o.MemoryMiB, o.Kernel, fileSize(o.Kernel), o.Initrd, fileSize(o.Initrd))
 	fmt.Fprintf(w, "- Floor: the same kernel with a static Go `/init` that prints a marker.\n")
+	if r.Options.TestBoot {
+		fmt.Fprintf(w, "- Booted as the tests boot (`-test-boot`): the kernel uncompressed through its PVH entry, `%s`.\n", qemutest.NoSelfTests)
+	} else {
+		fmt.Fprintf(w, "- Booted as a server boots: the bzImage through its own decompressor, the kernel's crypto self-tests on.\n")
+	}
 	fmt.Fprintf(w, "- Wall time from starting QEMU to the floor's marker / the appliance's `%s` line; boots interleaved, one warm-up of each discarded.\n\n", api.ReadyPrefix)
 
 	fmt.Fprintln(w, "| run | floor (s) | appliance (s) | floor, QEMU's CPU (s) | appliance, QEMU's CPU (s) |")
