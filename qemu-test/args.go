@@ -36,7 +36,8 @@ type Options struct {
 	// own decompressor, with the kernel's crypto self-tests. Without it a
 	// test boot skips both (PVHKernel, NoSelfTests), which cost about
 	// 5.5 s and 1 s of emulated CPU a boot under TCG and test nothing of
-	// Plinth's. The boot benchmark sets it.
+	// Plinth's. make run and the benchmarks set it (bench/boot unless
+	// told -test-boot).
 	ServerBoot bool
 	// Initrd is the initramfs; empty means none.
 	Initrd string
@@ -176,9 +177,9 @@ func (o Options) OVMFCodePath() string { return OVMFCode }
 
 // NoSelfTests turns off the kernel's crypto self-tests (the crypto
 // manager checks every algorithm against known answers as it registers it:
-// about 1 s of a guest's boot under TCG, the floor's marker at 2.9 s of
-// kernel time with it against 4.1 s without). Test guests boot with it; a
-// server does not (ServerBoot).
+// about 1 s of a guest's boot under TCG: the floor printed its marker at
+// 2.9 s of kernel time with this argument, 4.1 s without). Test guests
+// boot with it; a server does not (ServerBoot).
 const NoSelfTests = "cryptomgr.notests=1"
 
 // KernelCmdline is the full kernel command line the guest gets.

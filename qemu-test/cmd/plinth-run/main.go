@@ -58,7 +58,9 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	o := qemutest.Options{Kernel: kernel, Initrd: initrd, Cmdline: *cmdline, MemoryMiB: *mem, CPUs: *cpus, Accel: a.Mode}
+	// make run shows the appliance as a server boots it (the tests boot
+	// it quicker: qemutest.Options.ServerBoot).
+	o := qemutest.Options{Kernel: kernel, Initrd: initrd, Cmdline: *cmdline, MemoryMiB: *mem, CPUs: *cpus, Accel: a.Mode, ServerBoot: true}
 	firstRun := false
 	if *disk != "" {
 		if err := os.MkdirAll(filepath.Dir(*disk), 0o755); err != nil {
