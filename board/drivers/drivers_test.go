@@ -2,8 +2,11 @@ package drivers
 
 import (
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -39,6 +42,53 @@ func TestMatch(t *testing.T) {
 	}
 	if len(un) != 1 || !strings.HasPrefix(un[0], "pci:v00008086d00002922") {
 		t.Errorf("unmatched = %v, want the AHCI controller only", un)
+	}
+}
+
+// TestMatchAgreesWithTheGlobs: Match's look at an alias's literal start
+// first gives what matching every glob gives, for patterns with a
+// wildcard first, escapes and classes, and for Aliases made by hand.
+func TestMatchAgreesWithTheGlobs(t *testing.T) {
+	al, err := ParseAliases(strings.NewReader(aliasFixture + `alias *:PNP0A03:* pcieport
+alias usb:v05ACp12[0-9]*d*dc*dsc*dp*ic*isc*ip*in* apple_usb
+alias of:N*T*Cfoo\*bar* escaped
+alias platform:i8042 i8042
+alias platform:i8042* i8042_prefix
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	modaliases := []string{
+		"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+		"pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00",
+		"acpi:PNP0A03:",
+		"acpi:PNP0C0C:",
+		"usb:v05ACp1234d0100dc00dsc00dp00ic08isc06ip50in00",
+		"usb:v05ACp13A4d0100dc00dsc00dp00ic08isc06ip50in00",
+		"of:NxTyCfoo*bar",
+		"of:NxTyCfooXbar",
+		"platform:i8042",
+		"platform:i8042x",
+		"",
+	}
+	byHand := make([]Alias, len(al))
+	for i, a := range al {
+		byHand[i] = Alias{Pattern: a.Pattern, Module: a.Module}
+	}
+	for _, ma := range modaliases {
+		var want []string
+		for _, a := range al {
+			if ok, _ := path.Match(a.Pattern, ma); ok && !slices.Contains(want, a.Module) {
+				want = append(want, a.Module)
+			}
+		}
+		sort.Strings(want)
+		for name, aliases := range map[string][]Alias{"parsed": al, "by hand": byHand} {
+			got, _ := Match(aliases, []string{ma})
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s aliases, %q: Match = %v, the globs say %v", name, ma, got, want)
+			}
+		}
 	}
 }
 

@@ -37,6 +37,10 @@ type Loader struct {
 	// accepts (by path); held collects them for LoadHeld.
 	hold func(path string) bool
 	held map[string]bool
+	// matched holds the modaliases ColdPlug has matched: each of their
+	// modules was tried or held then, so a look again matches only the
+	// devices that are new.
+	matched map[string]bool
 }
 
 // Hold makes ColdPlug and HotPlug leave the modules whose path hold
@@ -100,7 +104,7 @@ func NewLoader(modulesDir, sysRoot string, logf func(string, ...any)) (*Loader, 
 		return nil, fmt.Errorf("module loader: read modules.dep: %w", err)
 	}
 	l := &Loader{prober: prober, aliases: aliases, paths: paths, sysRoot: sysRoot, logf: logf,
-		tried: map[string]bool{}, inflight: map[string]bool{}}
+		tried: map[string]bool{}, inflight: map[string]bool{}, matched: map[string]bool{}}
 	l.cond = sync.NewCond(&l.mu)
 	return l, nil
 }
@@ -234,9 +238,14 @@ func (l *Loader) ColdPlug(extra []string) []string {
 			l.logf("modules: %v", err)
 		}
 		var mas []string
+		l.mu.Lock()
 		for _, d := range devs {
-			mas = append(mas, d.Modalias)
+			if !l.matched[d.Modalias] {
+				l.matched[d.Modalias] = true
+				mas = append(mas, d.Modalias)
+			}
 		}
+		l.mu.Unlock()
 		mods, _ := Match(l.aliases, mas)
 		mods = append(mods, more...)
 		l.mu.Lock()
