@@ -109,22 +109,35 @@ type Device struct {
 // modalias: every bus's devices, plus the CPU (whose modalias selects
 // kvm_intel or kvm_amd and CPU-specific crypto and sensor drivers).
 func Devices(sysRoot string) ([]Device, error) {
-	matches, err := filepath.Glob(filepath.Join(sysRoot, "bus", "*", "devices", "*", "modalias"))
+	// Each bus's device directory is listed and each device's modalias
+	// read directly: a glob of bus/*/devices/*/modalias lists every
+	// device's own directory too, which cost the cold-plug, looking again
+	// after each module it loads, most of its sysfs time.
+	buses, err := os.ReadDir(filepath.Join(sysRoot, "bus"))
 	if err != nil {
 		return nil, fmt.Errorf("list devices under %s: %w", sysRoot, err)
 	}
-	matches = append(matches, filepath.Join(sysRoot, "devices", "system", "cpu", "modalias"))
-	var out []Device
-	for _, m := range matches {
-		b, err := os.ReadFile(m)
+	var dirs []string
+	for _, b := range buses {
+		devs, err := os.ReadDir(filepath.Join(sysRoot, "bus", b.Name(), "devices"))
 		if err != nil {
-			continue // devices come and go; the cpu file may not exist
+			continue // a bus without devices, or one going away
+		}
+		for _, d := range devs {
+			dirs = append(dirs, filepath.Join(sysRoot, "bus", b.Name(), "devices", d.Name()))
+		}
+	}
+	dirs = append(dirs, filepath.Join(sysRoot, "devices", "system", "cpu"))
+	var out []Device
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "modalias"))
+		if err != nil {
+			continue // no modalias; devices come and go; the cpu file may not exist
 		}
 		ma := strings.TrimSpace(string(b))
 		if ma == "" {
 			continue
 		}
-		dir := filepath.Dir(m)
 		rel, _ := filepath.Rel(sysRoot, dir)
 		d := Device{Path: rel, Modalias: ma}
 		if target, err := os.Readlink(filepath.Join(dir, "driver")); err == nil {
