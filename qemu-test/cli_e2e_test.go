@@ -67,7 +67,7 @@ func TestApplianceCLI(t *testing.T) {
 	}
 	run("", "vm", "create", "--name", "inner", "--memory", "256M", "--machine", "pc",
 		"--kernel", "ds1:vmlinux", "--initrd", "ds1:init.cpio",
-		"--cmdline", "console=ttyS0 panic=-1 "+NoSelfTests+" "+FloorHangCmdline, "--cdrom", "ds1:iso/small.iso")
+		"--cmdline", "console=ttyS0 quiet panic=-1 "+NoSelfTests+" "+FloorHangCmdline, "--cdrom", "ds1:iso/small.iso")
 	run("", "vm", "start", "inner")
 	var started api.VM
 	if err := json.Unmarshal([]byte(run("", "vm", "show", "inner", "--json")), &started); err != nil ||

@@ -43,7 +43,7 @@ func TestApplianceAutostartsVM(t *testing.T) {
 	}
 	spec := api.VMSpec{
 		Name: "inner", MemoryMiB: 256, Serial: true,
-		Kernel:    &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: "console=ttyS0 panic=-1 " + NoSelfTests + " " + FloorHangCmdline},
+		Kernel:    &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio", Cmdline: "console=ttyS0 quiet panic=-1 " + NoSelfTests + " " + FloorHangCmdline},
 		Autostart: api.Autostart{Enabled: true},
 		// On a virtual switch defined in STATE: vmkernel makes the bridge at
 		// start (the kernel loads the bridge module through Plinth's modprobe

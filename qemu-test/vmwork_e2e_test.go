@@ -331,7 +331,7 @@ func TestNestedGuestStarts(t *testing.T) {
 	w := vmWork{t: t, ctx: ctx, c: c, vm: vm}
 	id := w.create(api.VMSpec{Name: "inner", MemoryMiB: 256, Machine: api.MachinePC, Serial: true,
 		Kernel: &api.DirectBoot{Datastore: "ds1", Kernel: "vmlinux", Initrd: "init.cpio",
-			Cmdline: "console=ttyS0 panic=-1 " + NoSelfTests + " " + FloorHangCmdline}})
+			Cmdline: "console=ttyS0 quiet panic=-1 " + NoSelfTests + " " + FloorHangCmdline}})
 	var failed int
 	var took []time.Duration
 	for i := 1; i <= starts; i++ {
