@@ -13,8 +13,8 @@ import (
 // the serial port. The kernel is quiet and skips the crypto self-tests
 // (NoSelfTests): in the appliance the ISO's VM runs nested, where every
 // character written to the emulated UART or the VGA text screen is an exit
-// to the appliance's KVM and QEMU (docs/PERFORMANCE.md, "Quiet nested
-// guests").
+// to the appliance's KVM and QEMU (docs/PERFORMANCE.md, "Two costs every
+// test paid").
 const FloorConsoleCmdline = "console=tty0 console=ttyS0 quiet panic=-1 " + NoSelfTests + " plinthfloor=console"
 
 // BuildFloorISO makes a small BIOS-bootable ISO in dir, as a user would
